@@ -1,0 +1,79 @@
+"""Keep numba's on-disk cache honest about this package's code.
+
+numba keys a cached function on its own source file only.  A kernel that
+inlines our intrinsics or layout constants would keep running stale machine
+code after engram-numba changes.  Two guards:
+
+* :data:`FINGERPRINT`, a hash of every source file of the package, is part of
+  the numba type of every object we pass into kernels (metric sets, tracers),
+  so a cached kernel taking one of them no longer matches after any change.
+* Our own ``cache=True`` functions get a cache locator whose source stamp
+  includes the fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+FINGERPRINT = _fingerprint()
+
+
+def _install_locator() -> None:
+    try:
+        from numba.core import caching
+        impl = caching._CacheImpl
+        base = caching._CacheLocator
+    except (ImportError, AttributeError):  # numba internals moved: keep numba's default
+        return
+
+    class PackageCacheLocator(base):
+        """Wraps numba's locator for our files and adds the package fingerprint."""
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def ensure_cache_path(self):
+            self._inner.ensure_cache_path()
+
+        def get_cache_path(self):
+            return self._inner.get_cache_path()
+
+        def get_source_stamp(self):
+            return (self._inner.get_source_stamp(), FINGERPRINT)
+
+        def get_disambiguator(self):
+            return self._inner.get_disambiguator()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            try:
+                inside = Path(py_file).resolve().is_relative_to(_PACKAGE_DIR)
+            except (OSError, ValueError):
+                return None
+            if not inside:
+                return None
+            for other in impl._locator_classes:
+                if other is cls:
+                    continue
+                inner = other.from_function(py_func, py_file)
+                if inner is not None:
+                    return cls(inner)
+            return None
+
+    if not any(getattr(c, "__name__", "") == "PackageCacheLocator" for c in impl._locator_classes):
+        impl._locator_classes = [PackageCacheLocator, *impl._locator_classes]
+
+
+_install_locator()
