@@ -1,0 +1,30 @@
+"""engram-numba: lock-free metrics and bounded event tracing inside numba kernels.
+
+Declare a :class:`MetricSet`, pass the object into any ``@njit`` kernel and
+record with ``inc`` / ``add`` / ``set`` / ``observe`` at a few nanoseconds per
+call, exactly, from any number of threads.  A ``.disabled()`` set compiles to no
+code at all.  Read the values from Python as snapshots and export them
+(Prometheus text format included).
+
+The atomic primitives the library is built on are public too:
+``atomic_add``, ``atomic_cas``, ``atomic_load``, ... usable on numpy arrays and
+structured-array records inside kernels.
+"""
+
+from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
+from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
+                       atomic_max, atomic_min, atomic_store, atomic_sub)
+from ._layout import RegionError
+from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram, HistogramData,
+                      HistogramSnapshot, MetricSet, MetricSetSnapshot, attach_metrics,
+                      kernel_method, relative_error_bound)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",
+    "atomic_load", "atomic_store", "atomic_fence",
+    "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
+    "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
+    "relative_error_bound", "RegionError",
+]

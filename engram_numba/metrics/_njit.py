@@ -1,0 +1,334 @@
+"""numba support for metric sets: pass the set object into a kernel, call its methods.
+
+* A set's numba type carries its class and layout hash.  Its native value is a
+  single base address; every metric attribute (``m.requests``) becomes a
+  *handle* type whose offsets, label sizes and bucket parameters are
+  compile-time constants, so ``m.requests.inc(k)`` compiles to a bounds check
+  and one ``lock add`` at ``base + constant + k * stride``.
+* A disabled set has its own type with an empty native value: it occupies no
+  argument register, and every method on it compiles to nothing, so the kernel's
+  machine code is the same as if the calls were not written.
+* Labels are checked at compile time (count, enum class) and at run time (range).
+  An out-of-range label never touches memory outside the region: the record is
+  counted in the set's ``invalid_records`` slot instead.
+* ``@kernel_method`` functions are compiled for both types as ordinary overloads.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, errors
+from numba.core.typing.templates import AttributeTemplate
+from numba.extending import (NativeValue, infer_getattr, intrinsic, lower_getattr_generic,
+                             make_attribute_wrapper, models, overload_method, register_model,
+                             unbox)
+
+from .._atomics import add_u64
+from . import _record as R
+from .buckets import exponential_tables
+from .layout import INVALID_OFFSET
+
+_ONE = 1
+
+
+class MetricSetType(types.Type):
+    """numba type of a metric set instance (enabled or disabled)."""
+
+    def __init__(self, set_class, layout, enabled: bool):
+        self.set_class = set_class
+        self.layout = layout
+        self.enabled = enabled
+        prefix = "" if enabled else "Disabled"
+        super().__init__(name=f"{prefix}MetricSet[{set_class.__qualname__}@{layout.type_key}]")
+        self.handle_types = {attr: _handle_type(m, layout, enabled)
+                             for attr, m in layout.metrics.items()}
+
+    @property
+    def key(self):
+        return (self.set_class, self.layout.type_key, self.enabled)
+
+
+class HandleType(types.Type):
+    """A metric of a set inside a kernel; every layout fact is a constant of the type."""
+
+    kind = ""
+
+    def __init__(self, enabled, metric_name, offset, stride, dims, enums, extra=()):
+        self.enabled = enabled
+        self.metric_name = metric_name
+        self.offset = offset
+        self.stride = stride
+        self.dims = dims
+        self.enums = enums
+        self.extra = extra
+        state = "" if enabled else "Disabled"
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{metric_name}@{offset}]")
+
+    @property
+    def key(self):
+        return (self.enabled, self.metric_name, self.offset, self.stride, self.dims, self.enums,
+                self.extra)
+
+
+class CounterHandleType(HandleType):
+    kind = "counter"
+
+
+class GaugeHandleType(HandleType):
+    kind = "gauge"
+
+
+class HistogramHandleType(HandleType):
+    kind = "histogram"
+
+
+def _handle_type(m, layout, enabled):
+    spec = m.spec
+    dims = tuple(len(d.values) for d in spec.labels)
+    enums = tuple(d.enum for d in spec.labels)
+    args = (enabled, spec.name, m.offset, m.stride, dims, enums)
+    if spec.kind == "counter":
+        return CounterHandleType(*args)
+    if spec.kind == "gauge":
+        return GaugeHandleType(*args)
+    if spec.mode == "explicit":
+        extra = ("explicit", spec.bounds)
+    else:
+        extra = ("exponential", spec.scale, spec.lo_index, spec.n_buckets, spec.negative)
+    return HistogramHandleType(*args, extra=extra)
+
+
+class _AddressModel(models.StructModel):
+    """Enabled: the base address of the region.  Disabled: nothing at all."""
+
+    def __init__(self, dmm, fe_type):
+        members = [("base", types.uintp)] if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+
+for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleType):
+    register_model(_t)(_AddressModel)
+    make_attribute_wrapper(_t, "base", "base")
+
+
+@unbox(MetricSetType)
+def _unbox_set(typ, obj, c):
+    value = cgutils.create_struct_proxy(typ)(c.context, c.builder)
+    if not typ.enabled:
+        return NativeValue(value._getvalue())
+    # _kernel_address raises (closed or read-only set): the call fails with that error
+    addr = c.pyapi.object_getattr_string(obj, "_kernel_address")
+    failed = cgutils.is_null(c.builder, addr)
+    with c.builder.if_then(c.builder.not_(failed), likely=True):
+        ptr = c.pyapi.long_as_voidptr(addr)
+        value.base = c.builder.ptrtoint(ptr, c.context.get_value_type(types.uintp))
+        c.pyapi.decref(addr)
+    return NativeValue(value._getvalue(), is_error=failed)
+
+
+@infer_getattr
+class _SetAttributes(AttributeTemplate):
+    key = MetricSetType
+
+    def generic_resolve(self, typ, attr):
+        return typ.handle_types.get(attr)
+
+
+@lower_getattr_generic(MetricSetType)
+def _lower_handle(context, builder, typ, value, attr):
+    htype = typ.handle_types[attr]
+    handle = cgutils.create_struct_proxy(htype)(context, builder)
+    if typ.enabled:
+        handle.base = cgutils.create_struct_proxy(typ)(context, builder, value=value).base
+    return handle._getvalue()
+
+
+# --------------------------------------------------------------------------
+# labels
+# --------------------------------------------------------------------------
+
+def _star(labels):
+    """numba hands ``*labels`` to overloads either flat or as one StarArgTuple."""
+    if len(labels) == 1 and isinstance(labels[0], (types.StarArgTuple, types.StarArgUniTuple)):
+        return tuple(labels[0].types)
+    return tuple(labels)
+
+
+def _check_labels(h, method, labels):
+    labels = _star(labels)
+    if len(labels) != len(h.dims):
+        raise errors.TypingError(
+            f"{h.metric_name}.{method}: this metric takes {len(h.dims)} label index(es), "
+            f"got {len(labels)}")
+    for k, (lt, enum_cls) in enumerate(zip(labels, h.enums)):
+        if isinstance(lt, types.IntEnumMember):
+            if enum_cls is not None and lt.instance_class is not enum_cls:
+                raise errors.TypingError(
+                    f"{h.metric_name}.{method}: label {k} takes {enum_cls.__name__} members, "
+                    f"got a {lt.instance_class.__name__}")
+        elif isinstance(lt, types.Boolean) or not isinstance(lt, types.Integer):
+            raise errors.TypingError(
+                f"{h.metric_name}.{method}: label {k} must be an integer or an IntEnum member, got {lt}")
+
+
+@intrinsic
+def _label_slot(typingctx, handle, labels):
+    """Row-major slot of the label indices, or -1 if any is out of range."""
+    dims = handle.dims
+    sig = types.intp(handle, labels)
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        ltypes = list(sig.args[1])
+        slot = ir.Constant(intp, 0)
+        ok = cgutils.true_bit
+        for k, (lt, dim) in enumerate(zip(ltypes, dims)):
+            v = context.cast(builder, builder.extract_value(args[1], k), lt, types.intp)
+            ok = builder.and_(ok, builder.icmp_unsigned("<", v, ir.Constant(intp, dim)))
+            slot = builder.add(builder.mul(slot, ir.Constant(intp, dim)), v)
+        return builder.select(ok, slot, ir.Constant(intp, -1))
+
+    return sig, codegen
+
+
+def _check_number(h, method, what, t, integer=False):
+    if integer:
+        if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
+            raise errors.TypingError(
+                f"{h.metric_name}.{method}: {what} must be an integer (counters count whole "
+                f"events; use a Gauge or Histogram for floats), got {t}")
+    elif not isinstance(t, (types.Integer, types.Float, types.IntEnumMember, types.Boolean)):
+        raise errors.TypingError(f"{h.metric_name}.{method}: {what} must be a number, got {t}")
+
+
+# --------------------------------------------------------------------------
+# Counter
+# --------------------------------------------------------------------------
+
+def _counter_add_impl(h, signed_amount):
+    OFF, STRIDE = h.offset, h.stride
+
+    if signed_amount:
+        def impl(h, n, *labels):
+            slot = _label_slot(h, labels)
+            if slot < 0 or n < 0:
+                add_u64(h.base + INVALID_OFFSET, _ONE)
+            else:
+                R.counter_add(h.base + OFF + slot * STRIDE, n)
+    else:
+        def impl(h, n, *labels):
+            slot = _label_slot(h, labels)
+            if slot < 0:
+                add_u64(h.base + INVALID_OFFSET, _ONE)
+            else:
+                R.counter_add(h.base + OFF + slot * STRIDE, n)
+    return impl
+
+
+@overload_method(CounterHandleType, "inc")
+def _counter_inc(h, *labels):
+    _check_labels(h, "inc", labels)
+    if not h.enabled:
+        return lambda h, *labels: None
+    OFF, STRIDE = h.offset, h.stride
+
+    def impl(h, *labels):
+        slot = _label_slot(h, labels)
+        if slot < 0:
+            add_u64(h.base + INVALID_OFFSET, _ONE)
+        else:
+            R.counter_add(h.base + OFF + slot * STRIDE, _ONE)
+    return impl
+
+
+@overload_method(CounterHandleType, "add")
+def _counter_add(h, n, *labels):
+    _check_number(h, "add", "n", n, integer=True)
+    _check_labels(h, "add", labels)
+    if not h.enabled:
+        return lambda h, n, *labels: None
+    signed = isinstance(n, types.IntEnumMember) or n.signed
+    return _counter_add_impl(h, signed)
+
+
+# --------------------------------------------------------------------------
+# Gauge
+# --------------------------------------------------------------------------
+
+def _gauge_method(name, record, sign):
+    @overload_method(GaugeHandleType, name)
+    def _gauge(h, value, *labels):
+        _check_number(h, name, "value", value)
+        _check_labels(h, name, labels)
+        if not h.enabled:
+            return lambda h, value, *labels: None
+        OFF, STRIDE = h.offset, h.stride
+
+        def impl(h, value, *labels):
+            slot = _label_slot(h, labels)
+            if slot < 0:
+                add_u64(h.base + INVALID_OFFSET, _ONE)
+            else:
+                record(h.base + OFF + slot * STRIDE, sign * value)
+        return impl
+
+
+_gauge_method("set", R.gauge_set, 1.0)
+_gauge_method("add", R.gauge_add, 1.0)
+_gauge_method("sub", R.gauge_add, -1.0)
+
+
+# --------------------------------------------------------------------------
+# Histogram
+# --------------------------------------------------------------------------
+
+@overload_method(HistogramHandleType, "observe")
+def _histogram_observe(h, value, *labels):
+    _check_number(h, "observe", "value", value)
+    _check_labels(h, "observe", labels)
+    if not h.enabled:
+        return lambda h, value, *labels: None
+    OFF, STRIDE = h.offset, h.stride
+    if h.extra[0] == "explicit":
+        import numpy as np
+        BOUNDS = np.array(h.extra[1], dtype=np.float64)
+
+        def impl(h, value, *labels):
+            slot = _label_slot(h, labels)
+            if slot < 0:
+                add_u64(h.base + INVALID_OFFSET, _ONE)
+            else:
+                R.observe_explicit(h.base + OFF + slot * STRIDE, value, BOUNDS)
+        return impl
+
+    _, SCALE, LO, NB, NEG = h.extra
+    LUT, BND = exponential_tables(SCALE)
+
+    def impl(h, value, *labels):
+        slot = _label_slot(h, labels)
+        if slot < 0:
+            add_u64(h.base + INVALID_OFFSET, _ONE)
+        else:
+            R.observe_exponential(h.base + OFF + slot * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
+    return impl
+
+
+# --------------------------------------------------------------------------
+# @kernel_method
+# --------------------------------------------------------------------------
+
+def register_kernel_method(km) -> None:
+    """Make ``set.<name>(...)`` resolve, in kernels, to this kernel method.
+
+    One overload per method object: its typer takes the method's own signature
+    (numba folds call arguments with it) and answers only for set classes that
+    resolve the name to this very method.
+    """
+    def _method(self, *args, **kwargs):
+        if self.set_class._kernel_methods.get(km.name) is not km:
+            return None
+        return km.func
+
+    _method.__signature__ = km._signature
+    overload_method(MetricSetType, km.name)(_method)

@@ -1,0 +1,96 @@
+"""Where every value of a metric set lives in its region.
+
+Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
+
+    0        invalid_records  u64  records dropped for an out-of-range label
+                                   (or a negative counter increment) in a kernel
+    L        first metric ...
+             counter slot     u64  one per label combination, each on its own line
+             gauge slot       f64  one per label combination, each on its own line
+             histogram slot   128 B header + u64 buckets, padded to a line
+                              (header layout in :mod:`._record`)
+
+Slots of a labelled metric follow each other in row-major order of the label
+indices.  The layout is described in JSON (stored in file-backed regions) and
+hashed; a kernel's numba type carries the hash, so code compiled for one layout
+is never run on another.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+from .._cache import FINGERPRINT
+from .._layout import check_alignment, description_hash, round_up
+from . import _record as R
+from .spec import Histogram
+
+LAYOUT_VERSION = 1
+INVALID_OFFSET = 0
+_POS_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("inf")))[0]
+_NEG_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("-inf")))[0]
+
+
+class MetricLayout:
+    """Placement of one declared metric."""
+
+    __slots__ = ("attr", "spec", "offset", "stride")
+
+    def __init__(self, attr, spec, offset, stride):
+        self.attr, self.spec, self.offset, self.stride = attr, spec, offset, stride
+
+    @property
+    def size(self) -> int:
+        return self.stride * self.spec.slots
+
+
+class SetLayout:
+    """Placement of every metric of a set, its JSON description and its hash."""
+
+    def __init__(self, set_name: str, specs: dict, alignment: int):
+        check_alignment(alignment)
+        self.name = set_name
+        self.alignment = alignment
+        offset = alignment  # line 0: invalid_records
+        metrics = []
+        for attr, spec in specs.items():
+            if isinstance(spec, Histogram):
+                stride = round_up(R.H_BUCKETS + 8 * spec.total_buckets, alignment)
+            else:
+                stride = alignment
+            metrics.append(MetricLayout(attr, spec, offset, stride))
+            offset += stride * spec.slots
+        self.metrics = {m.attr: m for m in metrics}
+        self.size = offset
+        self.description = json.dumps({
+            "format": "engram-numba.metric-set",
+            "layout_version": LAYOUT_VERSION,
+            "name": set_name,
+            "alignment": alignment,
+            "size": self.size,
+            "metrics": [dict(m.spec.describe(), attr=m.attr, offset=m.offset, stride=m.stride)
+                        for m in metrics],
+        }, sort_keys=True, separators=(",", ":"))
+        self.hash = description_hash(self.description).hex()
+        self.type_key = f"{self.hash[:16]}.{FINGERPRINT}"
+
+    @property
+    def n_words(self) -> int:
+        return self.size // 8
+
+    def initial_words(self) -> np.ndarray:
+        """The region's contents when empty: zeros, histogram min=+inf and max=-inf."""
+        words = np.zeros(self.n_words, dtype=np.uint64)
+        for m in self.metrics.values():
+            if isinstance(m.spec, Histogram):
+                for slot in range(m.spec.slots):
+                    base = (m.offset + slot * m.stride) // 8
+                    words[base + R.H_MIN // 8] = _POS_INF_BITS
+                    words[base + R.H_MAX // 8] = _NEG_INF_BITS
+        return words
+
+    def by_name(self) -> dict:
+        return {m.spec.name: m for m in self.metrics.values()}

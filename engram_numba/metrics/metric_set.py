@@ -1,0 +1,460 @@
+"""User-declared metric sets: one object, passed into kernels, read from Python.
+
+::
+
+    class ServerMetrics(MetricSet):
+        requests = Counter("requests_total", "Requests served", labels={"method": Method})
+        latency = Histogram("latency_seconds", "Time per request", range=(1e-6, 10))
+
+        @kernel_method
+        def record_request(self, method: Method, seconds):
+            self.requests.inc(method)
+            self.latency.observe(seconds)
+
+    m = ServerMetrics()                 # or .create(path) / .attach(path) / .disabled()
+    kernel(m, ...)                      # inside: m.requests.inc(Method.GET) or m.record_request(...)
+    m.snapshot()                        # plain dict
+
+Every call works the same in a kernel and in Python.  In Python, labels and
+values are validated (``ValueError``); in a kernel an out-of-range label is
+counted in ``invalid_records`` and nothing else is written.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import json
+import typing
+
+import numpy as np
+
+from .._layout import CACHE_LINE, KIND_METRICS, Region, RegionError
+from . import _njit
+from . import _record as R
+from .buckets import exponential_tables
+from .layout import INVALID_OFFSET, SetLayout
+from .snapshot import HistogramData, MetricSetSnapshot
+from .spec import MetricSpec, snake_case, spec_from_description
+
+__all__ = ["MetricSet", "kernel_method", "attach_metrics"]
+
+_U64_MAX = (1 << 64) - 1
+
+
+class kernel_method:
+    """Declare a method of a :class:`MetricSet` that kernels can call.
+
+    The body may only use the set's metrics (``self.<metric>.inc(...)`` etc.)
+    and other kernel methods; it is compiled into each kernel that calls it and
+    run as plain Python otherwise.  Parameters annotated with an ``IntEnum``
+    class are validated on the Python path before anything is recorded.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+        functools.update_wrapper(self, func)
+        self._signature = inspect.signature(func)
+        self._enum_params = None
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def _enums(self) -> dict:
+        if self._enum_params is None:
+            try:
+                hints = typing.get_type_hints(self.func)
+            except Exception:  # unresolvable annotations: nothing to validate
+                hints = {}
+            self._enum_params = {p: t for p, t in hints.items()
+                                 if isinstance(t, type) and issubclass(t, enum.IntEnum)}
+        return self._enum_params
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return functools.partial(self._call, obj)
+
+    def _call(self, obj, *args, **kwargs):
+        if not obj.enabled:
+            return None
+        enums = self._enums()
+        if enums:
+            bound = self._signature.bind(obj, *args, **kwargs)
+            for param, enum_cls in enums.items():
+                if param in bound.arguments:
+                    value = bound.arguments[param]
+                    try:
+                        enum_cls(value)
+                    except ValueError:
+                        raise ValueError(f"{self.name}: {param}={value!r} is not a valid "
+                                         f"{enum_cls.__name__}") from None
+        return self.func(obj, *args, **kwargs)
+
+
+class MetricSet:
+    """Base class of metric sets; declare metrics as class attributes.
+
+    Subclass keyword ``name`` sets the set's name (default: the class name in
+    snake case), used for ``<name>_invalid_records_total`` in exports.
+    """
+
+    set_name: typing.ClassVar[str] = "metric_set"
+    _specs: typing.ClassVar[dict] = {}
+    _kernel_methods: typing.ClassVar[dict] = {}
+    _layouts: typing.ClassVar[dict] = {}
+
+    def __init_subclass__(cls, name: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        specs, methods = {}, {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, MetricSpec):
+                    specs[attr] = value
+                elif isinstance(value, kernel_method):
+                    methods[attr] = value
+        reserved = set(dir(MetricSet))
+        for attr in list(specs) + list(methods):
+            if attr in reserved:
+                raise TypeError(f"{cls.__name__}.{attr}: the name is taken by MetricSet itself")
+        if name is not None:
+            cls.set_name = name
+        elif "set_name" not in vars(cls):
+            cls.set_name = snake_case(cls.__name__)
+        exported = [s.name for s in specs.values()] + [f"{cls.set_name}_invalid_records_total"]
+        dupes = {n for n in exported if exported.count(n) > 1}
+        if dupes:
+            raise TypeError(f"{cls.__name__}: duplicate metric names {sorted(dupes)}")
+        cls._specs = specs
+        cls._kernel_methods = methods
+        cls._layouts = {}
+        for km in methods.values():
+            if not getattr(km, "_registered", False):
+                _njit.register_kernel_method(km)
+                km._registered = True
+
+    # -- construction -----------------------------------------------------------
+
+    def __init__(self, *, alignment: int = CACHE_LINE):
+        layout = type(self)._layout(alignment)
+        region = Region.anonymous(KIND_METRICS, layout.size, layout.description, alignment)
+        self._bind(region, layout)
+        R.write_words(region.address, layout.initial_words())
+
+    @classmethod
+    def create(cls, path, *, alignment: int = CACHE_LINE):
+        """A new set backed by the file ``path`` (mode 0600), which other processes can attach."""
+        layout = cls._layout(alignment)
+        region = Region.create(path, KIND_METRICS, layout.size, layout.description, alignment)
+        R.write_words(region.address, layout.initial_words())
+        region.publish()
+        return cls._new(region, layout)
+
+    @classmethod
+    def attach(cls, path, *, writable: bool = True):
+        """Attach to a set file created by :meth:`create`, in this or another process.
+
+        Raises :class:`RegionError` if the file does not hold exactly this set's layout.
+        """
+        region = Region.attach(path, KIND_METRICS, writable=writable)
+        layout = cls._layout(region.alignment)
+        if region.description != layout.description:
+            region.close()
+            raise RegionError(f"{path}: {_describe_mismatch(region.description, layout)}")
+        return cls._new(region, layout)
+
+    @classmethod
+    def disabled(cls):
+        """A set that records nothing, owns no memory and compiles to no code in kernels."""
+        obj = cls.__new__(cls)
+        obj._region = None
+        obj._layout_ = cls._layout(CACHE_LINE)
+        obj._handles = {}
+        obj._nbtype = _njit.MetricSetType(cls, obj._layout_, enabled=False)
+        return obj
+
+    @classmethod
+    def _new(cls, region, layout):
+        obj = cls.__new__(cls)
+        obj._bind(region, layout)
+        return obj
+
+    def _bind(self, region, layout):
+        self._region = region
+        self._layout_ = layout
+        self._handles = {}
+        self._nbtype = _njit.MetricSetType(type(self), layout, enabled=True)
+
+    @classmethod
+    def _layout(cls, alignment: int) -> SetLayout:
+        layout = cls._layouts.get(alignment)
+        if layout is None:
+            layout = cls._layouts[alignment] = SetLayout(cls.set_name, cls._specs, alignment)
+        return layout
+
+    # -- kernels --------------------------------------------------------------
+
+    @property
+    def _numba_type_(self):
+        if self._region is not None and not self._region.writable:
+            raise TypeError(f"{type(self).__name__} attached read-only cannot be passed to a kernel")
+        return self._nbtype
+
+    @property
+    def _kernel_address(self) -> int:
+        if self._region is None or self._region.closed:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return self._region.address
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return self._region is not None
+
+    @property
+    def path(self):
+        """The backing file, or None for anonymous and disabled sets."""
+        return None if self._region is None else self._region.path
+
+    @property
+    def layout(self) -> SetLayout:
+        return self._layout_
+
+    @classmethod
+    def metrics(cls) -> dict:
+        """Declared metrics by attribute name."""
+        return dict(cls._specs)
+
+    def _handle(self, attr):
+        handle = self._handles.get(attr)
+        if handle is None:
+            m = self._layout_.metrics[attr]
+            handle = self._handles[attr] = _HANDLES[m.spec.kind](self, m)
+        return handle
+
+    def _address(self) -> int | None:
+        return None if self._region is None else self._kernel_address
+
+    # -- reading ----------------------------------------------------------------
+
+    def _words(self) -> np.ndarray:
+        if self._region is None:
+            return self._layout_.initial_words()
+        return R.read_words(self._kernel_address, self._layout_.n_words)
+
+    def collect(self) -> MetricSetSnapshot:
+        """An immutable reading of every metric (what exporters consume)."""
+        return MetricSetSnapshot(self.set_name, self._layout_, self._words())
+
+    def snapshot(self) -> dict:
+        """Every metric as a plain, JSON-serialisable dict."""
+        return self.collect().to_dict()
+
+    @property
+    def invalid_records(self) -> int:
+        """Kernel records dropped for an out-of-range label or a negative counter increment."""
+        return int(self._words()[INVALID_OFFSET // 8])
+
+    def reset(self) -> None:
+        """Set every value back to empty.
+
+        Each word is reset atomically, but a kernel recording at the same time
+        may see a histogram half-reset (its record then lands before or after).
+        """
+        if self._region is not None:
+            R.write_words(self._kernel_address, self._layout_.initial_words())
+
+    def close(self) -> None:
+        """Release the memory (kernels must not be running on the set)."""
+        if self._region is not None:
+            self._region.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "disabled" if self._region is None else (self._region.path or "anonymous")
+        return f"<{type(self).__name__} {len(self._specs)} metrics, {state}>"
+
+
+def _describe_mismatch(found: str, expected: SetLayout) -> str:
+    try:
+        d = json.loads(found)
+        if d.get("format") != "engram-numba.metric-set":
+            return "not a metric-set layout"
+        theirs = {m["name"]: m for m in d["metrics"]}
+        ours = json.loads(expected.description)
+        mine = {m["name"]: m for m in ours["metrics"]}
+        missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+        changed = sorted(n for n in set(mine) & set(theirs) if mine[n] != theirs[n])
+        parts = [f"file holds set {d.get('name')!r}, expected {expected.name!r}"]
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        if changed:
+            parts.append(f"declared differently: {changed}")
+        if d.get("alignment") != ours.get("alignment"):
+            parts.append(f"alignment {d.get('alignment')}")
+        return "layout mismatch: " + "; ".join(parts)
+    except (ValueError, KeyError, TypeError):
+        return "layout mismatch"
+
+
+def attach_metrics(path, *, writable: bool = False) -> MetricSet:
+    """Attach to any metric-set file, rebuilding its declarations from the file.
+
+    Labels come back as strings and kernel methods are not available; the
+    result can be read, exported, and (with ``writable=True``) passed to kernels.
+    """
+    region = Region.attach(path, KIND_METRICS, writable=writable)
+    try:
+        d = json.loads(region.description)
+        if d.get("format") != "engram-numba.metric-set":
+            raise RegionError(f"{path}: not a metric-set layout")
+        specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
+        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"])
+        layout = cls._layout(region.alignment)
+    except (KeyError, TypeError, ValueError) as exc:
+        region.close()
+        if isinstance(exc, RegionError):
+            raise
+        raise RegionError(f"{path}: unreadable metric-set layout ({exc})") from None
+    if layout.description != region.description:
+        region.close()
+        raise RegionError(f"{path}: layout written by an incompatible version")
+    return cls._new(region, layout)
+
+
+# --------------------------------------------------------------------------
+# Python-side handles
+# --------------------------------------------------------------------------
+
+class _BoundMetric:
+    """A declared metric bound to one set instance (what ``m.<metric>`` returns in Python)."""
+
+    def __init__(self, owner: MetricSet, m):
+        self._owner = owner
+        self._m = m
+        self.spec = m.spec
+
+    def _slot(self, labels) -> int:
+        dims = self.spec.labels
+        if len(labels) != len(dims):
+            raise ValueError(f"{self.spec.name} takes {len(dims)} label(s) "
+                             f"{list(self.spec.label_names)}, got {len(labels)}")
+        slot = 0
+        for dim, label in zip(dims, labels):
+            slot = slot * len(dim.values) + dim.index(label)
+        return slot
+
+    def _slot_address(self, labels) -> int | None:
+        slot = self._slot(labels)
+        base = self._owner._address()
+        return None if base is None else base + self._m.offset + slot * self._m.stride
+
+    def _read(self):
+        return self._owner.collect()[self._m.attr]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__[1:]} {self.spec.name}>"
+
+
+class _BoundCounter(_BoundMetric):
+    def inc(self, *labels) -> None:
+        self.add(1, *labels)
+
+    def add(self, n, *labels) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise ValueError(f"{self.spec.name}: counters add whole numbers, got {n!r}")
+        if not 0 <= int(n) <= _U64_MAX:
+            raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
+        addr = self._slot_address(labels)
+        if addr is not None:
+            R.py_counter_add(addr, np.uint64(n))
+
+    def value(self, *labels) -> int:
+        return self._read().get(*labels)
+
+    def values(self) -> dict:
+        return _keyed(self.spec, self._read().items())
+
+    @property
+    def total(self) -> int:
+        return self._read().total
+
+
+class _BoundGauge(_BoundMetric):
+    def _value(self, value) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.spec.name}: gauge values are numbers, got {value!r}") from None
+
+    def set(self, value, *labels) -> None:
+        v = self._value(value)
+        addr = self._slot_address(labels)
+        if addr is not None:
+            R.py_gauge_set(addr, v)
+
+    def add(self, value, *labels) -> None:
+        v = self._value(value)
+        addr = self._slot_address(labels)
+        if addr is not None:
+            R.py_gauge_add(addr, v)
+
+    def sub(self, value, *labels) -> None:
+        self.add(-self._value(value), *labels)
+
+    def value(self, *labels) -> float:
+        return self._read().get(*labels)
+
+    def values(self) -> dict:
+        return _keyed(self.spec, self._read().items())
+
+
+class _BoundHistogram(_BoundMetric):
+    def observe(self, value, *labels) -> None:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{self.spec.name}: observations are numbers, got {value!r}") from None
+        addr = self._slot_address(labels)
+        if addr is None:
+            return
+        s = self.spec
+        if s.mode == "explicit":
+            R.py_observe_explicit(addr, v, _explicit_bounds(s.bounds))
+        else:
+            lut, bnd = exponential_tables(s.scale)
+            R.py_observe_exponential(addr, v, s.scale, lut, bnd, s.lo_index, s.n_buckets, s.negative)
+
+    def read(self, *labels) -> HistogramData:
+        """The histogram's contents now (count, sum, quantile(q), buckets(), ...)."""
+        return self._read().get(*labels)
+
+    def values(self) -> dict:
+        return _keyed(self.spec, self._read().items())
+
+
+@functools.lru_cache(maxsize=None)
+def _explicit_bounds(bounds: tuple) -> np.ndarray:
+    arr = np.array(bounds, dtype=np.float64)
+    arr.setflags(write=False)
+    return arr
+
+
+def _keyed(spec, items) -> dict:
+    """Label-keyed dict: no labels -> {(): v}; one label -> {value: v}; more -> {tuple: v}."""
+    if len(spec.labels) == 1:
+        return {labels[0]: v for labels, v in items}
+    return dict(items)
+
+
+_HANDLES = {"counter": _BoundCounter, "gauge": _BoundGauge, "histogram": _BoundHistogram}

@@ -1,0 +1,289 @@
+"""Immutable readings of a metric set.
+
+A snapshot is taken with relaxed atomic loads of the whole region (no torn
+word) and then interpreted here; exporters, queries and plots only ever see
+snapshots, never the live memory kernels write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from functools import lru_cache
+
+import numpy as np
+
+from . import _record as R
+from .buckets import _octave_boundaries, estimate_quantile, relative_error_bound
+from .spec import Histogram, MetricSpec
+
+__all__ = ["MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot",
+           "HistogramData"]
+
+
+def _f64(word) -> float:
+    return float(np.uint64(word).view(np.float64))
+
+
+def label_values(spec: MetricSpec) -> list:
+    """Label value tuples of every slot, in slot order."""
+    return list(itertools.product(*[d.values for d in spec.labels]))
+
+
+@lru_cache(maxsize=256)
+def _exponential_edges(scale: int, lo_index: int, n_buckets: int) -> np.ndarray:
+    """Lower boundaries of buckets lo..lo+n-1 plus the upper boundary of the last."""
+    octave = np.array(_octave_boundaries(scale))
+    idx = np.arange(lo_index, lo_index + n_buckets + 1)
+    edges = np.ldexp(octave[idx % (1 << scale)], idx >> scale)
+    edges.setflags(write=False)
+    return edges
+
+
+class HistogramData:
+    """One histogram (one label combination) at a point in time.
+
+    ``count`` and ``sum`` cover the finite observations in the histogram's
+    domain; NaN, +-inf and (without negative buckets) negative values are
+    counted apart in ``nan``, ``pos_inf``, ``neg_inf`` and ``negative``.
+    """
+
+    def __init__(self, spec: Histogram, words: np.ndarray):
+        self.spec = spec
+        self.sum = _f64(words[R.H_SUM // 8])
+        lo, hi = _f64(words[R.H_MIN // 8]), _f64(words[R.H_MAX // 8])
+        self.zero_count = int(words[R.H_ZERO // 8])
+        self.overflow = int(words[R.H_OVERFLOW // 8])
+        self.neg_overflow = int(words[R.H_NEG_OVERFLOW // 8])
+        self.nan = int(words[R.H_NAN // 8])
+        self.pos_inf = int(words[R.H_POS_INF // 8])
+        self.neg_inf = int(words[R.H_NEG_INF // 8])
+        self.negative = int(words[R.H_NEGATIVE // 8])
+        counts = words[R.H_BUCKETS // 8:R.H_BUCKETS // 8 + spec.total_buckets].astype(np.int64)
+        if spec.mode == "exponential" and spec.negative:
+            self.negative_counts, self.counts = counts[:spec.n_buckets], counts[spec.n_buckets:]
+        else:
+            self.negative_counts, self.counts = counts[:0], counts
+        self.count = int(self.counts.sum() + self.negative_counts.sum()) + self.zero_count \
+            + self.overflow + self.neg_overflow
+        # a writer updates min/max just before its bucket: a reader may catch one
+        # without the other, so extremes are reported only for a non-empty histogram
+        self.min = lo if self.count else math.nan
+        self.max = hi if self.count else math.nan
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count if self.count else math.nan
+
+    @property
+    def excluded(self) -> dict:
+        """Observations outside ``count``: ``{"nan": n, "+inf": n, "-inf": n, "negative": n}``."""
+        return {"nan": self.nan, "+inf": self.pos_inf, "-inf": self.neg_inf, "negative": self.negative}
+
+    @property
+    def relative_error_bound(self) -> float:
+        """Bound on a quantile's relative error inside an exponential bucket (nan if explicit)."""
+        return relative_error_bound(self.spec.scale) if self.spec.mode == "exponential" else math.nan
+
+    def buckets(self):
+        """Non-empty and empty buckets in value order: ``(lower, upper, count)`` tuples.
+
+        Exponential: negative buckets hold ``[-upper, -lower)`` mirrored, the zero
+        bucket ``[-t, t]`` (``[0, t]`` without negative buckets), positive buckets
+        ``(lower, upper]``, overflow ``(2**max_exponent, inf)``.  Explicit: ``(b[k-1], b[k]]``
+        with ``-inf`` and ``inf`` closing the ends.
+        """
+        s = self.spec
+        out = []
+        if s.mode == "explicit":
+            edges = (-math.inf,) + s.bounds + (math.inf,)
+            for k, n in enumerate(self.counts.tolist()):
+                out.append((edges[k], edges[k + 1], n))
+            return out
+        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets).tolist()
+        top = edges[-1]
+        if s.negative:
+            out.append((-math.inf, -top, self.neg_overflow))
+            for k in range(s.n_buckets - 1, -1, -1):
+                out.append((-edges[k + 1], -edges[k], int(self.negative_counts[k])))
+        t = s.zero_threshold
+        out.append((-t if s.negative else 0.0, t, self.zero_count))
+        for k, n in enumerate(self.counts.tolist()):
+            out.append((edges[k], edges[k + 1], n))
+        out.append((top, math.inf, self.overflow))
+        return out
+
+    def _bins(self):
+        """(count, estimate) in value order, for quantiles."""
+        s = self.spec
+        if s.mode == "explicit":
+            edges = (self.min,) + s.bounds + (self.max,)
+            for k, n in enumerate(self.counts.tolist()):
+                if n:
+                    lo, hi = max(edges[k], self.min), min(edges[k + 1], self.max)
+                    yield n, 0.5 * (lo + hi)
+            return
+        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets)
+        mids = np.sqrt(edges[:-1] * edges[1:])
+        if s.negative:
+            yield self.neg_overflow, self.min
+            for k in np.flatnonzero(self.negative_counts)[::-1]:
+                yield int(self.negative_counts[k]), -float(mids[k])
+        yield self.zero_count, 0.0
+        for k in np.flatnonzero(self.counts):
+            yield int(self.counts[k]), float(mids[k])
+        yield self.overflow, self.max
+
+    def quantile(self, q: float) -> float:
+        """Estimate of quantile ``q`` in [0, 1] (error bounds: :mod:`.buckets`); nan when empty."""
+        return estimate_quantile(q, self._bins(), self.count, self.min, self.max)
+
+    def cumulative(self):
+        """Prometheus classic buckets: ``[(le, cumulative count), ...]`` ending with ``(inf, count)``.
+
+        The boundary list depends only on the declaration, never on the data,
+        and the ``+Inf`` bucket equals ``count`` by construction.
+        """
+        s = self.spec
+        out, seen = [], 0
+        if s.mode == "explicit":
+            for b, n in zip(s.bounds, self.counts.tolist()):
+                seen += n
+                out.append((b, seen))
+            out.append((math.inf, self.count))
+            return out
+        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets).tolist()
+        if s.negative:
+            seen = self.neg_overflow
+            out.append((-edges[-1], seen))
+            for k in range(s.n_buckets - 1, -1, -1):
+                seen += int(self.negative_counts[k])
+                out.append((-edges[k], seen))
+        seen += self.zero_count
+        out.append((edges[0], seen))
+        for k, n in enumerate(self.counts.tolist()):
+            seen += n
+            out.append((edges[k + 1], seen))
+        out.append((math.inf, self.count))
+        return out
+
+    def to_dict(self, quantiles=(0.5, 0.9, 0.95, 0.99)) -> dict:
+        def num(x):
+            return None if math.isnan(x) else x
+        return {
+            "count": self.count, "sum": self.sum, "mean": num(self.mean),
+            "min": num(self.min), "max": num(self.max),
+            "quantiles": {str(q): num(self.quantile(q)) for q in quantiles},
+            "buckets": [[lo, hi, n] for lo, hi, n in self.buckets() if n],
+            "zero_count": self.zero_count, "overflow": self.overflow + self.neg_overflow,
+            "excluded": self.excluded,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<HistogramData {self.spec.name} count={self.count} sum={self.sum:g} "
+                f"p50={self.quantile(0.5):.4g} p99={self.quantile(0.99):.4g}>")
+
+
+class _LabelledSnapshot:
+    def __init__(self, spec: MetricSpec, values: list):
+        self.spec = spec
+        self._values = values
+        self._labels = label_values(spec)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _slot(self, labels) -> int:
+        if len(labels) != len(self.spec.labels):
+            raise ValueError(f"{self.spec.name} has labels {list(self.spec.label_names)}; "
+                             f"got {len(labels)} label(s)")
+        slot = 0
+        for dim, label in zip(self.spec.labels, labels):
+            slot = slot * len(dim.values) + dim.index(label)
+        return slot
+
+    def get(self, *labels):
+        return self._values[self._slot(labels)]
+
+    def items(self):
+        """``(label value tuple, value)`` for every label combination."""
+        return list(zip(self._labels, self._values))
+
+
+class CounterSnapshot(_LabelledSnapshot):
+    """Counts per label combination (python ints)."""
+
+    kind = "counter"
+
+    @property
+    def total(self) -> int:
+        return int(sum(self._values))
+
+    def to_dict(self) -> dict:
+        return _labelled_dict(self, lambda v: v)
+
+
+class GaugeSnapshot(_LabelledSnapshot):
+    """Values per label combination (floats)."""
+
+    kind = "gauge"
+
+    def to_dict(self) -> dict:
+        return _labelled_dict(self, lambda v: None if math.isnan(v) else v)
+
+
+class HistogramSnapshot(_LabelledSnapshot):
+    """A :class:`HistogramData` per label combination."""
+
+    kind = "histogram"
+
+    def to_dict(self) -> dict:
+        return _labelled_dict(self, lambda v: v.to_dict())
+
+
+def _labelled_dict(snap, convert) -> dict:
+    names = snap.spec.label_names
+    samples = [{"labels": dict(zip(names, labels)), "value": convert(v)}
+               for labels, v in snap.items()]
+    return {"type": snap.kind, "help": snap.spec.help, "labels": list(names), "samples": samples}
+
+
+class MetricSetSnapshot:
+    """Every metric of a set at one moment (``timestamp_ns``: unix time of the reading)."""
+
+    def __init__(self, name: str, layout, words: np.ndarray, timestamp_ns: int | None = None):
+        self.name = name
+        self.timestamp_ns = time.time_ns() if timestamp_ns is None else timestamp_ns
+        self.invalid_records = int(words[0])
+        self.metrics = {}
+        for attr, m in layout.metrics.items():
+            spec = m.spec
+            base = m.offset // 8
+            step = m.stride // 8
+            if spec.kind == "counter":
+                vals = words[base:base + step * spec.slots:step].tolist()
+                self.metrics[attr] = CounterSnapshot(spec, [int(v) for v in vals])
+            elif spec.kind == "gauge":
+                vals = words[base:base + step * spec.slots:step].view(np.float64).tolist()
+                self.metrics[attr] = GaugeSnapshot(spec, vals)
+            else:
+                data = [HistogramData(spec, words[base + k * step:base + (k + 1) * step])
+                        for k in range(spec.slots)]
+                self.metrics[attr] = HistogramSnapshot(spec, data)
+
+    def __getitem__(self, attr):
+        return self.metrics[attr]
+
+    def __iter__(self):
+        return iter(self.metrics.values())
+
+    def to_dict(self) -> dict:
+        """A plain, JSON-serialisable dict (no NaN or infinities)."""
+        return {
+            "name": self.name,
+            "timestamp_ns": self.timestamp_ns,
+            "invalid_records": self.invalid_records,
+            "metrics": {s.spec.name: s.to_dict() for s in self.metrics.values()},
+        }
