@@ -170,8 +170,8 @@ class MetricSet:
         """A set that records nothing, owns no memory and compiles to no code in kernels."""
         obj = cls.__new__(cls)
         obj._region = None
+        obj._base = None
         obj._layout_ = cls._layout(CACHE_LINE)
-        obj._handles = {}
         obj._nbtype = _njit.MetricSetType(cls, obj._layout_, enabled=False)
         return obj
 
@@ -183,8 +183,8 @@ class MetricSet:
 
     def _bind(self, region, layout):
         self._region = region
+        self._base = region.address
         self._layout_ = layout
-        self._handles = {}
         self._nbtype = _njit.MetricSetType(type(self), layout, enabled=True)
 
     @classmethod
@@ -204,9 +204,10 @@ class MetricSet:
 
     @property
     def _kernel_address(self) -> int:
-        if self._region is None or self._region.closed:
-            raise ValueError(f"{type(self).__name__} is closed")
-        return self._region.address
+        if self._base is None:
+            raise ValueError(f"{type(self).__name__} is "
+                             f"{'closed' if self._region is not None else 'disabled'}")
+        return self._base
 
     # -- state ----------------------------------------------------------------
 
@@ -229,14 +230,16 @@ class MetricSet:
         return dict(cls._specs)
 
     def _handle(self, attr):
-        handle = self._handles.get(attr)
-        if handle is None:
-            m = self._layout_.metrics[attr]
-            handle = self._handles[attr] = _HANDLES[m.spec.kind](self, m)
+        m = self._layout_.metrics[attr]
+        handle = _HANDLES[m.spec.kind](self, m)
+        self.__dict__[attr] = handle  # later lookups skip the descriptor
         return handle
 
     def _address(self) -> int | None:
-        return None if self._region is None else self._kernel_address
+        """Base address for Python-side writes; None when disabled (writes are no-ops)."""
+        if self._base is None and self._region is not None:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return self._base
 
     # -- reading ----------------------------------------------------------------
 
@@ -270,6 +273,7 @@ class MetricSet:
     def close(self) -> None:
         """Release the memory (kernels must not be running on the set)."""
         if self._region is not None:
+            self._base = None
             self._region.close()
 
     def __enter__(self):
@@ -346,6 +350,8 @@ class _BoundMetric:
 
     def _slot(self, labels) -> int:
         dims = self.spec.labels
+        if not labels and not dims:
+            return 0
         if len(labels) != len(dims):
             raise ValueError(f"{self.spec.name} takes {len(dims)} label(s) "
                              f"{list(self.spec.label_names)}, got {len(labels)}")
@@ -368,16 +374,19 @@ class _BoundMetric:
 
 class _BoundCounter(_BoundMetric):
     def inc(self, *labels) -> None:
-        self.add(1, *labels)
+        addr = self._slot_address(labels)
+        if addr is not None:
+            R.py_counter_add(addr, 1)
 
     def add(self, n, *labels) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise ValueError(f"{self.spec.name}: counters add whole numbers, got {n!r}")
-        if not 0 <= int(n) <= _U64_MAX:
+        n = int(n)
+        if not 0 <= n <= _U64_MAX:
             raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
         addr = self._slot_address(labels)
         if addr is not None:
-            R.py_counter_add(addr, np.uint64(n))
+            R.py_counter_add(addr, n if n < 1 << 63 else np.uint64(n))
 
     def value(self, *labels) -> int:
         return self._read().get(*labels)

@@ -169,13 +169,14 @@ class HistogramData:
         return out
 
     def to_dict(self, quantiles=(0.5, 0.9, 0.95, 0.99)) -> dict:
+        """Plain JSON values: NaN and the open ends of outer buckets become ``None``."""
         def num(x):
-            return None if math.isnan(x) else x
+            return x if math.isfinite(x) else None
         return {
             "count": self.count, "sum": self.sum, "mean": num(self.mean),
             "min": num(self.min), "max": num(self.max),
             "quantiles": {str(q): num(self.quantile(q)) for q in quantiles},
-            "buckets": [[lo, hi, n] for lo, hi, n in self.buckets() if n],
+            "buckets": [[num(lo), num(hi), n] for lo, hi, n in self.buckets() if n],
             "zero_count": self.zero_count, "overflow": self.overflow + self.neg_overflow,
             "excluded": self.excluded,
         }

@@ -1,0 +1,330 @@
+"""What recording a metric costs inside a kernel, next to the alternatives.
+
+Every kernel variant runs ``batches`` batches of ``batch`` operations per round
+and times each batch with the TSC; rounds interleave the variants.  Reported:
+median and P99 of ns/op over all batches, and the ratio of medians to a bare
+``lock add`` loop measured in the same run.
+
+    python benchmarks/metrics_overhead.py            # full run (~1 min)
+    python benchmarks/metrics_overhead.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit, objmode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+from engram_numba import (Counter, Gauge, Histogram, MetricSet, atomic_add,  # noqa: E402
+                          atomic_load)
+from engram_numba._asm import native_asm  # noqa: E402
+from engram_numba.clock import calibrate, cycles  # noqa: E402
+
+
+class Bench(MetricSet):
+    counter = Counter("bench_ops", "ops")
+    labelled = Counter("bench_labelled", "ops by kind", labels={"kind": ["a", "b", "c", "d"]})
+    gauge = Gauge("bench_level", "level")
+    hist = Histogram("bench_sizes", "sizes", scale=3, range=(1e-3, 1e3))
+    explicit = Histogram("bench_explicit", "sizes", bounds=list(np.geomspace(1e-3, 1e3, 64)))
+
+
+VALUES = np.random.default_rng(42).lognormal(0.0, 1.5, 4096)
+
+
+# -- kernels: each times `out.size` batches of `batch` operations --------------------
+
+@njit(nogil=True)
+def k_lock_add(arr, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            atomic_add(arr, 0, 1)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_counter(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.counter.inc()
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_counter_label(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.labelled.inc(i & 3)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_gauge_set(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.gauge.set(vals[i & 4095])
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_gauge_add(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.gauge.add(1.0)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_histogram(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.hist.observe(vals[i & 4095])
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_explicit(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.explicit.observe(vals[i & 4095])
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_disabled(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.counter.inc()
+            m.hist.observe(vals[i & 4095])
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_bare_loop(vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            pass
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def spin_barrier(flag, parties):
+    atomic_add(flag, 0, 1)
+    while atomic_load(flag, 0) < parties:
+        pass
+
+
+@njit(nogil=True)
+def k_shared_counter(m, batch, out, flag, parties):
+    spin_barrier(flag, parties)
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.counter.inc()
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_own_slot(arr, slot, batch, out, flag, parties):
+    spin_barrier(flag, parties)
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            atomic_add(arr, slot, 1)
+        out[b] = cycles() - t0
+
+
+# -- drivers ------------------------------------------------------------------------------
+
+def single_thread(rounds, batches, batch, ticks):
+    m, d = Bench(), Bench.disabled()
+    arr = np.zeros(8, dtype=np.int64)
+    kernels = {
+        "lock add (bare reference)": lambda out: k_lock_add(arr, VALUES, batch, out),
+        "counter.inc()": lambda out: k_counter(m, VALUES, batch, out),
+        "counter.inc(label)": lambda out: k_counter_label(m, VALUES, batch, out),
+        "gauge.set(v)": lambda out: k_gauge_set(m, VALUES, batch, out),
+        "gauge.add(1.0)": lambda out: k_gauge_add(m, VALUES, batch, out),
+        "histogram.observe(v) exponential": lambda out: k_histogram(m, VALUES, batch, out),
+        "histogram.observe(v) 64 explicit bounds": lambda out: k_explicit(m, VALUES, batch, out),
+        "disabled counter.inc() + observe(v)": lambda out: k_disabled(d, VALUES, batch, out),
+    }
+
+    def variant(fn):
+        def run():
+            out = np.empty(batches, dtype=np.uint64)
+            fn(out)
+            return out
+        return run
+
+    for fn in kernels.values():
+        fn(np.empty(1, dtype=np.uint64))  # compile
+    raw = H.interleave({k: variant(fn) for k, fn in kernels.items()}, rounds)
+    stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
+    ref = stats["lock add (bare reference)"]["median_ns"]
+    for k, s in stats.items():
+        s["ratio_to_lock_add"] = s["median_ns"] / ref
+    # the disabled kernel's native code against the same loop without the calls
+    k_bare_loop(VALUES, batch, np.empty(1, dtype=np.uint64))
+    identical = native_asm(k_disabled, k_disabled.signatures[0]) == native_asm(k_bare_loop)
+    return stats, identical
+
+
+def _threads(target, args_list):
+    ts = [threading.Thread(target=target, args=a) for a in args_list]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def multi_thread(rounds, batches, batch, ticks):
+    results = {}
+    flag = np.zeros(1, dtype=np.int64)
+    m = Bench()
+    k_shared_counter(m, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    arr = np.zeros(32, dtype=np.int64)
+    k_own_slot(arr, 0, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+
+    def shared(nthreads):
+        def run():
+            flag[:] = 0
+            outs = [np.empty(batches, dtype=np.uint64) for _ in range(nthreads)]
+            _threads(k_shared_counter, [(m, batch, o, flag, nthreads) for o in outs])
+            return np.concatenate(outs)
+        return run
+
+    def own(slots):
+        def run():
+            flag[:] = 0
+            outs = [np.empty(batches, dtype=np.uint64) for _ in slots]
+            _threads(k_own_slot, [(arr, s, batch, o, flag, len(slots)) for s, o in zip(slots, outs)])
+            return np.concatenate(outs)
+        return run
+
+    variants = {
+        "1 thread, counter.inc()": shared(1),
+        "2 threads, one shared counter": shared(2),
+        "2 threads, own slots 64 B apart (padded)": own((0, 8)),
+        "2 threads, own slots 8 B apart (same line)": own((0, 1)),
+    }
+    raw = H.interleave(variants, rounds)
+    for k, v in raw.items():
+        results[k] = H.batch_stats(np.concatenate(v), batch, ticks)
+    base = results["1 thread, counter.inc()"]["median_ns"]
+    for s in results.values():
+        s["ratio_to_1_thread"] = s["median_ns"] / base
+    return results
+
+
+def python_peers(n):
+    """prometheus_client from Python and through objmode, and our own Python path."""
+    out = {}
+    m = Bench()
+
+    def per_call(fn, count):
+        fn()
+        t = time.perf_counter_ns()
+        for _ in range(count):
+            fn()
+        return (time.perf_counter_ns() - t) / count
+
+    out["engram_numba counter.inc() from Python"] = per_call(m.counter.inc, n)
+    out["engram_numba histogram.observe(0.5) from Python"] = per_call(lambda: m.hist.observe(0.5), n)
+    try:
+        import prometheus_client as pc
+    except ImportError:
+        out["prometheus_client"] = "not installed (pip install engram-numba[prometheus])"
+        return out
+    reg = pc.CollectorRegistry()
+    c = pc.Counter("peer_ops", "ops", registry=reg)
+    h15 = pc.Histogram("peer_sizes", "sizes", registry=reg)
+    h64 = pc.Histogram("peer_sizes64", "sizes", buckets=list(np.geomspace(1e-3, 1e3, 64)),
+                       registry=reg)
+    out["prometheus_client Counter.inc()"] = per_call(c.inc, n)
+    out["prometheus_client Histogram.observe() 15 buckets"] = per_call(lambda: h15.observe(0.5), n)
+    out["prometheus_client Histogram.observe() 64 buckets"] = per_call(lambda: h64.observe(0.5), n)
+
+    @njit
+    def objmode_loop(count):
+        for _ in range(count):
+            with objmode():
+                c.inc()
+
+    @njit
+    def objmode_empty(count):
+        for _ in range(count):
+            with objmode():
+                pass
+
+    for name, fn in (("numba objmode block, empty", objmode_empty),
+                     ("numba objmode + prometheus_client Counter.inc()", objmode_loop)):
+        fn(1)
+        t = time.perf_counter_ns()
+        fn(n)
+        out[name] = (time.perf_counter_ns() - t) / n
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a short smoke run")
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--output", default="metrics_overhead", help="results/<name>.json")
+    args = p.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 20)
+    batches, batch = (20, 1000) if args.quick else (200, 1000)
+
+    info = H.machine()
+    H.header("metrics_overhead: cost per recorded metric inside a kernel", info)
+    cal = calibrate()
+    ticks = cal.ticks_per_ns
+
+    single, identical = single_thread(rounds, batches, batch, ticks)
+    print(f"\n## one thread ({rounds} interleaved rounds x {batches} batches x {batch} ops)")
+    print(H.table([dict(op=k, **v) for k, v in single.items()],
+                  ["op", "median_ns", "p99_ns", "ratio_to_lock_add"]))
+    print(f"disabled set: native code identical to the loop without the calls: "
+          f"{'yes' if identical else 'NO'}")
+
+    multi = None
+    if info["cpus_available"] and info["cpus_available"] >= 2:
+        # threads run 10x longer per round so that their loops overlap despite scheduling
+        multi = multi_thread(max(rounds // 2, 1), batches * 10, batch, ticks)
+        print("\n## two threads")
+        print(H.table([dict(case=k, **v) for k, v in multi.items()],
+                      ["case", "median_ns", "p99_ns", "ratio_to_1_thread"]))
+    else:
+        print("\n## two threads: skipped (fewer than 2 CPUs available)")
+
+    peers = python_peers(20_000 if args.quick else 200_000)
+    print("\n## from Python, per call (plain loop)")
+    print(H.table([{"call": k, "ns": v} for k, v in peers.items()], ["call", "ns"]))
+
+    path = H.save(args.output, {"machine": info, "ticks_per_ns": ticks, "single_thread": single,
+                                "disabled_identical_machine_code": identical,
+                                "two_threads": multi, "python": peers,
+                                "rounds": rounds, "batches": batches, "batch": batch})
+    print(f"\nsaved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Bucket math: index/boundary invariants at every scale, explicit buckets, quantiles."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engram_numba.metrics.buckets import (MAX_SCALE, MIN_SCALE, estimate_quantile,
+                                          explicit_index, exponential_index,
+                                          exponential_lower_boundary, exponential_tables,
+                                          relative_error_bound)
+
+SCALES = list(range(MIN_SCALE, MAX_SCALE + 1))
+
+
+def index(value, scale):
+    lut, bounds = exponential_tables(scale)
+    return exponential_index(value, scale, lut, bounds)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_bucket_boundary_lands_on_the_right_side(scale):
+    """base**i belongs to bucket i-1 (upper bound inclusive); the next double to bucket i."""
+    n = 1 << scale
+    for i in range(-3 * n, 3 * n + 1):
+        lower = exponential_lower_boundary(i, scale)
+        assert index(lower, scale) == i - 1, (scale, i, lower)
+        assert index(np.nextafter(lower, math.inf), scale) == i, (scale, i)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_index_agrees_with_logarithm_on_random_values(scale):
+    rng = np.random.default_rng(scale)
+    values = np.exp(rng.uniform(-50, 50, 20000))
+    for v in values:
+        i = index(v, scale)
+        assert exponential_lower_boundary(i, scale) < v <= exponential_lower_boundary(i + 1, scale)
+        # reference: OpenTelemetry's logarithm mapping (can be off by one at exact boundaries)
+        assert abs(i - (math.ceil(math.log2(v) * (1 << scale)) - 1)) <= 1
+
+
+def test_powers_of_two_and_extreme_normals():
+    for scale in SCALES:
+        n = 1 << scale
+        for e in (-1022, -10, 0, 1, 1023):
+            assert index(math.ldexp(1.0, e), scale) == e * n - 1
+        assert index(np.finfo(np.float64).max, scale) == 1024 * n - 1
+
+
+def test_relative_error_bound_values():
+    assert relative_error_bound(3) == pytest.approx(0.0443, abs=1e-4)
+    assert relative_error_bound(4) == pytest.approx(0.0219, abs=1e-4)
+    with pytest.raises(ValueError):
+        relative_error_bound(9)
+
+
+def test_explicit_index_upper_bound_inclusive():
+    bounds = np.array([0.1, 0.5, 1.0])
+    assert [explicit_index(v, bounds) for v in (-5.0, 0.1, 0.10001, 0.5, 1.0, 1.5)] == \
+        [0, 0, 1, 1, 2, 3]
+
+
+def test_quantile_is_monotonic_and_hits_the_extremes():
+    bins = [(3, 1.0), (0, 2.0), (5, 4.0), (2, 8.0)]
+    qs = np.linspace(0, 1, 101)
+    est = [estimate_quantile(q, bins, 10, 0.9, 9.0) for q in qs]
+    assert all(a <= b for a, b in zip(est, est[1:]))
+    assert est[0] == 0.9 and est[-1] == 9.0
+    assert math.isnan(estimate_quantile(0.5, [], 0, math.nan, math.nan))
+    with pytest.raises(ValueError):
+        estimate_quantile(1.5, bins, 10, 0.9, 9.0)

@@ -1,0 +1,77 @@
+"""Prometheus text exposition, parsed back with prometheus_client's own parser."""
+
+import math
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from engram_numba import Counter, MetricSet
+from engram_numba.export.prometheus import exposition
+
+from .test_metric_set import Shop, _data, record_everything
+
+
+def _samples(text):
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_every_exported_value_equals_what_the_kernel_recorded():
+    m = Shop()
+    colors, prices = _data(300)
+    record_everything(m, colors, prices)
+    m.price.observe(float("nan"))
+    snap = m.collect()
+    s = _samples(exposition(m))
+    for color, n in m.sold.values().items():
+        assert s[("items_sold_total", (("color", color),))] == n
+    assert s[("visits_total", ())] == m.visits.value()
+    assert s[("stock_level", (("aisle", "a"),))] == 42.5
+    for attr in ("price", "delta", "wait"):
+        h = snap[attr].get()
+        name = snap[attr].spec.name
+        assert s[(f"{name}_count", ())] == h.count
+        assert s[(f"{name}_sum", ())] == h.sum
+        for le, cum in h.cumulative():
+            key = "+Inf" if le == math.inf else repr(float(le))
+            found = [v for (n, labels), v in s.items()
+                     if n == f"{name}_bucket" and float(dict(labels)["le"]) == le]
+            assert found == [cum], (name, key)
+        assert s[(f"{name}_bucket", (("le", "+Inf"),))] == h.count
+    assert s[("price_euros_excluded_total", (("reason", "nan"),))] == 1
+    assert s[("shop_invalid_records_total", ())] == 0
+
+
+def test_buckets_are_cumulative_and_boundaries_do_not_depend_on_data():
+    m = Shop()
+    empty = [k for k in _samples(exposition(m)) if k[0] == "price_euros_bucket"]
+    record_everything(m, *_data(100))
+    full = _samples(exposition(m))
+    assert [k for k in full if k[0] == "price_euros_bucket"] == empty
+    counts = [full[k] for k in empty]
+    assert counts == sorted(counts)
+
+
+def test_label_values_and_help_are_escaped():
+    class Odd(MetricSet):
+        c = Counter("odd", 'Help with \\ backslash\nand newline',
+                    labels={"kind": ['quote"d', "back\\slash", "new\nline"]})
+    m = Odd()
+    for k in range(3):
+        m.c.add(k + 1, k)
+    text = exposition(m)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["odd"].documentation == "Help with \\ backslash\nand newline"
+    got = {s.labels["kind"]: s.value for s in families["odd"].samples}
+    assert got == {'quote"d': 1, "back\\slash": 2, "new\nline": 3}
+
+
+def test_many_sets_in_one_exposition():
+    a, b = Shop(), Shop.disabled()
+    a.visits.inc()
+    text = exposition(a, b.collect())
+    assert text.count("# TYPE visits_total counter") == 2
+    assert np.isclose(_samples(exposition(a))[("visits_total", ())], 1)

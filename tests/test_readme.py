@@ -1,0 +1,35 @@
+"""The README's examples run, and its two commands are the ones CI runs."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_has_examples():
+    assert len(python_blocks()) >= 4
+
+
+def test_readme_examples_run_in_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "readme"}
+    for block in python_blocks():
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["metrics"].steps.value() == 6
+    assert namespace["m"].requests.total == 0          # after reset()
+    assert namespace["reader"].requests.total == 1000
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    assert len(commands) == 2, "the README gives exactly two commands: demo and tests"
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = commands[1].strip()
+    assert test_command in ci, f"CI does not run the README's test command: {test_command}"
