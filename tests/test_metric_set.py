@@ -260,6 +260,18 @@ def test_reset_and_snapshot_are_plain():
     assert math.isnan(m.price.read().min)
 
 
+def test_one_metric_can_be_reset_alone():
+    m = Shop()
+    record_everything(m, *_data(50))
+    m.price.reset()
+    m.visits.reset()
+    assert m.price.read().count == 0 and math.isnan(m.price.read().max)
+    assert m.visits.value() == 0
+    assert m.wait.read().count == 50 and m.sold.total == 50
+    m.price.observe(2.0)
+    assert m.price.read().min == 2.0
+
+
 def test_disabled_set_owns_no_memory_and_records_nothing():
     d = Shop.disabled()
     assert not d.enabled and d._region is None

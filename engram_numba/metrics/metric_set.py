@@ -368,6 +368,15 @@ class _BoundMetric:
     def _read(self):
         return self._owner.collect()[self._m.attr]
 
+    def reset(self) -> None:
+        """Empty this metric (every label combination); atomic per value, like the set's reset."""
+        base = self._owner._address()
+        if base is not None:
+            m = self._m
+            first = m.offset // 8
+            words = self._owner.layout.initial_words()[first:first + m.size // 8]
+            R.write_words(base + m.offset, words)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__[1:]} {self.spec.name}>"
 
