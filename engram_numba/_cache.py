@@ -77,3 +77,38 @@ def _install_locator() -> None:
 
 
 _install_locator()
+
+
+# -- pickling of our numba types --------------------------------------------------
+# numba's cache index pickles the signatures of compiled kernels and unpickles
+# the whole index *before* checking whether it is stale.  Our types therefore
+# pickle as plain data (class references as module/qualname strings) and
+# rebuild through :func:`rebuild_type`, which never raises: a class that no
+# longer exists, or a type whose constructor changed, becomes a StaleType that
+# equals nothing, so the old entry is simply never used.
+
+def class_ref(cls):
+    return None if cls is None else (cls.__module__, cls.__qualname__)
+
+
+def resolve_class(ref):
+    if ref is None:
+        return None
+    import importlib
+    module, qualname = ref
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def rebuild_type(factory, args):
+    try:
+        return factory(*args)
+    except Exception:  # anything stale: never matches a live type
+        from numba.core import types
+
+        class StaleType(types.Opaque):
+            pass
+
+        return StaleType(f"stale<{factory.__name__}{args!r}>")

@@ -1,5 +1,9 @@
 """numba support for metric sets: pass the set object into a kernel, call its methods.
 
+Record methods (``inc``, ``add``, ``set``, ``sub``, ``observe``) return True when
+they recorded and False when they dropped the record (bad label; always False
+on a disabled set, where the branch then folds away).
+
 * A set's numba type carries its class and layout hash.  Its native value is a
   single base address; every metric attribute (``m.requests``) becomes a
   *handle* type whose offsets, label sizes and bucket parameters are
@@ -25,6 +29,7 @@ from numba.extending import (NativeValue, infer_getattr, intrinsic, lower_getatt
                              unbox)
 
 from .._atomics import add_u64
+from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from . import _record as R
 from .buckets import exponential_tables
 from .layout import INVALID_OFFSET
@@ -43,32 +48,66 @@ class MetricSetType(types.Type):
         super().__init__(name=f"{prefix}MetricSet[{set_class.__qualname__}@{layout.type_key}]")
         self.handle_types = {attr: _handle_type(m, layout, enabled)
                              for attr, m in layout.metrics.items()}
+        self.offsets = {attr: m.offset for attr, m in layout.metrics.items()}
 
     @property
     def key(self):
-        return (self.set_class, self.layout.type_key, self.enabled)
+        # getattr: an instance unpickled from an older version's cache lacks fields
+        layout = getattr(self, "layout", None)
+        return (getattr(self, "set_class", None), getattr(layout, "type_key", None),
+                getattr(self, "enabled", None))
+
+    def __reduce__(self):
+        return rebuild_type, (_set_type, (class_ref(self.set_class), self.layout.alignment,
+                                          self.layout.type_key, self.enabled))
+
+
+def _set_type(ref, alignment, type_key, enabled):
+    set_class = resolve_class(ref)
+    layout = set_class._layout(alignment)
+    if layout.type_key != type_key:
+        raise ValueError("layout changed")
+    return MetricSetType(set_class, layout, enabled)
 
 
 class HandleType(types.Type):
-    """A metric of a set inside a kernel; every layout fact is a constant of the type."""
+    """A metric of a set inside a kernel.
+
+    The type holds what shapes the code (kind, label sizes and enums, slot
+    stride, bucket parameters), so metrics of the same shape share compiled
+    methods; the native value holds the set's base and the metric's start
+    address, which LLVM folds to base + constant.
+    """
 
     kind = ""
 
-    def __init__(self, enabled, metric_name, offset, stride, dims, enums, extra=()):
+    def __init__(self, enabled, stride, labels, enums, extra=()):
         self.enabled = enabled
-        self.metric_name = metric_name
-        self.offset = offset
         self.stride = stride
-        self.dims = dims
+        self.labels = labels            # ((name, size), ...)
+        self.dims = tuple(n for _, n in labels)
         self.enums = enums
         self.extra = extra
         state = "" if enabled else "Disabled"
-        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{metric_name}@{offset}]")
+        lab = ",".join(f"{k}:{n}" for k, n in labels)
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{lab}]{extra or ''}")
 
     @property
     def key(self):
-        return (self.enabled, self.metric_name, self.offset, self.stride, self.dims, self.enums,
-                self.extra)
+        # getattr: an instance unpickled from an older version's cache lacks fields
+        return tuple(getattr(self, f, None) for f in ("enabled", "stride", "labels", "enums",
+                                                       "extra"))
+
+    def __reduce__(self):
+        enums = tuple(class_ref(e) for e in self.enums)
+        return rebuild_type, (_handle_type_from, (type(self).kind, self.enabled, self.stride,
+                                                  self.labels, enums, self.extra, FINGERPRINT))
+
+    @property
+    def metric_name(self) -> str:
+        """How messages name the metric (its labels, since the type is shared)."""
+        labs = ", ".join(k for k, _ in self.labels)
+        return f"{self.kind}[{labs}]" if labs else self.kind
 
 
 class CounterHandleType(HandleType):
@@ -83,11 +122,21 @@ class HistogramHandleType(HandleType):
     kind = "histogram"
 
 
+_HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, HistogramHandleType)}
+
+
+def _handle_type_from(kind, enabled, stride, labels, enums, extra, fingerprint):
+    if fingerprint != FINGERPRINT:
+        raise ValueError("written by another version")
+    return _HANDLE_TYPES[kind](enabled, stride, labels, tuple(resolve_class(e) for e in enums),
+                               extra)
+
+
 def _handle_type(m, layout, enabled):
     spec = m.spec
-    dims = tuple(len(d.values) for d in spec.labels)
+    labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
-    args = (enabled, spec.name, m.offset, m.stride, dims, enums)
+    args = (enabled, m.stride, labels, enums)
     if spec.kind == "counter":
         return CounterHandleType(*args)
     if spec.kind == "gauge":
@@ -99,7 +148,7 @@ def _handle_type(m, layout, enabled):
     return HistogramHandleType(*args, extra=extra)
 
 
-class _AddressModel(models.StructModel):
+class _SetModel(models.StructModel):
     """Enabled: the base address of the region.  Disabled: nothing at all."""
 
     def __init__(self, dmm, fe_type):
@@ -107,9 +156,20 @@ class _AddressModel(models.StructModel):
         super().__init__(dmm, fe_type, members)
 
 
-for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleType):
-    register_model(_t)(_AddressModel)
+class _HandleModel(models.StructModel):
+    """Enabled: set base (for invalid_records) and the metric's first slot.  Disabled: nothing."""
+
+    def __init__(self, dmm, fe_type):
+        members = [("base", types.uintp), ("addr", types.uintp)] if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+
+register_model(MetricSetType)(_SetModel)
+make_attribute_wrapper(MetricSetType, "base", "base")
+for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
+    register_model(_t)(_HandleModel)
     make_attribute_wrapper(_t, "base", "base")
+    make_attribute_wrapper(_t, "addr", "addr")
 
 
 @unbox(MetricSetType)
@@ -140,7 +200,9 @@ def _lower_handle(context, builder, typ, value, attr):
     htype = typ.handle_types[attr]
     handle = cgutils.create_struct_proxy(htype)(context, builder)
     if typ.enabled:
-        handle.base = cgutils.create_struct_proxy(typ)(context, builder, value=value).base
+        base = cgutils.create_struct_proxy(typ)(context, builder, value=value).base
+        handle.base = base
+        handle.addr = builder.add(base, context.get_constant(types.uintp, typ.offsets[attr]))
     return handle._getvalue()
 
 
@@ -207,22 +269,24 @@ def _check_number(h, method, what, t, integer=False):
 # --------------------------------------------------------------------------
 
 def _counter_add_impl(h, signed_amount):
-    OFF, STRIDE = h.offset, h.stride
+    STRIDE = h.stride
 
     if signed_amount:
         def impl(h, n, *labels):
             slot = _label_slot(h, labels)
             if slot < 0 or n < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
-            else:
-                R.counter_add(h.base + OFF + slot * STRIDE, n)
+                return False
+            R.counter_add(h.addr + slot * STRIDE, n)
+            return True
     else:
         def impl(h, n, *labels):
             slot = _label_slot(h, labels)
             if slot < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
-            else:
-                R.counter_add(h.base + OFF + slot * STRIDE, n)
+                return False
+            R.counter_add(h.addr + slot * STRIDE, n)
+            return True
     return impl
 
 
@@ -230,15 +294,16 @@ def _counter_add_impl(h, signed_amount):
 def _counter_inc(h, *labels):
     _check_labels(h, "inc", labels)
     if not h.enabled:
-        return lambda h, *labels: None
-    OFF, STRIDE = h.offset, h.stride
+        return lambda h, *labels: False
+    STRIDE = h.stride
 
     def impl(h, *labels):
         slot = _label_slot(h, labels)
         if slot < 0:
             add_u64(h.base + INVALID_OFFSET, _ONE)
-        else:
-            R.counter_add(h.base + OFF + slot * STRIDE, _ONE)
+            return False
+        R.counter_add(h.addr + slot * STRIDE, _ONE)
+        return True
     return impl
 
 
@@ -247,7 +312,7 @@ def _counter_add(h, n, *labels):
     _check_number(h, "add", "n", n, integer=True)
     _check_labels(h, "add", labels)
     if not h.enabled:
-        return lambda h, n, *labels: None
+        return lambda h, n, *labels: False
     signed = isinstance(n, types.IntEnumMember) or n.signed
     return _counter_add_impl(h, signed)
 
@@ -262,15 +327,16 @@ def _gauge_method(name, record, sign):
         _check_number(h, name, "value", value)
         _check_labels(h, name, labels)
         if not h.enabled:
-            return lambda h, value, *labels: None
-        OFF, STRIDE = h.offset, h.stride
+            return lambda h, value, *labels: False
+        STRIDE = h.stride
 
         def impl(h, value, *labels):
             slot = _label_slot(h, labels)
             if slot < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
-            else:
-                record(h.base + OFF + slot * STRIDE, sign * value)
+                return False
+            record(h.addr + slot * STRIDE, sign * value)
+            return True
         return impl
 
 
@@ -288,8 +354,8 @@ def _histogram_observe(h, value, *labels):
     _check_number(h, "observe", "value", value)
     _check_labels(h, "observe", labels)
     if not h.enabled:
-        return lambda h, value, *labels: None
-    OFF, STRIDE = h.offset, h.stride
+        return lambda h, value, *labels: False
+    STRIDE = h.stride
     if h.extra[0] == "explicit":
         import numpy as np
         BOUNDS = np.array(h.extra[1], dtype=np.float64)
@@ -298,8 +364,9 @@ def _histogram_observe(h, value, *labels):
             slot = _label_slot(h, labels)
             if slot < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
-            else:
-                R.observe_explicit(h.base + OFF + slot * STRIDE, value, BOUNDS)
+                return False
+            R.observe_explicit(h.addr + slot * STRIDE, value, BOUNDS)
+            return True
         return impl
 
     _, SCALE, LO, NB, NEG = h.extra
@@ -309,8 +376,23 @@ def _histogram_observe(h, value, *labels):
         slot = _label_slot(h, labels)
         if slot < 0:
             add_u64(h.base + INVALID_OFFSET, _ONE)
-        else:
-            R.observe_exponential(h.base + OFF + slot * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
+            return False
+        R.observe_exponential(h.addr + slot * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
+        return True
+    return impl
+
+
+# --------------------------------------------------------------------------
+# built-in set methods
+# --------------------------------------------------------------------------
+
+@overload_method(MetricSetType, "count_invalid")
+def _count_invalid(m):
+    if not m.enabled:
+        return lambda m: None
+
+    def impl(m):
+        add_u64(m.base + INVALID_OFFSET, _ONE)
     return impl
 
 

@@ -47,22 +47,22 @@ H_BUCKETS = 128
 _ONE = np.uint64(1)
 
 
-@njit(inline="always")
+@njit
 def counter_add(addr, n):
     add_u64(addr, np.uint64(n))
 
 
-@njit(inline="always")
+@njit
 def gauge_set(addr, value):
     store_f64(addr, np.float64(value))
 
 
-@njit(inline="always")
+@njit
 def gauge_add(addr, value):
     add_f64(addr, np.float64(value))
 
 
-@njit(inline="always")
+@njit
 def _track_extremes(slot, value):
     # the loads are cheap; the atomic write happens only when a new extreme is seen
     if value < load_f64(slot + H_MIN):
@@ -71,7 +71,7 @@ def _track_extremes(slot, value):
         max_f64(slot + H_MAX, value)
 
 
-@njit(inline="always")
+@njit
 def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``."""
     v = np.float64(value)
@@ -101,7 +101,7 @@ def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, ne
         add_u64(slot + H_BUCKETS + 8 * index, _ONE)
 
 
-@njit(inline="always")
+@njit
 def observe_explicit(slot, value, bounds):
     """Record ``value`` into an explicit-boundary histogram slot at address ``slot``."""
     v = np.float64(value)

@@ -113,7 +113,7 @@ def exponential_tables(scale: int):
     return lut, bounds
 
 
-@njit(inline="always")
+@njit
 def exponential_index(value, scale, lut, bounds):
     """Bucket index of a positive, finite, normal ``value`` at ``scale`` (see module doc)."""
     bits = f64_bits(value)
@@ -137,7 +137,7 @@ def relative_error_bound(scale: int) -> float:
     return 2.0 ** (2.0 ** -(check_scale(scale) + 1)) - 1.0
 
 
-@njit(inline="always")
+@njit
 def explicit_index(value, bounds):
     """Index of the bucket ``(b[k-1], b[k]]`` holding ``value``; ``len(bounds)`` is overflow."""
     return np.searchsorted(bounds, value, side="left")

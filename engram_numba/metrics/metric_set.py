@@ -256,6 +256,12 @@ class MetricSet:
         """Every metric as a plain, JSON-serialisable dict."""
         return self.collect().to_dict()
 
+    def count_invalid(self) -> None:
+        """Count a record dropped as invalid (kernel methods call this for a bad argument)."""
+        base = self._address()
+        if base is not None:
+            R.py_counter_add(base + INVALID_OFFSET, 1)
+
     @property
     def invalid_records(self) -> int:
         """Kernel records dropped for an out-of-range label or a negative counter increment."""
@@ -382,20 +388,24 @@ class _BoundMetric:
 
 
 class _BoundCounter(_BoundMetric):
-    def inc(self, *labels) -> None:
+    def inc(self, *labels) -> bool:
         addr = self._slot_address(labels)
-        if addr is not None:
-            R.py_counter_add(addr, 1)
+        if addr is None:
+            return False
+        R.py_counter_add(addr, 1)
+        return True
 
-    def add(self, n, *labels) -> None:
+    def add(self, n, *labels) -> bool:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise ValueError(f"{self.spec.name}: counters add whole numbers, got {n!r}")
         n = int(n)
         if not 0 <= n <= _U64_MAX:
             raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
         addr = self._slot_address(labels)
-        if addr is not None:
-            R.py_counter_add(addr, n if n < 1 << 63 else np.uint64(n))
+        if addr is None:
+            return False
+        R.py_counter_add(addr, n if n < 1 << 63 else np.uint64(n))
+        return True
 
     def value(self, *labels) -> int:
         return self._read().get(*labels)
@@ -415,20 +425,24 @@ class _BoundGauge(_BoundMetric):
         except (TypeError, ValueError):
             raise ValueError(f"{self.spec.name}: gauge values are numbers, got {value!r}") from None
 
-    def set(self, value, *labels) -> None:
+    def set(self, value, *labels) -> bool:
         v = self._value(value)
         addr = self._slot_address(labels)
-        if addr is not None:
-            R.py_gauge_set(addr, v)
+        if addr is None:
+            return False
+        R.py_gauge_set(addr, v)
+        return True
 
-    def add(self, value, *labels) -> None:
+    def add(self, value, *labels) -> bool:
         v = self._value(value)
         addr = self._slot_address(labels)
-        if addr is not None:
-            R.py_gauge_add(addr, v)
+        if addr is None:
+            return False
+        R.py_gauge_add(addr, v)
+        return True
 
-    def sub(self, value, *labels) -> None:
-        self.add(-self._value(value), *labels)
+    def sub(self, value, *labels) -> bool:
+        return self.add(-self._value(value), *labels)
 
     def value(self, *labels) -> float:
         return self._read().get(*labels)
@@ -438,20 +452,21 @@ class _BoundGauge(_BoundMetric):
 
 
 class _BoundHistogram(_BoundMetric):
-    def observe(self, value, *labels) -> None:
+    def observe(self, value, *labels) -> bool:
         try:
             v = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"{self.spec.name}: observations are numbers, got {value!r}") from None
         addr = self._slot_address(labels)
         if addr is None:
-            return
+            return False
         s = self.spec
         if s.mode == "explicit":
             R.py_observe_explicit(addr, v, _explicit_bounds(s.bounds))
         else:
             lut, bnd = exponential_tables(s.scale)
             R.py_observe_exponential(addr, v, s.scale, lut, bnd, s.lo_index, s.n_buckets, s.negative)
+        return True
 
     def read(self, *labels) -> HistogramData:
         """The histogram's contents now (count, sum, quantile(q), buckets(), ...)."""
