@@ -24,6 +24,20 @@ def _cmd_metrics_show(args) -> int:
     return 0
 
 
+def _cmd_metrics_serve(args) -> int:
+    from .export.server import MetricsServer
+    from .metrics import attach_metrics
+    sets = [attach_metrics(path) for path in args.attach]
+    server = MetricsServer(*sets, host=args.host, port=args.port)
+    print(f"serving {server.url} ({len(sets)} metric set(s)); Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram-numba",
@@ -41,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--attach", required=True, metavar="PATH", help="metric-set file")
     show.add_argument("--format", choices=["prometheus", "json"], default="prometheus")
     show.set_defaults(func=_cmd_metrics_show)
+    serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics")
+    serve.add_argument("--attach", required=True, action="append", metavar="PATH",
+                       help="metric-set file written by another process (repeatable)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free)")
+    serve.set_defaults(func=_cmd_metrics_serve)
     return parser
 
 

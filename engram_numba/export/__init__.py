@@ -1,5 +1,6 @@
 """Exporters: turn metric-set snapshots into the formats other tools read."""
 
-from .prometheus import exposition
+from .prometheus import MetricSetCollector, exposition, openmetrics_exposition
+from .server import MetricsServer
 
-__all__ = ["exposition"]
+__all__ = ["exposition", "openmetrics_exposition", "MetricSetCollector", "MetricsServer"]

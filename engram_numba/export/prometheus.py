@@ -138,3 +138,76 @@ def exposition(*metric_sets) -> str:
         else:
             parts.append(render(m.collect(), (type(m), m.layout.hash)))
     return "".join(parts)
+
+
+# -- prometheus_client integration (extra: engram-numba[prometheus]) -------------------
+
+class MetricSetCollector:
+    """A ``prometheus_client`` collector for metric sets.
+
+    Register it in the registry you already serve::
+
+        from prometheus_client import REGISTRY
+        REGISTRY.register(MetricSetCollector(metrics))
+
+    Each scrape takes a fresh snapshot; the families and names are those of
+    :func:`exposition`.
+    """
+
+    def __init__(self, *metric_sets):
+        if not metric_sets:
+            raise ValueError("MetricSetCollector needs at least one metric set")
+        self.metric_sets = metric_sets
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        try:
+            from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                                HistogramMetricFamily)
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("MetricSetCollector needs prometheus_client: "
+                              "pip install 'engram-numba[prometheus]'") from exc
+        for m in self.metric_sets:
+            snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
+            for s in snap.metrics.values():
+                spec = s.spec
+                names = list(spec.label_names)
+                if spec.kind == "counter":
+                    fam = CounterMetricFamily(spec.family, spec.help, labels=names)
+                    for labels, v in s.items():
+                        fam.add_metric(list(labels), v)
+                    yield fam
+                elif spec.kind == "gauge":
+                    fam = GaugeMetricFamily(spec.name, spec.help, labels=names)
+                    for labels, v in s.items():
+                        fam.add_metric(list(labels), v)
+                    yield fam
+                else:
+                    fam = HistogramMetricFamily(spec.name, spec.help, labels=names)
+                    excl = CounterMetricFamily(
+                        f"{spec.name}_excluded",
+                        f"Observations of {spec.name} kept out of its count and sum (NaN, "
+                        f"infinities, out-of-domain negatives).", labels=names + ["reason"])
+                    for labels, h in s.items():
+                        fam.add_metric(list(labels), [(format_float(le), n) for le, n in h.cumulative()],
+                                       h.sum)
+                        for r in _EXCLUDED_REASONS:
+                            excl.add_metric(list(labels) + [r], h.excluded[r])
+                    yield fam
+                    yield excl
+            inv = CounterMetricFamily(
+                f"{snap.name}_invalid_records",
+                "Kernel records dropped for an out-of-range label or a negative counter increment.")
+            inv.add_metric([], snap.invalid_records)
+            yield inv
+
+
+def openmetrics_exposition(*metric_sets) -> str:
+    """The OpenMetrics text of one or more metric sets (rendered by prometheus_client)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.openmetrics.exposition import generate_latest
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricSetCollector(*metric_sets))
+    return generate_latest(registry).decode("utf-8")

@@ -1,0 +1,70 @@
+"""/metrics over HTTP: in-process server, CLI server on another process's file, SIGKILL."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.openmetrics.parser import \
+    text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
+
+from engram_numba.export import MetricsServer
+from engram_numba.metrics import attach_metrics
+from engram_numba.metrics.cognitive import CognitivePatternMetrics
+
+from .processes import Server, Worker
+
+
+def _values(text, parse=text_string_to_metric_families):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in parse(text) for s in f.samples}
+
+
+def test_in_process_server_reads_fresh_values_each_scrape():
+    m = CognitivePatternMetrics()
+    with MetricsServer(m) as server:
+        assert server.address[0] == "127.0.0.1"
+        m.record_priming(0, 0.5)
+        first = urllib.request.urlopen(server.url).read().decode()
+        m.record_priming(0, 0.5)
+        r = urllib.request.urlopen(server.url)
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        second = r.read().decode()
+        key = ("engram_priming_events_total", (("priming_type", "semantic"),))
+        assert _values(first)[key] == 1 and _values(second)[key] == 2
+        req = urllib.request.Request(server.url, headers={
+            "Accept": "application/openmetrics-text; version=1.0.0"})
+        om = urllib.request.urlopen(req)
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert _values(om.read().decode(), openmetrics_families)[key] == 2
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url.replace("/metrics", "/other"))
+        assert err.value.code == 404
+
+
+def test_cli_serves_a_file_written_by_another_process_and_sigkill_loses_nothing(tmp_path):
+    path = tmp_path / "engram.metrics"
+    with Worker(path, "step", 5000) as worker, Server(path) as server:
+        recorded = worker.step()
+        served = _values(server.get())
+        assert sum(v for (n, _), v in served.items() if n == "engram_priming_events_total") == recorded
+        assert served[("engram_priming_strength_count", ())] == recorded
+        assert served[("engram_reconsolidation_window_hits_total", ())] == 3 * recorded // 4
+        recorded = worker.step()
+        recorded = worker.step()
+        worker.kill()                      # SIGKILL while it waits for the next step
+        after = _values(server.get())
+        assert sum(v for (n, _), v in after.items()
+                   if n == "engram_priming_events_total") == recorded == 15000
+    direct = attach_metrics(path)
+    assert direct.snapshot()["metrics"]["engram_priming_strength"]["samples"][0]["value"]["count"] == 15000
+
+
+def test_cli_serve_refuses_bad_files(tmp_path):
+    import subprocess
+    import sys
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a region" * 100)
+    r = subprocess.run([sys.executable, "-m", "engram_numba", "metrics", "serve", "--attach",
+                        str(junk), "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not an engram-numba region" in r.stderr

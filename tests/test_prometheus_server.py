@@ -1,0 +1,97 @@
+"""A real Prometheus server scrapes `engram-numba metrics serve` and answers PromQL.
+
+Needs the `prometheus` binary (Debian package `prometheus`; .ci/run installs it).
+"""
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+
+from .processes import Server, Worker, free_port, wait_for
+
+PROMETHEUS = shutil.which("prometheus")
+pytestmark = pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="prometheus server not installed (Debian: apt-get install prometheus)")
+
+STEP = 100          # events per step: one full cycle of the worker's 100 strengths
+STEPS_PER_S = 10    # -> 1000 priming events per second
+
+
+class Prometheus:
+    def __init__(self, tmp_path, target):
+        self.port = free_port()
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: engram\n    static_configs:\n"
+            f"      - targets: ['{target}']\n")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def api(self, path, **params):
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def value(self, query):
+        result = self.api("query", query=query)["result"]
+        assert len(result) == 1, (query, result)
+        return float(result[0]["value"][1])
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def test_prometheus_scrapes_and_answers_promql(tmp_path):
+    path = tmp_path / "engram.metrics"
+    with Worker(path, "step", STEP) as worker, Server(path) as server:
+        prom = Prometheus(tmp_path, server.url.split("/")[2])
+        try:
+            wait_for(lambda: any(t["health"] == "up"
+                                 for t in prom.api("targets")["activeTargets"]), timeout=60)
+            # drive the worker at a steady 1000 events/s for 12 s
+            stop = threading.Event()
+            done = []
+
+            def drive():
+                next_t = time.monotonic()
+                while not stop.is_set():
+                    done.append(worker.step())
+                    next_t += 1 / STEPS_PER_S
+                    time.sleep(max(0.0, next_t - time.monotonic()))
+
+            driver = threading.Thread(target=drive)
+            driver.start()
+            time.sleep(12)
+            rate = prom.value("sum(rate(engram_priming_events_total[8s]))")
+            stop.set()
+            driver.join()
+            recorded = done[-1]
+            # every event so far, once a scrape after the last step has landed
+            total = wait_for(lambda: prom.value("sum(engram_priming_events_total)") == recorded
+                             and recorded, timeout=20)
+            assert total == recorded
+            semantic = prom.value('engram_priming_events_total{priming_type="semantic"}')
+            assert semantic == len(range(0, recorded, 3))
+            assert rate == pytest.approx(STEP * STEPS_PER_S, rel=0.25)
+            p95 = prom.value("histogram_quantile(0.95, engram_priming_strength_bucket)")
+            strengths = np.linspace(0.01, 1.0, 100)   # recorded in whole cycles
+            exact = np.quantile(np.tile(strengths, recorded // 100), 0.95, method="inverted_cdf")
+            assert p95 == pytest.approx(exact, rel=0.05)
+            print(f"prometheus: total {total:.0f} (recorded {recorded}), rate {rate:.1f}/s "
+                  f"(driven {STEP * STEPS_PER_S}/s), p95 {p95:.4f} (exact {exact:.4f})")
+        finally:
+            prom.stop()
