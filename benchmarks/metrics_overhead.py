@@ -27,6 +27,8 @@ from engram_numba import (Counter, Gauge, Histogram, MetricSet, atomic_add,  # n
                           atomic_load)
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
+from engram_numba.export import exposition  # noqa: E402
+from engram_numba.metrics.cognitive import CognitivePatternMetrics  # noqa: E402
 
 
 class Bench(MetricSet):
@@ -38,6 +40,7 @@ class Bench(MetricSet):
 
 
 VALUES = np.random.default_rng(42).lognormal(0.0, 1.5, 4096)
+STRENGTHS = np.random.default_rng(43).uniform(0.01, 1.0, 4096)
 
 
 # -- kernels: each times `out.size` batches of `batch` operations --------------------
@@ -116,6 +119,46 @@ def k_disabled(m, vals, batch, out):
 
 
 @njit(nogil=True)
+def k_record_priming(m, vals, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            m.record_priming(i % 3, vals[i & 4095])
+        out[b] = cycles() - t0
+
+
+# engram's overhead workload: an op is 100 sin() calls, recording a priming event
+# every 10th iteration; the twin is the same loop without the calls
+
+@njit(nogil=True)
+def k_engram_op(m, ops, out):
+    acc = 0.0
+    for b in range(out.size):
+        t0 = cycles()
+        for op in range(ops):
+            for i in range(100):
+                s = np.sin(acc + i * 0.01)
+                acc += s
+                if i % 10 == 0:
+                    m.record_priming(i % 3, abs(s))
+        out[b] = cycles() - t0
+    return acc
+
+
+@njit(nogil=True)
+def k_engram_op_twin(ops, out):
+    acc = 0.0
+    for b in range(out.size):
+        t0 = cycles()
+        for op in range(ops):
+            for i in range(100):
+                s = np.sin(acc + i * 0.01)
+                acc += s
+        out[b] = cycles() - t0
+    return acc
+
+
+@njit(nogil=True)
 def k_bare_loop(vals, batch, out):
     for b in range(out.size):
         t0 = cycles()
@@ -155,6 +198,7 @@ def k_own_slot(arr, slot, batch, out, flag, parties):
 
 def single_thread(rounds, batches, batch, ticks):
     m, d = Bench(), Bench.disabled()
+    cognitive = CognitivePatternMetrics()
     arr = np.zeros(8, dtype=np.int64)
     kernels = {
         "lock add (bare reference)": lambda out: k_lock_add(arr, VALUES, batch, out),
@@ -165,6 +209,8 @@ def single_thread(rounds, batches, batch, ticks):
         "histogram.observe(v) exponential": lambda out: k_histogram(m, VALUES, batch, out),
         "histogram.observe(v) 64 explicit bounds": lambda out: k_explicit(m, VALUES, batch, out),
         "disabled counter.inc() + observe(v)": lambda out: k_disabled(d, VALUES, batch, out),
+        "cognitive record_priming(type, strength)":
+            lambda out: k_record_priming(cognitive, STRENGTHS, batch, out),
     }
 
     def variant(fn):
@@ -232,6 +278,68 @@ def multi_thread(rounds, batches, batch, ticks):
     for s in results.values():
         s["ratio_to_1_thread"] = s["median_ns"] / base
     return results
+
+
+def engram_workload(rounds, batches, ticks):
+    """engram's overhead target (< 1 %), measured: instrumented op vs its twin, interleaved."""
+    m, d = CognitivePatternMetrics(), CognitivePatternMetrics.disabled()
+    ops = 10
+    variants = {
+        "twin (no calls)": lambda out: k_engram_op_twin(ops, out),
+        "instrumented": lambda out: k_engram_op(m, ops, out),
+        "disabled set": lambda out: k_engram_op(d, ops, out),
+    }
+    for fn in variants.values():
+        fn(np.empty(1, dtype=np.uint64))
+
+    def variant(fn):
+        def run():
+            out = np.empty(batches, dtype=np.uint64)
+            fn(out)
+            return out
+        return run
+    raw = H.interleave({k: variant(fn) for k, fn in variants.items()}, rounds)
+    # paired per round: same conditions for both sides of each ratio
+    per_round = {k: [np.median(x) for x in v] for k, v in raw.items()}
+    twin = np.array(per_round["twin (no calls)"])
+    out = {}
+    for k, v in per_round.items():
+        ns_per_op = float(np.median(np.concatenate(raw[k]))) / ticks / ops
+        out[k] = {"ns_per_op": ns_per_op,
+                  "overhead_pct": float(np.median((np.array(v) / twin - 1) * 100))}
+    out["records_per_op"] = 10
+    out["ns_per_record"] = (out["instrumented"]["ns_per_op"] - out["twin (no calls)"]["ns_per_op"]) / 10
+    return out
+
+
+def exposition_cost(repeats):
+    """Whole cognitive set: our text exposition vs prometheus_client's generate_latest."""
+    m = CognitivePatternMetrics()
+    k_record_priming(m, STRENGTHS, 1000, np.empty(10, dtype=np.uint64))
+    m.record_interference(0, 0.5)
+    out = {"samples": sum(1 for line in exposition(m).splitlines() if not line.startswith("#"))}
+
+    def median_ms(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - t)
+        return float(np.median(times)) / 1e6
+
+    out["engram_numba exposition()"] = median_ms(lambda: exposition(m))
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from engram_numba.export import MetricSetCollector, openmetrics_exposition
+    except ImportError:
+        return out
+    reg = CollectorRegistry()
+    reg.register(MetricSetCollector(m))
+    out["prometheus_client generate_latest(collector)"] = median_ms(lambda: generate_latest(reg))
+    out["openmetrics_exposition() via prometheus_client"] = median_ms(lambda: openmetrics_exposition(m))
+    return out
 
 
 def python_peers(n):
@@ -314,6 +422,17 @@ def main(argv=None) -> int:
     else:
         print("\n## two threads: skipped (fewer than 2 CPUs available)")
 
+    workload = engram_workload(rounds, max(batches // 10, 5), ticks)
+    print("\n## engram overhead workload: 100 sin() per op, record_priming every 10th")
+    print(H.table([dict(variant=k, **v) for k, v in workload.items() if isinstance(v, dict)],
+                  ["variant", "ns_per_op", "overhead_pct"]))
+    print(f"= {workload['ns_per_record']:.1f} ns per record_priming inside the workload")
+
+    expo = exposition_cost(20 if args.quick else 200)
+    print(f"\n## exposition of the whole cognitive set ({expo['samples']} samples), median ms")
+    print(H.table([{"renderer": k, "ms": v} for k, v in expo.items() if k != "samples"],
+                  ["renderer", "ms"]))
+
     peers = python_peers(20_000 if args.quick else 200_000)
     print("\n## from Python, per call (plain loop)")
     print(H.table([{"call": k, "ns": v} for k, v in peers.items()], ["call", "ns"]))
@@ -321,6 +440,7 @@ def main(argv=None) -> int:
     path = H.save(args.output, {"machine": info, "ticks_per_ns": ticks, "single_thread": single,
                                 "disabled_identical_machine_code": identical,
                                 "two_threads": multi, "python": peers,
+                                "engram_workload": workload, "exposition_ms": expo,
                                 "rounds": rounds, "batches": batches, "batch": batch})
     print(f"\nsaved {path}")
     return 0

@@ -18,6 +18,8 @@ from ._layout import RegionError
 from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram, HistogramData,
                       HistogramSnapshot, MetricSet, MetricSetSnapshot, attach_metrics,
                       kernel_method, relative_error_bound)
+from .metrics.cognitive import (CognitivePatternMetrics, InterferenceType, PrimingType,
+                                RejectionReason)
 
 __version__ = "0.1.0"
 
@@ -27,4 +29,5 @@ __all__ = [
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
     "relative_error_bound", "RegionError",
+    "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
 ]

@@ -278,3 +278,35 @@ def test_classic_buckets_keep_histogram_quantile_within_5_percent(distribution):
         exact = np.quantile(values, q, method="inverted_cdf")
         estimate = prometheus_histogram_quantile(q, buckets)
         assert abs(estimate - exact) <= 0.05 * exact, (q, estimate, exact)
+
+
+@njit(nogil=True)
+def _hammer_priming(m, n, flag):
+    flag[0] = 1
+    for i in range(n):
+        m.record_priming(i % 3, 0.01 + (i % 97) / 97.0)
+
+
+def test_classic_buckets_stay_consistent_while_a_kernel_writes():
+    import threading
+    m = CognitivePatternMetrics()
+    flag = np.zeros(1, np.int64)
+    _hammer_priming(m, 1, flag)
+    writer = threading.Thread(target=_hammer_priming, args=(m, 20_000_000, flag))
+    flag[0] = 0
+    writer.start()
+    scrapes = 0
+    try:
+        while writer.is_alive() and scrapes < 200:
+            if not flag[0]:
+                continue
+            fam = {f.name: f for f in text_string_to_metric_families(exposition(m))}
+            samples = fam["engram_priming_strength"].samples
+            buckets = [s.value for s in samples if s.name.endswith("_bucket")]
+            count = next(s.value for s in samples if s.name.endswith("_count"))
+            assert buckets == sorted(buckets), "cumulative buckets decreased"
+            assert buckets[-1] == count, "+Inf bucket differs from _count"
+            scrapes += 1
+    finally:
+        writer.join()
+    assert scrapes > 10

@@ -25,6 +25,8 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch):
     assert namespace["metrics"].steps.value() == 6
     assert namespace["m"].requests.total == 0          # after reset()
     assert namespace["reader"].requests.total == 1000
+    assert namespace["cognitive"].priming_events_total() == 1000
+    assert "engram_priming_strength_bucket" in namespace["text"]
 
 
 def test_ci_runs_the_readme_test_command():
