@@ -531,3 +531,27 @@ def bits_f64(typingctx, bits):
         return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
+
+
+@intrinsic
+def f32_bits(typingctx, value):
+    """The IEEE-754 bit pattern of ``value`` rounded to float32, as uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def thread_id(typingctx):
+    """``pthread_self()``: unique among live threads (a new thread may reuse a dead one's)."""
+    sig = types.uint64()
+
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "pthread_self")
+        return builder.call(fn, [])
+
+    return sig, codegen

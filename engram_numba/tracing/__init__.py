@@ -1,0 +1,7 @@
+"""Cognitive event tracing: 64-byte events in per-thread overwrite rings."""
+
+from .config import TracingConfig
+from .events import EVENT_DTYPE, EVENT_FIELDS, EventType
+from .tracer import CognitiveTracer
+
+__all__ = ["CognitiveTracer", "TracingConfig", "EventType", "EVENT_DTYPE", "EVENT_FIELDS"]

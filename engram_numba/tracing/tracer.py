@@ -1,0 +1,429 @@
+"""CognitiveTracer: bounded, lock-free event tracing from kernels (and Python).
+
+::
+
+    tracer = CognitiveTracer(TracingConfig.development())
+    kernel(metrics, tracer, ...)          # inside: tracer.trace_priming(t, s, src, dst)
+    events = tracer.drain()               # time-ordered structured array (EVENT_DTYPE)
+    tracer.stats()                        # written / delivered / dropped per ring
+
+Every recording thread gets its own ring (see :mod:`._ring`); when more threads
+record than there are rings, the extra events are dropped and counted, never
+written into another thread's ring.  Memory is fixed at creation.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+from numba import njit
+
+from .._layout import CACHE_LINE, KIND_TRACE, Region, RegionError
+from ..clock import calibrate, cycles, monotonic_ns, tsc_is_reliable
+from . import _njit
+from . import _ring as R
+from .config import ALWAYS, TracingConfig, threshold
+from .events import EVENT_DTYPE, EVENT_SIZE, EventType
+
+__all__ = ["CognitiveTracer"]
+
+LAYOUT_VERSION = 1
+_U64_WORDS = EVENT_SIZE // 8
+
+
+@njit(nogil=True, cache=True)
+def _py_priming(tr, a, b, c, d):
+    return tr.trace_priming(a, b, c, d)
+
+
+@njit(nogil=True, cache=True)
+def _py_interference(tr, a, b, c, d):
+    return tr.trace_interference(a, b, c, d)
+
+
+@njit(nogil=True, cache=True)
+def _py_reconsolidation(tr, a, b, c, d):
+    return tr.trace_reconsolidation(a, b, c, d)
+
+
+@njit(nogil=True, cache=True)
+def _py_false_memory(tr, a, b, c):
+    return tr.trace_false_memory(a, b, c)
+
+
+@njit(nogil=True, cache=True)
+def _clock_pair():
+    c0 = cycles()
+    m = monotonic_ns()
+    c1 = cycles()
+    return c0 + (c1 - c0) // 2, m
+
+
+_process_calibration = None
+
+
+def _tsc_per_ns() -> float:
+    global _process_calibration
+    if _process_calibration is None:
+        _process_calibration = calibrate(0.02)
+    return _process_calibration.ticks_per_ns
+
+
+def _description(n_rings, capacity, clock) -> str:
+    return json.dumps({"format": "engram-numba.trace-rings", "layout_version": LAYOUT_VERSION,
+                       "rings": n_rings, "capacity": capacity, "clock": clock,
+                       "event_size": EVENT_SIZE}, sort_keys=True, separators=(",", ":"))
+
+
+def _uint(value, name, bits) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    v = int(value.__index__())
+    if not 0 <= v < 1 << bits:
+        raise ValueError(f"{name} must be in [0, 2**{bits}), got {v}")
+    return v
+
+
+def _float(value, name) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+class CognitiveTracer:
+    """Per-thread rings of 64-byte cognitive events; see the module docstring."""
+
+    def __init__(self, config: TracingConfig | None = None):
+        config = TracingConfig.development() if config is None else config
+        config.validate()
+        n_rings, capacity = config.max_threads, config.ring_capacity
+        clock = R.CLOCK_TSC if tsc_is_reliable() else R.CLOCK_MONOTONIC
+        desc = _description(n_rings, capacity, clock)
+        size = R.region_size(n_rings, capacity)
+        if config.path:
+            region = Region.create(config.path, KIND_TRACE, size, desc, CACHE_LINE)
+        else:
+            region = Region.anonymous(KIND_TRACE, size, desc, CACHE_LINE)
+        words = region.data.view(np.uint64)
+        words[R.CLOCK_OFF // 8] = clock
+        words[R.CAP_OFF // 8] = capacity
+        words[R.RINGS_OFF // 8] = n_rings
+        tsc, mono = _clock_pair()
+        words[R.TSC_REF_OFF // 8] = tsc
+        words[R.MONO_REF_OFF // 8] = mono
+        seed = np.random.SeedSequence().generate_state(n_rings, dtype=np.uint64) | np.uint64(1)
+        for r in range(n_rings):
+            words[(R.RING_HEADERS + R.RING_HEADER_SIZE * r + R.R_RNG) // 8] = seed[r]
+        words[:4] = config.thresholds()
+        region.publish()
+        self.config = config
+        self._bind(region, n_rings, capacity, clock, primary=True)
+
+    def _bind(self, region, n_rings, capacity, clock, primary):
+        self._region = region
+        self._base = region.address if region is not None else None
+        self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
+        self._primary = primary
+        self._lock = threading.Lock()
+        self._nbtype = _njit.TracerType(region is not None, n_rings, capacity, clock)
+
+    @classmethod
+    def disabled(cls) -> "CognitiveTracer":
+        """A tracer that records nothing, owns no memory and compiles to no code in kernels."""
+        obj = cls.__new__(cls)
+        obj.config = TracingConfig.disabled()
+        obj._bind(None, 0, 0, 0, primary=False)
+        return obj
+
+    @classmethod
+    def attach(cls, path, *, writable: bool = False) -> "CognitiveTracer":
+        """Attach to a file-backed tracer of another process.
+
+        Reading never disturbs the owner: :meth:`read` and :meth:`follow` keep
+        their own cursors.  ``writable=True`` allows changing the running
+        program's configuration (:meth:`set_sample_rate` ...).
+        """
+        region = Region.attach(path, KIND_TRACE, writable=writable)
+        try:
+            d = json.loads(region.description)
+            if d.get("format") != "engram-numba.trace-rings" or \
+                    d.get("layout_version") != LAYOUT_VERSION or d.get("event_size") != EVENT_SIZE:
+                raise RegionError(f"{path}: not a trace-ring layout this version reads")
+            n_rings, capacity, clock = int(d["rings"]), int(d["capacity"]), int(d["clock"])
+            if n_rings < 1 or capacity < 1 or capacity & (capacity - 1) or clock not in (0, 1) \
+                    or R.region_size(n_rings, capacity) > region.size:
+                raise RegionError(f"{path}: corrupt trace-ring layout {d}")
+        except (KeyError, TypeError, ValueError) as exc:
+            region.close()
+            if isinstance(exc, RegionError):
+                raise
+            raise RegionError(f"{path}: unreadable trace-ring layout ({exc})") from None
+        obj = cls.__new__(cls)
+        obj._bind(region, n_rings, capacity, clock, primary=False)
+        obj.config = None
+        return obj
+
+    # -- kernels ------------------------------------------------------------------
+
+    @property
+    def _numba_type_(self):
+        if self._region is not None and not self._region.writable:
+            raise TypeError("a tracer attached read-only cannot be passed to a kernel")
+        return self._nbtype
+
+    @property
+    def _kernel_address(self) -> int:
+        if self._base is None:
+            raise ValueError("the tracer is " + ("closed" if self._region is not None else "disabled"))
+        return self._base
+
+    @property
+    def enabled(self) -> bool:
+        return self._region is not None
+
+    @property
+    def path(self):
+        return None if self._region is None else self._region.path
+
+    # -- recording from Python (validated; same compiled code as kernels) --------
+
+    def _live(self) -> bool:
+        if self._region is None:
+            return False
+        self._kernel_address  # raises when closed
+        if not self._region.writable:
+            raise TypeError("a tracer attached read-only cannot record")
+        return True
+
+    def trace_priming(self, priming_type, strength, source_node, target_node) -> bool:
+        from ..metrics.cognitive import PrimingType
+        t = PrimingType(priming_type)
+        s = _float(strength, "strength")
+        a, b = _uint(source_node, "source_node", 64), _uint(target_node, "target_node", 64)
+        return self._live() and bool(_py_priming(self, int(t), s, np.uint64(a), np.uint64(b)))
+
+    def trace_interference(self, interference_type, magnitude, target_episode_id,
+                           competing_episode_count) -> bool:
+        from ..metrics.cognitive import InterferenceType
+        t = InterferenceType(interference_type)
+        m = _float(magnitude, "magnitude")
+        e = _uint(target_episode_id, "target_episode_id", 64)
+        n = _uint(competing_episode_count, "competing_episode_count", 32)
+        return self._live() and bool(_py_interference(self, int(t), m, np.uint64(e), n))
+
+    def trace_reconsolidation(self, episode_id, window_position, plasticity_factor,
+                              modification_count) -> bool:
+        e = _uint(episode_id, "episode_id", 64)
+        w, p = _float(window_position, "window_position"), _float(plasticity_factor,
+                                                                   "plasticity_factor")
+        n = _uint(modification_count, "modification_count", 32)
+        return self._live() and bool(_py_reconsolidation(self, np.uint64(e), w, p, n))
+
+    def trace_false_memory(self, critical_lure_hash, source_list_size,
+                           reconstruction_confidence) -> bool:
+        h = _uint(critical_lure_hash, "critical_lure_hash", 64)
+        n = _uint(source_list_size, "source_list_size", 32)
+        c = _float(reconstruction_confidence, "reconstruction_confidence")
+        return self._live() and bool(_py_false_memory(self, np.uint64(h), n, c))
+
+    # -- configuration (takes effect in running kernels) ----------------------------
+
+    def _words(self) -> np.ndarray:
+        return self._region.data.view(np.uint64)
+
+    def _set_threshold(self, event_type, value: int) -> None:
+        if self._region is None:
+            return
+        if not self._region.writable:
+            raise TypeError("attach with writable=True to change the configuration")
+        from .._atomics import atomic_store
+        atomic_store(self._words(), R.TH_OFF // 8 + int(event_type), np.uint64(value))
+
+    def thresholds(self) -> list:
+        if self._region is None:
+            return [0] * len(EventType)
+        return [int(x) for x in self._words()[:len(EventType)]]
+
+    def sample_rates(self) -> dict:
+        """Effective rate per type (0.0 when disabled)."""
+        return {t: (1.0 if th == ALWAYS else th / 2.0 ** 64)
+                for t, th in zip(EventType, self.thresholds())}
+
+    def set_sample_rate(self, event_type, rate: float) -> None:
+        """Change a type's sample rate (and enable it); running kernels see it at once."""
+        from .config import _event_type
+        t = _event_type(event_type, "event_type")
+        r = _float(rate, "sample_rate")
+        if not 0.0 <= r <= 1.0:
+            raise ValueError(f"sample_rate must be in [0, 1], got {rate!r}")
+        if self.config is not None:
+            self.config.sample_rates[t] = r
+            self.config.enabled_events.add(t)
+        self._set_threshold(t, threshold(r))
+
+    def enable(self, event_type) -> None:
+        from .config import _event_type
+        t = _event_type(event_type, "event_type")
+        rate = self.config.sample_rates[t] if self.config is not None else 1.0
+        if self.config is not None:
+            self.config.enabled_events.add(t)
+        self._set_threshold(t, threshold(rate))
+
+    def disable(self, event_type) -> None:
+        from .config import _event_type
+        t = _event_type(event_type, "event_type")
+        if self.config is not None:
+            self.config.enabled_events.discard(t)
+        self._set_threshold(t, 0)
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _positions(self) -> np.ndarray:
+        return R.ring_positions(self._kernel_address, self.n_rings)
+
+    def _collect(self, starts) -> tuple:
+        """Events from per-ring start positions to the current write indexes.
+
+        Returns (events, write indexes, dropped per ring); events are in raw form.
+        """
+        base = self._kernel_address
+        writes = self._positions()[:, 0].astype(np.int64)
+        starts = np.asarray(starts, dtype=np.int64)
+        lapped = np.maximum(writes - self.capacity - starts, 0)
+        begin = starts + lapped
+        pending = int(np.maximum(writes - begin, 0).sum())
+        out = np.empty(pending * _U64_WORDS, dtype=np.uint64)
+        dropped = lapped.copy()
+        k = 0
+        for r in np.flatnonzero(writes > begin):
+            k, lost = R.collect_ring(base, self.n_rings, self.capacity, int(r), int(begin[r]),
+                                     int(writes[r]), out, k)
+            dropped[r] += lost
+        events = out[:k * _U64_WORDS].view(EVENT_DTYPE)
+        return events, writes, dropped
+
+    def _finish(self, events) -> np.ndarray:
+        """Absolute unix-ns timestamps, sorted by time."""
+        if events.size:
+            events["timestamp"] = self._to_unix_ns(events["timestamp"])
+            events = events[np.argsort(events["timestamp"], kind="stable")]
+        return events
+
+    def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
+        real = time.time_ns()
+        tsc_now, mono_now = _clock_pair()
+        real = (real + time.time_ns()) // 2
+        if self.clock == R.CLOCK_MONOTONIC:
+            return (ticks.astype(np.int64) + (real - int(mono_now))).astype(np.uint64)
+        words = self._words()
+        tsc_ref, mono_ref = int(words[R.TSC_REF_OFF // 8]), int(words[R.MONO_REF_OFF // 8])
+        baseline = int(mono_now) - mono_ref
+        rate = (int(tsc_now) - tsc_ref) / baseline if baseline > 2_000_000_000 else _tsc_per_ns()
+        age_ns = (int(tsc_now) - ticks.astype(np.float64)) / rate
+        return (real - age_ns).astype(np.int64).astype(np.uint64)
+
+    def drain(self) -> np.ndarray:
+        """Events recorded since the last drain, merged across rings, oldest first.
+
+        Fields are those of :data:`EVENT_DTYPE`; ``timestamp`` is unix ns and
+        ``sequence`` the event's position in its ring.  Only the tracer's owner
+        drains; attached readers use :meth:`read` / :meth:`follow`.
+        """
+        if self._region is None:
+            return np.empty(0, dtype=EVENT_DTYPE)
+        if not self._primary:
+            raise RuntimeError("only the tracer's owner drains; use read() or follow()")
+        with self._lock:
+            words = self._words()
+            heads = [(R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8 for r in range(self.n_rings)]
+            starts = [int(words[h + R.R_READ // 8]) for h in heads]
+            events, writes, dropped = self._collect(starts)
+            from .._atomics import atomic_store
+            got_per_ring = np.bincount(events["thread"], minlength=self.n_rings)
+            for r, h in enumerate(heads):
+                if writes[r] == starts[r]:
+                    continue
+                got = int(got_per_ring[r])
+                atomic_store(words, h + R.R_DELIVERED // 8,
+                             np.uint64(int(words[h + R.R_DELIVERED // 8]) + got), "relaxed")
+                atomic_store(words, h + R.R_DROPPED // 8,
+                             np.uint64(int(words[h + R.R_DROPPED // 8]) + int(dropped[r])), "relaxed")
+                atomic_store(words, h + R.R_READ // 8, np.uint64(int(writes[r])))
+            return self._finish(events)
+
+    def read(self) -> np.ndarray:
+        """Every event still held in the rings (oldest first), without consuming them."""
+        if self._region is None:
+            return np.empty(0, dtype=EVENT_DTYPE)
+        writes = self._positions()[:, 0].astype(np.int64)
+        events, _, _ = self._collect(np.maximum(writes - self.capacity, 0))
+        return self._finish(events)
+
+    def follow(self, interval: float = 0.2, stop=None):
+        """Yield batches of new events as they are written (a private cursor), until ``stop()``."""
+        if self._region is None:
+            return
+        cursors = self._positions()[:, 0].astype(np.int64)
+        while stop is None or not stop():
+            events, writes, _ = self._collect(cursors)
+            cursors = writes
+            if events.size:
+                yield self._finish(events)
+            else:
+                time.sleep(interval)
+
+    def stats(self) -> dict:
+        """Per ring and in total: written, delivered, dropped, pending, utilization (%).
+
+        ``written == delivered + dropped + pending`` for every ring;
+        ``no_ring`` counts events dropped because every ring belonged to another
+        thread, ``invalid`` those with an out-of-range argument.
+        """
+        empty = {"written": 0, "delivered": 0, "dropped": 0, "pending": 0, "utilization": 0.0}
+        if self._region is None:
+            return {"rings": [], "total": dict(empty), "no_ring": 0, "invalid": 0,
+                    "capacity": 0, "memory_bytes": 0}
+        words = self._words()
+        rings = []
+        for r in range(self.n_rings):
+            h = (R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8
+            written = int(words[h + R.R_WRITE // 8])
+            if not written and not words[h + R.R_OWNER // 8]:
+                continue
+            read = int(words[h + R.R_READ // 8])
+            pending = written - read
+            rings.append({"ring": r, "written": written,
+                          "delivered": int(words[h + R.R_DELIVERED // 8]),
+                          "dropped": int(words[h + R.R_DROPPED // 8]), "pending": pending,
+                          "utilization": 100.0 * min(pending, self.capacity) / self.capacity})
+        total = dict(empty)
+        for ring in rings:
+            for k in ("written", "delivered", "dropped", "pending"):
+                total[k] += ring[k]
+            total["utilization"] = max(total["utilization"], ring["utilization"])
+        return {"rings": rings, "total": total, "no_ring": int(words[R.NO_RING_OFF // 8]),
+                "invalid": int(words[R.INVALID_OFF // 8]), "capacity": self.capacity,
+                "memory_bytes": self._region.size}
+
+    def close(self) -> None:
+        """Release the rings (kernels must not be recording into them)."""
+        if self._region is not None:
+            self._base = None
+            self._region.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._region is None:
+            return "<CognitiveTracer disabled>"
+        where = self._region.path or "anonymous"
+        return f"<CognitiveTracer {self.n_rings} rings x {self.capacity} events, {where}>"
+

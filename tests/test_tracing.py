@@ -1,0 +1,412 @@
+"""CognitiveTracer: event layout, recording, config, rings under concurrency, memory."""
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from numba import njit, prange
+from numba.core.errors import TypingError
+
+from engram_numba._asm import native_asm
+from engram_numba.metrics.cognitive import InterferenceType, PrimingType
+from engram_numba.tracing import EVENT_DTYPE, CognitiveTracer, EventType, TracingConfig
+from engram_numba.tracing import _ring as R
+
+from .conftest import needs_two_cpus, run_threads, spin_barrier
+
+
+def small(**kw):
+    kw.setdefault("ring_buffer_size", 4096)
+    kw.setdefault("max_threads", 4)
+    return TracingConfig(**kw)
+
+
+def test_event_layout_is_one_cache_line():
+    assert EVENT_DTYPE.itemsize == 64
+    for name in EVENT_DTYPE.names:
+        dt, offset = EVENT_DTYPE.fields[name][:2]
+        assert offset % dt.alignment == 0, name          # naturally aligned
+        assert offset + dt.itemsize <= 64
+    assert not EVENT_DTYPE.hasobject
+
+
+@njit(nogil=True)
+def record_all(tr, n):
+    for i in range(n):
+        tr.trace_priming(i % 3, 0.5 + i, i, 2 * i + 1)
+        tr.trace_interference(InterferenceType.FAN, 0.25, 1000 + i, i % 7)
+        tr.trace_reconsolidation(i, 0.125, 0.75, i % 5)
+        tr.trace_false_memory(2 ** 63 + i, 12, 0.875)
+
+
+def test_every_field_round_trips_in_order_with_unix_timestamps():
+    tr = CognitiveTracer(small())
+    record_all(tr, 1)
+    tr.drain()
+    t0 = time.time_ns()
+    record_all(tr, 50)
+    t1 = time.time_ns()
+    ev = tr.drain()
+    assert ev.size == 200
+    assert np.all(np.diff(ev["timestamp"].astype(np.int64)) >= 0)
+    slack = 2_000_000  # 2 ms for clock conversion
+    assert t0 - slack <= int(ev["timestamp"].min()) and int(ev["timestamp"].max()) <= t1 + slack
+    assert np.all(np.diff(ev["sequence"].astype(np.int64)) == 1)   # one thread, one ring
+    p = ev[ev["event_type"] == EventType.PRIMING]
+    i = np.arange(50)
+    assert p["priming_type"].tolist() == (i % 3).tolist()
+    assert np.array_equal(p["strength"], (0.5 + i).astype(np.float32))
+    assert p["source_node"].tolist() == i.tolist() and p["target_node"].tolist() == (2 * i + 1).tolist()
+    f = ev[ev["event_type"] == EventType.INTERFERENCE]
+    assert set(f["interference_type"]) == {2} and set(f["magnitude"]) == {0.25}
+    assert f["target_episode_id"].tolist() == (1000 + i).tolist()
+    assert f["competing_episode_count"].tolist() == (i % 7).tolist()
+    r = ev[ev["event_type"] == EventType.RECONSOLIDATION]
+    assert r["episode_id"].tolist() == i.tolist() and set(r["window_position"]) == {0.125}
+    assert set(r["plasticity_factor"]) == {0.75} and r["modification_count"].tolist() == (i % 5).tolist()
+    m = ev[ev["event_type"] == EventType.FALSE_MEMORY]
+    assert m["critical_lure_hash"].tolist() == [2 ** 63 + k for k in range(50)]
+    assert set(m["source_list_size"]) == {12} and set(m["reconstruction_confidence"]) == {0.875}
+    s = tr.stats()
+    assert s["total"]["written"] == 204 and s["total"]["delivered"] == 204
+    assert s["total"]["dropped"] == 0 and s["total"]["pending"] == 0
+
+
+def test_python_calls_record_the_same_events():
+    tr = CognitiveTracer(small())
+    assert tr.trace_priming(PrimingType.REPETITION, 0.5, 7, 9)
+    assert tr.trace_interference(0, 1.5, 3, 4)
+    assert tr.trace_reconsolidation(11, 0.5, 0.25, 1)
+    assert tr.trace_false_memory(99, 5, 0.5)
+    ev = tr.drain()
+    assert ev["event_type"].tolist() == [0, 1, 2, 3]
+    assert (ev[0]["priming_type"], ev[0]["source_node"], ev[0]["target_node"]) == (2, 7, 9)
+    for bad, msg in [(lambda: tr.trace_priming(3, 0.5, 1, 1), "PrimingType"),
+                     (lambda: tr.trace_priming(0, "x", 1, 1), "strength"),
+                     (lambda: tr.trace_priming(0, 0.5, -1, 1), "source_node"),
+                     (lambda: tr.trace_interference(0, 0.5, 1, 2 ** 32), "competing_episode_count"),
+                     (lambda: tr.trace_false_memory(1, -1, 0.5), "source_list_size")]:
+        with pytest.raises(ValueError, match=msg):
+            bad()
+    assert tr.drain().size == 0
+
+
+@njit
+def bad_values(tr, k):
+    tr.trace_priming(k, 0.5, 1, 2)
+    tr.trace_interference(k, 0.5, 1, 2)
+    tr.trace_interference(0, 0.5, 1, -k)
+    tr.trace_reconsolidation(1, 0.5, 0.5, -k)
+    tr.trace_false_memory(1, -k, 0.5)
+
+
+def test_out_of_range_arguments_in_kernels_are_counted_not_recorded():
+    tr = CognitiveTracer(small())
+    bad_values(tr, 5)
+    assert tr.drain().size == 0
+    assert tr.stats()["invalid"] == 5
+
+
+def test_kernel_misuse_is_a_typing_error():
+    tr = CognitiveTracer(small())
+
+    @njit
+    def wrong_enum(tr):
+        tr.trace_priming(InterferenceType.FAN, 0.5, 1, 2)
+
+    with pytest.raises(TypingError, match="takes PrimingType"):
+        wrong_enum(tr)
+
+    @njit
+    def float_id(tr):
+        tr.trace_reconsolidation(1.5, 0.5, 0.5, 1)
+
+    with pytest.raises(TypingError, match="episode_id must be an integer"):
+        float_id(tr)
+
+
+@njit
+def bare(n):
+    acc = 0.0
+    for i in range(n):
+        acc += np.sqrt(i)
+    return acc
+
+
+@njit
+def traced(tr, n):
+    acc = 0.0
+    for i in range(n):
+        acc += np.sqrt(i)
+        tr.trace_priming(i % 3, acc, i, i + 1)
+        tr.trace_interference(i % 3, acc, i, 2)
+        tr.trace_reconsolidation(i, acc, acc, 1)
+        tr.trace_false_memory(i, 3, acc)
+    return acc
+
+
+def test_disabled_tracer_compiles_to_nothing_and_owns_no_memory():
+    d = CognitiveTracer.disabled()
+    assert not d.enabled and d._region is None
+    assert traced(d, 20) == bare(20)
+    disabled = traced.signatures[-1]
+    traced(CognitiveTracer(small()), 20)
+    assert native_asm(traced, disabled) == native_asm(bare)
+    assert native_asm(traced, traced.signatures[-1]) != native_asm(bare)
+    assert d.drain().size == 0 and d.stats()["total"]["written"] == 0
+    assert d.trace_priming(0, 0.5, 1, 2) is False
+
+
+def test_config_validation_names_the_field():
+    cases = [(dict(sample_rates={"priming": 1.5}), "sample_rates\\[priming\\]"),
+             (dict(sample_rates={"priming": float("nan")}), "sample_rates\\[priming\\]"),
+             (dict(sample_rates={"bogus": 0.5}), "sample_rates: unknown event type"),
+             (dict(enabled_events={"bogus"}), "enabled_events: unknown event type"),
+             (dict(ring_buffer_size=0), "ring_buffer_size"),
+             (dict(ring_buffer_size=-5), "ring_buffer_size"),
+             (dict(max_threads=0), "max_threads"),
+             (dict(export_batch_size=0), "export_batch_size"),
+             (dict(export_interval_ms=1.5), "export_interval_ms")]
+    for kwargs, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            TracingConfig(**kwargs)
+
+
+def test_presets_and_rounding():
+    dev = TracingConfig.development()
+    assert dev.enabled_events == set(EventType)
+    assert set(dev.sample_rates.values()) == {1.0}
+    assert (dev.ring_buffer_size, dev.export_batch_size, dev.export_interval_ms) == (10_000, 1_000, 5_000)
+    prod = TracingConfig.production()
+    assert prod.sample_rates[EventType.PRIMING] == 0.01
+    assert prod.sample_rates[EventType.INTERFERENCE] == 0.01
+    assert (prod.ring_buffer_size, prod.export_batch_size, prod.export_interval_ms) == (10_000, 5_000, 30_000)
+    assert TracingConfig.disabled().thresholds() == [0, 0, 0, 0]
+    assert dev.ring_capacity == 16384 and small(ring_buffer_size=4096).ring_capacity == 4096
+
+
+@njit(nogil=True)
+def priming_loop(tr, n):
+    kept = 0
+    for i in range(n):
+        kept += tr.trace_priming(0, 0.5, i, i)
+    return kept
+
+
+def test_rates_and_switches_take_effect_without_recompiling():
+    tr = CognitiveTracer(small(ring_buffer_size=1 << 16, max_threads=2))
+    priming_loop(tr, 10)
+    tr.drain()
+    compiled = len(priming_loop.signatures)
+    tr.set_sample_rate(EventType.PRIMING, 0.1)
+    kept = priming_loop(tr, 50_000)
+    assert abs(kept - 5000) < 5 * np.sqrt(50_000 * 0.1 * 0.9)
+    assert tr.drain().size == kept
+    tr.disable("priming")
+    assert priming_loop(tr, 1000) == 0
+    tr.enable("priming")                      # back to its configured rate, 0.1
+    assert 0 < priming_loop(tr, 1000) < 300
+    tr.set_sample_rate("priming", 0.0)
+    assert priming_loop(tr, 1000) == 0
+    tr.set_sample_rate("priming", 1.0)
+    assert priming_loop(tr, 1000) == 1000
+    assert len(priming_loop.signatures) == compiled
+    with pytest.raises(ValueError, match="sample_rate"):
+        tr.set_sample_rate("priming", 2)
+
+
+def test_overwrite_oldest_and_counts_add_up():
+    tr = CognitiveTracer(small(ring_buffer_size=64, max_threads=1))
+    priming_loop(tr, 1000)
+    ev = tr.drain()
+    assert ev.size == 64
+    assert ev["source_node"].tolist() == list(range(936, 1000))   # the newest survive
+    s = tr.stats()["rings"][0]
+    assert s["written"] == 1000 and s["delivered"] == 64 and s["dropped"] == 936
+    assert s["written"] == s["delivered"] + s["dropped"] + s["pending"]
+
+
+@njit(nogil=True)
+def thread_writer(tr, n, flag, parties, me):
+    spin_barrier(flag, parties)
+    for i in range(n):
+        tr.trace_priming(0, 0.5, me, i)
+
+
+def test_more_threads_than_rings_drop_and_count_never_share():
+    tr = CognitiveTracer(small(ring_buffer_size=1 << 14, max_threads=2))
+    flag = np.zeros(1, np.int64)
+    flag[0] = 1
+    thread_writer(tr, 1, flag, 1, 0)    # compile (claims a ring for this thread)
+    tr.drain()
+    flag[0] = 0
+    run_threads(thread_writer, [(tr, 2000, flag, 3, me) for me in (1, 2, 3)])
+    ev = tr.drain()
+    st = tr.stats()
+    # the main thread holds one ring, so at most one of the three writers got the other
+    assert st["no_ring"] >= 2 * 2000
+    for ring in np.unique(ev["thread"]):
+        writers = np.unique(ev["source_node"][ev["thread"] == ring])
+        assert writers.size == 1, "two threads wrote into one ring"
+    assert ev.size + st["no_ring"] == 3 * 2000
+
+
+@njit(parallel=True)
+def prange_writer(tr, n):
+    for i in prange(n):
+        tr.trace_priming(0, 0.5, i, i)
+
+
+def test_prange_workers_get_their_own_rings():
+    tr = CognitiveTracer(small(ring_buffer_size=1 << 16, max_threads=8))
+    prange_writer(tr, 100_000)
+    ev = tr.drain()
+    assert ev.size == 100_000 and sorted(ev["source_node"].tolist()) == list(range(100_000))
+    for ring in np.unique(ev["thread"]):
+        seq = ev["sequence"][ev["thread"] == ring]
+        assert np.array_equal(np.sort(seq), np.arange(seq.size))
+
+
+# -- producer and consumer at the same time ---------------------------------------------
+
+@njit(nogil=True)
+def consistent_producer(tr, n, flag):
+    flag[0] = 1
+    for i in range(n):
+        # every payload field is a function of i
+        tr.trace_priming(i % 3, np.float32(i % 1000), i, 3 * i + 1)
+
+
+def _check_consistent(ev):
+    i = ev["source_node"].astype(np.int64)
+    ok = (ev["target_node"].astype(np.int64) == 3 * i + 1) & (ev["priming_type"] == i % 3) \
+        & (ev["strength"] == (i % 1000).astype(np.float32))
+    return ok
+
+
+@needs_two_cpus
+def test_concurrent_drain_never_returns_a_torn_event_and_counts_add_up():
+    tr = CognitiveTracer(small(ring_buffer_size=256, max_threads=2))
+    flag = np.zeros(1, np.int64)
+    consistent_producer(tr, 1, flag)
+    tr.drain()
+    flag[0] = 0
+    n = 3_000_000
+    t = threading.Thread(target=consistent_producer, args=(tr, n, flag))
+    t.start()
+    while not flag[0]:
+        pass
+    batches = []
+    while t.is_alive():
+        batches.append(tr.drain())
+    t.join()
+    batches.append(tr.drain())
+    ev = np.concatenate(batches)
+    assert ev.size > 0
+    assert _check_consistent(ev).all(), "a delivered event mixes two writes"
+    ring = ev["thread"][0]
+    mine = ev[ev["thread"] == ring]
+    assert np.all(np.diff(mine["sequence"].astype(np.int64)) > 0), "events out of order"
+    assert np.all(np.diff(mine["source_node"].astype(np.int64)) > 0)
+    assert np.array_equal(mine["sequence"] - mine["sequence"][0],
+                          mine["source_node"] - mine["source_node"][0])
+    s = next(r for r in tr.stats()["rings"] if r["ring"] == ring)
+    assert s["written"] == n and s["written"] == s["delivered"] + s["dropped"] + s["pending"]
+    assert s["pending"] == 0 and s["dropped"] > 0   # the producer outran the consumer
+
+
+@njit(nogil=True)
+def _unchecked_copy(base, n_rings, capacity, ring, start, stop, out):
+    """Control: copy slots without the seqlock checks (what a naive ring does)."""
+    slots = base + R.slots_offset(n_rings) + ring * capacity * 64
+    k = 0
+    for p in range(start, stop):
+        slot = slots + (p & (capacity - 1)) * 64
+        for w in range(1, 8):
+            out[k * 8 + w] = R.load_u64(slot + 8 * w)
+        out[k * 8] = p
+        k += 1
+    return k
+
+
+@needs_two_cpus
+def test_control_without_the_seqlock_checks_torn_events_are_seen():
+    """Proves the consistency check above can fail: unchecked copies do tear."""
+    tr = CognitiveTracer(small(ring_buffer_size=8, max_threads=2))
+    flag = np.zeros(1, np.int64)
+    consistent_producer(tr, 1, flag)          # compiles; the main thread takes one ring
+    mine = int(np.argmax(tr._positions()[:, 0]))
+    flag[0] = 0
+    t = threading.Thread(target=consistent_producer, args=(tr, 20_000_000, flag))
+    t.start()
+    while not flag[0]:
+        pass
+    ring = 1 - mine
+    out = np.zeros(8 * 8, np.uint64)
+    torn = 0
+    while t.is_alive() and torn == 0:
+        w = int(tr._positions()[ring, 0])
+        k = _unchecked_copy(tr._kernel_address, 2, 8, ring, max(w - 8, 0), w, out)
+        torn += int((~_check_consistent(out[:k * 8].view(EVENT_DTYPE))).sum())
+    t.join()
+    assert torn > 0, "never caught a torn copy: the concurrency test cannot fail"
+
+
+# -- memory and allocation -------------------------------------------------------------
+
+def _rss_kb():
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+
+def test_memory_is_fixed_over_a_million_events():
+    cfg = small(ring_buffer_size=1 << 12, max_threads=4)
+    tr = CognitiveTracer(cfg)
+    assert tr.stats()["memory_bytes"] <= cfg.memory_bytes + 16384
+    record_all(tr, 1000)
+    tr.drain()
+    before = _rss_kb()
+    for _ in range(4):
+        record_all(tr, 62_500)     # 4 event types: 250,000 events per round
+        tr.drain()
+    grew = _rss_kb() - before
+    assert tr.stats()["memory_bytes"] <= cfg.memory_bytes + 16384
+    assert grew < 8 * 1024, f"RSS grew by {grew} kB over 4M events"
+
+
+def test_recording_does_not_allocate():
+    from numba.core.runtime import _nrt_python, rtsys
+    _nrt_python.memsys_enable_stats()
+
+    @njit
+    def drive(tr, n):
+        record_all(tr, n)
+
+    tr = CognitiveTracer(small())
+    drive(tr, 1)
+    a = rtsys.get_allocation_stats()
+    drive(tr, 1)
+    b = rtsys.get_allocation_stats()
+    drive(tr, 1000)
+    c = rtsys.get_allocation_stats()
+    assert (b.alloc - a.alloc) == (c.alloc - b.alloc)
+
+
+def test_file_backed_rings_are_readable_from_an_attached_view(tmp_path):
+    path = tmp_path / "trace.rings"
+    tr = CognitiveTracer(small(path=str(path)))
+    record_all(tr, 10)
+    view = CognitiveTracer.attach(path)
+    ev = view.read()
+    assert ev.size == 40 and view.stats()["total"]["written"] == 40
+    assert tr.drain().size == 40           # the owner's drain is not disturbed by readers
+    assert view.read().size == 40          # read() shows what the rings still hold
+    with pytest.raises(RuntimeError, match="owner"):
+        view.drain()
+    with pytest.raises(TypeError, match="writable"):
+        view.set_sample_rate("priming", 0.5)
+    writer = CognitiveTracer.attach(path, writable=True)
+    writer.disable("priming")
+    assert tr.thresholds()[0] == 0
