@@ -6,6 +6,10 @@ call, exactly, from any number of threads.  A ``.disabled()`` set compiles to no
 code at all.  Read the values from Python as snapshots and export them
 (Prometheus text format included).
 
+:class:`CognitiveTracer` records 64-byte cognitive events into per-thread
+overwrite rings from the same kernels; a :class:`TraceCollector` drains them in
+the background and hands batches to exporters.
+
 The atomic primitives the library is built on are public too:
 ``atomic_add``, ``atomic_cas``, ``atomic_load``, ... usable on numpy arrays and
 structured-array records inside kernels.
@@ -20,6 +24,9 @@ from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram,
                       kernel_method, relative_error_bound)
 from .metrics.cognitive import (CognitivePatternMetrics, InterferenceType, PrimingType,
                                 RejectionReason)
+from .metrics.spec import TopK
+from .tracing import (EVENT_DTYPE, CognitiveTracer, EventType, ExportError, PermanentExportError,
+                      TraceCollector, TracingConfig)
 
 __version__ = "0.1.0"
 
@@ -29,5 +36,7 @@ __all__ = [
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
     "relative_error_bound", "RegionError",
-    "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
+    "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason", "TopK",
+    "CognitiveTracer", "TracingConfig", "EventType", "EVENT_DTYPE", "TraceCollector",
+    "ExportError", "PermanentExportError",
 ]

@@ -38,6 +38,116 @@ def _cmd_metrics_serve(args) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '5m', '1h', '2d' -> seconds."""
+    text = text.strip()
+    try:
+        if text and text[-1] in _UNITS:
+            value = float(text[:-1]) * _UNITS[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 5m, 1h)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("durations are positive")
+    return value
+
+
+def parse_types(text: str) -> list:
+    from .tracing.config import _event_type
+    try:
+        return [_event_type(t.strip(), "--types") for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _select(events, args):
+    import time
+
+    import numpy as np
+    if getattr(args, "since", None) is not None:
+        events = events[events["timestamp"] >= np.uint64(time.time_ns() - int(args.since * 1e9))]
+    if getattr(args, "types", None):
+        events = events[np.isin(events["event_type"], [int(t) for t in args.types])]
+    return events
+
+
+def _output(args):
+    return open(args.output, "wb") if getattr(args, "output", None) else sys.stdout.buffer
+
+
+def _cmd_trace_export(args) -> int:
+    from .export.json import events_to_document, events_to_jsonl
+    from .tracing import CognitiveTracer
+    events = _select(CognitiveTracer.attach(args.attach).read(), args)
+    body = events_to_document(events) if args.format == "json" else events_to_jsonl(events)
+    out = _output(args)
+    out.write(body)
+    out.flush()
+    if args.output:
+        out.close()
+        print(f"wrote {events.size} events to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_trace_stream(args) -> int:
+    from .export.json import events_to_jsonl
+    from .tracing import CognitiveTracer
+    tracer = CognitiveTracer.attach(args.attach)
+    out = sys.stdout.buffer
+    try:
+        for batch in tracer.follow(interval=args.interval):
+            batch = _select(batch, args)
+            if batch.size:
+                out.write(events_to_jsonl(batch))
+                out.flush()
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+    return 0
+
+
+def _cmd_trace_stats(args) -> int:
+    from .tracing import CognitiveTracer
+    stats = CognitiveTracer.attach(args.attach).stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    t = stats["total"]
+    print(f"rings in use: {len(stats['rings'])}, capacity {stats['capacity']} events each, "
+          f"{stats['memory_bytes']:,} bytes")
+    print(f"written {t['written']:,}  delivered {t['delivered']:,}  dropped {t['dropped']:,}  "
+          f"pending {t['pending']:,}  max utilization {t['utilization']:.1f}%")
+    print(f"no free ring {stats['no_ring']:,}  invalid arguments {stats['invalid']:,}")
+    for r in stats["rings"]:
+        print(f"  ring {r['ring']:>4}: written {r['written']:>12,}  delivered {r['delivered']:>12,}"
+              f"  dropped {r['dropped']:>10,}  pending {r['pending']:>8,}  {r['utilization']:5.1f}%")
+    return 0
+
+
+def _cmd_trace_config(args) -> int:
+    from .tracing import CognitiveTracer, EventType
+    tracer = CognitiveTracer.attach(args.attach, writable=bool(args.enable or args.disable
+                                                               or args.sample_rate is not None))
+    for t in args.disable or []:
+        tracer.disable(t)
+    targets = list(args.enable or [])
+    if args.sample_rate is not None:
+        if not targets:
+            targets = [t for t, rate in tracer.sample_rates().items() if rate > 0]
+        for t in targets:
+            tracer.set_sample_rate(t, args.sample_rate)
+    else:
+        for t in targets:
+            tracer.set_sample_rate(t, 1.0)
+    for t in EventType:
+        rate = tracer.sample_rates()[t]
+        print(f"{t.name.lower():16} {'on ' if rate > 0 else 'off'}  sample rate {rate:.6g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram-numba",
@@ -61,6 +171,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free)")
     serve.set_defaults(func=_cmd_metrics_serve)
+
+    trace = sub.add_parser("trace", help="read and steer file-backed event rings").add_subparsers(
+        dest="trace_command", required=True)
+
+    def attach(p):
+        p.add_argument("--attach", required=True, metavar="PATH", help="trace-ring file")
+
+    export = trace.add_parser("export", help="write the events still held in the rings")
+    attach(export)
+    export.add_argument("--format", choices=["json", "jsonl"], default="jsonl",
+                        help="jsonl: one event per line; json: one batch document")
+    export.add_argument("--output", metavar="FILE", help="default: standard output")
+    export.add_argument("--since", type=parse_duration, metavar="DURATION",
+                        help="only events newer than this (30s, 5m, 1h, 2d)")
+    export.add_argument("--types", type=parse_types, metavar="T1,T2",
+                        help="only these event types (priming,interference,...)")
+    export.set_defaults(func=_cmd_trace_export)
+
+    stream = trace.add_parser("stream", help="follow new events as JSON lines until interrupted")
+    attach(stream)
+    stream.add_argument("--types", type=parse_types, metavar="T1,T2")
+    stream.add_argument("--interval", type=float, default=0.2, help="poll interval, seconds")
+    stream.set_defaults(func=_cmd_trace_stream)
+
+    stats = trace.add_parser("stats", help="written / delivered / dropped per ring")
+    attach(stats)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_trace_stats)
+
+    config = trace.add_parser("config", help="show or change the running program's tracing")
+    attach(config)
+    config.add_argument("--enable", type=parse_types, action="extend", metavar="T1,T2")
+    config.add_argument("--disable", type=parse_types, action="extend", metavar="T1,T2")
+    config.add_argument("--sample-rate", type=float, metavar="R",
+                        help="rate in [0, 1] for the --enable'd types (default: all enabled)")
+    config.set_defaults(func=_cmd_trace_config)
     return parser
 
 
@@ -68,7 +214,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
         print(f"engram-numba: error: {exc}", file=sys.stderr)
         return 2
 

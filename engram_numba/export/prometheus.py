@@ -69,11 +69,15 @@ class _Plan:
         self.parts = []
         for snap in snapshot.metrics.values():
             spec = snap.spec
-            combos = [list(zip(spec.label_names, labels)) for labels, _ in snap.items()]
             head = ""
             if spec.help:
                 head += f"# HELP {spec.name} {escape_help(spec.help)}\n"
+            if spec.kind == "topk":
+                head += f"# TYPE {spec.name} counter\n"
+                self.parts.append(("topk", head, spec.key_labels))
+                continue
             head += f"# TYPE {spec.name} {spec.kind}\n"
+            combos = [list(zip(spec.label_names, labels)) for labels, _ in snap.items()]
             if spec.kind == "histogram":
                 first = snap.items()[0][1] if combos else None
                 buckets = _histogram_prefixes(spec, combos, first.cumulative()) if first else []
@@ -110,6 +114,10 @@ def render(snapshot: MetricSetSnapshot, layout_key=None) -> str:
     out = []
     for (kind, head, data), snap in zip(plan.parts, snapshot.metrics.values()):
         out.append(head)
+        if kind == "topk":
+            out.extend(f"{snap.spec.name}{_labels(list(zip(data, map(str, key))))} {count}\n"
+                       for key, count in snap.items())
+            continue
         values = [v for _, v in snap.items()]
         if kind == "counter":
             out.extend(f"{p}{v}\n" for p, v in zip(data, values))
@@ -174,7 +182,12 @@ class MetricSetCollector:
             for s in snap.metrics.values():
                 spec = s.spec
                 names = list(spec.label_names)
-                if spec.kind == "counter":
+                if spec.kind == "topk":
+                    fam = CounterMetricFamily(spec.family, spec.help, labels=names)
+                    for key, count in s.items():
+                        fam.add_metric([str(k) for k in key], count)
+                    yield fam
+                elif spec.kind == "counter":
                     fam = CounterMetricFamily(spec.family, spec.help, labels=names)
                     for labels, v in s.items():
                         fam.add_metric(list(labels), v)

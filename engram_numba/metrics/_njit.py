@@ -47,7 +47,8 @@ class MetricSetType(types.Type):
         prefix = "" if enabled else "Disabled"
         super().__init__(name=f"{prefix}MetricSet[{set_class.__qualname__}@{layout.type_key}]")
         self.handle_types = {attr: _handle_type(m, layout, enabled)
-                             for attr, m in layout.metrics.items()}
+                             for attr, m in layout.metrics.items() if m.spec.kind != "topk"}
+        self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind == "topk"}
         self.offsets = {attr: m.offset for attr, m in layout.metrics.items()}
 
     @property
@@ -192,6 +193,8 @@ class _SetAttributes(AttributeTemplate):
     key = MetricSetType
 
     def generic_resolve(self, typ, attr):
+        if attr in typ.python_only:
+            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in kernels")
         return typ.handle_types.get(attr)
 
 

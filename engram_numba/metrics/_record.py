@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._atomics import (add_f64, add_u64, load_f64, load_u64, max_f64, min_f64, store_f64,
-                        store_u64)
+from .._atomics import (add_f64, add_u64, fence_release, load_u64_acquire, load_f64, load_u64,
+                        max_f64, min_f64, store_f64, store_u64, store_u64_release)
 from .buckets import explicit_index, exponential_index
 
 H_SUM = 0
@@ -135,6 +135,32 @@ def write_words(addr, words):
     """Store ``words`` with relaxed atomic stores (reset: racy with concurrent writers)."""
     for i in range(words.size):
         store_u64(addr + 8 * i, words[i])
+
+
+@njit(nogil=True, cache=True)
+def write_table(addr, words):
+    """Rewrite a top-k table (one writer): version odd, entries, version even."""
+    version = load_u64(addr)
+    store_u64(addr, version + np.uint64(1))
+    fence_release()
+    for i in range(words.size):
+        store_u64(addr + 8 + 8 * i, words[i])
+    store_u64_release(addr, version + np.uint64(2))
+
+
+@njit(nogil=True, cache=True)
+def read_table(addr, n_words, attempts):
+    """A consistent copy of a top-k table (version word first), or an empty one if it kept moving."""
+    out = np.zeros(n_words, dtype=np.uint64)
+    for _ in range(attempts):
+        before = load_u64_acquire(addr)
+        if before & np.uint64(1):
+            continue
+        for i in range(n_words):
+            out[i] = load_u64(addr + 8 + 8 * i)
+        if load_u64_acquire(addr) == before:
+            return out
+    return np.zeros(n_words, dtype=np.uint64)
 
 
 @njit(nogil=True, cache=True)

@@ -22,7 +22,7 @@ import enum
 
 from .metric_set import MetricSet, kernel_method
 from .snapshot import HistogramData
-from .spec import Counter, Histogram
+from .spec import Counter, Gauge, Histogram, TopK
 
 __all__ = ["CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason"]
 
@@ -125,6 +125,23 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
     retention_improvement = Histogram("engram_retention_improvement",
                                       "Retention change after spaced practice (may be negative)",
                                       negative=True, **_UNIT)
+
+    # health of the event tracing, kept up to date by a TraceCollector
+    events_dropped = Counter("engram_cognitive_events_dropped_total",
+                             "Cognitive events lost: overwritten in a full ring, torn, "
+                             "or with no ring free for their thread")
+    event_buffer_utilization = Gauge("engram_cognitive_event_buffer_utilization",
+                                     "Fill level of the fullest event ring at the last drain "
+                                     "(percent)")
+    priming_node_pairs = TopK("engram_priming_node_pairs_total",
+                              "Most frequent (source, target) node pairs of traced priming events",
+                              ("source_node", "target_node"), k=10)
+    interference_episode_pairs = TopK("engram_interference_episode_pairs_total",
+                                      "Most frequently interfered-with episodes in traced events",
+                                      ("target_episode_id",), k=10)
+    overhead_percent = Gauge("engram_metrics_overhead_percent",
+                             "Estimated share of recording threads' time spent recording "
+                             "metrics and events (see TraceCollector)")
 
     # -- recording (kernels and Python) -------------------------------------------
 

@@ -9,6 +9,8 @@ Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
              gauge slot       f64  one per label combination, each on its own line
              histogram slot   128 B header + u64 buckets, padded to a line
                               (header layout in :mod:`._record`)
+             top-k table      u64 version (odd while being rewritten), then k
+                              entries of (one u64 per key label, u64 count)
 
 Slots of a labelled metric follow each other in row-major order of the label
 indices.  The layout is described in JSON (stored in file-backed regions) and
@@ -26,7 +28,7 @@ import numpy as np
 from .._cache import FINGERPRINT
 from .._layout import check_alignment, description_hash, round_up
 from . import _record as R
-from .spec import Histogram
+from .spec import Histogram, TopK
 
 LAYOUT_VERSION = 1
 INVALID_OFFSET = 0
@@ -59,11 +61,14 @@ class SetLayout:
         for attr, spec in specs.items():
             if isinstance(spec, Histogram):
                 stride = round_up(R.H_BUCKETS + 8 * spec.total_buckets, alignment)
+            elif isinstance(spec, TopK):
+                stride = round_up(8 + 8 * spec.k * spec.entry_words, alignment)
             else:
                 stride = alignment
             metrics.append(MetricLayout(attr, spec, offset, stride))
             offset += stride * spec.slots
         self.metrics = {m.attr: m for m in metrics}
+        self.tables = [m for m in metrics if isinstance(m.spec, TopK)]
         self.size = offset
         self.description = json.dumps({
             "format": "engram-numba.metric-set",

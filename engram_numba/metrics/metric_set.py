@@ -246,7 +246,12 @@ class MetricSet:
     def _words(self) -> np.ndarray:
         if self._region is None:
             return self._layout_.initial_words()
-        return R.read_words(self._kernel_address, self._layout_.n_words)
+        words = R.read_words(self._kernel_address, self._layout_.n_words)
+        for m in self._layout_.tables:
+            first = m.offset // 8
+            n = m.spec.k * m.spec.entry_words
+            words[first + 1:first + 1 + n] = R.read_table(self._kernel_address + m.offset, n, 1000)
+        return words
 
     def collect(self) -> MetricSetSnapshot:
         """An immutable reading of every metric (what exporters consume)."""
@@ -490,4 +495,38 @@ def _keyed(spec, items) -> dict:
     return dict(items)
 
 
-_HANDLES = {"counter": _BoundCounter, "gauge": _BoundGauge, "histogram": _BoundHistogram}
+class _BoundTopK(_BoundMetric):
+    def set(self, entries) -> None:
+        """Replace the table with ``[(key tuple, count), ...]`` (largest first, at most k).
+
+        Keys are tuples of non-negative integers, one per key label.  One writer
+        at a time (readers always see a whole table).
+        """
+        s = self.spec
+        entries = list(entries)
+        if len(entries) > s.k:
+            raise ValueError(f"{s.name}: at most {s.k} entries, got {len(entries)}")
+        words = np.zeros(s.k * s.entry_words, dtype=np.uint64)
+        for i, (key, count) in enumerate(entries):
+            key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
+            if len(key) != len(s.key_labels):
+                raise ValueError(f"{s.name}: keys have {len(s.key_labels)} part(s) "
+                                 f"{list(s.key_labels)}, got {key!r}")
+            for j, part in enumerate(key):
+                if not 0 <= int(part) < 1 << 64:
+                    raise ValueError(f"{s.name}: key parts are u64, got {part!r}")
+                words[i * s.entry_words + j] = int(part)
+            if not 0 < int(count) < 1 << 64:
+                raise ValueError(f"{s.name}: counts are positive u64, got {count!r}")
+            words[i * s.entry_words + len(key)] = int(count)
+        base = self._owner._address()
+        if base is not None:
+            R.write_table(base + self._m.offset, words)
+
+    def items(self) -> list:
+        """``[(key tuple, count), ...]`` as last set."""
+        return self._read().items()
+
+
+_HANDLES = {"counter": _BoundCounter, "gauge": _BoundGauge, "histogram": _BoundHistogram,
+            "topk": _BoundTopK}

@@ -19,7 +19,7 @@ from .buckets import _octave_boundaries, estimate_quantile, relative_error_bound
 from .spec import Histogram, MetricSpec
 
 __all__ = ["MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot",
-           "HistogramData"]
+           "HistogramData", "TopKSnapshot"]
 
 
 def _f64(word) -> float:
@@ -28,6 +28,8 @@ def _f64(word) -> float:
 
 def label_values(spec: MetricSpec) -> list:
     """Label value tuples of every slot, in slot order."""
+    if spec.kind == "topk":
+        return [()]
     return list(itertools.product(*[d.values for d in spec.labels]))
 
 
@@ -244,6 +246,35 @@ class HistogramSnapshot(_LabelledSnapshot):
         return _labelled_dict(self, lambda v: v.to_dict())
 
 
+class TopKSnapshot:
+    """The occupied entries of a top-k table: ``[(key tuple, count)]``, largest first."""
+
+    kind = "topk"
+
+    def __init__(self, spec, words: np.ndarray):
+        self.spec = spec
+        entries = []
+        for i in range(spec.k):
+            e = words[1 + i * spec.entry_words:1 + (i + 1) * spec.entry_words]
+            if e[-1]:
+                entries.append((tuple(int(x) for x in e[:-1]), int(e[-1])))
+        entries.sort(key=lambda kv: -kv[1])
+        self._entries = entries
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def items(self) -> list:
+        return list(self._entries)
+
+    def to_dict(self) -> dict:
+        names = self.spec.key_labels
+        return {"type": "topk", "help": self.spec.help, "labels": list(names),
+                "samples": [{"labels": {n: str(v) for n, v in zip(names, key)}, "value": count}
+                            for key, count in self._entries]}
+
+
 def _labelled_dict(snap, convert) -> dict:
     names = snap.spec.label_names
     samples = [{"labels": dict(zip(names, labels)), "value": convert(v)}
@@ -269,6 +300,8 @@ class MetricSetSnapshot:
             elif spec.kind == "gauge":
                 vals = words[base:base + step * spec.slots:step].view(np.float64).tolist()
                 self.metrics[attr] = GaugeSnapshot(spec, vals)
+            elif spec.kind == "topk":
+                self.metrics[attr] = TopKSnapshot(spec, words[base:base + step])
             else:
                 data = [HistogramData(spec, words[base + k * step:base + (k + 1) * step])
                         for k in range(spec.slots)]

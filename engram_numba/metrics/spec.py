@@ -15,7 +15,7 @@ import re
 
 from .buckets import check_bounds, check_scale
 
-__all__ = ["Counter", "Gauge", "Histogram", "LabelDim"]
+__all__ = ["Counter", "Gauge", "Histogram", "TopK", "LabelDim"]
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -251,6 +251,45 @@ class Histogram(MetricSpec):
                    negative=h["negative"])
 
 
+class TopK(MetricSpec):
+    """The ``k`` most frequent keys of a stream and their counts (bounded cardinality).
+
+    Its label values are not fixed: each of the ``k`` slots holds one key (one
+    u64 per label, exported as decimal strings) and its count.  Maintained from
+    Python (e.g. by the trace collector) with :meth:`set`; kernels cannot write
+    it.  Exported as a counter family with one sample per occupied slot.
+    """
+
+    kind = "topk"
+
+    def __init__(self, name: str, help: str = "", key_labels=("key",), k: int = 10):
+        super().__init__(name, help, None)
+        self.family = name[:-len("_total")] if name.endswith("_total") else name
+        self.name = self.family + "_total"
+        names = tuple(key_labels)
+        for label in names:
+            LabelDim(label, ["x"])  # validates the label name
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"{name}: key_labels must be distinct names, got {key_labels!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1024:
+            raise ValueError(f"{name}: k must be an integer in [1, 1024], got {k!r}")
+        self.key_labels = names
+        self.k = k
+
+    @property
+    def label_names(self) -> tuple:
+        return self.key_labels
+
+    @property
+    def entry_words(self) -> int:
+        return len(self.key_labels) + 1
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["topk"] = {"key_labels": list(self.key_labels), "k": self.k}
+        return d
+
+
 def spec_from_description(d: dict) -> MetricSpec:
     """Rebuild a declaration from a region's layout description (labels become strings)."""
     kind = d.get("kind")
@@ -261,4 +300,6 @@ def spec_from_description(d: dict) -> MetricSpec:
         return Gauge(d["name"], d["help"], labels)
     if kind == "histogram":
         return Histogram.from_description(d)
+    if kind == "topk":
+        return TopK(d["name"], d["help"], d["topk"]["key_labels"], d["topk"]["k"])
     raise ValueError(f"unknown metric kind {kind!r}")

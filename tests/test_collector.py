@@ -1,0 +1,139 @@
+"""TraceCollector: delivery, retries, bounded queues, permanent errors, shutdown, health."""
+
+import time
+
+import numpy as np
+import pytest
+from numba import njit
+
+from engram_numba import (CognitivePatternMetrics, CognitiveTracer, PermanentExportError,
+                          TraceCollector, TracingConfig)
+from engram_numba.tracing.health import TopKeys
+
+
+def tracer(**kw):
+    kw.setdefault("ring_buffer_size", 1 << 14)
+    kw.setdefault("max_threads", 4)
+    return CognitiveTracer(TracingConfig(**kw))
+
+
+@njit(nogil=True)
+def record(m, tr, start, n):
+    for i in range(start, start + n):
+        m.record_priming(i % 3, 0.5)
+        tr.trace_priming(i % 3, 0.5, i % 4, i % 4 + 100)
+        tr.trace_interference(0, 0.5, i % 2, 1)
+
+
+class Sink:
+    def __init__(self, failures=0, exc=ConnectionError("backend down")):
+        self.failures, self.exc = failures, exc
+        self.batches = []
+        self.calls = 0
+
+    def __call__(self, events):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.exc
+        self.batches.append(events.copy())
+
+    @property
+    def events(self):
+        return np.concatenate(self.batches) if self.batches else np.empty(0)
+
+
+def test_batches_reach_every_exporter_in_order():
+    tr, m = tracer(), CognitivePatternMetrics()
+    a, b = Sink(), Sink()
+    c = TraceCollector(tr, [a, b], batch_size=300)
+    record(m, tr, 0, 1000)
+    c.flush()
+    assert [x.size for x in a.batches] == [300] * 6 + [200]
+    assert np.array_equal(a.events, b.events)
+    assert np.all(np.diff(a.events["timestamp"].astype(np.int64)) >= 0)
+    assert c.stats()["exporters"]["Sink"]["exported_events"] == 2000
+
+
+def test_a_failing_exporter_is_retried_without_loss_and_others_carry_on():
+    tr, m = tracer(), CognitivePatternMetrics()
+    flaky, healthy = Sink(failures=3), Sink()
+    healthy.name = "healthy"
+    c = TraceCollector(tr, [flaky, healthy], batch_size=500, backoff=(0.01, 0.05))
+    record(m, tr, 0, 1000)
+    c.flush()
+    assert healthy.events.size == 2000 and flaky.events.size == 0
+    deadline = time.monotonic() + 5
+    while flaky.events.size < 2000 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        c.flush()
+    st = c.stats()["exporters"]["Sink"]
+    assert flaky.events.size == 2000 and st["failures"] == 3 and st["dropped_events"] == 0
+    assert np.array_equal(flaky.events, healthy.events)
+
+
+def test_a_full_queue_drops_the_oldest_batch_and_counts_exactly():
+    tr, m = tracer(), CognitivePatternMetrics()
+    down = Sink(failures=10 ** 9)
+    c = TraceCollector(tr, [down], batch_size=100, max_queued_batches=3, backoff=(60, 60))
+    record(m, tr, 0, 250)          # 500 events -> 5 batches, queue keeps 3
+    c.flush()
+    st = c.stats()["exporters"]["Sink"]
+    assert st["dropped_events"] == 200 and st["queued_events"] == 300
+    kept = np.concatenate(list(c.exporters[0].queue))
+    assert kept["sequence"].min() >= 200           # the oldest went first
+
+
+def test_permanent_errors_are_not_retried():
+    tr, m = tracer(), CognitivePatternMetrics()
+    rejecting = Sink(failures=10 ** 9, exc=PermanentExportError("400: malformed"))
+    c = TraceCollector(tr, [rejecting], batch_size=100)
+    record(m, tr, 0, 100)
+    c.flush()
+    c.flush()
+    st = c.stats()["exporters"]["Sink"]
+    assert rejecting.calls == 2 and st["dropped_events"] == 200 and st["queued_events"] == 0
+    assert st["last_error"] == "400: malformed"
+
+
+def test_background_thread_and_graceful_stop_deliver_everything():
+    tr, m = tracer(export_interval_ms=50), CognitivePatternMetrics()
+    sink = Sink()
+    with TraceCollector(tr, [sink], metrics=m):
+        record(m, tr, 0, 500)
+        time.sleep(0.2)
+        record(m, tr, 500, 500)       # drained by the final drain at stop
+    assert sink.events.size == 2000
+    assert tr.stats()["total"]["pending"] == 0
+
+
+def test_health_metrics():
+    tr = tracer(ring_buffer_size=256, export_interval_ms=10_000)
+    m = CognitivePatternMetrics()
+    c = TraceCollector(tr, [], metrics=m)
+    c._overhead = __import__("engram_numba.tracing.health", fromlist=["x"]).OverheadEstimate()
+    record(m, tr, 0, 1000)          # 2000 events into a 256-slot ring: 1744 overwritten
+    c.flush()
+    assert m.events_dropped.value() == 2000 - 256
+    assert m.event_buffer_utilization.value() == 100.0
+    pairs = dict(m.priming_node_pairs.items())
+    assert len(pairs) <= 10 and all(b == a + 100 for a, b in pairs)
+    assert set(dict(m.interference_episode_pairs.items())) <= {(0,), (1,)}
+    record(m, tr, 0, 10)
+    c.flush()
+    assert 0.0 <= m.overhead_percent.value() <= 100.0
+
+
+def test_top_keys_keeps_heavy_hitters_in_bounded_memory():
+    rng = np.random.default_rng(0)
+    heavy = np.repeat(np.arange(5, dtype=np.uint64), 2000)
+    noise = rng.integers(1000, 10 ** 9, 50_000, dtype=np.uint64)
+    stream = np.concatenate([heavy, noise])
+    rng.shuffle(stream)
+    top = TopKeys(capacity=256)
+    for chunk in np.array_split(stream, 20):
+        top.update(chunk)
+    assert len(top.counts) <= 256
+    best = top.top(5)
+    assert sorted(k[0] for k, _ in best) == [0, 1, 2, 3, 4]
+    for _, count in best:
+        assert 2000 <= count <= 2000 + top.error_bound
