@@ -10,7 +10,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize("script", ["metrics_overhead.py"])
+@pytest.mark.parametrize("script", ["metrics_overhead.py", "tracing_overhead.py"])
 def test_benchmark_quick_run(script, tmp_path):
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--output", str(out)],

@@ -137,3 +137,27 @@ def test_top_keys_keeps_heavy_hitters_in_bounded_memory():
     assert sorted(k[0] for k, _ in best) == [0, 1, 2, 3, 4]
     for _, count in best:
         assert 2000 <= count <= 2000 + top.error_bound
+
+
+def test_interpreter_exit_drains_and_delivers(tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "events.jsonl"
+    script = f'''
+from numba import njit
+from engram_numba import CognitiveTracer, TracingConfig, TraceCollector
+from engram_numba.export.json import JsonLinesExporter
+
+@njit
+def record(tr, n):
+    for i in range(n):
+        tr.trace_priming(i % 3, 0.5, i, i)
+
+tr = CognitiveTracer(TracingConfig(ring_buffer_size=4096, max_threads=2, export_interval_ms=60000))
+TraceCollector(tr, [JsonLinesExporter({str(out)!r})]).start()
+record(tr, 1234)
+# no stop(): the interval is a minute away, so only the exit hook can deliver
+'''
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len(out.read_text().splitlines()) == 1234

@@ -27,6 +27,7 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch):
     assert namespace["reader"].requests.total == 1000
     assert namespace["cognitive"].priming_events_total() == 1000
     assert "engram_priming_strength_bucket" in namespace["text"]
+    assert namespace["events"].size == 10_000 + 100
 
 
 def test_ci_runs_the_readme_test_command():

@@ -208,7 +208,7 @@ def _register_method(name, specs, body):
 
     _ol.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ["tr"] + arg_names])
-    overload_method(TracerType, name, strict=False)(_ol)
+    overload_method(TracerType, name, strict=False, inline="always")(_ol)
 
 
 def _off3(tr, a, b, c):

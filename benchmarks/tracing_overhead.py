@@ -1,0 +1,237 @@
+"""What tracing a cognitive event costs inside a kernel, and what exporting costs.
+
+Each variant runs batches of ``batch`` trace calls timed inside the kernel with
+the TSC; variants are interleaved round by round.  Reported: median and P99
+ns per call over all batches.
+
+    python benchmarks/tracing_overhead.py            # full run (~1 min)
+    python benchmarks/tracing_overhead.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as H  # noqa: E402
+
+from engram_numba import CognitiveTracer, EventType, TracingConfig, atomic_add, atomic_load  # noqa: E402
+from engram_numba._asm import native_asm  # noqa: E402
+from engram_numba.clock import calibrate, cycles  # noqa: E402
+from engram_numba.export.json import events_to_document, events_to_jsonl  # noqa: E402
+
+
+@njit(nogil=True)
+def k_priming(tr, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            tr.trace_priming(i % 3, 0.5, i, i + 1)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_all_types(tr, batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(0, batch, 4):
+            tr.trace_priming(i % 3, 0.5, i, i + 1)
+            tr.trace_interference(i % 3, 0.25, i, 3)
+            tr.trace_reconsolidation(i, 0.5, 0.75, 2)
+            tr.trace_false_memory(i, 10, 0.9)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def k_bare(batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            pass
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
+def spin_barrier(flag, parties):
+    atomic_add(flag, 0, 1)
+    while atomic_load(flag, 0) < parties:
+        pass
+
+
+@njit(nogil=True)
+def k_threaded(tr, batch, out, flag, parties):
+    spin_barrier(flag, parties)
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            tr.trace_priming(i % 3, 0.5, i, i + 1)
+        out[b] = cycles() - t0
+
+
+def _tracer(rate=1.0, enabled=True):
+    events = set(EventType) if enabled else set(EventType) - {EventType.PRIMING}
+    rates = {t: 1.0 for t in EventType}
+    rates[EventType.PRIMING] = rate
+    return CognitiveTracer(TracingConfig(enabled_events=events, sample_rates=rates,
+                                         ring_buffer_size=1 << 16, max_threads=8))
+
+
+def single(rounds, batches, batch, ticks):
+    on, sampled, off, disabled = _tracer(), _tracer(0.01), _tracer(enabled=False), \
+        CognitiveTracer.disabled()
+    variants = {
+        "trace_priming, rate 1": lambda out: k_priming(on, batch, out),
+        "4 types in turn, rate 1 (per call)": lambda out: k_all_types(on, batch, out),
+        "trace_priming, rate 0.01": lambda out: k_priming(sampled, batch, out),
+        "trace_priming, type off": lambda out: k_priming(off, batch, out),
+        "disabled tracer": lambda out: k_priming(disabled, batch, out),
+        "empty loop (reference)": lambda out: k_bare(batch, out),
+    }
+    for fn in variants.values():
+        fn(np.empty(1, dtype=np.uint64))
+
+    def run(fn):
+        def go():
+            out = np.empty(batches, dtype=np.uint64)
+            fn(out)
+            return out
+        return go
+
+    raw = H.interleave({k: run(fn) for k, fn in variants.items()}, rounds)
+    stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
+    k_bare(batch, np.empty(1, dtype=np.uint64))
+    disabled_sig = [s for s in k_priming.signatures if not s[0].enabled][0]
+    identical = native_asm(k_priming, disabled_sig) == _bare_priming_asm()
+    return stats, identical
+
+
+@njit(nogil=True)
+def _k_priming_bare(batch, out):
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            pass
+        out[b] = cycles() - t0
+
+
+def _bare_priming_asm():
+    _k_priming_bare(10, np.empty(1, dtype=np.uint64))
+    return native_asm(_k_priming_bare)
+
+
+def threads(rounds, batches, batch, ticks):
+    tr = _tracer()
+    flag = np.zeros(1, dtype=np.int64)
+    k_threaded(tr, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    out = {}
+    for n in (1, 2):
+        samples = []
+        for _ in range(rounds):
+            flag[:] = 0
+            outs = [np.empty(batches, dtype=np.uint64) for _ in range(n)]
+            ts = [threading.Thread(target=k_threaded, args=(tr, batch, o, flag, n)) for o in outs]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            samples.extend(outs)
+        out[f"{n} thread(s), own rings"] = H.batch_stats(np.concatenate(samples), batch, ticks)
+    return out
+
+
+def export_cost(repeats):
+    tr = CognitiveTracer(TracingConfig(ring_buffer_size=1 << 14, max_threads=2))
+    k_all_types(tr, 10_000, np.empty(1, dtype=np.uint64))
+    events = tr.drain()[-10_000:]
+    out = {"events": int(events.size)}
+
+    def median_ms(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - t)
+        return float(np.median(times)) / 1e6
+
+    out["events_to_jsonl"] = median_ms(lambda: events_to_jsonl(events))
+    out["events_to_document"] = median_ms(lambda: events_to_document(events))
+    drains = []
+    for _ in range(repeats):
+        k_all_types(tr, 10_000, np.empty(1, dtype=np.uint64))   # untimed: refill the ring
+        t = time.perf_counter_ns()
+        tr.drain()
+        drains.append(time.perf_counter_ns() - t)
+    out["drain() of 10,000 events (copy, check, sort, unix time)"] = float(np.median(drains)) / 1e6
+    try:
+        import orjson
+        from engram_numba.export.json import event_records
+        recs = event_records(events)
+        out["orjson.dumps(list of dicts), for comparison"] = median_ms(lambda: orjson.dumps(recs))
+    except ImportError:
+        pass
+    return out
+
+
+def _rss_kb():
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+
+def memory(n_events):
+    cfg = TracingConfig(ring_buffer_size=10_000, max_threads=64)
+    tr = CognitiveTracer(cfg)
+    k_all_types(tr, 1000, np.empty(1, dtype=np.uint64))
+    tr.drain()
+    before = _rss_kb()
+    k_all_types(tr, n_events, np.empty(1, dtype=np.uint64))
+    tr.drain()
+    after = _rss_kb()
+    return {"events": n_events, "region_bytes": tr.stats()["memory_bytes"],
+            "bound_bytes": cfg.memory_bytes, "rss_growth_kb": after - before}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--output", default="tracing_overhead")
+    args = p.parse_args(argv)
+    rounds, batches, batch = (2, 20, 1000) if args.quick else (20, 200, 1000)
+    info = H.machine()
+    H.header("tracing_overhead: cost per traced event inside a kernel", info)
+    ticks = calibrate().ticks_per_ns
+    stats, identical = single(rounds, batches, batch, ticks)
+    print(f"\n## one thread ({rounds} interleaved rounds x {batches} batches x {batch} calls)")
+    print(H.table([dict(call=k, **v) for k, v in stats.items()], ["call", "median_ns", "p99_ns"]))
+    print(f"disabled tracer: native code identical to the loop without the calls: "
+          f"{'yes' if identical else 'NO'}")
+    thr = threads(max(rounds // 2, 1), batches * 5, batch, ticks) \
+        if (info["cpus_available"] or 1) >= 2 else None
+    if thr:
+        print("\n## threads in parallel")
+        print(H.table([dict(case=k, **v) for k, v in thr.items()], ["case", "median_ns", "p99_ns"]))
+    exp = export_cost(5 if args.quick else 50)
+    print(f"\n## export of {exp['events']:,} events, median ms")
+    print(H.table([{"what": k, "ms": v} for k, v in exp.items() if k != "events"], ["what", "ms"]))
+    mem = memory(100_000 if args.quick else 1_000_000)
+    print(f"\n## memory: {mem['events']:,} events through 64 rings x 16,384 slots: region "
+          f"{mem['region_bytes']:,} B (bound {mem['bound_bytes']:,} B + header), "
+          f"RSS grew {mem['rss_growth_kb']:,} kB")
+    path = H.save(args.output, {"machine": info, "single_thread": stats,
+                                "disabled_identical_machine_code": identical, "threads": thr,
+                                "export_ms": exp, "memory": mem, "rounds": rounds,
+                                "batches": batches, "batch": batch})
+    print(f"\nsaved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
