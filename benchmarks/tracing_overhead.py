@@ -171,6 +171,17 @@ def export_cost(repeats):
         tr.drain()
         drains.append(time.perf_counter_ns() - t)
     out["drain() of 10,000 events (copy, check, sort, unix time)"] = float(np.median(drains)) / 1e6
+    from engram_numba.export.chrome import chrome_trace
+    from engram_numba.export.loki import push_body
+    out["Loki push body"] = median_ms(lambda: push_body(events))
+    out["Chrome trace document"] = median_ms(lambda: chrome_trace(events))
+    try:
+        from engram_numba.export.otlp import logs_request
+        out["OTLP ExportLogsServiceRequest (bytes)"] = median_ms(lambda: logs_request(events))
+        out["OTLP via opentelemetry-proto message objects, for comparison"] = median_ms(
+            lambda: _otlp_with_objects(events))
+    except ImportError:
+        out["OTLP"] = "not installed (pip install 'engram-numba[otlp]')"
     try:
         import orjson
         from engram_numba.export.json import event_records
@@ -179,6 +190,30 @@ def export_cost(repeats):
     except ImportError:
         pass
     return out
+
+
+def _otlp_with_objects(events):
+    """The same logs request built with the official message classes (what we avoid)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+
+    from engram_numba.export.json import event_records
+    records = []
+    for r in event_records(events):
+        attrs = []
+        for k, v in r.items():
+            if k == "timestamp":
+                continue
+            value = AnyValue(string_value=v) if isinstance(v, str) else (
+                AnyValue(double_value=v) if isinstance(v, float) else
+                AnyValue(int_value=v if v < 2 ** 63 else v - 2 ** 64))
+            attrs.append(KeyValue(key=f"engram.{k}", value=value))
+        records.append(LogRecord(time_unix_nano=r["timestamp"], severity_number=9,
+                                 severity_text="INFO", body=AnyValue(string_value=r["event_type"]),
+                                 attributes=attrs))
+    return ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[
+        ScopeLogs(log_records=records)])]).SerializeToString()
 
 
 def _rss_kb():

@@ -79,11 +79,72 @@ def _output(args):
     return open(args.output, "wb") if getattr(args, "output", None) else sys.stdout.buffer
 
 
+def _headers(items) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--header takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _deliver(send, what: str, attempts: int = 5) -> None:
+    """Call send() with the collector's rules: retry retryable failures, stop on permanent ones."""
+    import time
+
+    from .tracing.collector import PermanentExportError
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            send()
+            return
+        except PermanentExportError:
+            raise
+        except Exception as exc:
+            if attempt == attempts:
+                raise OSError(f"{what} failed after {attempts} attempts: {exc}") from None
+            wait = max(delay, getattr(exc, "retry_after", None) or 0)
+            print(f"{what}: {exc}; retrying in {wait:.1f} s", file=sys.stderr)
+            time.sleep(wait)
+            delay = min(delay * 2, 10)
+
+
+def _otlp_options(args) -> dict:
+    return dict(protocol=args.protocol, headers=_headers(args.header),
+                compression=None if args.no_gzip else "gzip", timeout=args.timeout,
+                insecure=args.insecure, ca_file=args.ca_file, service_name=args.service)
+
+
 def _cmd_trace_export(args) -> int:
     from .export.json import events_to_document, events_to_jsonl
     from .tracing import CognitiveTracer
     events = _select(CognitiveTracer.attach(args.attach).read(), args)
-    body = events_to_document(events) if args.format == "json" else events_to_jsonl(events)
+    if args.format in ("otlp", "loki"):
+        if not args.endpoint:
+            raise ValueError(f"--format {args.format} needs --endpoint URL")
+        if args.format == "otlp":
+            from .export.otlp import OtlpLogExporter
+            exporter = OtlpLogExporter(args.endpoint, **_otlp_options(args))
+        else:
+            from .export.loki import LokiExporter
+            auth = (args.user, args.password or "") if args.user else None
+            exporter = LokiExporter(args.endpoint, service=args.service, tenant=args.tenant,
+                                    basic_auth=auth, headers=_headers(args.header),
+                                    compression=None if args.no_gzip else "gzip",
+                                    timeout=args.timeout, insecure=args.insecure,
+                                    ca_file=args.ca_file)
+        for start in range(0, max(events.size, 1), args.batch_size):
+            batch = events[start:start + args.batch_size]
+            if batch.size:
+                _deliver(lambda: exporter.export(batch), f"{args.format} export")
+        print(f"sent {events.size} events to {args.endpoint}", file=sys.stderr)
+        return 0
+    if args.format == "chrome":
+        from .export.chrome import chrome_trace
+        body = json.dumps(chrome_trace(events)).encode()
+    else:
+        body = events_to_document(events) if args.format == "json" else events_to_jsonl(events)
     out = _output(args)
     out.write(body)
     out.flush()
@@ -148,6 +209,40 @@ def _cmd_trace_config(args) -> int:
     return 0
 
 
+def _cmd_metrics_push(args) -> int:
+    import time
+
+    from .export.otlp import OtlpMetricExporter
+    from .metrics import attach_metrics
+    sets = [attach_metrics(path) for path in args.attach]
+    exporter = OtlpMetricExporter(args.otlp, **_otlp_options(args))
+    pushes = 0
+    try:
+        while True:
+            _deliver(lambda: exporter.export(*sets), "metrics push")
+            pushes += 1
+            if not args.interval or (args.count and pushes >= args.count):
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    print(f"pushed {len(sets)} metric set(s) {pushes} time(s) to {args.otlp}", file=sys.stderr)
+    return 0
+
+
+def _add_transport_options(p, gzip_default=True):
+    p.add_argument("--header", action="append", metavar="K=V",
+                   help="extra request header (repeatable), e.g. Authorization=Bearer ...")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc",
+                   help="OTLP transport (default grpc)")
+    p.add_argument("--no-gzip", action="store_true", help="send uncompressed")
+    p.add_argument("--insecure", action="store_true",
+                   help="gRPC without TLS / https without certificate checks")
+    p.add_argument("--ca-file", metavar="PEM", help="CA certificates for TLS")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--service", default="engram", help="service.name / service label")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram-numba",
@@ -171,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free)")
     serve.set_defaults(func=_cmd_metrics_serve)
+    push = metrics.add_parser("push", help="push file-backed metric sets over OTLP")
+    push.add_argument("--attach", required=True, action="append", metavar="PATH")
+    push.add_argument("--otlp", required=True, metavar="ENDPOINT",
+                      help="host:port (grpc) or http(s)://host:port (http)")
+    push.add_argument("--interval", type=parse_duration, metavar="DURATION",
+                      help="push again every DURATION until interrupted (default: once)")
+    push.add_argument("--count", type=int, help="with --interval: stop after this many pushes")
+    _add_transport_options(push)
+    push.set_defaults(func=_cmd_metrics_push)
 
     trace = sub.add_parser("trace", help="read and steer file-backed event rings").add_subparsers(
         dest="trace_command", required=True)
@@ -180,8 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = trace.add_parser("export", help="write the events still held in the rings")
     attach(export)
-    export.add_argument("--format", choices=["json", "jsonl"], default="jsonl",
-                        help="jsonl: one event per line; json: one batch document")
+    export.add_argument("--format", choices=["json", "jsonl", "otlp", "loki", "chrome"],
+                        default="jsonl",
+                        help="jsonl: one event per line; json: one batch document; chrome: "
+                             "Trace Event JSON; otlp / loki: send to --endpoint")
+    export.add_argument("--endpoint", metavar="URL", help="OTLP or Loki endpoint")
+    export.add_argument("--batch-size", type=int, default=5000, help="events per request")
+    export.add_argument("--tenant", help="Loki tenant (X-Scope-OrgID)")
+    export.add_argument("--user", help="Loki basic-auth user")
+    export.add_argument("--password", help="Loki basic-auth password")
+    _add_transport_options(export)
     export.add_argument("--output", metavar="FILE", help="default: standard output")
     export.add_argument("--since", type=parse_duration, metavar="DURATION",
                         help="only events newer than this (30s, 5m, 1h, 2d)")

@@ -6,8 +6,13 @@ Data area of a tracer region (byte offsets, lines of 64 bytes)::
     32    clock       u64      0 = TSC ticks, 1 = CLOCK_MONOTONIC ns
     40    capacity    u64      slots per ring (a power of two)
     48    rings       u64      number of rings
-    64    tsc_ref     u64      TSC at creation  } long baseline for converting
-    72    mono_ref    u64      CLOCK_MONOTONIC  } ticks to nanoseconds
+    64    tsc_ref     u64      TSC at creation             } the long baseline that
+    72    mono_ref    u64      CLOCK_MONOTONIC at creation } measures the TSC rate
+    80    unix_ref    u64      unix ns at creation
+    88    anchor_ver  u64      seqlock version of the anchor below (0: none yet)
+    96    anchor_tsc  u64      } published by the owner at every drain: every
+    104   anchor_unix u64      } process converts ticks to unix ns the same way,
+    112   anchor_rate f64      } ticks per ns
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an enum argument out of range
     256   ring headers, 192 B each:
@@ -56,6 +61,11 @@ CAP_OFF = 40
 RINGS_OFF = 48
 TSC_REF_OFF = 64
 MONO_REF_OFF = 72
+UNIX_REF_OFF = 80
+ANCHOR_VER_OFF = 88
+ANCHOR_TSC_OFF = 96
+ANCHOR_UNIX_OFF = 104
+ANCHOR_RATE_OFF = 112
 NO_RING_OFF = 128
 INVALID_OFF = 136
 RING_HEADERS = 256

@@ -11,6 +11,10 @@ raises :class:`PermanentExportError` for a failure that retrying cannot fix
 (e.g. the backend rejected the data): it is logged once with its message and
 the batch is dropped.
 
+``collector.export_metrics`` is a metric set with, per exporter,
+``engram_export_events_total``, ``engram_export_failures_total`` and
+``engram_export_dropped_events_total`` (serve it next to your other sets).
+
 With a :class:`~engram_numba.CognitivePatternMetrics` the collector keeps the
 tracing health metrics up to date: ``engram_cognitive_events_dropped_total``,
 ``engram_cognitive_event_buffer_utilization``, the top-10 tables of priming
@@ -105,6 +109,12 @@ class TraceCollector:
             raise ValueError("interval_ms, batch_size and max_queued_batches must be positive")
         self.backoff_initial, self.backoff_max = backoff
         self.exporters = [_Exporter(e, max_queued_batches) for e in exporters]
+        seen = {}
+        for e in self.exporters:                 # distinct names: they are label values
+            seen[e.name] = seen.get(e.name, 0) + 1
+            if seen[e.name] > 1:
+                e.name = f"{e.name}#{seen[e.name]}"
+        self.export_metrics = _export_metrics([e.name for e in self.exporters])
         self.drained_events = 0
         self.cycles = 0
         self.top_pairs = TopKeys(top_capacity)
@@ -173,9 +183,18 @@ class TraceCollector:
         for e in self.exporters:
             lost = sum(b.size for b in e.queue)
             if lost:
-                e.dropped_events += lost
+                self._dropped(e, lost)
                 log.warning("exporter %s: %d events undelivered at shutdown", e.name, lost)
                 e.queue.clear()
+
+    def _dropped(self, e, n: int) -> None:
+        e.dropped_events += n
+        if n:
+            self.export_metrics.dropped.add(n, self.exporters.index(e))
+
+    def _failed(self, e) -> None:
+        e.failures += 1
+        self.export_metrics.failures.inc(self.exporters.index(e))
 
     def _next_retry(self) -> float:
         times = [e.next_attempt for e in self.exporters if e.queue]
@@ -194,7 +213,7 @@ class TraceCollector:
                 for e in self.exporters:
                     if len(e.queue) >= e.max_batches:
                         dropped = e.queue.popleft()
-                        e.dropped_events += dropped.size
+                        self._dropped(e, dropped.size)
                         log.debug("exporter %s: queue full, dropped %d events", e.name,
                                   dropped.size)
                     e.queue.append(batch)
@@ -208,15 +227,15 @@ class TraceCollector:
                     e.export(batch)
                 except PermanentExportError as exc:
                     e.queue.popleft()
-                    e.failures += 1
-                    e.dropped_events += batch.size
+                    self._failed(e)
+                    self._dropped(e, batch.size)
                     e.last_error = str(exc)
                     if str(exc) not in e.permanent_messages:
                         e.permanent_messages.add(str(exc))
                         log.error("exporter %s rejected a batch (not retried): %s", e.name, exc)
                     continue
                 except Exception as exc:  # any failure: retry with backoff
-                    e.failures += 1
+                    self._failed(e)
                     e.last_error = f"{type(exc).__name__}: {exc}"
                     e.backoff = min(self.backoff_max, max(self.backoff_initial, e.backoff * 2))
                     delay = e.backoff * random.uniform(0.5, 1.0)
@@ -231,6 +250,7 @@ class TraceCollector:
                 e.queue.popleft()
                 e.exported_events += batch.size
                 e.exported_batches += 1
+                self.export_metrics.exported.add(batch.size, self.exporters.index(e))
                 if e.failing:
                     log.info("exporter %s recovered", e.name)
                 e.failing = False
@@ -270,6 +290,29 @@ class TraceCollector:
         """Drained events, cycles, and per exporter: exported, failures, dropped, queued."""
         return {"drained_events": self.drained_events, "cycles": self.cycles,
                 "exporters": {e.name: e.stats() for e in self.exporters}}
+
+
+def _export_metrics(names):
+    """A metric set of per-exporter delivery counters (label values: the exporter names)."""
+    from ..metrics import Counter, MetricSet
+    if not names:
+        return _NoExporters()
+    labels = {"exporter": list(names)}
+    cls = type("ExportMetrics", (MetricSet,), {
+        "exported": Counter("engram_export_events_total", "Events delivered by each exporter",
+                            labels=labels),
+        "failures": Counter("engram_export_failures_total",
+                            "Failed export attempts (retried or not)", labels=labels),
+        "dropped": Counter("engram_export_dropped_events_total",
+                           "Events an exporter could not deliver: queue full, rejected, or "
+                           "still queued at shutdown", labels=labels),
+    }, name="engram_export")
+    return cls()
+
+
+class _NoExporters:
+    def collect(self):
+        raise ValueError("the collector has no exporters")
 
 
 _HEALTH = {"events_dropped", "event_buffer_utilization", "priming_node_pairs",

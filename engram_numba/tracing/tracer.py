@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from .._layout import CACHE_LINE, KIND_TRACE, Region, RegionError
-from ..clock import calibrate, cycles, monotonic_ns, tsc_is_reliable
+from ..clock import cycles, monotonic_ns, tsc_is_reliable
 from . import _njit
 from . import _ring as R
 from .config import ALWAYS, TracingConfig, threshold
@@ -62,14 +62,26 @@ def _clock_pair():
     return c0 + (c1 - c0) // 2, m
 
 
-_process_calibration = None
+def _now_triple():
+    """(tsc, monotonic ns, unix ns) taken together."""
+    real0 = time.time_ns()
+    tsc, mono = _clock_pair()
+    real1 = time.time_ns()
+    return int(tsc), int(mono), (real0 + real1) // 2
 
 
-def _tsc_per_ns() -> float:
-    global _process_calibration
-    if _process_calibration is None:
-        _process_calibration = calibrate(0.02)
-    return _process_calibration.ticks_per_ns
+def _baseline(words) -> tuple:
+    """(tsc, unix ns) now and the TSC rate (ticks per ns) since the tracer was created.
+
+    A baseline under a millisecond is too short to measure a rate; it is
+    stretched by waiting 2 ms.
+    """
+    tsc_ref, mono_ref = int(words[R.TSC_REF_OFF // 8]), int(words[R.MONO_REF_OFF // 8])
+    tsc, mono, unix = _now_triple()
+    if mono - mono_ref < 1_000_000:
+        time.sleep(0.002)
+        tsc, mono, unix = _now_triple()
+    return tsc, unix, (tsc - tsc_ref) / (mono - mono_ref)
 
 
 def _description(n_rings, capacity, clock) -> str:
@@ -112,9 +124,10 @@ class CognitiveTracer:
         words[R.CLOCK_OFF // 8] = clock
         words[R.CAP_OFF // 8] = capacity
         words[R.RINGS_OFF // 8] = n_rings
-        tsc, mono = _clock_pair()
+        tsc, mono, unix = _now_triple()
         words[R.TSC_REF_OFF // 8] = tsc
         words[R.MONO_REF_OFF // 8] = mono
+        words[R.UNIX_REF_OFF // 8] = unix
         seed = np.random.SeedSequence().generate_state(n_rings, dtype=np.uint64) | np.uint64(1)
         for r in range(n_rings):
             words[(R.RING_HEADERS + R.RING_HEADER_SIZE * r + R.R_RNG) // 8] = seed[r]
@@ -314,17 +327,43 @@ class CognitiveTracer:
         return events
 
     def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
-        real = time.time_ns()
-        tsc_now, mono_now = _clock_pair()
-        real = (real + time.time_ns()) // 2
         if self.clock == R.CLOCK_MONOTONIC:
-            return (ticks.astype(np.int64) + (real - int(mono_now))).astype(np.uint64)
+            _, mono, unix = _now_triple()
+            return (ticks.astype(np.int64) + (unix - mono)).astype(np.uint64)
+        tsc, unix, rate = self._anchor()
+        offset_ns = (ticks.astype(np.float64) - tsc) / rate
+        return (unix + np.rint(offset_ns)).astype(np.int64).astype(np.uint64)
+
+    def _anchor(self) -> tuple:
+        """(tsc, unix ns, ticks per ns): the owner's last published anchor, else creation's."""
         words = self._words()
-        tsc_ref, mono_ref = int(words[R.TSC_REF_OFF // 8]), int(words[R.MONO_REF_OFF // 8])
-        baseline = int(mono_now) - mono_ref
-        rate = (int(tsc_now) - tsc_ref) / baseline if baseline > 2_000_000_000 else _tsc_per_ns()
-        age_ns = (int(tsc_now) - ticks.astype(np.float64)) / rate
-        return (real - age_ns).astype(np.int64).astype(np.uint64)
+        for _ in range(100):
+            version = int(words[R.ANCHOR_VER_OFF // 8])
+            if version == 0:
+                break
+            if version & 1:
+                continue
+            anchor = (int(words[R.ANCHOR_TSC_OFF // 8]), int(words[R.ANCHOR_UNIX_OFF // 8]),
+                      float(words[R.ANCHOR_RATE_OFF // 8:R.ANCHOR_RATE_OFF // 8 + 1]
+                            .view(np.float64)[0]))
+            if int(words[R.ANCHOR_VER_OFF // 8]) == version:
+                return anchor
+        _, _, rate = _baseline(words)
+        return int(words[R.TSC_REF_OFF // 8]), int(words[R.UNIX_REF_OFF // 8]), rate
+
+    def _publish_anchor(self) -> None:
+        """Owner only: anchor at now, rate over the whole baseline since creation."""
+        if self.clock != R.CLOCK_TSC or not self._region.writable:
+            return
+        words = self._words()
+        tsc, unix, rate = _baseline(words)
+        from .._atomics import atomic_store
+        version = int(words[R.ANCHOR_VER_OFF // 8])
+        atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 1))
+        words[R.ANCHOR_TSC_OFF // 8] = tsc
+        words[R.ANCHOR_UNIX_OFF // 8] = unix
+        words[R.ANCHOR_RATE_OFF // 8:R.ANCHOR_RATE_OFF // 8 + 1].view(np.float64)[0] = rate
+        atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 2))
 
     def drain(self) -> np.ndarray:
         """Events recorded since the last drain, merged across rings, oldest first.
@@ -338,6 +377,7 @@ class CognitiveTracer:
         if not self._primary:
             raise RuntimeError("only the tracer's owner drains; use read() or follow()")
         with self._lock:
+            self._publish_anchor()
             words = self._words()
             heads = [(R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8 for r in range(self.n_rings)]
             starts = [int(words[h + R.R_READ // 8]) for h in heads]

@@ -1,0 +1,368 @@
+"""OpenTelemetry (OTLP) export: events as logs, metric sets as metrics; gRPC or HTTP.
+
+Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
+``grpcio``).
+
+* Events -> ``LogRecord``s (see :mod:`._otlp_logs` for every field).
+* Metric sets -> OTLP metrics: counters as monotonic cumulative ``Sum``
+  (start time: the set's creation), gauges as ``Gauge``, exponential histograms
+  as ``ExponentialHistogram`` with the same scale and bucket indexes (the
+  schemes are identical: bucket i holds (base**i, base**(i+1)]), zero bucket,
+  negative buckets, and ``zero_threshold = 2**min_exponent``; explicit ones as
+  ``Histogram``.  Finite values above the histogram's range have no bucket of
+  their own: they are counted in the bucket of the observed maximum (minimum
+  for negatives), so counts stay consistent.  Observations kept out of a
+  histogram (NaN, infinities, out-of-domain negatives) go to a
+  ``<name>_excluded`` Sum with a ``reason`` attribute; top-k tables to a Sum
+  per key.
+* Transports: ``protocol="grpc"`` (``host:port``; TLS unless ``insecure``) or
+  ``"http"`` (``http(s)://host:port``; posts to ``/v1/logs`` and
+  ``/v1/metrics``), optional gzip, extra headers (e.g. auth tokens), timeouts.
+  gRPC UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, DEADLINE_EXCEEDED, CANCELLED,
+  OUT_OF_RANGE and DATA_LOSS, and HTTP 408/429/5xx are retried by the
+  collector (honouring Retry-After / RetryInfo); anything else is permanent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .. import __version__
+from ..metrics.snapshot import MetricSetSnapshot
+from ..tracing.collector import ExportError, PermanentExportError
+from . import _http
+from ._otlp_logs import field_bytes, log_records
+
+__all__ = ["OtlpLogExporter", "OtlpMetricExporter", "logs_request", "metrics_request"]
+
+log = logging.getLogger(__name__)
+
+LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+_GRPC_RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED",
+                   "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
+
+
+def _proto():
+    try:
+        from opentelemetry.proto.common.v1 import common_pb2
+        from opentelemetry.proto.metrics.v1 import metrics_pb2
+        from opentelemetry.proto.resource.v1 import resource_pb2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("OTLP export needs: pip install 'engram-numba[otlp]'") from exc
+    return common_pb2, metrics_pb2, resource_pb2
+
+
+def _attributes(common_pb2, items):
+    out = []
+    for key, value in items.items():
+        if isinstance(value, bool):
+            v = common_pb2.AnyValue(bool_value=value)
+        elif isinstance(value, int):
+            v = common_pb2.AnyValue(int_value=value)
+        elif isinstance(value, float):
+            v = common_pb2.AnyValue(double_value=value)
+        else:
+            v = common_pb2.AnyValue(string_value=str(value))
+        out.append(common_pb2.KeyValue(key=key, value=v))
+    return out
+
+
+def _envelope(service_name, resource_attributes):
+    common_pb2, _, resource_pb2 = _proto()
+    attrs = {"service.name": service_name, "telemetry.sdk.name": "engram-numba",
+             "telemetry.sdk.language": "python", "telemetry.sdk.version": __version__,
+             **(resource_attributes or {})}
+    resource = resource_pb2.Resource(attributes=_attributes(common_pb2, attrs))
+    scope = common_pb2.InstrumentationScope(name="engram_numba", version=__version__)
+    return resource, scope
+
+
+def logs_request(events: np.ndarray, *, service_name: str = "engram",
+                 resource_attributes: dict | None = None, observed_ns: int | None = None) -> bytes:
+    """A serialized ``ExportLogsServiceRequest`` carrying ``events``."""
+    resource, scope = _envelope(service_name, resource_attributes)
+    records = log_records(events, time.time_ns() if observed_ns is None else observed_ns)
+    scope_logs = field_bytes(1, scope.SerializeToString()) + records
+    resource_logs = field_bytes(1, resource.SerializeToString()) + field_bytes(2, scope_logs)
+    return field_bytes(1, resource_logs)
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+def _labels(names, values):
+    return dict(zip(names, values))
+
+
+def _exponential_point(pb, h, attrs, start, now):
+    s = h.spec
+    point = pb.ExponentialHistogramDataPoint(
+        attributes=attrs, start_time_unix_nano=start, time_unix_nano=now, count=h.count,
+        sum=h.sum, scale=s.scale, zero_count=h.zero_count, zero_threshold=s.zero_threshold)
+    if h.count:
+        point.min, point.max = h.min, h.max
+    pos = h.counts.copy()
+    if h.overflow:
+        pos = _with_extra(pos, s, h.max, h.overflow)
+    first = np.flatnonzero(pos)
+    if first.size:
+        lo, hi = first[0], first[-1] + 1
+        point.positive.offset = int(s.lo_index + lo)
+        point.positive.bucket_counts.extend(pos[lo:hi].tolist())
+    neg = h.negative_counts.copy()
+    if h.neg_overflow:
+        neg = _with_extra(neg, s, -h.min, h.neg_overflow)
+    first = np.flatnonzero(neg)
+    if first.size:
+        lo, hi = first[0], first[-1] + 1
+        point.negative.offset = int(s.lo_index + lo)
+        point.negative.bucket_counts.extend(neg[lo:hi].tolist())
+    return point
+
+
+def _with_extra(counts, spec, magnitude, n):
+    """Extend ``counts`` to the bucket of ``magnitude`` and add ``n`` there."""
+    from .. metrics.buckets import exponential_index, exponential_tables
+    lut, bounds = exponential_tables(spec.scale)
+    index = int(exponential_index(float(magnitude), spec.scale, lut, bounds)) - spec.lo_index
+    out = np.zeros(max(index + 1, counts.size), dtype=np.int64)
+    out[:counts.size] = counts
+    out[index] += n
+    return out
+
+
+def metrics_request(*metric_sets, service_name: str = "engram",
+                    resource_attributes: dict | None = None) -> bytes:
+    """A serialized ``ExportMetricsServiceRequest`` of one or more metric sets."""
+    common_pb2, pb, _ = _proto()
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    resource, scope = _envelope(service_name, resource_attributes)
+    now = time.time_ns()
+    metrics = []
+    for m in metric_sets:
+        snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
+        start = getattr(getattr(m, "_region", None), "created_ns", None) or snap.timestamp_ns
+        for s in snap.metrics.values():
+            spec = s.spec
+            names = list(spec.label_names)
+            if spec.kind in ("counter", "topk"):
+                items = s.items() if spec.kind == "counter" else \
+                    [(tuple(str(k) for k in key), c) for key, c in s.items()]
+                points = [pb.NumberDataPoint(attributes=_attributes(common_pb2, _labels(names, lv)),
+                                             start_time_unix_nano=start, time_unix_nano=now,
+                                             as_int=int(v)) for lv, v in items]
+                metrics.append(pb.Metric(name=spec.name, description=spec.help, sum=pb.Sum(
+                    data_points=points, is_monotonic=True,
+                    aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+            elif spec.kind == "gauge":
+                points = [pb.NumberDataPoint(attributes=_attributes(common_pb2, _labels(names, lv)),
+                                             time_unix_nano=now, as_double=float(v))
+                          for lv, v in s.items()]
+                metrics.append(pb.Metric(name=spec.name, description=spec.help,
+                                         gauge=pb.Gauge(data_points=points)))
+            else:
+                excluded = []
+                if spec.mode == "exponential":
+                    points = [_exponential_point(pb, h, _attributes(common_pb2, _labels(names, lv)),
+                                                 start, now) for lv, h in s.items()]
+                    metrics.append(pb.Metric(name=spec.name, description=spec.help,
+                                             exponential_histogram=pb.ExponentialHistogram(
+                                                 data_points=points,
+                                                 aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+                else:
+                    points = []
+                    for lv, h in s.items():
+                        p = pb.HistogramDataPoint(
+                            attributes=_attributes(common_pb2, _labels(names, lv)),
+                            start_time_unix_nano=start, time_unix_nano=now, count=h.count,
+                            sum=h.sum, explicit_bounds=list(spec.bounds),
+                            bucket_counts=h.counts.tolist())
+                        if h.count:
+                            p.min, p.max = h.min, h.max
+                        points.append(p)
+                    metrics.append(pb.Metric(name=spec.name, description=spec.help,
+                                             histogram=pb.Histogram(
+                                                 data_points=points,
+                                                 aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+                for lv, h in s.items():
+                    for reason, n in h.excluded.items():
+                        excluded.append(pb.NumberDataPoint(
+                            attributes=_attributes(common_pb2, {**_labels(names, lv), "reason": reason}),
+                            start_time_unix_nano=start, time_unix_nano=now, as_int=n))
+                metrics.append(pb.Metric(name=f"{spec.name}_excluded", description=(
+                    f"Observations of {spec.name} kept out of its count and sum"), sum=pb.Sum(
+                    data_points=excluded, is_monotonic=True,
+                    aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+        metrics.append(pb.Metric(
+            name=f"{snap.name}_invalid_records_total",
+            description="Kernel records dropped for an out-of-range label or a negative increment",
+            sum=pb.Sum(data_points=[pb.NumberDataPoint(start_time_unix_nano=start,
+                                                       time_unix_nano=now,
+                                                       as_int=snap.invalid_records)],
+                       is_monotonic=True,
+                       aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+    request = metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[
+        pb.ResourceMetrics(resource=resource, scope_metrics=[
+            pb.ScopeMetrics(scope=scope, metrics=metrics)])])
+    return request.SerializeToString()
+
+
+# -- transport ----------------------------------------------------------------------------
+
+class _Transport:
+    """Sends serialized requests over gRPC or HTTP/protobuf."""
+
+    def __init__(self, endpoint: str, protocol: str, headers, compression, timeout,
+                 insecure, ca_file):
+        if protocol not in ("grpc", "http"):
+            raise ValueError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+        if compression not in (None, "gzip"):
+            raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+        self.protocol = protocol
+        self.headers = dict(headers or {})
+        self.compression = compression
+        self.timeout = float(timeout)
+        if protocol == "http":
+            parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
+            self.base = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+            self.context = _http.ssl_context(ca_file, insecure) if parsed.scheme == "https" else None
+            self.channel = None
+        else:
+            import grpc
+            target = endpoint.split("://", 1)[-1].rstrip("/")
+            if insecure or endpoint.startswith("http://"):
+                self.channel = grpc.insecure_channel(target)
+            else:
+                roots = open(ca_file, "rb").read() if ca_file else None
+                self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
+            self._calls = {}
+
+    def send(self, kind: str, body: bytes) -> bytes:
+        if self.protocol == "http":
+            return _http.post(f"{self.base}/v1/{kind}", body, "application/x-protobuf",
+                              headers=self.headers, compress=self.compression == "gzip",
+                              timeout=self.timeout, context=self.context,
+                              describe=_describe_status)
+        return self._grpc(kind, body)
+
+    def _grpc(self, kind, body):
+        import grpc
+        method = LOGS_METHOD if kind == "logs" else METRICS_METHOD
+        call = self._calls.get(method)
+        if call is None:
+            call = self._calls[method] = self.channel.unary_unary(
+                method, request_serializer=None, response_deserializer=None)
+        metadata = [(k.lower(), v) for k, v in self.headers.items()]
+        compression = grpc.Compression.Gzip if self.compression == "gzip" else None
+        try:
+            return call(body, timeout=self.timeout, metadata=metadata, compression=compression)
+        except grpc.RpcError as exc:
+            code = exc.code().name if exc.code() else "UNKNOWN"
+            message = f"gRPC {code}: {exc.details()}"
+            if code in _GRPC_RETRYABLE:
+                raise ExportError(message, _grpc_retry_delay(exc)) from None
+            raise PermanentExportError(message) from None
+
+    def close(self):
+        if self.channel is not None:
+            self.channel.close()
+
+
+def _describe_status(status, payload: bytes) -> str:
+    """The message of a google.rpc.Status body (OTLP/HTTP errors), else the raw text."""
+    try:
+        from google.rpc import status_pb2
+        return status_pb2.Status.FromString(payload).message or payload[:500].decode(errors="replace")
+    except Exception:
+        return payload[:500].decode(errors="replace")
+
+
+def _grpc_retry_delay(exc) -> float | None:
+    """RetryInfo from the error's trailing metadata, if the server sent one."""
+    try:
+        from google.rpc import error_details_pb2, status_pb2
+        for key, value in exc.trailing_metadata() or ():
+            if key == "grpc-status-details-bin":
+                for detail in status_pb2.Status.FromString(value).details:
+                    info = error_details_pb2.RetryInfo()
+                    if detail.Unpack(info):
+                        return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    except Exception:
+        return None
+    return None
+
+
+def _partial_success(kind: str, response: bytes) -> None:
+    """A 'partial success' response means some data was rejected: permanent, not retried."""
+    if not response:
+        return
+    try:
+        if kind == "logs":
+            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import \
+                ExportLogsServiceResponse as Response
+            rejected_field = "rejected_log_records"
+        else:
+            from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import \
+                ExportMetricsServiceResponse as Response
+            rejected_field = "rejected_data_points"
+        partial = Response.FromString(response).partial_success
+    except Exception:
+        return
+    rejected = getattr(partial, rejected_field, 0)
+    if rejected:
+        raise PermanentExportError(f"receiver rejected {rejected} {kind} records: "
+                                   f"{partial.error_message}")
+    if partial.error_message:
+        log.warning("OTLP receiver: %s", partial.error_message)
+
+
+class _OtlpExporter:
+    kind = ""
+
+    def __init__(self, endpoint: str, *, protocol: str = "grpc", headers: dict | None = None,
+                 compression: str | None = "gzip", timeout: float = 10.0, insecure: bool = False,
+                 ca_file: str | None = None, service_name: str = "engram",
+                 resource_attributes: dict | None = None):
+        _proto()
+        self.endpoint = endpoint
+        self.service_name = service_name
+        self.resource_attributes = resource_attributes
+        self.transport = _Transport(endpoint, protocol, headers, compression, timeout, insecure,
+                                    ca_file)
+
+    def _send(self, body: bytes) -> None:
+        _partial_success(self.kind, self.transport.send(self.kind, body))
+
+    def shutdown(self) -> None:
+        self.transport.close()
+
+
+class OtlpLogExporter(_OtlpExporter):
+    """Collector exporter: each batch of events becomes one OTLP logs request."""
+
+    name = "otlp"
+    kind = "logs"
+
+    def export(self, events: np.ndarray) -> None:
+        if events.size:
+            self._send(logs_request(events, service_name=self.service_name,
+                                    resource_attributes=self.resource_attributes))
+
+
+class OtlpMetricExporter(_OtlpExporter):
+    """Push metric sets as one OTLP metrics request (``export(*sets)``)."""
+
+    name = "otlp-metrics"
+    kind = "metrics"
+
+    def export(self, *metric_sets) -> None:
+        self._send(metrics_request(*metric_sets, service_name=self.service_name,
+                                   resource_attributes=self.resource_attributes))
+
+

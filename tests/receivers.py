@@ -1,0 +1,172 @@
+"""Protocol peers for exporter tests: OTLP over gRPC and HTTP, and Loki's push API.
+
+Each records what it received (decoded with the official classes) and answers
+according to a script of responses, so tests can make it fail on purpose.
+"""
+
+import gzip
+import json
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+
+from .processes import free_port
+
+
+class Script:
+    """Responses to give, in order; then the default forever."""
+
+    def __init__(self, default, responses=()):
+        self.default = default
+        self.responses = list(responses)
+        self.lock = threading.Lock()
+
+    def next(self):
+        with self.lock:
+            return self.responses.pop(0) if self.responses else self.default
+
+
+class OtlpGrpcReceiver:
+    """OTLP/gRPC collector built from the official service stubs."""
+
+    def __init__(self, port=None, script=()):
+        self.port = port or free_port()
+        self.logs, self.metrics, self.metadata = [], [], []
+        self.script = Script(None, script)      # None = OK, else a grpc.StatusCode
+        receiver = self
+
+        class Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):
+                return receiver._answer(request, context, receiver.logs,
+                                        logs_service_pb2.ExportLogsServiceResponse())
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):
+                return receiver._answer(request, context, receiver.metrics,
+                                        metrics_service_pb2.ExportMetricsServiceResponse())
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
+        self.server.add_insecure_port(f"127.0.0.1:{self.port}")
+
+    def _answer(self, request, context, store, response):
+        self.metadata.append(dict(context.invocation_metadata()))
+        code = self.script.next()
+        if code is not None:
+            context.abort(code, f"scripted {code.name}")
+        store.append(request)
+        return response
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop(0)
+
+
+class HttpReceiver:
+    """Loopback HTTP server for OTLP/HTTP (/v1/logs, /v1/metrics) and Loki (/loki/api/v1/push)."""
+
+    def __init__(self, port=None, script=()):
+        self.port = port or free_port()
+        self.requests = []                     # (path, headers, body after gzip)
+        self.script = Script((None, {}), script)  # (status or None, extra headers)
+        self.problems = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                status, extra = receiver.script.next()
+                receiver.requests.append((self.path, self.headers, body))   # case-insensitive
+                if status is None:
+                    status = receiver._check(self.path, self.headers, body)
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                message = b"" if status < 300 else b"scripted failure: " + str(status).encode()
+                self.send_header("Content-Length", str(len(message)))
+                self.end_headers()
+                self.wfile.write(message)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+
+    def _check(self, path, headers, body):
+        if path in ("/v1/logs", "/v1/metrics"):
+            if headers.get("Content-Type") != "application/x-protobuf":
+                self.problems.append(f"content type {headers.get('Content-Type')}")
+                return 415
+            return 200
+        if path == "/loki/api/v1/push":
+            problem = loki_problem(headers, body)
+            if problem:
+                self.problems.append(problem)
+                return 400
+            return 204
+        self.problems.append(f"unexpected path {path}")
+        return 404
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self):
+        return [logs_service_pb2.ExportLogsServiceRequest.FromString(b)
+                for p, _, b in self.requests if p == "/v1/logs"]
+
+    def metrics(self):
+        return [metrics_service_pb2.ExportMetricsServiceRequest.FromString(b)
+                for p, _, b in self.requests if p == "/v1/metrics"]
+
+    def loki(self):
+        return [json.loads(b) for p, _, b in self.requests if p == "/loki/api/v1/push"]
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def loki_problem(headers, body):
+    """What is wrong with a push request against Loki's documented JSON format, or None."""
+    if not headers.get("Content-Type", "").startswith("application/json"):
+        return f"content type {headers.get('Content-Type')}"
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    if set(doc) != {"streams"} or not isinstance(doc["streams"], list):
+        return "top level must be {'streams': [...]}"
+    for s in doc["streams"]:
+        if set(s) != {"stream", "values"}:
+            return f"stream keys {sorted(s)}"
+        if not s["stream"] or not all(isinstance(k, str) and isinstance(v, str)
+                                      for k, v in s["stream"].items()):
+            return f"labels must be a non-empty map of strings: {s['stream']}"
+        previous = -1
+        for value in s["values"]:
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(x, str) for x in value)):
+                return f"values must be [\"<unix ns>\", \"<line>\"]: {value!r}"
+            ns = int(value[0])
+            if ns < previous:
+                return "values not sorted by time within a stream"
+            previous = ns
+    return None
