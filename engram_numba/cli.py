@@ -8,8 +8,11 @@ import sys
 
 
 def _cmd_demo(args) -> int:
-    from . import quickstart
-    quickstart.run(threads=args.threads, points=args.points)
+    from .demo import run_demo
+    run_demo(args.out, nodes=args.nodes, trials=args.trials, duration=args.duration,
+             threads=args.threads, seed=args.seed, serve=args.serve, port=args.port,
+             metrics_path=args.metrics_path, trace_path=args.trace_path,
+             figures=not args.no_figures)
     return 0
 
 
@@ -249,9 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lock-free metrics and tracing for numba kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="record from a threaded kernel and print the metrics")
-    demo.add_argument("--threads", type=int, default=2, help="threads (default 2)")
-    demo.add_argument("--points", type=int, default=2_000_000, help="points per thread")
+    demo = sub.add_parser("demo", help="run the instrumented cognitive workload and report")
+    demo.add_argument("--out", default="report", metavar="DIR", help="report folder (default report/)")
+    demo.add_argument("--nodes", type=int, default=20_000, help="memories in the graph")
+    demo.add_argument("--trials", type=int, help="recall trials (default: sized by --duration)")
+    demo.add_argument("--duration", type=float, default=20.0,
+                      help="seconds of workload when --trials is not given (default 20)")
+    demo.add_argument("--threads", type=int, help="numba threads (default: all cores)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
+    demo.add_argument("--port", type=int, default=9464, help="port for --serve")
+    demo.add_argument("--metrics-path", metavar="PATH",
+                      help="put the metrics in a file others can attach (metrics serve --attach)")
+    demo.add_argument("--trace-path", metavar="PATH",
+                      help="put the event rings in a file others can attach (trace stream --attach)")
+    demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     demo.set_defaults(func=_cmd_demo)
 
     metrics = sub.add_parser("metrics", help="read metric sets").add_subparsers(

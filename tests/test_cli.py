@@ -14,16 +14,15 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_demo_prints_exact_totals_in_prometheus_format():
-    r = run_cli("demo", "--threads", "2", "--points", "20000")
+def test_demo_command_writes_a_report(tmp_path):
+    r = run_cli("demo", "--out", str(tmp_path / "r"), "--nodes", "2000", "--trials", "20000",
+                "--no-figures")
     assert r.returncode == 0, r.stderr
-    families = {f.name: f for f in text_string_to_metric_families(r.stdout)}
-    points = families["demo_points"]
-    assert sum(s.value for s in points.samples) == 40000
-    hist = families["demo_distance"]
-    count = [s.value for s in hist.samples if s.name == "demo_distance_count"]
-    assert count == [40000]
-    assert "exact" in r.stdout.splitlines()[-1]
+    assert "recall trials over 2,000 memories" in r.stdout
+    assert "overhead" in r.stdout and "report:" in r.stdout
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["workload"]["trials"] == 20000
+    families = {f.name for f in text_string_to_metric_families((tmp_path / "r" / "metrics.prom").read_text())}
+    assert "engram_priming_events" in families
 
 
 def test_metrics_show_reads_a_file_written_by_another_process(tmp_path):

@@ -77,7 +77,7 @@ class ChromeTraceExporter:
         self.dropped += max(0, events.size - room)
 
     def shutdown(self) -> None:
-        from ..tracing.events import EVENT_DTYPE
-        events = np.concatenate(self.batches) if self.batches else np.empty(0, EVENT_DTYPE)
+        from ..tracing.events import concat
+        events = concat(self.batches)
         with open(self.path, "w") as f:
             json.dump(chrome_trace(events, rate_window_ms=self.rate_window_ms), f)

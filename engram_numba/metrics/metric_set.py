@@ -297,6 +297,10 @@ class MetricSet:
         state = "disabled" if self._region is None else (self._region.path or "anonymous")
         return f"<{type(self).__name__} {len(self._specs)} metrics, {state}>"
 
+    def _repr_html_(self) -> str:
+        from ..viz import metric_set_html
+        return metric_set_html(self)
+
 
 def _describe_mismatch(found: str, expected: SetLayout) -> str:
     try:

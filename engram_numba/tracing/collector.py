@@ -117,6 +117,7 @@ class TraceCollector:
         self.export_metrics = _export_metrics([e.name for e in self.exporters])
         self.drained_events = 0
         self.cycles = 0
+        self.cpu_seconds = 0.0
         self.top_pairs = TopKeys(top_capacity)
         self.top_episodes = TopKeys(top_capacity)
         self._overhead = None
@@ -201,6 +202,13 @@ class TraceCollector:
         return min(times) if times else float("inf")
 
     def _cycle(self, now: float, final: bool = False) -> None:
+        cpu = time.thread_time()
+        try:
+            self._cycle_locked(now, final)
+        finally:
+            self.cpu_seconds += time.thread_time() - cpu
+
+    def _cycle_locked(self, now: float, final: bool) -> None:
         with self._lock:
             before = self.tracer.stats() if self.metrics is not None else None
             events = self.tracer.drain()
@@ -287,8 +295,10 @@ class TraceCollector:
                 m.interference_episode_pairs.set(self.top_episodes.top(10))
 
     def stats(self) -> dict:
-        """Drained events, cycles, and per exporter: exported, failures, dropped, queued."""
+        """Drained events, cycles, CPU time spent, and per exporter: exported, failures,
+        dropped, queued."""
         return {"drained_events": self.drained_events, "cycles": self.cycles,
+                "cpu_seconds": self.cpu_seconds,
                 "exporters": {e.name: e.stats() for e in self.exporters}}
 
 

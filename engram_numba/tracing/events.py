@@ -29,7 +29,7 @@ import enum
 
 import numpy as np
 
-__all__ = ["EventType", "EVENT_DTYPE", "EVENT_SIZE", "EVENT_FIELDS", "event_type_name"]
+__all__ = ["EventType", "EVENT_DTYPE", "EVENT_SIZE", "EVENT_FIELDS", "event_type_name", "concat"]
 
 EVENT_SIZE = 64
 
@@ -77,3 +77,16 @@ _NAMES = {t: t.name.lower() for t in EventType}
 def event_type_name(value: int) -> str:
     """``"priming"``, ``"interference"``, ``"reconsolidation"`` or ``"false_memory"``."""
     return _NAMES[EventType(value)]
+
+
+def concat(batches) -> np.ndarray:
+    """Join event arrays keeping :data:`EVENT_DTYPE`'s layout.
+
+    ``np.concatenate`` would promote the dtype to a packed copy without the
+    overlapping union fields, which is no longer the 64-byte event layout.
+    """
+    batches = [np.ascontiguousarray(b) for b in batches]
+    if not batches:
+        return np.empty(0, dtype=EVENT_DTYPE)
+    words = np.concatenate([b.view(np.uint64).reshape(-1) for b in batches])
+    return words.view(EVENT_DTYPE)

@@ -7,9 +7,12 @@
     events = tracer.drain()               # time-ordered structured array (EVENT_DTYPE)
     tracer.stats()                        # written / delivered / dropped per ring
 
-Every recording thread gets its own ring (see :mod:`._ring`); when more threads
-record than there are rings, the extra events are dropped and counted, never
-written into another thread's ring.  Memory is fixed at creation.
+Every recording thread gets its own ring (see :mod:`._ring`) and keeps it for
+the tracer's lifetime; when more threads record than there are rings, the
+extra events are dropped and counted (``stats()["no_ring"]``), never written
+into another thread's ring.  Record from long-lived threads (a thread pool,
+numba's own workers): a program that starts a new thread per task uses up the
+rings.  Memory is fixed at creation.
 """
 
 from __future__ import annotations
@@ -460,6 +463,10 @@ class CognitiveTracer:
 
     def __exit__(self, *exc):
         self.close()
+
+    def _repr_html_(self) -> str:
+        from ..viz import tracer_html
+        return tracer_html(self)
 
     def __repr__(self) -> str:
         if self._region is None:

@@ -1,0 +1,206 @@
+"""Figures of metrics and events (matplotlib), and readable tables for Jupyter.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without
+pyplot's global state, so it works headless, in notebooks (it displays as the
+cell's result) and in scripts (``fig.savefig(path)``).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+from .tracing.events import EventType
+
+__all__ = ["histograms_figure", "event_rates_figure", "timeline_figure", "rings_figure",
+           "overhead_figure", "metric_set_html", "tracer_html"]
+
+COLORS = {EventType.PRIMING: "#1f77b4", EventType.INTERFERENCE: "#d62728",
+          EventType.RECONSOLIDATION: "#2ca02c", EventType.FALSE_MEMORY: "#9467bd"}
+QUANTILES = ((0.5, "P50", "#444444"), (0.95, "P95", "#ff7f0e"), (0.99, "P99", "#d62728"))
+
+
+def _label(t) -> str:
+    return EventType(t).name.lower().replace("_", " ")
+
+
+def histograms_figure(metrics, columns: int = 3) -> Figure:
+    """Every histogram of a metric set: bucket counts on a log axis, P50/P95/P99 marked."""
+    snap = metrics.collect()
+    hists = [(s.spec, data) for s in snap if s.kind == "histogram" for _, data in s.items()]
+    rows = max(1, math.ceil(len(hists) / columns))
+    fig = Figure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
+    for i, (spec, h) in enumerate(hists):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        title = spec.name.replace("engram_", "")
+        buckets = [(lo, hi, n) for lo, hi, n in h.buckets() if n and math.isfinite(lo)
+                   and math.isfinite(hi) and lo != hi]
+        positive = [(lo, hi, n) for lo, hi, n in buckets if lo > 0]
+        if not h.count:
+            ax.text(0.5, 0.5, "no observations", ha="center", va="center", transform=ax.transAxes)
+        elif positive and len(positive) == len(buckets):
+            ax.bar([lo for lo, _, _ in positive], [n for *_, n in positive],
+                   width=[hi - lo for lo, hi, _ in positive], align="edge", color="#5b8db8")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            mids = [(lo + hi) / 2 for lo, hi, _ in buckets]
+            ax.bar(mids, [n for *_, n in buckets], width=[hi - lo for lo, hi, _ in buckets],
+                   color="#5b8db8")
+        if h.count:
+            for q, name, color in QUANTILES:
+                v = h.quantile(q)
+                ax.axvline(v, color=color, lw=1.2, ls="--", label=f"{name} {v:.3g}")
+            ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"{title}  (n={h.count:,})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    return fig
+
+
+def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
+    """Events per second over time, one line per event type."""
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    if events.size:
+        t = (events["timestamp"].astype(np.int64) - int(events["timestamp"].min())) / 1e9
+        edges = np.arange(0, t.max() + bin_ms / 1000, bin_ms / 1000)
+        if edges.size < 2:
+            edges = np.array([0.0, bin_ms / 1000])
+        for et in EventType:
+            sel = t[events["event_type"] == et]
+            if sel.size:
+                counts, _ = np.histogram(sel, edges)
+                ax.plot(edges[:-1], counts / (bin_ms / 1000), label=_label(et), color=COLORS[et])
+        ax.legend(fontsize=8)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("traced events / s")
+    ax.set_title("Traced event rate by type")
+    return fig
+
+
+def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> Figure:
+    """Each traced event as a tick on its thread's track."""
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    if events.size:
+        step = max(1, events.size // max_points)
+        ev = events[::step]
+        t = (ev["timestamp"].astype(np.int64) - int(events["timestamp"].min())) / 1e9
+        threads = np.unique(ev["thread"])
+        row = {int(th): i for i, th in enumerate(threads)}
+        y = np.array([row[int(th)] for th in ev["thread"]])
+        for et in EventType:
+            sel = ev["event_type"] == et
+            if sel.any():
+                ax.scatter(t[sel], y[sel] + 0.15 * (int(et) - 1.5), s=2, color=COLORS[et],
+                           label=_label(et), linewidths=0)
+        ax.set_yticks(range(len(threads)), [f"ring {int(th)}" for th in threads])
+        ax.legend(fontsize=8, markerscale=4, loc="upper right")
+    ax.set_xlabel("seconds")
+    ax.set_title("Event timeline per recording thread")
+    return fig
+
+
+def rings_figure(stats: dict) -> Figure:
+    """Per ring: events delivered and dropped, and the fill level at the end."""
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    rings = stats["rings"]
+    if rings:
+        x = np.arange(len(rings))
+        delivered = [r["delivered"] for r in rings]
+        dropped = [r["dropped"] for r in rings]
+        ax.bar(x, delivered, color="#2ca02c", label="delivered")
+        ax.bar(x, dropped, bottom=delivered, color="#d62728", label="dropped")
+        ax.set_xticks(x, [f"ring {r['ring']}" for r in rings])
+        ax2 = ax.twinx()
+        ax2.plot(x, [r["utilization"] for r in rings], "ko-", label="utilization %")
+        ax2.set_ylim(0, 100)
+        ax2.set_ylabel("utilization %")
+        ax.legend(fontsize=8, loc="upper left")
+    t = stats["total"]
+    ax.set_title(f"Rings: {t['written']:,} written, {t['dropped']:,} dropped, "
+                 f"{stats['no_ring']:,} without a free ring")
+    ax.set_ylabel("events")
+    return fig
+
+
+def overhead_figure(instrumented_s, disabled_s) -> Figure:
+    """Interleaved chunk times with and without instrumentation, and the overhead."""
+    a, b = np.asarray(instrumented_s), np.asarray(disabled_s)
+    ratio = (a / b - 1) * 100
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot(1, 2, 1)
+    x = np.arange(a.size)
+    ax.plot(x, a * 1e3, "o-", color="#1f77b4", label="instrumented")
+    ax.plot(x, b * 1e3, "s-", color="#7f7f7f", label="disabled (same code as none)")
+    ax.set_xlabel("chunk (interleaved)")
+    ax.set_ylabel("ms per chunk")
+    ax.legend(fontsize=8)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.bar(x, ratio, color=np.where(ratio >= 0, "#d62728", "#2ca02c"))
+    med = float(np.median(ratio)) if ratio.size else float("nan")
+    ax2.axhline(med, color="k", ls="--", lw=1, label=f"median {med:+.1f}%")
+    ax2.set_xlabel("chunk")
+    ax2.set_ylabel("overhead %")
+    ax2.legend(fontsize=8)
+    fig.suptitle("Instrumentation overhead (interleaved A/B)")
+    return fig
+
+
+# -- Jupyter tables -----------------------------------------------------------------
+
+def _table(head, rows) -> str:
+    th = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>"
+                                    for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def metric_set_html(metrics) -> str:
+    """An HTML table of a metric set: one row per labelled value, histograms summarised."""
+    snap = metrics.collect()
+    rows = []
+    for s in snap:
+        spec = s.spec
+        if s.kind == "topk":
+            for key, count in s.items():
+                rows.append((spec.name, ", ".join(f"{n}={k}" for n, k in zip(spec.key_labels, key)),
+                             "top-k", _fmt(count)))
+            continue
+        for labels, v in s.items():
+            lab = ", ".join(f"{n}={x}" for n, x in zip(spec.label_names, labels))
+            if s.kind == "histogram":
+                value = (f"n={v.count:,} mean={_fmt(v.mean)} p50={_fmt(v.quantile(0.5))} "
+                         f"p95={_fmt(v.quantile(0.95))} p99={_fmt(v.quantile(0.99))}")
+            else:
+                value = _fmt(v)
+            rows.append((spec.name, lab, s.kind, value))
+    rows.append((f"{snap.name}_invalid_records_total", "", "counter", _fmt(snap.invalid_records)))
+    title = f"<b>{html.escape(type(metrics).__name__)}</b> ({'enabled' if metrics.enabled else 'disabled'})"
+    return title + _table(["metric", "labels", "kind", "value"], rows)
+
+
+def tracer_html(tracer) -> str:
+    """An HTML summary of a tracer: configuration and ring counts."""
+    if not tracer.enabled:
+        return "<b>CognitiveTracer</b> (disabled: records nothing, owns no memory)"
+    st = tracer.stats()
+    rates = tracer.sample_rates()
+    rows = [(_label(t), "on" if rates[t] > 0 else "off", _fmt(rates[t])) for t in EventType]
+    t = st["total"]
+    summary = (f"<b>CognitiveTracer</b> {tracer.n_rings} rings x {tracer.capacity:,} events "
+               f"({st['memory_bytes']:,} bytes); written {t['written']:,}, delivered "
+               f"{t['delivered']:,}, dropped {t['dropped']:,}, pending {t['pending']:,}, "
+               f"no free ring {st['no_ring']:,}")
+    return summary + _table(["event type", "state", "sample rate"], rows)

@@ -1,0 +1,105 @@
+"""The demo: its report files parse, its figures render, --serve serves while it runs."""
+
+import io
+import json
+import threading
+import urllib.request
+
+import jsonschema
+import pytest
+from matplotlib.image import imread
+from prometheus_client.parser import text_string_to_metric_families
+
+from engram_numba.demo import run_demo
+from engram_numba.export.json import schema
+
+from .processes import free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    summary = run_demo(out, nodes=3000, trials=40_000, chunks=4, seed=3, stream=io.StringIO())
+    return out, summary
+
+
+def test_report_files(report):
+    out, summary = report
+    assert {"metrics.prom", "events.jsonl", "trace.json", "summary.json", "histograms.png",
+            "event_rates.png", "timeline.png", "rings.png", "overhead.png"} <= \
+        {p.name for p in out.iterdir()}
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_metrics_prom_matches_the_summary(report):
+    out, summary = report
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families((out / "metrics.prom").read_text())
+               for s in f.samples}
+    for t, n in summary["counts"]["priming"].items():
+        assert samples[("engram_priming_events_total", (("priming_type", t),))] == n
+    assert samples[("engram_reconsolidation_events_total", ())] == \
+        summary["counts"]["reconsolidation_events"]
+    assert samples[("engram_priming_strength_count", ())] == summary["histograms"][
+        "engram_priming_strength"]["count"]
+
+
+def test_events_jsonl_is_schema_valid_and_complete(report):
+    out, summary = report
+    lines = (out / "events.jsonl").read_text().splitlines()
+    assert len(lines) == summary["tracing"]["written"] > 0
+    validator = jsonschema.Draft202012Validator(schema("event"))
+    for line in lines[:2000]:
+        validator.validate(json.loads(line))
+
+
+def test_chrome_trace(report):
+    out, _ = report
+    doc = json.loads((out / "trace.json").read_text())
+    assert set(doc) >= {"traceEvents", "displayTimeUnit", "otherData"}
+    phases = {e["ph"] for e in doc["traceEvents"]}
+    assert phases == {"M", "i", "C"}
+    assert all({"ph", "pid", "tid", "name"} <= set(e) for e in doc["traceEvents"])
+
+
+def test_figures_are_real_images(report):
+    out, _ = report
+    for name in ("histograms.png", "event_rates.png", "timeline.png", "rings.png", "overhead.png"):
+        image = imread(out / name)
+        assert image.shape[0] > 200 and image.shape[1] > 400
+        assert image.std() > 0.01, f"{name} is blank"
+
+
+def test_summary_figures(report):
+    _, s = report
+    assert s["workload"]["trials"] == 40_000
+    assert 0 < s["reconsolidation_window_hit_rate"] < 1 and s["spacing_ratio"] > 1
+    assert len(s["overhead"]["chunk_percent"]) == 4
+    assert s["tracing"]["dropped"] == 0 and s["tracing"]["no_free_ring"] == 0
+
+
+def test_serve_while_running(tmp_path):
+    port = free_port()
+    seen = []
+    done = threading.Event()
+
+    def scrape():
+        url = f"http://127.0.0.1:{port}/metrics"
+        while not done.is_set():
+            try:
+                text = urllib.request.urlopen(url, timeout=2).read().decode()
+            except OSError:
+                continue
+            total = sum(s.value for f in text_string_to_metric_families(text)
+                        for s in f.samples if s.name == "engram_priming_events_total")
+            seen.append(total)
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    try:
+        run_demo(tmp_path, nodes=3000, trials=200_000, chunks=8, serve=True, port=port,
+                 figures=False, stream=io.StringIO())
+    finally:
+        done.set()
+        t.join()
+    assert any(v > 0 for v in seen), "never scraped a running workload"
