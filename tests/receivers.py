@@ -75,9 +75,12 @@ class OtlpGrpcReceiver:
 
 
 class HttpReceiver:
-    """Loopback HTTP server for OTLP/HTTP (/v1/logs, /v1/metrics) and Loki (/loki/api/v1/push)."""
+    """Loopback HTTP server for OTLP/HTTP (/v1/logs, /v1/metrics) and Loki (/loki/api/v1/push).
 
-    def __init__(self, port=None, script=()):
+    With ``tls=(certfile, keyfile)`` it serves HTTPS.
+    """
+
+    def __init__(self, port=None, script=(), tls=None):
         self.port = port or free_port()
         self.requests = []                     # (path, headers, body after gzip)
         self.script = Script((None, {}), script)  # (status or None, extra headers)
@@ -105,6 +108,13 @@ class HttpReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.scheme = "http"
+        if tls:
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
 
     def _check(self, path, headers, body):
         if path in ("/v1/logs", "/v1/metrics"):
@@ -123,7 +133,7 @@ class HttpReceiver:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def logs(self):
         return [logs_service_pb2.ExportLogsServiceRequest.FromString(b)

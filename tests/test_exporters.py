@@ -423,3 +423,29 @@ def test_cli_sends_events_and_metrics(tmp_path):
     assert sum(1 for e in doc["traceEvents"] if e["ph"] == "i") == 40
 
 
+
+
+def _self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"openssl could not make a certificate: {r.stderr[-200:]!r}")
+    return str(cert), str(key)
+
+
+@pytest.mark.skipif(__import__("shutil").which("openssl") is None, reason="needs the openssl CLI")
+def test_tls_with_a_ca_file_and_refused_without(tmp_path):
+    from engram_numba import PermanentExportError
+    cert, key = _self_signed(tmp_path)
+    events = traced_events(5)
+    with HttpReceiver(tls=(cert, key)) as rx:
+        assert rx.url.startswith("https://")
+        OtlpLogExporter(rx.url, protocol="http", ca_file=cert).export(events)
+        LokiExporter(rx.url, ca_file=cert).export(events)
+        with pytest.raises(PermanentExportError, match="certificate"):
+            LokiExporter(rx.url).export(events)       # unknown CA: refused, not retried
+        LokiExporter(rx.url, insecure=True).export(events)
+    check_log_records(rx.logs(), events)
+    assert len(rx.loki()) == 2 and not rx.problems

@@ -4,7 +4,8 @@
 * retried (:class:`ExportError`, honouring ``Retry-After``): connection errors,
   timeouts, 408, 429 and 5xx;
 * not retried (:class:`PermanentExportError`, with the server's message): any
-  other status (400 malformed, 401/403 auth, 404 wrong URL, 413 too large).
+  other status (400 malformed, 401/403 auth, 404 wrong URL, 413 too large), and
+  a server certificate that does not verify.
 """
 
 from __future__ import annotations
@@ -75,4 +76,6 @@ def post(url: str, body: bytes, content_type: str, *, headers=None, compress: bo
         raise PermanentExportError(message) from None
     except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise PermanentExportError(f"TLS certificate of {url} refused: {reason}") from None
         raise ExportError(f"cannot reach {url}: {reason}") from None
