@@ -208,7 +208,8 @@ def test_loki_checker_can_fail():
     body = json.loads(push_body(traced_events(3)))
     longest = max(body["streams"], key=lambda s: len(s["values"]))
     assert len(longest["values"]) > 1
-    longest["values"].reverse()
+    first, second = longest["values"][:2]
+    first[0] = str(int(second[0]) + 1)             # now later than the value after it
     assert loki_problem({"Content-Type": "application/json"}, json.dumps(body).encode()) \
         == "values not sorted by time within a stream"
     assert loki_problem({"Content-Type": "text/plain"}, b"{}") is not None
