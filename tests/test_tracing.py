@@ -410,3 +410,26 @@ def test_file_backed_rings_are_readable_from_an_attached_view(tmp_path):
     writer = CognitiveTracer.attach(path, writable=True)
     writer.disable("priming")
     assert tr.thresholds()[0] == 0
+
+
+@njit(nogil=True)
+def short_task(tr, me, n):
+    for i in range(n):
+        tr.trace_priming(0, 0.5, me, i)
+    return tr.release_thread()
+
+
+def test_short_lived_threads_that_release_their_ring_never_run_out():
+    tr = CognitiveTracer(small(ring_buffer_size=4096, max_threads=2))
+    short_task(tr, 0, 1)
+    tr.drain()
+    released = []
+    for me in range(1, 21):          # 20 threads one after another, 2 rings
+        t = threading.Thread(target=lambda me=me: released.append(short_task(tr, me, 100)))
+        t.start()
+        t.join()
+    ev = tr.drain()
+    assert tr.stats()["no_ring"] == 0 and ev.size == 2000 and min(released) >= 0
+    assert sorted(set(ev["source_node"].tolist())) == list(range(1, 21))
+    assert CognitiveTracer.disabled().release_thread() == -1
+    assert tr.release_thread() >= 0 and tr.release_thread() == -1   # held one, then none

@@ -223,3 +223,14 @@ _disabled_impls = {3: _off3, 4: _off4}
 
 
 _register()
+
+
+@overload_method(TracerType, "release_thread")
+def _release_thread(tr):
+    if not tr.enabled:
+        return lambda tr: -1
+    NR = tr.n_rings
+
+    def impl(tr):
+        return R.release_ring(tr.base, NR)
+    return impl

@@ -126,6 +126,27 @@ def claim_ring(base, n_rings):
 
 
 @njit
+def release_ring(base, n_rings):
+    """Give the calling thread's ring back (it must not record into it any more).
+
+    Safe because the caller is the ring's only producer: the consumer reads by
+    write index, whoever owns the ring, and the next owner continues from there.
+    Returns the released ring, or -1 if the thread held none.
+    """
+    tid = thread_id()
+    for i in range(n_rings):
+        owner_addr = base + RING_HEADERS + RING_HEADER_SIZE * i
+        if load_u64(owner_addr) == tid and cas_u64(owner_addr, tid, np.uint64(0)) == tid:
+            return np.int64(i)
+    return np.int64(-1)
+
+
+@njit(nogil=True, cache=True)
+def py_release_ring(base, n_rings):
+    return release_ring(base, n_rings)
+
+
+@njit
 def _sampled(header, thresh):
     """Keep this event?  ALWAYS keeps without a draw; else a xorshift64 draw < thresh."""
     if thresh == ALWAYS:

@@ -8,11 +8,11 @@
     tracer.stats()                        # written / delivered / dropped per ring
 
 Every recording thread gets its own ring (see :mod:`._ring`) and keeps it for
-the tracer's lifetime; when more threads record than there are rings, the
-extra events are dropped and counted (``stats()["no_ring"]``), never written
-into another thread's ring.  Record from long-lived threads (a thread pool,
-numba's own workers): a program that starts a new thread per task uses up the
-rings.  Memory is fixed at creation.
+the tracer's lifetime, or until it calls :meth:`CognitiveTracer.release_thread`;
+when more threads record than there are rings, the extra events are dropped and
+counted (``stats()["no_ring"]``), never written into another thread's ring.
+Record from long-lived threads (a thread pool, numba's own workers), or release
+the ring at the end of a short-lived thread.  Memory is fixed at creation.
 """
 
 from __future__ import annotations
@@ -245,6 +245,18 @@ class CognitiveTracer:
         n = _uint(source_list_size, "source_list_size", 32)
         c = _float(reconstruction_confidence, "reconstruction_confidence")
         return self._live() and bool(_py_false_memory(self, np.uint64(h), n, c))
+
+    def release_thread(self) -> int:
+        """Give the calling thread's ring back, for a thread that is about to finish.
+
+        Call it (from Python, or as ``tracer.release_thread()`` in a kernel) at
+        the end of a short-lived thread so that the next thread can have the
+        ring; the ring's unread events stay readable.  The thread must not
+        record afterwards.  Returns the ring released, or -1.
+        """
+        if self._region is None:
+            return -1
+        return int(R.py_release_ring(self._kernel_address, self.n_rings))
 
     # -- configuration (takes effect in running kernels) ----------------------------
 
