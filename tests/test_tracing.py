@@ -432,4 +432,6 @@ def test_short_lived_threads_that_release_their_ring_never_run_out():
     assert tr.stats()["no_ring"] == 0 and ev.size == 2000 and min(released) >= 0
     assert sorted(set(ev["source_node"].tolist())) == list(range(1, 21))
     assert CognitiveTracer.disabled().release_thread() == -1
-    assert tr.release_thread() >= 0 and tr.release_thread() == -1   # held one, then none
+    assert tr.release_thread() == -1                 # short_task already gave it back
+    tr.trace_priming(0, 0.5, 1, 2)                   # claims a ring from Python
+    assert tr.release_thread() >= 0 and tr.release_thread() == -1
