@@ -39,6 +39,10 @@ class Bench(MetricSet):
     explicit = Histogram("bench_explicit", "sizes", bounds=list(np.geomspace(1e-3, 1e3, 64)))
 
 
+class ShardedBench(Bench, shards=4):
+    """The same metrics, a copy per thread (up to 4)."""
+
+
 VALUES = np.random.default_rng(42).lognormal(0.0, 1.5, 4096)
 STRENGTHS = np.random.default_rng(43).uniform(0.01, 1.0, 4096)
 
@@ -245,15 +249,17 @@ def multi_thread(rounds, batches, batch, ticks):
     results = {}
     flag = np.zeros(1, dtype=np.int64)
     m = Bench()
+    sharded = ShardedBench()
     k_shared_counter(m, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    k_shared_counter(sharded, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
     arr = np.zeros(32, dtype=np.int64)
     k_own_slot(arr, 0, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
 
-    def shared(nthreads):
+    def shared(nthreads, metrics=m):
         def run():
             flag[:] = 0
             outs = [np.empty(batches, dtype=np.uint64) for _ in range(nthreads)]
-            _threads(k_shared_counter, [(m, batch, o, flag, nthreads) for o in outs])
+            _threads(k_shared_counter, [(metrics, batch, o, flag, nthreads) for o in outs])
             return np.concatenate(outs)
         return run
 
@@ -268,6 +274,8 @@ def multi_thread(rounds, batches, batch, ticks):
     variants = {
         "1 thread, counter.inc()": shared(1),
         "2 threads, one shared counter": shared(2),
+        "1 thread, counter.inc(), set with shards=4": shared(1, sharded),
+        "2 threads, one counter, set with shards=4": shared(2, sharded),
         "2 threads, own slots 64 B apart (padded)": own((0, 8)),
         "2 threads, own slots 8 B apart (same line)": own((0, 1)),
     }

@@ -28,13 +28,17 @@ from numba.extending import (NativeValue, infer_getattr, intrinsic, lower_getatt
                              make_attribute_wrapper, models, overload_method, register_model,
                              unbox)
 
-from .._atomics import add_u64
+import numpy as np
+from numba import njit
+
+from .._atomics import add_u64, cas_u64, load_u64, thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from . import _record as R
 from .buckets import exponential_tables
 from .layout import INVALID_OFFSET
 
 _ONE = 1
+_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
 class MetricSetType(types.Type):
@@ -82,27 +86,30 @@ class HandleType(types.Type):
 
     kind = ""
 
-    def __init__(self, enabled, stride, labels, enums, extra=()):
+    def __init__(self, enabled, stride, labels, enums, extra=(), shards=(1, 0)):
         self.enabled = enabled
         self.stride = stride
+        self.shards, self.claim_offset = shards    # (number of shards, shard table offset)
         self.labels = labels            # ((name, size), ...)
         self.dims = tuple(n for _, n in labels)
         self.enums = enums
         self.extra = extra
         state = "" if enabled else "Disabled"
         lab = ",".join(f"{k}:{n}" for k, n in labels)
-        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{lab}]{extra or ''}")
+        sharded = f"x{self.shards}" if self.shards > 1 else ""
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}{sharded}[{lab}]{extra or ''}")
 
     @property
     def key(self):
         # getattr: an instance unpickled from an older version's cache lacks fields
         return tuple(getattr(self, f, None) for f in ("enabled", "stride", "labels", "enums",
-                                                       "extra"))
+                                                       "extra", "shards", "claim_offset"))
 
     def __reduce__(self):
         enums = tuple(class_ref(e) for e in self.enums)
         return rebuild_type, (_handle_type_from, (type(self).kind, self.enabled, self.stride,
-                                                  self.labels, enums, self.extra, FINGERPRINT))
+                                                  self.labels, enums, self.extra,
+                                                  (self.shards, self.claim_offset), FINGERPRINT))
 
     @property
     def metric_name(self) -> str:
@@ -126,11 +133,11 @@ class HistogramHandleType(HandleType):
 _HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, HistogramHandleType)}
 
 
-def _handle_type_from(kind, enabled, stride, labels, enums, extra, fingerprint):
+def _handle_type_from(kind, enabled, stride, labels, enums, extra, shards, fingerprint):
     if fingerprint != FINGERPRINT:
         raise ValueError("written by another version")
     return _HANDLE_TYPES[kind](enabled, stride, labels, tuple(resolve_class(e) for e in enums),
-                               extra)
+                               extra, shards)
 
 
 def _handle_type(m, layout, enabled):
@@ -138,15 +145,16 @@ def _handle_type(m, layout, enabled):
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
     args = (enabled, m.stride, labels, enums)
+    shards = (m.shards, layout.claim_offset)
     if spec.kind == "counter":
-        return CounterHandleType(*args)
+        return CounterHandleType(*args, shards=shards)
     if spec.kind == "gauge":
         return GaugeHandleType(*args)
     if spec.mode == "explicit":
         extra = ("explicit", spec.bounds)
     else:
         extra = ("exponential", spec.scale, spec.lo_index, spec.n_buckets, spec.negative)
-    return HistogramHandleType(*args, extra=extra)
+    return HistogramHandleType(*args, extra=extra, shards=shards)
 
 
 class _SetModel(models.StructModel):
@@ -257,6 +265,45 @@ def _label_slot(typingctx, handle, labels):
     return sig, codegen
 
 
+@njit
+def claim_shard(table, shards):
+    """The calling thread's shard: claimed in the owner table, or a hash when all are taken.
+
+    Unlike trace rings, a shard may be shared (its updates are atomic): a full
+    table only brings contention back, never a wrong count.
+    """
+    tid = thread_id()
+    start = np.int64(((tid * _HASH) >> np.uint64(32)) % np.uint64(shards))
+    i = start
+    for _ in range(shards):
+        addr = table + 8 * i
+        owner = load_u64(addr)
+        if owner == tid:
+            return i
+        if owner == 0 and cas_u64(addr, np.uint64(0), tid) == 0:
+            return i
+        i += 1
+        if i == shards:
+            i = 0
+    return start
+
+
+def _slot_index(h):
+    """An njit function (slot, handle) -> index of the slot's copy for this thread."""
+    SHARDS, SLOTS, CLAIM = h.shards, int(np.prod(h.dims)) if h.dims else 1, h.claim_offset
+    if SHARDS == 1:
+        return _unsharded
+    @njit
+    def sharded(h, slot):
+        return claim_shard(h.base + CLAIM, SHARDS) * SLOTS + slot
+    return sharded
+
+
+@njit
+def _unsharded(h, slot):
+    return slot
+
+
 def _check_number(h, method, what, t, integer=False):
     if integer:
         if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
@@ -273,6 +320,7 @@ def _check_number(h, method, what, t, integer=False):
 
 def _counter_add_impl(h, signed_amount):
     STRIDE = h.stride
+    INDEX = _slot_index(h)
 
     if signed_amount:
         def impl(h, n, *labels):
@@ -280,7 +328,7 @@ def _counter_add_impl(h, signed_amount):
             if slot < 0 or n < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
                 return False
-            R.counter_add(h.addr + slot * STRIDE, n)
+            R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
             return True
     else:
         def impl(h, n, *labels):
@@ -288,7 +336,7 @@ def _counter_add_impl(h, signed_amount):
             if slot < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
                 return False
-            R.counter_add(h.addr + slot * STRIDE, n)
+            R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
             return True
     return impl
 
@@ -299,13 +347,14 @@ def _counter_inc(h, *labels):
     if not h.enabled:
         return lambda h, *labels: False
     STRIDE = h.stride
+    INDEX = _slot_index(h)
 
     def impl(h, *labels):
         slot = _label_slot(h, labels)
         if slot < 0:
             add_u64(h.base + INVALID_OFFSET, _ONE)
             return False
-        R.counter_add(h.addr + slot * STRIDE, _ONE)
+        R.counter_add(h.addr + INDEX(h, slot) * STRIDE, _ONE)
         return True
     return impl
 
@@ -359,8 +408,8 @@ def _histogram_observe(h, value, *labels):
     if not h.enabled:
         return lambda h, value, *labels: False
     STRIDE = h.stride
+    INDEX = _slot_index(h)
     if h.extra[0] == "explicit":
-        import numpy as np
         BOUNDS = np.array(h.extra[1], dtype=np.float64)
 
         def impl(h, value, *labels):
@@ -368,7 +417,7 @@ def _histogram_observe(h, value, *labels):
             if slot < 0:
                 add_u64(h.base + INVALID_OFFSET, _ONE)
                 return False
-            R.observe_explicit(h.addr + slot * STRIDE, value, BOUNDS)
+            R.observe_explicit(h.addr + INDEX(h, slot) * STRIDE, value, BOUNDS)
             return True
         return impl
 
@@ -380,7 +429,7 @@ def _histogram_observe(h, value, *labels):
         if slot < 0:
             add_u64(h.base + INVALID_OFFSET, _ONE)
             return False
-        R.observe_exponential(h.addr + slot * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
+        R.observe_exponential(h.addr + INDEX(h, slot) * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
         return True
     return impl
 

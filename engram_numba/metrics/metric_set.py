@@ -34,7 +34,7 @@ from .._layout import CACHE_LINE, KIND_METRICS, Region, RegionError
 from . import _njit
 from . import _record as R
 from .buckets import exponential_tables
-from .layout import INVALID_OFFSET, SetLayout
+from .layout import INVALID_OFFSET, SetLayout, check_shards
 from .snapshot import HistogramData, MetricSetSnapshot
 from .spec import MetricSpec, snake_case, spec_from_description
 
@@ -97,17 +97,23 @@ class kernel_method:
 class MetricSet:
     """Base class of metric sets; declare metrics as class attributes.
 
-    Subclass keyword ``name`` sets the set's name (default: the class name in
-    snake case), used for ``<name>_invalid_records_total`` in exports.
+    Subclass keywords: ``name`` sets the set's name (default: the class name in
+    snake case), used for ``<name>_invalid_records_total`` in exports;
+    ``shards=N`` keeps N copies of every counter and histogram so that up to N
+    threads recording at the same time never write the same cache line (see
+    :mod:`.layout`; reading adds the copies up).  Both are inherited.
     """
 
     set_name: typing.ClassVar[str] = "metric_set"
+    shards: typing.ClassVar[int] = 1
     _specs: typing.ClassVar[dict] = {}
     _kernel_methods: typing.ClassVar[dict] = {}
     _layouts: typing.ClassVar[dict] = {}
 
-    def __init_subclass__(cls, name: str | None = None, **kwargs):
+    def __init_subclass__(cls, name: str | None = None, shards: int | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
+        if shards is not None:
+            cls.shards = check_shards(shards)
         specs, methods = {}, {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
@@ -121,8 +127,8 @@ class MetricSet:
                 raise TypeError(f"{cls.__name__}.{attr}: the name is taken by MetricSet itself")
         if name is not None:
             cls.set_name = name
-        elif "set_name" not in vars(cls):
-            cls.set_name = snake_case(cls.__name__)
+        elif MetricSet in cls.__bases__ and "set_name" not in vars(cls):
+            cls.set_name = snake_case(cls.__name__)   # else inherited from the parent set
         exported = [s.name for s in specs.values()] + [f"{cls.set_name}_invalid_records_total"]
         dupes = {n for n in exported if exported.count(n) > 1}
         if dupes:
@@ -191,7 +197,8 @@ class MetricSet:
     def _layout(cls, alignment: int) -> SetLayout:
         layout = cls._layouts.get(alignment)
         if layout is None:
-            layout = cls._layouts[alignment] = SetLayout(cls.set_name, cls._specs, alignment)
+            layout = cls._layouts[alignment] = SetLayout(cls.set_name, cls._specs, alignment,
+                                                         cls.shards)
         return layout
 
     # -- kernels --------------------------------------------------------------
@@ -338,7 +345,8 @@ def attach_metrics(path, *, writable: bool = False) -> MetricSet:
         if d.get("format") != "engram-numba.metric-set":
             raise RegionError(f"{path}: not a metric-set layout")
         specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
-        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"])
+        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
+                   shards=int(d.get("shards", 1)))
         layout = cls._layout(region.alignment)
     except (KeyError, TypeError, ValueError) as exc:
         region.close()
@@ -387,7 +395,7 @@ class _BoundMetric:
         """Empty this metric (every label combination); atomic per value, like the set's reset."""
         base = self._owner._address()
         if base is not None:
-            m = self._m
+            m = self._m   # every shard
             first = m.offset // 8
             words = self._owner.layout.initial_words()[first:first + m.size // 8]
             R.write_words(base + m.offset, words)

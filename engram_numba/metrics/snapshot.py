@@ -282,6 +282,19 @@ def _labelled_dict(snap, convert) -> dict:
     return {"type": snap.kind, "help": snap.spec.help, "labels": list(names), "samples": samples}
 
 
+def _merge_shards(shards: list) -> np.ndarray:
+    """One histogram slot from its shards: counts and sums added, min and max combined."""
+    if len(shards) == 1:
+        return shards[0]
+    stack = np.stack(shards)
+    merged = stack.sum(axis=0, dtype=np.uint64)
+    floats = stack.view(np.float64)
+    merged[R.H_SUM // 8] = np.float64(floats[:, R.H_SUM // 8].sum()).view(np.uint64)
+    merged[R.H_MIN // 8] = np.float64(floats[:, R.H_MIN // 8].min()).view(np.uint64)
+    merged[R.H_MAX // 8] = np.float64(floats[:, R.H_MAX // 8].max()).view(np.uint64)
+    return merged
+
+
 class MetricSetSnapshot:
     """Every metric of a set at one moment (``timestamp_ns``: unix time of the reading)."""
 
@@ -295,7 +308,8 @@ class MetricSetSnapshot:
             base = m.offset // 8
             step = m.stride // 8
             if spec.kind == "counter":
-                vals = words[base:base + step * spec.slots:step].tolist()
+                block = words[base:base + step * spec.slots * m.shards:step]
+                vals = block.reshape(m.shards, spec.slots).sum(axis=0, dtype=np.uint64).tolist()
                 self.metrics[attr] = CounterSnapshot(spec, [int(v) for v in vals])
             elif spec.kind == "gauge":
                 vals = words[base:base + step * spec.slots:step].view(np.float64).tolist()
@@ -303,8 +317,9 @@ class MetricSetSnapshot:
             elif spec.kind == "topk":
                 self.metrics[attr] = TopKSnapshot(spec, words[base:base + step])
             else:
-                data = [HistogramData(spec, words[base + k * step:base + (k + 1) * step])
-                        for k in range(spec.slots)]
+                data = [HistogramData(spec, _merge_shards(
+                    [words[base + (s * spec.slots + k) * step:base + (s * spec.slots + k + 1) * step]
+                     for s in range(m.shards)])) for k in range(spec.slots)]
                 self.metrics[attr] = HistogramSnapshot(spec, data)
 
     def __getitem__(self, attr):
