@@ -463,7 +463,6 @@ def _make_address_store(nbty, order):
 
 
 add_u64 = _make_address_rmw("add", types.uint64)
-xchg_u64 = _make_address_rmw("xchg", types.uint64)
 add_f64 = _make_address_rmw("fadd", types.float64)
 min_f64 = _make_address_rmw("fmin", types.float64)
 max_f64 = _make_address_rmw("fmax", types.float64)
@@ -518,17 +517,6 @@ def f64_bits(typingctx, value):
     def codegen(context, builder, sig, args):
         v = context.cast(builder, args[0], sig.args[0], types.float64)
         return builder.bitcast(v, ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def bits_f64(typingctx, bits):
-    """The float64 whose IEEE-754 bit pattern is ``bits``."""
-    sig = types.float64(types.uint64)
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
 

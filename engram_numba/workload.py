@@ -41,7 +41,7 @@ from numba import njit, prange
 from ._atomics import atomic_add
 from .metrics.cognitive import InterferenceType, PrimingType, RejectionReason
 
-__all__ = ["MemoryGraph", "build_graph", "run_trials", "WorkloadResult"]
+__all__ = ["MemoryGraph", "build_graph", "run_trials", "trial"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 STUDY_PERIOD = 4096          # every memory is studied once per period, at a hashed phase
@@ -251,15 +251,3 @@ def trial(metrics, tracer, indptr, indices, weights, t, seed):
             metrics.record_retention_improvement(0.05 + 0.25 * gap + 0.06 * (noise - 0.5))
 
     return activation
-
-
-@dataclass
-class WorkloadResult:
-    trials: int
-    checksum: float
-    seconds: float
-
-
-def trials_per_second_estimate(graph: MemoryGraph) -> float:
-    """Rough cost model used to size a run from a time budget (refined while running)."""
-    return 2.0e7 / max(1.0, graph.edges / graph.nodes) ** 2

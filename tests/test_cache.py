@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import textwrap
 
 SETMOD = '''
 from engram_numba import MetricSet, Counter, Histogram

@@ -3,7 +3,6 @@
 import time
 
 import numpy as np
-import pytest
 from numba import njit
 
 from engram_numba import (CognitivePatternMetrics, CognitiveTracer, PermanentExportError,

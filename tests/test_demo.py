@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engram_numba.demo import run_demo
 from engram_numba.export.json import schema
 
-from .processes import free_port, wait_for
+from .processes import free_port
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from numba import njit, prange
 from numba.core.errors import TypingError
 
+from engram_numba import atomic_load
 from engram_numba._asm import native_asm
 from engram_numba.metrics.cognitive import InterferenceType, PrimingType
 from engram_numba.tracing import EVENT_DTYPE, CognitiveTracer, EventType, TracingConfig
@@ -331,26 +332,40 @@ def _unchecked_copy(base, n_rings, capacity, ring, start, stop, out):
     return k
 
 
+@njit(nogil=True)
+def producer_until(tr, flag):
+    """Like consistent_producer, until flag[1] is set (flag[0] = 1 once running)."""
+    flag[0] = 1
+    i = 0
+    while atomic_load(flag, 1, "relaxed") == 0:
+        tr.trace_priming(i % 3, np.float32(i % 1000), i, 3 * i + 1)
+        i += 1
+
+
 @needs_two_cpus
 def test_control_without_the_seqlock_checks_torn_events_are_seen():
     """Proves the consistency check above can fail: unchecked copies do tear."""
     tr = CognitiveTracer(small(ring_buffer_size=8, max_threads=2))
-    flag = np.zeros(1, np.int64)
-    consistent_producer(tr, 1, flag)          # compiles; the main thread takes one ring
-    mine = int(np.argmax(tr._positions()[:, 0]))
-    flag[0] = 0
-    t = threading.Thread(target=consistent_producer, args=(tr, 20_000_000, flag))
+    flag = np.zeros(2, np.int64)
+    flag[1] = 1
+    producer_until(tr, flag)                  # compiles (records nothing)
+    flag[:] = 0
+    t = threading.Thread(target=producer_until, args=(tr, flag))
     t.start()
-    while not flag[0]:
+    while tr._positions()[:, 0].max() == 0:   # the ring the producer writes into
         pass
-    ring = 1 - mine
+    ring = int(np.argmax(tr._positions()[:, 0]))
     out = np.zeros(8 * 8, np.uint64)
     torn = 0
-    while t.is_alive() and torn == 0:
-        w = int(tr._positions()[ring, 0])
-        k = _unchecked_copy(tr._kernel_address, 2, 8, ring, max(w - 8, 0), w, out)
-        torn += int((~_check_consistent(out[:k * 8].view(EVENT_DTYPE))).sum())
-    t.join()
+    deadline = time.monotonic() + 20
+    try:
+        while torn == 0 and time.monotonic() < deadline:
+            w = int(tr._positions()[ring, 0])
+            k = _unchecked_copy(tr._kernel_address, 2, 8, ring, max(w - 8, 0), w, out)
+            torn += int((~_check_consistent(out[:k * 8].view(EVENT_DTYPE))).sum())
+    finally:
+        flag[1] = 1
+        t.join()
     assert torn > 0, "never caught a torn copy: the concurrency test cannot fail"
 
 

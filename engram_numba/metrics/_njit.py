@@ -31,14 +31,14 @@ from numba.extending import (NativeValue, infer_getattr, intrinsic, lower_getatt
 import numpy as np
 from numba import njit
 
-from .._atomics import add_u64, cas_u64, load_u64, thread_id
+from .._atomics import add_u64, thread_id
+from .._claim import claim, home
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from . import _record as R
 from .buckets import exponential_tables
 from .layout import INVALID_OFFSET
 
 _ONE = 1
-_HASH = np.uint64(0x9E3779B97F4A7C15)
 
 
 class MetricSetType(types.Type):
@@ -267,25 +267,13 @@ def _label_slot(typingctx, handle, labels):
 
 @njit
 def claim_shard(table, shards):
-    """The calling thread's shard: claimed in the owner table, or a hash when all are taken.
+    """The calling thread's shard: its entry in the owner table, or its hash when all are taken.
 
     Unlike trace rings, a shard may be shared (its updates are atomic): a full
     table only brings contention back, never a wrong count.
     """
-    tid = thread_id()
-    start = np.int64(((tid * _HASH) >> np.uint64(32)) % np.uint64(shards))
-    i = start
-    for _ in range(shards):
-        addr = table + 8 * i
-        owner = load_u64(addr)
-        if owner == tid:
-            return i
-        if owner == 0 and cas_u64(addr, np.uint64(0), tid) == 0:
-            return i
-        i += 1
-        if i == shards:
-            i = 0
-    return start
+    i = claim(table, 8, shards)
+    return i if i >= 0 else home(thread_id(), shards)
 
 
 def _slot_index(h):

@@ -120,6 +120,3 @@ class SetLayout:
                     words[base + R.H_MIN // 8] = _POS_INF_BITS
                     words[base + R.H_MAX // 8] = _NEG_INF_BITS
         return words
-
-    def by_name(self) -> dict:
-        return {m.spec.name: m for m in self.metrics.values()}

@@ -51,8 +51,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._atomics import (add_u64, cas_u64, fence_acquire, fence_release, load_u64,
-                        load_u64_acquire, store_u64, store_u64_release, thread_id)
+from .._atomics import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
+                        store_u64, store_u64_release)
+from .._claim import claim, release
 from ..clock import cycles, monotonic_ns
 
 TH_OFF = 0
@@ -82,7 +83,6 @@ WORDS = SLOT // 8
 CLOCK_TSC = 0
 CLOCK_MONOTONIC = 1
 ALWAYS = np.uint64(0xFFFFFFFFFFFFFFFF)
-_HASH = np.uint64(0x9E3779B97F4A7C15)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 
@@ -97,32 +97,16 @@ def region_size(n_rings: int, capacity: int) -> int:
     return slots_offset(n_rings) + n_rings * capacity * SLOT
 
 
-def ring_header(base: int, ring: int) -> int:
-    return base + RING_HEADERS + RING_HEADER_SIZE * ring
-
-
 # -- producer ----------------------------------------------------------------------
 
 @njit
 def claim_ring(base, n_rings):
     """Index of the calling thread's ring, claiming a free one; -1 when all are taken.
 
-    Rings are keyed by pthread id and never released: a new thread that gets a
-    dead thread's id continues its ring, so a ring never has two live producers.
+    Rings are keyed by pthread id (see :mod:`engram_numba._claim`) and kept until
+    released: a ring never has two live producers.
     """
-    tid = thread_id()
-    i = np.int64(((tid * _HASH) >> np.uint64(32)) % np.uint64(n_rings))
-    for _ in range(n_rings):
-        owner_addr = base + RING_HEADERS + RING_HEADER_SIZE * i
-        owner = load_u64(owner_addr)
-        if owner == tid:
-            return i
-        if owner == 0 and cas_u64(owner_addr, np.uint64(0), tid) == 0:
-            return i
-        i += 1
-        if i == n_rings:
-            i = 0
-    return np.int64(-1)
+    return claim(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings)
 
 
 @njit
@@ -133,12 +117,7 @@ def release_ring(base, n_rings):
     write index, whoever owns the ring, and the next owner continues from there.
     Returns the released ring, or -1 if the thread held none.
     """
-    tid = thread_id()
-    for i in range(n_rings):
-        owner_addr = base + RING_HEADERS + RING_HEADER_SIZE * i
-        if load_u64(owner_addr) == tid and cas_u64(owner_addr, tid, np.uint64(0)) == tid:
-            return np.int64(i)
-    return np.int64(-1)
+    return release(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings)
 
 
 @njit(nogil=True, cache=True)
