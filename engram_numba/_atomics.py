@@ -540,6 +540,8 @@ def thread_id(typingctx):
     def codegen(context, builder, sig, args):
         fnty = ir.FunctionType(ir.IntType(64), [])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "pthread_self")
+        fn.attributes.add("nounwind")
+        fn.attributes.add("readnone")      # a thread's id never changes: calls can be hoisted
         return builder.call(fn, [])
 
     return sig, codegen
