@@ -11,10 +11,15 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from numba import njit
+
+from engram_numba import atomic_add, atomic_load
+from engram_numba.clock import cycles
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,6 +47,37 @@ def machine() -> dict:
         "llvmlite": llvmlite.__version__, "numpy": np.__version__,
         "platform": platform.platform(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def timed(op):
+    """A kernel ``(obj, vals, batch, out)`` timing ``out.size`` batches of ``batch`` calls of
+    ``op(obj, vals, i)`` with the TSC.  ``op`` is a small ``@njit`` function that LLVM
+    inlines (numba-level ``inline="always"`` would leave an empty loop behind when a
+    disabled op's arguments are dead, so the disabled/bare comparison would differ)."""
+    @njit(nogil=True)
+    def kernel(obj, vals, batch, out):
+        for b in range(out.size):
+            t0 = cycles()
+            for i in range(batch):
+                op(obj, vals, i)
+            out[b] = cycles() - t0
+    return kernel
+
+
+@njit(nogil=True)
+def spin_barrier(flag, parties):
+    """Every caller waits until ``parties`` callers arrived, so their loops overlap."""
+    atomic_add(flag, 0, 1)
+    while atomic_load(flag, 0) < parties:
+        pass
+
+
+def run_threads(target, args_list) -> None:
+    threads = [threading.Thread(target=target, args=a) for a in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def batch_stats(cycle_counts, batch: int, ticks_per_ns: float) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from numba import njit, objmode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
-from engram_numba import (Counter, Gauge, Histogram, MetricSet, atomic_add,  # noqa: E402
-                          atomic_load)
+from engram_numba import Counter, Gauge, Histogram, MetricSet, atomic_add  # noqa: E402
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
 from engram_numba.export import exposition  # noqa: E402
@@ -49,86 +47,67 @@ STRENGTHS = np.random.default_rng(43).uniform(0.01, 1.0, 4096)
 
 # -- kernels: each times `out.size` batches of `batch` operations --------------------
 
-@njit(nogil=True)
-def k_lock_add(arr, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            atomic_add(arr, 0, 1)
-        out[b] = cycles() - t0
+@njit
+def _lock_add(arr, vals, i):
+    atomic_add(arr, 0, 1)
 
 
-@njit(nogil=True)
-def k_counter(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.counter.inc()
-        out[b] = cycles() - t0
+@njit
+def _counter(m, vals, i):
+    m.counter.inc()
 
 
-@njit(nogil=True)
-def k_counter_label(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.labelled.inc(i & 3)
-        out[b] = cycles() - t0
+@njit
+def _counter_label(m, vals, i):
+    m.labelled.inc(i & 3)
 
 
-@njit(nogil=True)
-def k_gauge_set(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.gauge.set(vals[i & 4095])
-        out[b] = cycles() - t0
+@njit
+def _gauge_set(m, vals, i):
+    m.gauge.set(vals[i & 4095])
 
 
-@njit(nogil=True)
-def k_gauge_add(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.gauge.add(1.0)
-        out[b] = cycles() - t0
+@njit
+def _gauge_add(m, vals, i):
+    m.gauge.add(1.0)
 
 
-@njit(nogil=True)
-def k_histogram(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.hist.observe(vals[i & 4095])
-        out[b] = cycles() - t0
+@njit
+def _histogram(m, vals, i):
+    m.hist.observe(vals[i & 4095])
 
 
-@njit(nogil=True)
-def k_explicit(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.explicit.observe(vals[i & 4095])
-        out[b] = cycles() - t0
+@njit
+def _explicit(m, vals, i):
+    m.explicit.observe(vals[i & 4095])
 
 
-@njit(nogil=True)
-def k_disabled(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.counter.inc()
-            m.hist.observe(vals[i & 4095])
-        out[b] = cycles() - t0
+@njit
+def _counter_and_histogram(m, vals, i):
+    m.counter.inc()
+    m.hist.observe(vals[i & 4095])
 
 
-@njit(nogil=True)
-def k_record_priming(m, vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.record_priming(i % 3, vals[i & 4095])
-        out[b] = cycles() - t0
+@njit
+def _record_priming(m, vals, i):
+    m.record_priming(i % 3, vals[i & 4095])
+
+
+@njit
+def _nothing(m, vals, i):
+    pass
+
+
+k_lock_add = H.timed(_lock_add)
+k_counter = H.timed(_counter)
+k_counter_label = H.timed(_counter_label)
+k_gauge_set = H.timed(_gauge_set)
+k_gauge_add = H.timed(_gauge_add)
+k_histogram = H.timed(_histogram)
+k_explicit = H.timed(_explicit)
+k_disabled = H.timed(_counter_and_histogram)
+k_record_priming = H.timed(_record_priming)
+k_bare_loop = H.timed(_nothing)
 
 
 # engram's overhead workload: an op is 100 sin() calls, recording a priming event
@@ -163,24 +142,8 @@ def k_engram_op_twin(ops, out):
 
 
 @njit(nogil=True)
-def k_bare_loop(vals, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            pass
-        out[b] = cycles() - t0
-
-
-@njit(nogil=True)
-def spin_barrier(flag, parties):
-    atomic_add(flag, 0, 1)
-    while atomic_load(flag, 0) < parties:
-        pass
-
-
-@njit(nogil=True)
 def k_shared_counter(m, batch, out, flag, parties):
-    spin_barrier(flag, parties)
+    H.spin_barrier(flag, parties)
     for b in range(out.size):
         t0 = cycles()
         for i in range(batch):
@@ -190,7 +153,7 @@ def k_shared_counter(m, batch, out, flag, parties):
 
 @njit(nogil=True)
 def k_own_slot(arr, slot, batch, out, flag, parties):
-    spin_barrier(flag, parties)
+    H.spin_barrier(flag, parties)
     for b in range(out.size):
         t0 = cycles()
         for i in range(batch):
@@ -232,17 +195,9 @@ def single_thread(rounds, batches, batch, ticks):
     for k, s in stats.items():
         s["ratio_to_lock_add"] = s["median_ns"] / ref
     # the disabled kernel's native code against the same loop without the calls
-    k_bare_loop(VALUES, batch, np.empty(1, dtype=np.uint64))
+    k_bare_loop(d, VALUES, batch, np.empty(1, dtype=np.uint64))
     identical = native_asm(k_disabled, k_disabled.signatures[0]) == native_asm(k_bare_loop)
     return stats, identical
-
-
-def _threads(target, args_list):
-    ts = [threading.Thread(target=target, args=a) for a in args_list]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
 
 
 def multi_thread(rounds, batches, batch, ticks):
@@ -259,7 +214,7 @@ def multi_thread(rounds, batches, batch, ticks):
         def run():
             flag[:] = 0
             outs = [np.empty(batches, dtype=np.uint64) for _ in range(nthreads)]
-            _threads(k_shared_counter, [(metrics, batch, o, flag, nthreads) for o in outs])
+            H.run_threads(k_shared_counter, [(metrics, batch, o, flag, nthreads) for o in outs])
             return np.concatenate(outs)
         return run
 
@@ -267,7 +222,7 @@ def multi_thread(rounds, batches, batch, ticks):
         def run():
             flag[:] = 0
             outs = [np.empty(batches, dtype=np.uint64) for _ in slots]
-            _threads(k_own_slot, [(arr, s, batch, o, flag, len(slots)) for s, o in zip(slots, outs)])
+            H.run_threads(k_own_slot, [(arr, s, batch, o, flag, len(slots)) for s, o in zip(slots, outs)])
             return np.concatenate(outs)
         return run
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,19 +22,29 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
-from engram_numba import CognitiveTracer, EventType, TracingConfig, atomic_add, atomic_load  # noqa: E402
+from engram_numba import CognitiveTracer, EventType, TracingConfig  # noqa: E402
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
 from engram_numba.export.json import events_to_document, events_to_jsonl  # noqa: E402
 
 
-@njit(nogil=True)
+@njit(inline="always")        # too big for LLVM's inliner: inline it in numba's IR
+def _priming(tr, vals, i):
+    tr.trace_priming(i % 3, 0.5, i, i + 1)
+
+
+@njit
+def _nothing(tr, vals, i):
+    pass
+
+
+_k_priming = H.timed(_priming)
+_k_bare = H.timed(_nothing)
+_NO_VALUES = np.zeros(1)
+
+
 def k_priming(tr, batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            tr.trace_priming(i % 3, 0.5, i, i + 1)
-        out[b] = cycles() - t0
+    return _k_priming(tr, _NO_VALUES, batch, out)
 
 
 @njit(nogil=True)
@@ -51,24 +60,8 @@ def k_all_types(tr, batch, out):
 
 
 @njit(nogil=True)
-def k_bare(batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            pass
-        out[b] = cycles() - t0
-
-
-@njit(nogil=True)
-def spin_barrier(flag, parties):
-    atomic_add(flag, 0, 1)
-    while atomic_load(flag, 0) < parties:
-        pass
-
-
-@njit(nogil=True)
 def k_threaded(tr, batch, out, flag, parties):
-    spin_barrier(flag, parties)
+    H.spin_barrier(flag, parties)
     for b in range(out.size):
         t0 = cycles()
         for i in range(batch):
@@ -93,7 +86,7 @@ def single(rounds, batches, batch, ticks):
         "trace_priming, rate 0.01": lambda out: k_priming(sampled, batch, out),
         "trace_priming, type off": lambda out: k_priming(off, batch, out),
         "disabled tracer": lambda out: k_priming(disabled, batch, out),
-        "empty loop (reference)": lambda out: k_bare(batch, out),
+        "empty loop (reference)": lambda out: _k_bare(None, _NO_VALUES, batch, out),
     }
     for fn in variants.values():
         fn(np.empty(1, dtype=np.uint64))
@@ -107,24 +100,10 @@ def single(rounds, batches, batch, ticks):
 
     raw = H.interleave({k: run(fn) for k, fn in variants.items()}, rounds)
     stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
-    k_bare(batch, np.empty(1, dtype=np.uint64))
-    disabled_sig = [s for s in k_priming.signatures if not s[0].enabled][0]
-    identical = native_asm(k_priming, disabled_sig) == _bare_priming_asm()
+    disabled_sig = [s for s in _k_priming.signatures if not s[0].enabled][0]
+    _k_bare(disabled, _NO_VALUES, batch, np.empty(1, dtype=np.uint64))   # same argument types
+    identical = native_asm(_k_priming, disabled_sig) == native_asm(_k_bare, _k_bare.signatures[-1])
     return stats, identical
-
-
-@njit(nogil=True)
-def _k_priming_bare(batch, out):
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            pass
-        out[b] = cycles() - t0
-
-
-def _bare_priming_asm():
-    _k_priming_bare(10, np.empty(1, dtype=np.uint64))
-    return native_asm(_k_priming_bare)
 
 
 def threads(rounds, batches, batch, ticks):
@@ -137,11 +116,7 @@ def threads(rounds, batches, batch, ticks):
         for _ in range(rounds):
             flag[:] = 0
             outs = [np.empty(batches, dtype=np.uint64) for _ in range(n)]
-            ts = [threading.Thread(target=k_threaded, args=(tr, batch, o, flag, n)) for o in outs]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+            H.run_threads(k_threaded, [(tr, batch, o, flag, n) for o in outs])
             samples.extend(outs)
         out[f"{n} thread(s), own rings"] = H.batch_stats(np.concatenate(samples), batch, ticks)
     return out

@@ -29,27 +29,6 @@ engram_reconstruction_confidence engram_massed_practice_events_total
 engram_distributed_practice_events_total engram_retention_improvement""".split()
 
 
-@njit
-def workload(m, n):
-    for i in range(n):
-        m.record_priming(i % 3, 0.01 + (i % 100) / 100.0)
-        m.record_interference(i % 3, 0.25 * (1 + i % 3))
-        m.record_reconsolidation((i % 5) / 3.0 - 0.2)      # -0.2 .. 1.13: 3 of 5 inside
-        m.record_reconsolidation_rejection(i % 4)
-        m.record_reconsolidation_modification()
-        m.record_reconsolidation_plasticity(0.5)
-        m.record_false_memory()
-        m.record_drm_critical_lure()
-        m.record_drm_list_item()
-        m.record_drm_list_item()
-        m.record_drm_list_item()
-        m.record_reconstruction_confidence(0.75)
-        m.record_massed_practice()
-        m.record_distributed_practice()
-        m.record_distributed_practice()
-        m.record_retention_improvement(0.25 if i % 2 else -0.125)
-
-
 def python_workload(m, n):
     for i in range(n):
         m.record_priming(i % 3, 0.01 + (i % 100) / 100.0)
@@ -70,6 +49,7 @@ def python_workload(m, n):
         m.record_retention_improvement(0.25 if i % 2 else -0.125)
 
 
+workload = njit(python_workload)        # the same body, compiled
 N = 600
 
 

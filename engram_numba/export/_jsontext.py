@@ -85,6 +85,24 @@ def copy_bytes(typingctx, dst, dst_pos, src, src_pos, n):
 
 
 @njit(cache=True)
+def put_piece(buf, pos, flat, starts, lengths, piece):
+    """Copy constant piece number ``piece`` of a flat byte table into ``buf[pos:]``."""
+    n = lengths[piece]
+    copy_bytes(buf, pos, flat, starts[piece], n)
+    return pos + n
+
+
+class Pieces:
+    """Constant byte strings in one flat array, which compiled code indexes by number."""
+
+    def __init__(self, pieces):
+        pieces = [np.frombuffer(p, dtype=np.uint8) if isinstance(p, bytes) else p for p in pieces]
+        self.flat = np.concatenate(pieces).astype(np.uint8)
+        self.lengths = np.array([p.size for p in pieces], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+
+
+@njit(cache=True)
 def _write_ascii(buf, pos, text):
     copy_bytes(buf, pos, text, 0, text.size)
     return pos + text.size

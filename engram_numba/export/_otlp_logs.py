@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._jsontext import _shortest, _unscale, copy_bytes
+from ._jsontext import Pieces, _shortest, _unscale, copy_bytes, put_piece
 
 SEVERITY_INFO = 9
 
@@ -93,21 +93,13 @@ def _f32_as_double(bits):
 
 
 @njit(cache=True)
-def _key(buf, pos, flat, starts, lengths, piece):
-    """Copy a precomputed piece (e.g. ``0x0A len key``)."""
-    n = lengths[piece]
-    copy_bytes(buf, pos, flat, starts[piece], n)
-    return pos + n
-
-
-@njit(cache=True)
 def _attr_int(buf, pos, flat, starts, lengths, key, value):
     value = np.uint64(value)
     av = 1 + _varint_size(value)                       # 0x18 varint
     kv = lengths[key] + 1 + _varint_size(av) + av       # key, 0x12 len av
     buf[pos] = 0x32
     pos = _varint(buf, pos + 1, kv)
-    pos = _key(buf, pos, flat, starts, lengths, key)
+    pos = put_piece(buf, pos, flat, starts, lengths, key)
     buf[pos] = 0x12
     pos = _varint(buf, pos + 1, av)
     buf[pos] = 0x18
@@ -119,7 +111,7 @@ def _attr_double(buf, pos, flat, starts, lengths, key, value):
     kv = lengths[key] + 2 + 9
     buf[pos] = 0x32
     pos = _varint(buf, pos + 1, kv)
-    pos = _key(buf, pos, flat, starts, lengths, key)
+    pos = put_piece(buf, pos, flat, starts, lengths, key)
     buf[pos] = 0x12
     buf[pos + 1] = 9
     buf[pos + 2] = 0x21
@@ -149,17 +141,17 @@ def encode_records(words, n, observed, out, scratch, flat, starts, lengths):
         p = _fixed64(scratch, p + 1, words[b + 1])
         scratch[p] = 0x59
         p = _fixed64(scratch, p + 1, observed)
-        p = _key(scratch, p, flat, starts, lengths, SEVERITY)
-        p = _key(scratch, p, flat, starts, lengths, min(t, 4))              # body, name, type
+        p = put_piece(scratch, p, flat, starts, lengths, SEVERITY)
+        p = put_piece(scratch, p, flat, starts, lengths, min(t, 4))              # body, name, type
         p = _attr_int(scratch, p, flat, starts, lengths, K_THREAD, (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
         p = _attr_int(scratch, p, flat, starts, lengths, K_SEQUENCE, words[b])
         if t == 0:
-            p = _key(scratch, p, flat, starts, lengths, 5 + min(sub, 3))
+            p = put_piece(scratch, p, flat, starts, lengths, 5 + min(sub, 3))
             p = _attr_double(scratch, p, flat, starts, lengths, K_STRENGTH, _f32_as_double(f32))
             p = _attr_int(scratch, p, flat, starts, lengths, K_SOURCE, w3)
             p = _attr_int(scratch, p, flat, starts, lengths, K_TARGET, w4)
         elif t == 1:
-            p = _key(scratch, p, flat, starts, lengths, 9 + min(sub, 3))
+            p = put_piece(scratch, p, flat, starts, lengths, 9 + min(sub, 3))
             p = _attr_double(scratch, p, flat, starts, lengths, K_MAGNITUDE, _f32_as_double(f32))
             p = _attr_int(scratch, p, flat, starts, lengths, K_EPISODE_TARGET, w3)
             p = _attr_int(scratch, p, flat, starts, lengths, K_COMPETING, w4 & lo32)
@@ -212,9 +204,7 @@ KEY0 = 14
 (K_THREAD, K_SEQUENCE, K_STRENGTH, K_SOURCE, K_TARGET, K_MAGNITUDE, K_EPISODE_TARGET,
  K_COMPETING, K_EPISODE, K_WINDOW, K_PLASTICITY, K_MODS, K_LURE, K_LIST, K_CONF) = \
     range(KEY0, KEY0 + len(KEYS))
-FLAT = np.frombuffer(b"".join(_pieces), dtype=np.uint8).copy()
-LENGTHS = np.array([len(p) for p in _pieces], dtype=np.int64)
-STARTS = np.concatenate([[0], np.cumsum(LENGTHS)[:-1]]).astype(np.int64)
+_PIECES = Pieces(_pieces)
 
 MAX_RECORD = 640
 
@@ -227,5 +217,6 @@ def log_records(events: np.ndarray, observed_ns: int) -> bytes:
     words = np.ascontiguousarray(events).view(np.uint64)
     out = np.empty(n * MAX_RECORD, dtype=np.uint8)
     scratch = np.empty(MAX_RECORD, dtype=np.uint8)
-    end = encode_records(words, n, np.uint64(observed_ns), out, scratch, FLAT, STARTS, LENGTHS)
+    end = encode_records(words, n, np.uint64(observed_ns), out, scratch, _PIECES.flat,
+                         _PIECES.starts, _PIECES.lengths)
     return out[:end].tobytes()

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..tracing.events import EVENT_SIZE
-from ._jsontext import copy_bytes, write_f32, write_u64
+from ._jsontext import Pieces, put_piece, write_f32, write_u64
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
            "JsonLinesExporter"]
@@ -64,32 +64,15 @@ K_CONF = _b(',"reconstruction_confidence":')
 K_UNKNOWN = _b(',"event_type":"unknown","thread":')
 
 
-class _Pieces:
-    """Constant byte strings in one flat array (compiled code indexes it by number)."""
-
-    def __init__(self, pieces):
-        self.flat = np.concatenate(pieces)
-        lengths = np.array([p.size for p in pieces], dtype=np.int64)
-        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self.lengths = lengths
-
-
 # piece numbers
 TS, SEQ, SOURCE, TARGET, EP_TARGET, COMPETING, EPISODE, WINDOW, PLASTICITY, MODS, LURE, LIST, \
     CONF = range(13)
 TYPE0 = 13          # 5 event types (the 5th: unknown)
 PRIMING0 = 18       # 4 priming types (the 4th: unknown)
 INTERFERENCE0 = 22  # 4 interference types
-_PIECES = _Pieces([K_TS, K_SEQ, K_SOURCE, K_TARGET, K_EPISODE_TARGET, K_COMPETING, K_EPISODE,
+_PIECES = Pieces([K_TS, K_SEQ, K_SOURCE, K_TARGET, K_EPISODE_TARGET, K_COMPETING, K_EPISODE,
                    K_WINDOW, K_PLASTICITY, K_MODS, K_LURE, K_LIST, K_CONF]
                   + K_TYPE + [K_UNKNOWN] + PRIMING_TYPES + INTERFERENCE_TYPES)
-
-
-@njit(cache=True)
-def _put(buf, pos, flat, starts, lengths, piece):
-    n = lengths[piece]
-    copy_bytes(buf, pos, flat, starts[piece], n)
-    return pos + n
 
 
 @njit(cache=True)
@@ -108,41 +91,41 @@ def _encode(words, n, buf, sep, flat, starts, lengths):
         f32 = (w2 >> np.uint64(32)) & lo32
         w3 = words[b + 3]
         w4 = words[b + 4]
-        pos = _put(buf, pos, flat, starts, lengths, TS)
+        pos = put_piece(buf, pos, flat, starts, lengths, TS)
         pos = write_u64(buf, pos, words[b + 1])
-        pos = _put(buf, pos, flat, starts, lengths, TYPE0 + min(t, 4))
+        pos = put_piece(buf, pos, flat, starts, lengths, TYPE0 + min(t, 4))
         pos = write_u64(buf, pos, thread)
-        pos = _put(buf, pos, flat, starts, lengths, SEQ)
+        pos = put_piece(buf, pos, flat, starts, lengths, SEQ)
         pos = write_u64(buf, pos, words[b])
         if t == 0:
-            pos = _put(buf, pos, flat, starts, lengths, PRIMING0 + min(sub, 3))
+            pos = put_piece(buf, pos, flat, starts, lengths, PRIMING0 + min(sub, 3))
             pos = write_f32(buf, pos, f32)
-            pos = _put(buf, pos, flat, starts, lengths, SOURCE)
+            pos = put_piece(buf, pos, flat, starts, lengths, SOURCE)
             pos = write_u64(buf, pos, w3)
-            pos = _put(buf, pos, flat, starts, lengths, TARGET)
+            pos = put_piece(buf, pos, flat, starts, lengths, TARGET)
             pos = write_u64(buf, pos, w4)
         elif t == 1:
-            pos = _put(buf, pos, flat, starts, lengths, INTERFERENCE0 + min(sub, 3))
+            pos = put_piece(buf, pos, flat, starts, lengths, INTERFERENCE0 + min(sub, 3))
             pos = write_f32(buf, pos, f32)
-            pos = _put(buf, pos, flat, starts, lengths, EP_TARGET)
+            pos = put_piece(buf, pos, flat, starts, lengths, EP_TARGET)
             pos = write_u64(buf, pos, w3)
-            pos = _put(buf, pos, flat, starts, lengths, COMPETING)
+            pos = put_piece(buf, pos, flat, starts, lengths, COMPETING)
             pos = write_u64(buf, pos, w4 & lo32)
         elif t == 2:
-            pos = _put(buf, pos, flat, starts, lengths, EPISODE)
+            pos = put_piece(buf, pos, flat, starts, lengths, EPISODE)
             pos = write_u64(buf, pos, w3)
-            pos = _put(buf, pos, flat, starts, lengths, WINDOW)
+            pos = put_piece(buf, pos, flat, starts, lengths, WINDOW)
             pos = write_f32(buf, pos, f32)
-            pos = _put(buf, pos, flat, starts, lengths, PLASTICITY)
+            pos = put_piece(buf, pos, flat, starts, lengths, PLASTICITY)
             pos = write_f32(buf, pos, w4 >> np.uint64(32))
-            pos = _put(buf, pos, flat, starts, lengths, MODS)
+            pos = put_piece(buf, pos, flat, starts, lengths, MODS)
             pos = write_u64(buf, pos, w4 & lo32)
         elif t == 3:
-            pos = _put(buf, pos, flat, starts, lengths, LURE)
+            pos = put_piece(buf, pos, flat, starts, lengths, LURE)
             pos = write_u64(buf, pos, w3)
-            pos = _put(buf, pos, flat, starts, lengths, LIST)
+            pos = put_piece(buf, pos, flat, starts, lengths, LIST)
             pos = write_u64(buf, pos, w4 & lo32)
-            pos = _put(buf, pos, flat, starts, lengths, CONF)
+            pos = put_piece(buf, pos, flat, starts, lengths, CONF)
             pos = write_f32(buf, pos, f32)
         buf[pos] = 125  # '}'
         pos += 1

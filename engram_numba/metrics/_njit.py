@@ -20,20 +20,19 @@ on a disabled set, where the branch then folds away).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils, errors
 from numba.core.typing.templates import AttributeTemplate
-from numba.extending import (NativeValue, infer_getattr, intrinsic, lower_getattr_generic,
+from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, models, overload_method, register_model,
                              unbox)
-
-import numpy as np
-from numba import njit
 
 from .._atomics import add_u64, thread_id
 from .._claim import claim, home
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
+from .._kernel_arg import AddressModel, unbox_address
 from . import _record as R
 from .buckets import exponential_tables
 from .layout import INVALID_OFFSET
@@ -157,14 +156,6 @@ def _handle_type(m, layout, enabled):
     return HistogramHandleType(*args, extra=extra, shards=shards)
 
 
-class _SetModel(models.StructModel):
-    """Enabled: the base address of the region.  Disabled: nothing at all."""
-
-    def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp)] if fe_type.enabled else []
-        super().__init__(dmm, fe_type, members)
-
-
 class _HandleModel(models.StructModel):
     """Enabled: set base (for invalid_records) and the metric's first slot.  Disabled: nothing."""
 
@@ -173,7 +164,7 @@ class _HandleModel(models.StructModel):
         super().__init__(dmm, fe_type, members)
 
 
-register_model(MetricSetType)(_SetModel)
+register_model(MetricSetType)(AddressModel)
 make_attribute_wrapper(MetricSetType, "base", "base")
 for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
     register_model(_t)(_HandleModel)
@@ -181,19 +172,7 @@ for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
     make_attribute_wrapper(_t, "addr", "addr")
 
 
-@unbox(MetricSetType)
-def _unbox_set(typ, obj, c):
-    value = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    if not typ.enabled:
-        return NativeValue(value._getvalue())
-    # _kernel_address raises (closed or read-only set): the call fails with that error
-    addr = c.pyapi.object_getattr_string(obj, "_kernel_address")
-    failed = cgutils.is_null(c.builder, addr)
-    with c.builder.if_then(c.builder.not_(failed), likely=True):
-        ptr = c.pyapi.long_as_voidptr(addr)
-        value.base = c.builder.ptrtoint(ptr, c.context.get_value_type(types.uintp))
-        c.pyapi.decref(addr)
-    return NativeValue(value._getvalue(), is_error=failed)
+unbox(MetricSetType)(unbox_address)
 
 
 @infer_getattr
@@ -309,23 +288,15 @@ def _check_number(h, method, what, t, integer=False):
 def _counter_add_impl(h, signed_amount):
     STRIDE = h.stride
     INDEX = _slot_index(h)
+    SIGNED = signed_amount          # a compile-time constant: the check folds away if unsigned
 
-    if signed_amount:
-        def impl(h, n, *labels):
-            slot = _label_slot(h, labels)
-            if slot < 0 or n < 0:
-                add_u64(h.base + INVALID_OFFSET, _ONE)
-                return False
-            R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
-            return True
-    else:
-        def impl(h, n, *labels):
-            slot = _label_slot(h, labels)
-            if slot < 0:
-                add_u64(h.base + INVALID_OFFSET, _ONE)
-                return False
-            R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
-            return True
+    def impl(h, n, *labels):
+        slot = _label_slot(h, labels)
+        if slot < 0 or (SIGNED and n < 0):
+            add_u64(h.base + INVALID_OFFSET, _ONE)
+            return False
+        R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
+        return True
     return impl
 
 

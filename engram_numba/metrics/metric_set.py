@@ -30,6 +30,7 @@ import typing
 
 import numpy as np
 
+from .._kernel_arg import KernelArgument
 from .._layout import CACHE_LINE, KIND_METRICS, Region, RegionError
 from . import _njit
 from . import _record as R
@@ -94,7 +95,7 @@ class kernel_method:
         return self.func(obj, *args, **kwargs)
 
 
-class MetricSet:
+class MetricSet(KernelArgument):
     """Base class of metric sets; declare metrics as class attributes.
 
     Subclass keywords: ``name`` sets the set's name (default: the class name in
@@ -203,29 +204,7 @@ class MetricSet:
 
     # -- kernels --------------------------------------------------------------
 
-    @property
-    def _numba_type_(self):
-        if self._region is not None and not self._region.writable:
-            raise TypeError(f"{type(self).__name__} attached read-only cannot be passed to a kernel")
-        return self._nbtype
-
-    @property
-    def _kernel_address(self) -> int:
-        if self._base is None:
-            raise ValueError(f"{type(self).__name__} is "
-                             f"{'closed' if self._region is not None else 'disabled'}")
-        return self._base
-
     # -- state ----------------------------------------------------------------
-
-    @property
-    def enabled(self) -> bool:
-        return self._region is not None
-
-    @property
-    def path(self):
-        """The backing file, or None for anonymous and disabled sets."""
-        return None if self._region is None else self._region.path
 
     @property
     def layout(self) -> SetLayout:
@@ -287,18 +266,6 @@ class MetricSet:
         """
         if self._region is not None:
             R.write_words(self._kernel_address, self._layout_.initial_words())
-
-    def close(self) -> None:
-        """Release the memory (kernels must not be running on the set)."""
-        if self._region is not None:
-            self._base = None
-            self._region.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self) -> str:
         state = "disabled" if self._region is None else (self._region.path or "anonymous")

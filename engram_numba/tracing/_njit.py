@@ -12,12 +12,12 @@ import inspect
 
 import numpy as np
 from numba import types
-from numba.core import cgutils, errors
-from numba.extending import (NativeValue, make_attribute_wrapper, models, overload_method,
-                             register_model, unbox)
+from numba.core import errors
+from numba.extending import make_attribute_wrapper, overload_method, register_model, unbox
 
 from .._atomics import f32_bits
 from .._cache import FINGERPRINT, rebuild_type
+from .._kernel_arg import AddressModel, unbox_address
 from . import _ring as R
 from .events import EventType
 
@@ -50,28 +50,9 @@ def _tracer_type(enabled, n_rings, capacity, clock, fingerprint):
     return TracerType(enabled, n_rings, capacity, clock)
 
 
-class _TracerModel(models.StructModel):
-    def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp)] if fe_type.enabled else []
-        super().__init__(dmm, fe_type, members)
-
-
-register_model(TracerType)(_TracerModel)
+register_model(TracerType)(AddressModel)
 make_attribute_wrapper(TracerType, "base", "base")
-
-
-@unbox(TracerType)
-def _unbox_tracer(typ, obj, c):
-    value = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    if not typ.enabled:
-        return NativeValue(value._getvalue())
-    addr = c.pyapi.object_getattr_string(obj, "_kernel_address")
-    failed = cgutils.is_null(c.builder, addr)
-    with c.builder.if_then(c.builder.not_(failed), likely=True):
-        ptr = c.pyapi.long_as_voidptr(addr)
-        value.base = c.builder.ptrtoint(ptr, c.context.get_value_type(types.uintp))
-        c.pyapi.decref(addr)
-    return NativeValue(value._getvalue(), is_error=failed)
+unbox(TracerType)(unbox_address)
 
 
 def _integer(method, name, t):

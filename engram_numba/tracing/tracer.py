@@ -24,6 +24,7 @@ import time
 import numpy as np
 from numba import njit
 
+from .._kernel_arg import KernelArgument
 from .._layout import CACHE_LINE, KIND_TRACE, Region, RegionError
 from ..clock import cycles, monotonic_ns, tsc_is_reliable
 from . import _njit
@@ -109,7 +110,7 @@ def _float(value, name) -> float:
         raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
-class CognitiveTracer:
+class CognitiveTracer(KernelArgument):
     """Per-thread rings of 64-byte cognitive events; see the module docstring."""
 
     def __init__(self, config: TracingConfig | None = None):
@@ -183,28 +184,6 @@ class CognitiveTracer:
         obj.config = None
         return obj
 
-    # -- kernels ------------------------------------------------------------------
-
-    @property
-    def _numba_type_(self):
-        if self._region is not None and not self._region.writable:
-            raise TypeError("a tracer attached read-only cannot be passed to a kernel")
-        return self._nbtype
-
-    @property
-    def _kernel_address(self) -> int:
-        if self._base is None:
-            raise ValueError("the tracer is " + ("closed" if self._region is not None else "disabled"))
-        return self._base
-
-    @property
-    def enabled(self) -> bool:
-        return self._region is not None
-
-    @property
-    def path(self):
-        return None if self._region is None else self._region.path
-
     # -- recording from Python (validated; same compiled code as kernels) --------
 
     def _live(self) -> bool:
@@ -212,7 +191,7 @@ class CognitiveTracer:
             return False
         self._kernel_address  # raises when closed
         if not self._region.writable:
-            raise TypeError("a tracer attached read-only cannot record")
+            raise TypeError(f"{type(self).__name__} attached read-only cannot record")
         return True
 
     def trace_priming(self, priming_type, strength, source_node, target_node) -> bool:
@@ -463,18 +442,6 @@ class CognitiveTracer:
         return {"rings": rings, "total": total, "no_ring": int(words[R.NO_RING_OFF // 8]),
                 "invalid": int(words[R.INVALID_OFF // 8]), "capacity": self.capacity,
                 "memory_bytes": self._region.size}
-
-    def close(self) -> None:
-        """Release the rings (kernels must not be recording into them)."""
-        if self._region is not None:
-            self._base = None
-            self._region.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _repr_html_(self) -> str:
         from ..viz import tracer_html
