@@ -97,6 +97,20 @@ def interleave(variants: dict, rounds: int):
     return out
 
 
+def interleave_batches(kernels: dict, rounds: int, batches: int):
+    """Compile each ``kernel(out)``, then interleave them; each run fills ``batches`` timings."""
+    for fn in kernels.values():
+        fn(np.empty(1, dtype=np.uint64))
+
+    def run(fn):
+        def go():
+            out = np.empty(batches, dtype=np.uint64)
+            fn(out)
+            return out
+        return go
+    return interleave({name: run(fn) for name, fn in kernels.items()}, rounds)
+
+
 def table(rows, columns) -> str:
     widths = [max(len(str(c)), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
     line = "  ".join(str(c).ljust(w) for c, w in zip(columns, widths))

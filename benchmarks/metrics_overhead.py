@@ -180,16 +180,7 @@ def single_thread(rounds, batches, batch, ticks):
             lambda out: k_record_priming(cognitive, STRENGTHS, batch, out),
     }
 
-    def variant(fn):
-        def run():
-            out = np.empty(batches, dtype=np.uint64)
-            fn(out)
-            return out
-        return run
-
-    for fn in kernels.values():
-        fn(np.empty(1, dtype=np.uint64))  # compile
-    raw = H.interleave({k: variant(fn) for k, fn in kernels.items()}, rounds)
+    raw = H.interleave_batches(kernels, rounds, batches)
     stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
     ref = stats["lock add (bare reference)"]["median_ns"]
     for k, s in stats.items():
@@ -252,16 +243,7 @@ def engram_workload(rounds, batches, ticks):
         "instrumented": lambda out: k_engram_op(m, ops, out),
         "disabled set": lambda out: k_engram_op(d, ops, out),
     }
-    for fn in variants.values():
-        fn(np.empty(1, dtype=np.uint64))
-
-    def variant(fn):
-        def run():
-            out = np.empty(batches, dtype=np.uint64)
-            fn(out)
-            return out
-        return run
-    raw = H.interleave({k: variant(fn) for k, fn in variants.items()}, rounds)
+    raw = H.interleave_batches(variants, rounds, batches)
     # paired per round: same conditions for both sides of each ratio
     per_round = {k: [np.median(x) for x in v] for k, v in raw.items()}
     twin = np.array(per_round["twin (no calls)"])

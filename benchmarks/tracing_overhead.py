@@ -88,17 +88,7 @@ def single(rounds, batches, batch, ticks):
         "disabled tracer": lambda out: k_priming(disabled, batch, out),
         "empty loop (reference)": lambda out: _k_bare(None, _NO_VALUES, batch, out),
     }
-    for fn in variants.values():
-        fn(np.empty(1, dtype=np.uint64))
-
-    def run(fn):
-        def go():
-            out = np.empty(batches, dtype=np.uint64)
-            fn(out)
-            return out
-        return go
-
-    raw = H.interleave({k: run(fn) for k, fn in variants.items()}, rounds)
+    raw = H.interleave_batches(variants, rounds, batches)
     stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
     disabled_sig = [s for s in _k_priming.signatures if not s[0].enabled][0]
     _k_bare(disabled, _NO_VALUES, batch, np.empty(1, dtype=np.uint64))   # same argument types
