@@ -49,6 +49,17 @@ def machine() -> dict:
     }
 
 
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t)
+    return float(np.median(times)) / 1e6
+
+
 def timed(op):
     """A kernel ``(obj, vals, batch, out)`` timing ``out.size`` batches of ``batch`` calls of
     ``op(obj, vals, i)`` with the TSC.  ``op`` is a small ``@njit`` function that LLVM

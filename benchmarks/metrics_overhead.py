@@ -265,13 +265,7 @@ def exposition_cost(repeats):
     out = {"samples": sum(1 for line in exposition(m).splitlines() if not line.startswith("#"))}
 
     def median_ms(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter_ns()
-            fn()
-            times.append(time.perf_counter_ns() - t)
-        return float(np.median(times)) / 1e6
+        return H.median_ms(fn, repeats)
 
     out["engram_numba exposition()"] = median_ms(lambda: exposition(m))
     try:

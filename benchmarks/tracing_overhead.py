@@ -119,13 +119,7 @@ def export_cost(repeats):
     out = {"events": int(events.size)}
 
     def median_ms(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter_ns()
-            fn()
-            times.append(time.perf_counter_ns() - t)
-        return float(np.median(times)) / 1e6
+        return H.median_ms(fn, repeats)
 
     out["events_to_jsonl"] = median_ms(lambda: events_to_jsonl(events))
     out["events_to_document"] = median_ms(lambda: events_to_document(events))
