@@ -18,7 +18,7 @@ structured-array records inside kernels.
 from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
-from ._layout import RegionError
+from ._region import RegionError
 from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram, HistogramData,
                       HistogramSnapshot, MetricSet, MetricSetSnapshot, attach_metrics,
                       kernel_method, relative_error_bound)

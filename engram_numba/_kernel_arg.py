@@ -1,55 +1,99 @@
 """What metric sets and tracers share as kernel arguments.
 
-Both own a :class:`~engram_numba._layout.Region` and reach kernels as its base
-address: enabled, the native value is ``{base: uintp}``; disabled, it is an
-empty struct that takes no register, so a kernel compiled with it has the
-machine code of a kernel without the calls.
+How an object reaches a kernel (numba's extension API, in call order)::
+
+    typeof hook       ``obj._numba_type_`` (a :class:`numba.types.Type` that carries the
+                      layout, so code compiled for one layout never runs on another)
+    data model        :class:`AddressModel`: ``{base: uintp, pid: u64}`` enabled, ``{}``
+                      disabled (an empty struct: no register, no code)
+    unbox             :func:`unbox_address` reads ``obj._kernel_address`` (raises for a
+                      closed object) and ``obj._kernel_pid`` (this process's id)
+    attribute typing  ``@infer_getattr`` templates map ``obj.<name>`` to handle types
+    lowering          ``@lower_getattr_generic`` builds the handle (base + constant offset)
+    methods           ``@overload_method`` on the handle types: the recording code
+
+Both own a :class:`~engram_numba._region.Region`.  The pid travels with the
+address because a forked child keeps its parent's thread ids: the claim tables
+(:mod:`._claim`) key ownership by (thread, process).
 """
 
 from __future__ import annotations
+
+import os
+import weakref
 
 from numba import types
 from numba.core import cgutils
 from numba.extending import NativeValue, models
 
+_pid = os.getpid()
+_live = weakref.WeakSet()
+
+
+def current_pid() -> int:
+    """This process's id (cached; refreshed in a forked child)."""
+    return _pid
+
+
+def _after_fork_in_child():
+    global _pid
+    _pid = os.getpid()
+    for obj in list(_live):
+        try:
+            obj._after_fork_in_child()
+        except Exception:  # a child must start even if one object cannot be reset
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class AddressModel(models.StructModel):
-    """Enabled: the region's base address.  Disabled: nothing at all."""
+    """Enabled: the region's base address and the caller's pid.  Disabled: nothing at all."""
 
     def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp)] if fe_type.enabled else []
+        members = [("base", types.uintp), ("pid", types.uint64)] if fe_type.enabled else []
         super().__init__(dmm, fe_type, members)
 
 
 def unbox_address(typ, obj, c):
-    """Unbox an object's ``_kernel_address`` (which raises for a closed or unusable object)."""
+    """Unbox ``_kernel_address`` (which raises for a closed or unusable object) and the pid."""
     value = cgutils.create_struct_proxy(typ)(c.context, c.builder)
     if not typ.enabled:
         return NativeValue(value._getvalue())
+    failed = cgutils.alloca_once_value(c.builder, cgutils.true_bit)
     addr = c.pyapi.object_getattr_string(obj, "_kernel_address")
-    failed = cgutils.is_null(c.builder, addr)
-    with c.builder.if_then(c.builder.not_(failed), likely=True):
+    with c.builder.if_then(cgutils.is_not_null(c.builder, addr), likely=True):
         ptr = c.pyapi.long_as_voidptr(addr)
         value.base = c.builder.ptrtoint(ptr, c.context.get_value_type(types.uintp))
         c.pyapi.decref(addr)
-    return NativeValue(value._getvalue(), is_error=failed)
+        pid = c.pyapi.object_getattr_string(obj, "_kernel_pid")
+        with c.builder.if_then(cgutils.is_not_null(c.builder, pid), likely=True):
+            value.pid = c.pyapi.long_as_ulonglong(pid)
+            c.pyapi.decref(pid)
+            c.builder.store(cgutils.false_bit, failed)
+    return NativeValue(value._getvalue(), is_error=c.builder.load(failed))
 
 
 class KernelArgument:
     """Mixin: an object with a region (None when disabled) passed to kernels by address.
 
     Subclasses set ``_region``, ``_base`` (the region's address, cached) and
-    ``_nbtype`` (their numba type).
+    ``_nbtype`` (their numba type), and call :meth:`_track` once bound.
     """
 
     _region = None
     _base = None
     _nbtype = None
+    _kind = "object"
 
     @property
     def _numba_type_(self):
+        # a closed object types normally; unboxing it raises ValueError("... is closed")
         if self._region is not None and not self._region.writable:
-            raise TypeError(f"{type(self).__name__} attached read-only cannot be passed to a kernel")
+            raise TypeError(f"{type(self).__name__} attached read-only cannot be passed to a "
+                            f"kernel; attach with writable=True to record")
         return self._nbtype
 
     @property
@@ -60,13 +104,40 @@ class KernelArgument:
         return self._base
 
     @property
+    def _kernel_pid(self) -> int:
+        return _pid
+
+    @property
     def enabled(self) -> bool:
         return self._region is not None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (a disabled object is never closed)."""
+        return self._region is not None and self._base is None
 
     @property
     def path(self):
         """The backing file, or None for anonymous and disabled objects."""
         return None if self._region is None else self._region.path
+
+    def _require_open(self) -> None:
+        if self._region is not None and self._base is None:
+            raise ValueError(f"{type(self).__name__} is closed")
+
+    def _require_writable(self) -> None:
+        """Raise unless this object may be written (recorded into, reset, configured)."""
+        self._require_open()
+        if self._region is not None and not self._region.writable:
+            raise TypeError(f"{type(self).__name__} is attached read-only: it cannot be "
+                            f"written; attach with writable=True")
+
+    def _track(self) -> None:
+        """Register for the fork hook (anonymous memory is private to a forked child)."""
+        _live.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Called in a forked child; subclasses reset what the child's copy must not keep."""
 
     def close(self) -> None:
         """Release the memory (kernels must not be running on it)."""

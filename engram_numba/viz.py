@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .tracing.events import EventType
+from .tracing.events import EventType, as_events
 
 __all__ = ["histograms_figure", "event_rates_figure", "timeline_figure", "rings_figure",
            "overhead_figure", "metric_set_html", "tracer_html"]
@@ -63,6 +63,7 @@ def histograms_figure(metrics, columns: int = 3) -> Figure:
 
 def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
     """Events per second over time, one line per event type."""
+    events = as_events(events)
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
@@ -84,6 +85,7 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
 
 def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> Figure:
     """Each traced event as a tick on its thread's track."""
+    events = as_events(events)
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:

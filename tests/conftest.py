@@ -49,3 +49,15 @@ def run_threads(fn, args_per_thread):
 @pytest.fixture
 def barrier():
     return np.zeros(1, dtype=np.int64)
+
+
+def run_isolated(code: str, timeout: float = 300.0):
+    """Run Python ``code`` in a fresh interpreter; a crash (signal) cannot take pytest down.
+
+    Returns the CompletedProcess; a negative returncode is the signal that killed it.
+    """
+    import subprocess
+    import sys
+    import textwrap
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)

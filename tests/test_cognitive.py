@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client.openmetrics.parser import \
     text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
+from engram_numba import atomic_load, atomic_store
 from engram_numba._asm import native_asm
 from engram_numba.export import MetricSetCollector, exposition, openmetrics_exposition
 from engram_numba.metrics.cognitive import (CognitivePatternMetrics, InterferenceType,
@@ -261,32 +263,45 @@ def test_classic_buckets_keep_histogram_quantile_within_5_percent(distribution):
 
 
 @njit(nogil=True)
-def _hammer_priming(m, n, flag):
-    flag[0] = 1
-    for i in range(n):
+def _hammer_priming(m, flag):
+    """Record until flag[1] is set; flag[0] counts the records made so far."""
+    i = 0
+    while atomic_load(flag, 1) == 0:
         m.record_priming(i % 3, 0.01 + (i % 97) / 97.0)
+        i += 1
+        atomic_store(flag, 0, i)
+    return i
 
 
 def test_classic_buckets_stay_consistent_while_a_kernel_writes():
+    """Scrapes taken while a kernel records: each one is self-consistent.
+
+    The writer runs until the reader has taken its scrapes (no dependence on
+    how many scrapes fit in some time); each scrape must land while the count
+    is still moving, so the scrapes really overlap the writes.
+    """
     import threading
     m = CognitivePatternMetrics()
-    flag = np.zeros(1, np.int64)
-    _hammer_priming(m, 1, flag)
-    writer = threading.Thread(target=_hammer_priming, args=(m, 20_000_000, flag))
-    flag[0] = 0
+    flag = np.zeros(2, np.int64)
+    flag[1] = 1
+    _hammer_priming(m, flag)
+    flag[:] = 0
+    writer = threading.Thread(target=_hammer_priming, args=(m, flag))
     writer.start()
-    scrapes = 0
+    overlapped = 0
+    deadline = time.monotonic() + 300          # a guard only
     try:
-        while writer.is_alive() and scrapes < 200:
-            if not flag[0]:
-                continue
+        while overlapped < 25 and time.monotonic() < deadline:
+            before = atomic_load(flag, 0)
             fam = {f.name: f for f in text_string_to_metric_families(exposition(m))}
             samples = fam["engram_priming_strength"].samples
             buckets = [s.value for s in samples if s.name.endswith("_bucket")]
             count = next(s.value for s in samples if s.name.endswith("_count"))
             assert buckets == sorted(buckets), "cumulative buckets decreased"
             assert buckets[-1] == count, "+Inf bucket differs from _count"
-            scrapes += 1
+            if atomic_load(flag, 0) > before > 0:
+                overlapped += 1
     finally:
+        atomic_store(flag, 1, 1)
         writer.join()
-    assert scrapes > 10
+    assert overlapped == 25

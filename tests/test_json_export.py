@@ -100,5 +100,5 @@ def test_float32_text_round_trips_and_is_short():
 
 
 def test_wrong_arrays_are_refused():
-    with pytest.raises(ValueError, match="64 bytes"):
+    with pytest.raises(ValueError, match="EVENT_DTYPE"):
         events_to_jsonl(np.zeros(3, np.float64))

@@ -226,9 +226,9 @@ def test_python_calls_validate():
         m.visits.add(-1)
     with pytest.raises(ValueError, match="whole numbers"):
         m.visits.add(1.5)
-    with pytest.raises(ValueError, match="numbers"):
+    with pytest.raises(ValueError, match="must be a number"):
         m.price.observe("x")
-    with pytest.raises(ValueError, match="not a valid Color"):
+    with pytest.raises(ValueError, match="is not a Color"):
         m.sale(5, 1.0)
     assert m.snapshot()["metrics"]["items_sold_total"]["samples"][0]["value"] == 0
     assert m.invalid_records == 0

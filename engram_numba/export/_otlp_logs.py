@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..tracing.events import as_events
 from ._jsontext import Pieces, _shortest, _unscale, copy_bytes, put_piece
 
 SEVERITY_INFO = 9
@@ -211,10 +212,11 @@ MAX_RECORD = 640
 
 def log_records(events: np.ndarray, observed_ns: int) -> bytes:
     """The events as repeated ``ScopeLogs.log_records`` fields (wire format)."""
+    events = as_events(events)
     n = events.size
     if n == 0:
         return b""
-    words = np.ascontiguousarray(events).view(np.uint64)
+    words = events.view(np.uint64)
     out = np.empty(n * MAX_RECORD, dtype=np.uint8)
     scratch = np.empty(MAX_RECORD, dtype=np.uint8)
     end = encode_records(words, n, np.uint64(observed_ns), out, scratch, _PIECES.flat,

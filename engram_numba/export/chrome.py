@@ -16,6 +16,7 @@ import json
 
 import numpy as np
 
+from ..tracing.events import as_events
 from .json import event_records
 
 __all__ = ["chrome_trace", "ChromeTraceExporter"]
@@ -26,6 +27,7 @@ _TYPES = ("priming", "interference", "reconsolidation", "false_memory")
 def chrome_trace(events: np.ndarray, *, process_name: str = "engram",
                  rate_window_ms: float = 100.0) -> dict:
     """The Trace Event Format document (a dict; ``json.dump`` it) for ``events``."""
+    events = as_events(events)
     records = event_records(events)
     start = int(events["timestamp"].min()) if events.size else 0
     trace = [{"ph": "M", "pid": 1, "tid": 0, "name": "process_name",
@@ -68,6 +70,7 @@ class ChromeTraceExporter:
         self.dropped = 0
 
     def export(self, events: np.ndarray) -> None:
+        events = as_events(events)
         room = self.max_events - self.kept
         if room <= 0:
             self.dropped += events.size

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from ..tracing.events import EVENT_SIZE
+from ..tracing.events import as_events
 from ._jsontext import Pieces, put_piece, write_f32, write_u64
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
@@ -133,9 +133,7 @@ def _encode(words, n, buf, sep, flat, starts, lengths):
 
 
 def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
-    events = np.ascontiguousarray(events)
-    if events.dtype.itemsize != EVENT_SIZE:
-        raise ValueError(f"expected events of {EVENT_SIZE} bytes (EVENT_DTYPE), got {events.dtype}")
+    events = as_events(events)
     n = events.size
     if n == 0:
         return b""

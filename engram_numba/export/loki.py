@@ -21,6 +21,7 @@ import json
 import numpy as np
 
 from . import _http
+from ..tracing.events import as_events
 from .json import _encode_events
 
 __all__ = ["LokiExporter", "push_body"]
@@ -32,6 +33,7 @@ _TYPES = ("priming", "interference", "reconsolidation", "false_memory")
 
 def push_body(events: np.ndarray, service: str = "engram", extra_labels: dict | None = None) -> bytes:
     """The JSON body of one push request for ``events``."""
+    events = as_events(events)
     if events.size == 0:
         return b'{"streams":[]}'
     lines = _encode_events(events, b"\n").split(b"\n")
@@ -81,6 +83,7 @@ class LokiExporter:
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
 
     def export(self, events: np.ndarray) -> None:
+        events = as_events(events)
         if events.size:
             _http.post(self.url, push_body(events, self.service, self.labels), "application/json",
                        headers=self.headers, compress=self.compress, timeout=self.timeout,

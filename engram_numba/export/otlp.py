@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..metrics.snapshot import MetricSetSnapshot
+from ..tracing.events import as_events
 from ..tracing.collector import ExportError, PermanentExportError
 from . import _http
 from ._otlp_logs import field_bytes, log_records
@@ -350,6 +351,7 @@ class OtlpLogExporter(_OtlpExporter):
     kind = "logs"
 
     def export(self, events: np.ndarray) -> None:
+        events = as_events(events)
         if events.size:
             self._send(logs_request(events, service_name=self.service_name,
                                     resource_attributes=self.resource_attributes))

@@ -30,7 +30,7 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              unbox)
 
 from .._atomics import add_u64, thread_id
-from .._claim import claim, home
+from .._claim import ENTRY_BYTES, claim, home
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._kernel_arg import AddressModel, unbox_address
 from . import _record as R
@@ -160,16 +160,19 @@ class _HandleModel(models.StructModel):
     """Enabled: set base (for invalid_records) and the metric's first slot.  Disabled: nothing."""
 
     def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("addr", types.uintp)] if fe_type.enabled else []
+        members = ([("base", types.uintp), ("addr", types.uintp), ("pid", types.uint64)]
+                   if fe_type.enabled else [])
         super().__init__(dmm, fe_type, members)
 
 
 register_model(MetricSetType)(AddressModel)
 make_attribute_wrapper(MetricSetType, "base", "base")
+make_attribute_wrapper(MetricSetType, "pid", "pid")
 for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
     register_model(_t)(_HandleModel)
     make_attribute_wrapper(_t, "base", "base")
     make_attribute_wrapper(_t, "addr", "addr")
+    make_attribute_wrapper(_t, "pid", "pid")
 
 
 unbox(MetricSetType)(unbox_address)
@@ -190,8 +193,10 @@ def _lower_handle(context, builder, typ, value, attr):
     htype = typ.handle_types[attr]
     handle = cgutils.create_struct_proxy(htype)(context, builder)
     if typ.enabled:
-        base = cgutils.create_struct_proxy(typ)(context, builder, value=value).base
+        owner = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+        base = owner.base
         handle.base = base
+        handle.pid = owner.pid
         handle.addr = builder.add(base, context.get_constant(types.uintp, typ.offsets[attr]))
     return handle._getvalue()
 
@@ -245,14 +250,15 @@ def _label_slot(typingctx, handle, labels):
 
 
 @njit
-def claim_shard(table, shards):
+def claim_shard(table, pid, shards):
     """The calling thread's shard: its entry in the owner table, or its hash when all are taken.
 
     Unlike trace rings, a shard may be shared (its updates are atomic): a full
     table only brings contention back, never a wrong count.
     """
-    i = claim(table, 8, shards)
-    return i if i >= 0 else home(thread_id(), shards)
+    tid = thread_id()
+    i = claim(table, ENTRY_BYTES, shards, tid, pid)
+    return i if i >= 0 else home(tid, pid, shards)
 
 
 def _slot_index(h):
@@ -262,7 +268,7 @@ def _slot_index(h):
         return _unsharded
     @njit
     def sharded(h, slot):
-        return claim_shard(h.base + CLAIM, SHARDS) * SLOTS + slot
+        return claim_shard(h.base + CLAIM, h.pid, SHARDS) * SLOTS + slot
     return sharded
 
 
@@ -416,12 +422,72 @@ def register_kernel_method(km) -> None:
 
     One overload per method object: its typer takes the method's own signature
     (numba folds call arguments with it) and answers only for set classes that
-    resolve the name to this very method.
+    resolve the name to this very method.  A parameter annotated with an
+    IntEnum refuses members of any other IntEnum (a TypingError), as metric
+    labels do.
     """
     def _method(self, *args, **kwargs):
         if self.set_class._kernel_methods.get(km.name) is not km:
             return None
+        try:
+            bound = km._signature.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise errors.TypingError(f"{km.name}: {exc}") from None
+        for param, enum_cls in km._enums().items():
+            t = bound.arguments.get(param)
+            if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
+                raise errors.TypingError(
+                    f"{km.name}: {param} takes {enum_cls.__name__} members, "
+                    f"got a {t.instance_class.__name__}")
+            if t is not None and not isinstance(t, (types.IntEnumMember, types.Integer,
+                                                    types.Omitted)):
+                raise errors.TypingError(
+                    f"{km.name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
         return km.func
 
     _method.__signature__ = km._signature
     overload_method(MetricSetType, km.name)(_method)
+
+
+# --------------------------------------------------------------------------
+# Python calls of kernel methods: the compiled body, entered with plain scalars
+# --------------------------------------------------------------------------
+
+_callers: dict = {}
+
+
+def _set_from_address(nbtype):
+    """An intrinsic building a set value of ``nbtype`` from (base address, pid)."""
+    @intrinsic
+    def make(typingctx, base, pid):
+        sig = nbtype(base, pid)
+
+        def codegen(context, builder, sig, args):
+            value = cgutils.create_struct_proxy(nbtype)(context, builder)
+            value.base = context.cast(builder, args[0], sig.args[0], types.uintp)
+            value.pid = context.cast(builder, args[1], sig.args[1], types.uint64)
+            return value._getvalue()
+
+        return sig, codegen
+
+    return make
+
+
+def python_caller(km, nbtype):
+    """A compiled ``call(base, pid, *args)`` running kernel method ``km`` on a set of ``nbtype``.
+
+    Its arguments are plain integers and floats, which numba's dispatcher types
+    in C, so a call from Python costs a fraction of a microsecond.
+    """
+    key = (km, nbtype)
+    caller = _callers.get(key)
+    if caller is None:
+        body = njit(km.func)
+        make = _set_from_address(nbtype)
+
+        @njit(nogil=True)
+        def caller(base, pid, *args):
+            return body(make(base, pid), *args)
+
+        _callers[key] = caller
+    return caller

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 
+from .._values import as_enum
 from .metric_set import MetricSet, kernel_method
 from .snapshot import HistogramData
 from .spec import Counter, Gauge, Histogram, TopK
@@ -221,7 +222,7 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
         return self.priming_events.total
 
     def priming_type_count(self, priming_type) -> int:
-        return self.priming_events.value(PrimingType(priming_type))
+        return self.priming_events.value(as_enum(PrimingType, priming_type, "priming_type"))
 
     def priming_mean_strength(self) -> float:
         """Mean priming strength; 0.0 before the first event."""
@@ -235,7 +236,7 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
         handle = {InterferenceType.PROACTIVE: self.proactive_interference,
                   InterferenceType.RETROACTIVE: self.retroactive_interference,
                   InterferenceType.FAN: self.fan_effect_interference}[
-            InterferenceType(interference_type)]
+            as_enum(InterferenceType, interference_type, "interference_type")]
         return handle.value()
 
     def reconsolidation_events_total(self) -> int:
@@ -249,7 +250,7 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
         return hits / (hits + misses) if hits + misses else 0.0
 
     def reconsolidation_rejection_count(self, reason) -> int:
-        return self.reconsolidation_rejections.value(RejectionReason(reason))
+        return self.reconsolidation_rejections.value(as_enum(RejectionReason, reason, "reason"))
 
     def false_memory_generations_total(self) -> int:
         return self.false_memory_generations.value()

@@ -4,8 +4,8 @@ Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
 
     0        invalid_records  u64  records dropped for an out-of-range label
                                    (or a negative counter increment) in a kernel
-    L        shard owners     u64[shards], only when the set has shards > 1: the
-                                   pthread id that claimed each shard (0 = free)
+    L        shard owners     (u64 thread, u64 pid)[shards], only when the set has
+                                   shards > 1: who claimed each shard (see .._claim)
     ...      first metric ...
              counter slot     u64  one per label combination, each on its own line
              gauge slot       f64  one per label combination, each on its own line
@@ -31,11 +31,12 @@ import struct
 import numpy as np
 
 from .._cache import FINGERPRINT
-from .._layout import check_alignment, description_hash, round_up
+from .._claim import ENTRY_BYTES
+from .._region import check_alignment, description_hash, round_up
 from . import _record as R
 from .spec import Histogram, TopK
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 INVALID_OFFSET = 0
 _POS_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("inf")))[0]
 _NEG_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("-inf")))[0]
@@ -78,7 +79,7 @@ class SetLayout:
         offset = alignment  # line 0: invalid_records
         self.claim_offset = offset
         if shards > 1:
-            offset += round_up(8 * shards, alignment)
+            offset += round_up(ENTRY_BYTES * shards, alignment)
         metrics = []
         for attr, spec in specs.items():
             if isinstance(spec, Histogram):

@@ -26,12 +26,16 @@ import enum
 import functools
 import inspect
 import json
+import numbers
+import re
 import typing
 
 import numpy as np
 
+from .. import _kernel_arg
 from .._kernel_arg import KernelArgument
-from .._layout import CACHE_LINE, KIND_METRICS, Region, RegionError
+from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
+from .._values import as_enum, as_integer, as_number
 from . import _njit
 from . import _record as R
 from .buckets import exponential_tables
@@ -42,15 +46,19 @@ from .spec import MetricSpec, snake_case, spec_from_description
 __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
 
 _U64_MAX = (1 << 64) - 1
+_SET_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class kernel_method:
     """Declare a method of a :class:`MetricSet` that kernels can call.
 
     The body may only use the set's metrics (``self.<metric>.inc(...)`` etc.)
-    and other kernel methods; it is compiled into each kernel that calls it and
-    run as plain Python otherwise.  Parameters annotated with an ``IntEnum``
-    class are validated on the Python path before anything is recorded.
+    and other kernel methods; it is compiled into each kernel that calls it.
+    Called from Python, every argument is validated first (parameters
+    annotated with an ``IntEnum`` take that enum's members or values, the
+    others take numbers), so a bad argument raises ``ValueError`` before
+    anything is recorded; then the same compiled body runs.  In a kernel, a
+    member of another IntEnum for an annotated parameter is a ``TypingError``.
     """
 
     def __init__(self, func):
@@ -58,6 +66,7 @@ class kernel_method:
         self.name = func.__name__
         functools.update_wrapper(self, func)
         self._signature = inspect.signature(func)
+        self._params = list(self._signature.parameters)[1:]
         self._enum_params = None
 
     def __set_name__(self, owner, name):
@@ -78,21 +87,37 @@ class kernel_method:
             return self
         return functools.partial(self._call, obj)
 
-    def _call(self, obj, *args, **kwargs):
-        if not obj.enabled:
-            return None
+    def _arguments(self, obj, args, kwargs) -> tuple:
+        """Positional arguments for the compiled body, each validated (ValueError)."""
+        if kwargs or len(args) != len(self._params):
+            try:
+                bound = self._signature.bind(obj, *args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self.name}: {exc}") from None
+            bound.apply_defaults()
+            args = tuple(bound.arguments[p] for p in self._params)
         enums = self._enums()
-        if enums:
-            bound = self._signature.bind(obj, *args, **kwargs)
-            for param, enum_cls in enums.items():
-                if param in bound.arguments:
-                    value = bound.arguments[param]
-                    try:
-                        enum_cls(value)
-                    except ValueError:
-                        raise ValueError(f"{self.name}: {param}={value!r} is not a valid "
-                                         f"{enum_cls.__name__}") from None
-        return self.func(obj, *args, **kwargs)
+        out = []
+        for param, value in zip(self._params, args):
+            if param in enums:
+                out.append(int(as_enum(enums[param], value, f"{self.name}: {param}")))
+            elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+                out.append(int(value))
+            elif isinstance(value, float):
+                out.append(value)
+            else:
+                out.append(as_number(value, f"{self.name}: {param}"))
+        return out
+
+    def _call(self, obj, *args, **kwargs):
+        values = self._arguments(obj, args, kwargs)
+        if obj._region is None:
+            return None
+        base = obj._address()          # raises when closed or read-only
+        caller = obj._callers.get(self.name)
+        if caller is None:
+            caller = obj._callers[self.name] = _njit.python_caller(self, obj._nbtype)
+        return caller(base, _kernel_arg.current_pid(), *values)
 
 
 class MetricSet(KernelArgument):
@@ -127,6 +152,9 @@ class MetricSet(KernelArgument):
             if attr in reserved:
                 raise TypeError(f"{cls.__name__}.{attr}: the name is taken by MetricSet itself")
         if name is not None:
+            if not isinstance(name, str) or not _SET_NAME.match(name):
+                raise TypeError(f"{cls.__name__}: set name must be a metric-name prefix "
+                                f"([a-zA-Z_:][a-zA-Z0-9_:]*), got {name!r}")
             cls.set_name = name
         elif MetricSet in cls.__bases__ and "set_name" not in vars(cls):
             cls.set_name = snake_case(cls.__name__)   # else inherited from the parent set
@@ -170,6 +198,7 @@ class MetricSet(KernelArgument):
         if region.description != layout.description:
             region.close()
             raise RegionError(f"{path}: {_describe_mismatch(region.description, layout)}")
+        _check_size(region, layout, path)
         return cls._new(region, layout)
 
     @classmethod
@@ -193,6 +222,16 @@ class MetricSet(KernelArgument):
         self._base = region.address
         self._layout_ = layout
         self._nbtype = _njit.MetricSetType(type(self), layout, enabled=True)
+        self._callers = {}
+        if region.path is None:
+            self._track()
+
+    def _after_fork_in_child(self):
+        # anonymous memory is the child's private copy: the parent's threads own
+        # nothing in it, so its shard claims are freed (the values stay, like any state)
+        if self._base is not None and self._layout_.shards > 1:
+            from .._claim import ENTRY_BYTES, clear
+            clear(self._base + self._layout_.claim_offset, ENTRY_BYTES, self._layout_.shards)
 
     @classmethod
     def _layout(cls, alignment: int) -> SetLayout:
@@ -222,9 +261,11 @@ class MetricSet(KernelArgument):
         return handle
 
     def _address(self) -> int | None:
-        """Base address for Python-side writes; None when disabled (writes are no-ops)."""
-        if self._base is None and self._region is not None:
-            raise ValueError(f"{type(self).__name__} is closed")
+        """Base address for Python-side writes; None when disabled (writes are no-ops).
+
+        Raises ValueError when closed and TypeError when attached read-only.
+        """
+        self._require_writable()
         return self._base
 
     # -- reading ----------------------------------------------------------------
@@ -264,8 +305,9 @@ class MetricSet(KernelArgument):
         Each word is reset atomically, but a kernel recording at the same time
         may see a histogram half-reset (its record then lands before or after).
         """
-        if self._region is not None:
-            R.write_words(self._kernel_address, self._layout_.initial_words())
+        base = self._address()
+        if base is not None:
+            R.write_words(base, self._layout_.initial_words())
 
     def __repr__(self) -> str:
         state = "disabled" if self._region is None else (self._region.path or "anonymous")
@@ -274,6 +316,16 @@ class MetricSet(KernelArgument):
     def _repr_html_(self) -> str:
         from ..viz import metric_set_html
         return metric_set_html(self)
+
+
+def _check_size(region, layout, path) -> None:
+    """The region's data area must be exactly what the layout needs (no read beyond it)."""
+    need = round_up(layout.size, region.alignment)
+    if region.size != need:
+        size = region.size
+        region.close()
+        raise RegionError(f"{path}: data area is {size} bytes, the layout needs {need}; "
+                          f"the file is damaged or was not written by this layout")
 
 
 def _describe_mismatch(found: str, expected: SetLayout) -> str:
@@ -309,20 +361,22 @@ def attach_metrics(path, *, writable: bool = False) -> MetricSet:
     region = Region.attach(path, KIND_METRICS, writable=writable)
     try:
         d = json.loads(region.description)
-        if d.get("format") != "engram-numba.metric-set":
+        if not isinstance(d, dict) or d.get("format") != "engram-numba.metric-set":
             raise RegionError(f"{path}: not a metric-set layout")
         specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
         cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
                    shards=int(d.get("shards", 1)))
         layout = cls._layout(region.alignment)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         region.close()
         if isinstance(exc, RegionError):
             raise
-        raise RegionError(f"{path}: unreadable metric-set layout ({exc})") from None
+        raise RegionError(f"{path}: unreadable metric-set layout ({type(exc).__name__}: "
+                          f"{str(exc)[:200]})") from None
     if layout.description != region.description:
         region.close()
         raise RegionError(f"{path}: layout written by an incompatible version")
+    _check_size(region, layout, path)
     return cls._new(region, layout)
 
 
@@ -380,9 +434,7 @@ class _BoundCounter(_BoundMetric):
         return True
 
     def add(self, n, *labels) -> bool:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(f"{self.spec.name}: counters add whole numbers, got {n!r}")
-        n = int(n)
+        n = as_integer(n, f"{self.spec.name}: n (counters add whole numbers)")
         if not 0 <= n <= _U64_MAX:
             raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
         addr = self._slot_address(labels)
@@ -404,10 +456,7 @@ class _BoundCounter(_BoundMetric):
 
 class _BoundGauge(_BoundMetric):
     def _value(self, value) -> float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.spec.name}: gauge values are numbers, got {value!r}") from None
+        return as_number(value, f"{self.spec.name}: value")
 
     def set(self, value, *labels) -> bool:
         v = self._value(value)
@@ -437,10 +486,7 @@ class _BoundGauge(_BoundMetric):
 
 class _BoundHistogram(_BoundMetric):
     def observe(self, value, *labels) -> bool:
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.spec.name}: observations are numbers, got {value!r}") from None
+        v = as_number(value, f"{self.spec.name}: value")
         addr = self._slot_address(labels)
         if addr is None:
             return False
@@ -482,22 +528,26 @@ class _BoundTopK(_BoundMetric):
         at a time (readers always see a whole table).
         """
         s = self.spec
-        entries = list(entries)
+        try:
+            entries = list(entries)
+        except TypeError:
+            raise ValueError(f"{s.name}: entries must be a list of (key, count), "
+                             f"got {entries!r}") from None
         if len(entries) > s.k:
             raise ValueError(f"{s.name}: at most {s.k} entries, got {len(entries)}")
         words = np.zeros(s.k * s.entry_words, dtype=np.uint64)
-        for i, (key, count) in enumerate(entries):
+        for i, entry in enumerate(entries):
+            try:
+                key, count = entry
+            except (TypeError, ValueError):
+                raise ValueError(f"{s.name}: entries are (key, count) pairs, got {entry!r}") from None
             key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
             if len(key) != len(s.key_labels):
                 raise ValueError(f"{s.name}: keys have {len(s.key_labels)} part(s) "
                                  f"{list(s.key_labels)}, got {key!r}")
             for j, part in enumerate(key):
-                if not 0 <= int(part) < 1 << 64:
-                    raise ValueError(f"{s.name}: key parts are u64, got {part!r}")
-                words[i * s.entry_words + j] = int(part)
-            if not 0 < int(count) < 1 << 64:
-                raise ValueError(f"{s.name}: counts are positive u64, got {count!r}")
-            words[i * s.entry_words + len(key)] = int(count)
+                words[i * s.entry_words + j] = as_integer(part, f"{s.name}: key part", 0, _U64_MAX)
+            words[i * s.entry_words + len(key)] = as_integer(count, f"{s.name}: count", 1, _U64_MAX)
         base = self._owner._address()
         if base is not None:
             R.write_table(base + self._m.offset, words)

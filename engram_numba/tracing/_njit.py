@@ -52,6 +52,7 @@ def _tracer_type(enabled, n_rings, capacity, clock, fingerprint):
 
 register_model(TracerType)(AddressModel)
 make_attribute_wrapper(TracerType, "base", "base")
+make_attribute_wrapper(TracerType, "pid", "pid")
 unbox(TracerType)(unbox_address)
 
 
@@ -101,7 +102,7 @@ def _register():
                 R.count_invalid(tr.base)
                 return False
             w2 = T | (np.uint64(sub) << _U8) | (np.uint64(f32_bits(np.float32(strength))) << _U32)
-            return R.emit(tr.base, NR, CAP, CLK, thresh, w2, np.uint64(source_node),
+            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(source_node),
                           np.uint64(target_node), np.uint64(0))
         return impl
 
@@ -119,7 +120,7 @@ def _register():
                 R.count_invalid(tr.base)
                 return False
             w2 = T | (np.uint64(sub) << _U8) | (np.uint64(f32_bits(np.float32(magnitude))) << _U32)
-            return R.emit(tr.base, NR, CAP, CLK, thresh, w2, np.uint64(target_episode_id),
+            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(target_episode_id),
                           np.uint64(count), np.uint64(0))
         return impl
 
@@ -137,7 +138,7 @@ def _register():
                 return False
             w2 = T | (np.uint64(f32_bits(np.float32(window_position))) << _U32)
             w4 = np.uint64(count) | (np.uint64(f32_bits(np.float32(plasticity_factor))) << _U32)
-            return R.emit(tr.base, NR, CAP, CLK, thresh, w2, np.uint64(episode_id), w4,
+            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(episode_id), w4,
                           np.uint64(0))
         return impl
 
@@ -154,7 +155,7 @@ def _register():
                 R.count_invalid(tr.base)
                 return False
             w2 = T | (np.uint64(f32_bits(np.float32(reconstruction_confidence))) << _U32)
-            return R.emit(tr.base, NR, CAP, CLK, thresh, w2, np.uint64(critical_lure_hash),
+            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(critical_lure_hash),
                           np.uint64(size), np.uint64(0))
         return impl
 
@@ -213,5 +214,5 @@ def _release_thread(tr):
     NR = tr.n_rings
 
     def impl(tr):
-        return R.release_ring(tr.base, NR)
+        return R.release_ring(tr.base, tr.pid, NR)
     return impl

@@ -17,6 +17,7 @@ Data area of a tracer region (byte offsets, lines of 64 bytes)::
     136   invalid     u64      events dropped: an enum argument out of range
     256   ring headers, 192 B each:
             +0    owner        u64   pthread id of the ring's producer (0 = free)  [claim line]
+            +8    owner_pid    u64   process id of the ring's producer             [claim line]
             +64   write_index  u64   events written so far                         [producer line]
             +72   rng          u64   xorshift state for sampling                   [producer line]
             +128  read_index   u64   events consumed by the primary consumer      [consumer line]
@@ -52,7 +53,7 @@ import numpy as np
 from numba import njit
 
 from .._atomics import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
-                        store_u64, store_u64_release)
+                        store_u64, store_u64_release, thread_id)
 from .._claim import claim, release
 from ..clock import cycles, monotonic_ns
 
@@ -94,35 +95,38 @@ def slots_offset(n_rings):
 
 
 def region_size(n_rings: int, capacity: int) -> int:
-    return slots_offset(n_rings) + n_rings * capacity * SLOT
+    """Bytes of the data area (Python integers: no overflow for any input)."""
+    end = RING_HEADERS + RING_HEADER_SIZE * n_rings
+    return -(-end // SLOT) * SLOT + n_rings * capacity * SLOT
 
 
 # -- producer ----------------------------------------------------------------------
 
 @njit
-def claim_ring(base, n_rings):
+def claim_ring(base, pid, n_rings):
     """Index of the calling thread's ring, claiming a free one; -1 when all are taken.
 
-    Rings are keyed by pthread id (see :mod:`engram_numba._claim`) and kept until
-    released: a ring never has two live producers.
+    Rings are keyed by (pthread id, process id) (see :mod:`engram_numba._claim`)
+    and kept until released: a ring never has two live producers, even across
+    processes sharing a file or a forked child.
     """
-    return claim(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings)
+    return claim(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
 
 
 @njit
-def release_ring(base, n_rings):
+def release_ring(base, pid, n_rings):
     """Give the calling thread's ring back (it must not record into it any more).
 
     Safe because the caller is the ring's only producer: the consumer reads by
     write index, whoever owns the ring, and the next owner continues from there.
     Returns the released ring, or -1 if the thread held none.
     """
-    return release(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings)
+    return release(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
 
 
 @njit(nogil=True, cache=True)
-def py_release_ring(base, n_rings):
-    return release_ring(base, n_rings)
+def py_release_ring(base, pid, n_rings):
+    return release_ring(base, pid, n_rings)
 
 
 @njit
@@ -157,13 +161,13 @@ def count_invalid(base):
 
 
 @njit
-def emit(base, n_rings, capacity, clock, thresh, w2, w3, w4, w5):
+def emit(base, pid, n_rings, capacity, clock, thresh, w2, w3, w4, w5):
     """Record one event into the calling thread's ring; True if it was written.
 
     ``thresh`` is the type's non-zero threshold; ``w2`` holds bytes 16..23 (type,
     subtype, f32; the ring id is added here), ``w3``..``w5`` bytes 24..47.
     """
-    ring = claim_ring(base, n_rings)
+    ring = claim_ring(base, pid, n_rings)
     if ring < 0:
         add_u64(base + NO_RING_OFF, _ONE)
         return False

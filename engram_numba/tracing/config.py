@@ -12,9 +12,10 @@ per type in its shared header, which the recording code loads on every call::
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass, field, replace
 
+from .._values import as_enum, as_rate
 from .events import EventType
 
 __all__ = ["TracingConfig"]
@@ -25,16 +26,10 @@ MAX_THREADS = 4096
 
 
 def _event_type(value, field_name) -> EventType:
-    if isinstance(value, str):
-        try:
-            return EventType[value.upper()]
-        except KeyError:
-            pass
-    else:
-        try:
-            return EventType(value)
-        except ValueError:
-            pass
+    try:
+        return as_enum(EventType, value, field_name, names=True)
+    except ValueError:
+        pass
     names = ", ".join(t.name.lower() for t in EventType)
     raise ValueError(f"{field_name}: unknown event type {value!r} (one of {names})")
 
@@ -85,13 +80,7 @@ class TracingConfig:
                              f"got {self.sample_rates!r}") from None
         for key, rate in items:
             t = _event_type(key, "sample_rates")
-            try:
-                r = float(rate)
-            except (TypeError, ValueError):
-                raise ValueError(f"sample_rates[{t.name.lower()}]: not a number: {rate!r}") from None
-            if math.isnan(r) or not 0.0 <= r <= 1.0:
-                raise ValueError(f"sample_rates[{t.name.lower()}]: must be in [0, 1], got {rate!r}")
-            rates[t] = r
+            rates[t] = as_rate(rate, f"sample_rates[{t.name.lower()}]")
         for name in ("ring_buffer_size", "export_batch_size", "export_interval_ms", "max_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -100,6 +89,11 @@ class TracingConfig:
             raise ValueError(f"ring_buffer_size: at most {MAX_RING}, got {self.ring_buffer_size}")
         if self.max_threads > MAX_THREADS:
             raise ValueError(f"max_threads: at most {MAX_THREADS}, got {self.max_threads}")
+        if self.path is not None:
+            if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
+                raise ValueError(f"path: a file path, or None for anonymous memory; got {self.path!r}")
+            if os.path.isdir(self.path):
+                raise ValueError(f"path: {os.fspath(self.path)} is a directory; give a file path")
         self.enabled_events = events
         self.sample_rates = rates
         return self

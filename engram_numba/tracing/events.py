@@ -29,7 +29,8 @@ import enum
 
 import numpy as np
 
-__all__ = ["EventType", "EVENT_DTYPE", "EVENT_SIZE", "EVENT_FIELDS", "event_type_name", "concat"]
+__all__ = ["EventType", "EVENT_DTYPE", "EVENT_SIZE", "EVENT_FIELDS", "event_type_name", "concat",
+           "as_events"]
 
 EVENT_SIZE = 64
 
@@ -79,13 +80,31 @@ def event_type_name(value: int) -> str:
     return _NAMES[EventType(value)]
 
 
+def as_events(events) -> np.ndarray:
+    """``events`` checked to be a 1-d array of :data:`EVENT_DTYPE`, made contiguous and aligned.
+
+    Every encoder and exporter takes its input through here, because they read
+    the raw 64-byte slots: an array of another dtype, itemsize or shape would be
+    read past its end.  Raises TypeError or ValueError saying what is wrong.
+    """
+    if not isinstance(events, np.ndarray):
+        raise TypeError(f"expected a numpy array of events (EVENT_DTYPE), got "
+                        f"{type(events).__name__}")
+    if events.dtype != EVENT_DTYPE or events.dtype.itemsize != EVENT_SIZE:
+        raise ValueError(f"expected events of EVENT_DTYPE ({EVENT_SIZE}-byte records from "
+                         f"drain() or read()), got dtype {events.dtype}")
+    if events.ndim != 1:
+        raise ValueError(f"expected a 1-d array of events, got shape {events.shape}")
+    return np.require(events, requirements=("C", "A"))    # a copy when strided or unaligned
+
+
 def concat(batches) -> np.ndarray:
     """Join event arrays keeping :data:`EVENT_DTYPE`'s layout.
 
     ``np.concatenate`` would promote the dtype to a packed copy without the
     overlapping union fields, which is no longer the 64-byte event layout.
     """
-    batches = [np.ascontiguousarray(b) for b in batches]
+    batches = [as_events(b) for b in batches]
     if not batches:
         return np.empty(0, dtype=EVENT_DTYPE)
     words = np.concatenate([b.view(np.uint64).reshape(-1) for b in batches])

@@ -25,11 +25,12 @@ import numpy as np
 from numba import njit
 
 from .._kernel_arg import KernelArgument
-from .._layout import CACHE_LINE, KIND_TRACE, Region, RegionError
+from .._region import CACHE_LINE, KIND_TRACE, Region, RegionError, round_up
+from .._values import as_enum, as_integer, as_number, as_rate
 from ..clock import cycles, monotonic_ns, tsc_is_reliable
 from . import _njit
 from . import _ring as R
-from .config import ALWAYS, TracingConfig, threshold
+from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
 from .events import EVENT_DTYPE, EVENT_SIZE, EventType
 
 __all__ = ["CognitiveTracer"]
@@ -95,19 +96,10 @@ def _description(n_rings, capacity, clock) -> str:
 
 
 def _uint(value, name, bits) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    v = int(value.__index__())
-    if not 0 <= v < 1 << bits:
-        raise ValueError(f"{name} must be in [0, 2**{bits}), got {v}")
-    return v
+    return as_integer(value, name, 0, (1 << bits) - 1)
 
 
-def _float(value, name) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+_float = as_number
 
 
 class CognitiveTracer(KernelArgument):
@@ -147,6 +139,21 @@ class CognitiveTracer(KernelArgument):
         self._primary = primary
         self._lock = threading.Lock()
         self._nbtype = _njit.TracerType(region is not None, n_rings, capacity, clock)
+        if region is not None and region.path is None:
+            self._track()
+
+    def _after_fork_in_child(self):
+        # the child's anonymous rings are a private copy: the parent's events and its
+        # threads' claims stay with the parent; the child starts with empty rings
+        if self._base is None:
+            return
+        words = self._region.data.view(np.uint64)
+        for r in range(self.n_rings):
+            h = (R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8
+            for off in (R.R_OWNER, R.R_OWNER + 8, R.R_WRITE, R.R_READ, R.R_DELIVERED, R.R_DROPPED):
+                words[h + off // 8] = 0
+        words[R.NO_RING_OFF // 8] = 0
+        words[R.INVALID_OFF // 8] = 0
 
     @classmethod
     def disabled(cls) -> "CognitiveTracer":
@@ -167,13 +174,17 @@ class CognitiveTracer(KernelArgument):
         region = Region.attach(path, KIND_TRACE, writable=writable)
         try:
             d = json.loads(region.description)
-            if d.get("format") != "engram-numba.trace-rings" or \
+            if not isinstance(d, dict) or d.get("format") != "engram-numba.trace-rings" or \
                     d.get("layout_version") != LAYOUT_VERSION or d.get("event_size") != EVENT_SIZE:
                 raise RegionError(f"{path}: not a trace-ring layout this version reads")
-            n_rings, capacity, clock = int(d["rings"]), int(d["capacity"]), int(d["clock"])
-            if n_rings < 1 or capacity < 1 or capacity & (capacity - 1) or clock not in (0, 1) \
-                    or R.region_size(n_rings, capacity) > region.size:
+            n_rings, capacity, clock = (as_integer(d[k], k) for k in ("rings", "capacity", "clock"))
+            if not (1 <= n_rings <= MAX_THREADS and 1 <= capacity <= MAX_RING) \
+                    or capacity & (capacity - 1) or clock not in (0, 1):
                 raise RegionError(f"{path}: corrupt trace-ring layout {d}")
+            need = round_up(R.region_size(n_rings, capacity), region.alignment)
+            if region.size != need:
+                raise RegionError(f"{path}: data area is {region.size} bytes, the ring layout "
+                                  f"needs {need}; the file is damaged")
         except (KeyError, TypeError, ValueError) as exc:
             region.close()
             if isinstance(exc, RegionError):
@@ -189,14 +200,12 @@ class CognitiveTracer(KernelArgument):
     def _live(self) -> bool:
         if self._region is None:
             return False
-        self._kernel_address  # raises when closed
-        if not self._region.writable:
-            raise TypeError(f"{type(self).__name__} attached read-only cannot record")
+        self._require_writable()
         return True
 
     def trace_priming(self, priming_type, strength, source_node, target_node) -> bool:
         from ..metrics.cognitive import PrimingType
-        t = PrimingType(priming_type)
+        t = as_enum(PrimingType, priming_type, "priming_type")
         s = _float(strength, "strength")
         a, b = _uint(source_node, "source_node", 64), _uint(target_node, "target_node", 64)
         return self._live() and bool(_py_priming(self, int(t), s, np.uint64(a), np.uint64(b)))
@@ -204,7 +213,7 @@ class CognitiveTracer(KernelArgument):
     def trace_interference(self, interference_type, magnitude, target_episode_id,
                            competing_episode_count) -> bool:
         from ..metrics.cognitive import InterferenceType
-        t = InterferenceType(interference_type)
+        t = as_enum(InterferenceType, interference_type, "interference_type")
         m = _float(magnitude, "magnitude")
         e = _uint(target_episode_id, "target_episode_id", 64)
         n = _uint(competing_episode_count, "competing_episode_count", 32)
@@ -235,18 +244,19 @@ class CognitiveTracer(KernelArgument):
         """
         if self._region is None:
             return -1
-        return int(R.py_release_ring(self._kernel_address, self.n_rings))
+        self._require_writable()
+        return int(R.py_release_ring(self._kernel_address, self._kernel_pid, self.n_rings))
 
     # -- configuration (takes effect in running kernels) ----------------------------
 
     def _words(self) -> np.ndarray:
+        self._require_open()
         return self._region.data.view(np.uint64)
 
     def _set_threshold(self, event_type, value: int) -> None:
         if self._region is None:
             return
-        if not self._region.writable:
-            raise TypeError("attach with writable=True to change the configuration")
+        self._require_writable()
         from .._atomics import atomic_store
         atomic_store(self._words(), R.TH_OFF // 8 + int(event_type), np.uint64(value))
 
@@ -264,9 +274,7 @@ class CognitiveTracer(KernelArgument):
         """Change a type's sample rate (and enable it); running kernels see it at once."""
         from .config import _event_type
         t = _event_type(event_type, "event_type")
-        r = _float(rate, "sample_rate")
-        if not 0.0 <= r <= 1.0:
-            raise ValueError(f"sample_rate must be in [0, 1], got {rate!r}")
+        r = as_rate(rate, "sample_rate")
         if self.config is not None:
             self.config.sample_rates[t] = r
             self.config.enabled_events.add(t)
@@ -368,6 +376,7 @@ class CognitiveTracer(KernelArgument):
         """
         if self._region is None:
             return np.empty(0, dtype=EVENT_DTYPE)
+        self._require_open()
         if not self._primary:
             raise RuntimeError("only the tracer's owner drains; use read() or follow()")
         with self._lock:
@@ -393,6 +402,7 @@ class CognitiveTracer(KernelArgument):
         """Every event still held in the rings (oldest first), without consuming them."""
         if self._region is None:
             return np.empty(0, dtype=EVENT_DTYPE)
+        self._require_open()
         writes = self._positions()[:, 0].astype(np.int64)
         events, _, _ = self._collect(np.maximum(writes - self.capacity, 0))
         return self._finish(events)
@@ -401,6 +411,7 @@ class CognitiveTracer(KernelArgument):
         """Yield batches of new events as they are written (a private cursor), until ``stop()``."""
         if self._region is None:
             return
+        self._require_open()
         cursors = self._positions()[:, 0].astype(np.int64)
         while stop is None or not stop():
             events, writes, _ = self._collect(cursors)

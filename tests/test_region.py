@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from engram_numba._layout import (HEADER_DTYPE, HEADER_SIZE, KIND_METRICS, KIND_TRACE, Region,
+from engram_numba._region import (HEADER_DTYPE, HEADER_SIZE, KIND_METRICS, KIND_TRACE, Region,
                                   RegionError)
 
 DESC = '{"format": "test"}'

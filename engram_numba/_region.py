@@ -200,8 +200,9 @@ class Region:
             try:
                 description = desc_bytes.decode("utf-8")
                 json.loads(description)
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise RegionError(f"{path}: unreadable layout description ({exc})") from None
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                raise RegionError(f"{path}: unreadable layout description "
+                                  f"({type(exc).__name__})") from None
             prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
             mm = mmap.mmap(fd, doff + size, mmap.MAP_SHARED, prot)
         finally:
