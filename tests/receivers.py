@@ -36,7 +36,8 @@ class OtlpGrpcReceiver:
     def __init__(self, port=None, script=()):
         self.port = port or free_port()
         self.logs, self.metrics, self.metadata = [], [], []
-        self.script = Script(None, script)      # None = OK, else a grpc.StatusCode
+        self.script = Script(None, script)      # None = OK, "hang", else a grpc.StatusCode
+        self.released = threading.Event()
         receiver = self
 
         class Logs(logs_service_pb2_grpc.LogsServiceServicer):
@@ -57,6 +58,9 @@ class OtlpGrpcReceiver:
     def _answer(self, request, context, store, response):
         self.metadata.append(dict(context.invocation_metadata()))
         code = self.script.next()
+        if code == "hang":
+            self.released.wait(120)
+            code = None
         if code is not None:
             context.abort(code, f"scripted {code.name}")
         store.append(request)
@@ -71,6 +75,7 @@ class OtlpGrpcReceiver:
         return self
 
     def __exit__(self, *exc):
+        self.released.set()
         self.server.stop(0)
 
 
@@ -180,3 +185,68 @@ def loki_problem(headers, body):
                 return "values not sorted by time within a stream"
             previous = ns
     return None
+
+
+class MisbehavingServer:
+    """A loopback TCP server that reads a request and answers badly.
+
+    ``mode``: ``"trickle"`` sends a valid response one byte every ``interval``
+    seconds; ``"garbage"`` sends a line that is not an HTTP status line;
+    ``"silent"`` never answers; ``"close"`` closes the connection at once.
+    """
+
+    def __init__(self, mode, interval=0.5):
+        import socket
+        self.mode, self.interval = mode, interval
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.connections = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self):
+        import socket
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        try:
+            conn.settimeout(1.0)
+            try:
+                conn.recv(1 << 20)
+            except OSError:
+                pass
+            if self.mode == "garbage":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+            elif self.mode == "trickle":
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+                    if self.stop.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+            elif self.mode == "silent":
+                self.stop.wait(120)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 from numba import njit
 
 from engram_numba import (CognitivePatternMetrics, CognitiveTracer, PermanentExportError,
@@ -109,7 +110,7 @@ def test_health_metrics():
     tr = tracer(ring_buffer_size=256, export_interval_ms=10_000)
     m = CognitivePatternMetrics()
     c = TraceCollector(tr, [], metrics=m)
-    c._overhead = __import__("engram_numba.tracing.health", fromlist=["x"]).OverheadEstimate()
+    c.hooks[0].on_start(c)            # what start() does: calibrate the overhead estimate
     record(m, tr, 0, 1000)          # 2000 events into a 256-slot ring: 1744 overwritten
     c.flush()
     assert m.events_dropped.value() == 2000 - 256
@@ -160,3 +161,114 @@ record(tr, 1234)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(out.read_text().splitlines()) == 1234
+
+
+class Hanging:
+    """An exporter whose backend never answers; it honours the deadline when given one."""
+
+    name = "hanging"
+
+    def __init__(self, honour_deadline):
+        self.honour = honour_deadline
+        self.release = __import__("threading").Event()
+
+    def export(self, events, deadline=None):
+        if self.honour:                 # its own 30 s timeout, cut short by the deadline
+            end = time.monotonic() + 30
+            while time.monotonic() < min(end, deadline()):
+                if self.release.wait(0.01):
+                    return
+            raise TimeoutError("no answer before the deadline")
+        self.release.wait(60)
+
+
+def _accounted(report, drained):
+    for name, p in report["exporters"].items():
+        assert p["exported"] + sum(p["dropped"].values()) + p["pending"] == drained, (name, p)
+
+
+def test_stop_accounts_for_every_event_when_a_backend_hangs():
+    tr, m = tracer(export_interval_ms=10_000), CognitivePatternMetrics()
+    polite, stubborn = Hanging(True), Hanging(False)
+    stubborn.name = "stubborn"
+    c = TraceCollector(tr, [polite, stubborn, Sink()], batch_size=1000).start()
+    record(m, tr, 0, 2500)
+    t = time.monotonic()
+    report = c.stop(timeout=1.0)
+    took = time.monotonic() - t
+    try:
+        assert took < 5.0, f"stop(timeout=1) took {took:.1f} s"
+        assert report["drained_events"] == 5000
+        _accounted(report, 5000)
+        assert report["exporters"]["hanging"]["dropped"]["deadline"] == 5000
+        assert report["exporters"]["Sink"]["exported"] == 5000
+        assert report["exporters"]["stubborn"]["pending"] == 5000 and report["alive"]
+        assert report == c.stop()                    # a second stop (as at exit) reports again
+    finally:
+        stubborn.release.set()
+    deadline = time.monotonic() + 60
+    while c.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    late = c.stop()               # the stubborn call returned after all; the rest was too late
+    assert not late["alive"]
+    assert late["exporters"]["stubborn"]["exported"] == 1000
+    assert late["exporters"]["stubborn"]["dropped"]["deadline"] == 4000
+    _accounted(late, 5000)
+
+
+def test_a_set_without_tracing_health_is_refused_at_construction():
+    from engram_numba import Counter, MetricSet
+
+    class Plain(MetricSet):
+        hits = Counter("hits")
+
+    with pytest.raises(TypeError, match="no collector_hook"):
+        TraceCollector(tracer(), [Sink()], metrics=Plain())
+    with pytest.raises(TypeError, match="exporter"):
+        TraceCollector(tracer(), [object()])
+    with pytest.raises(ValueError, match="batch_size"):
+        TraceCollector(tracer(), [Sink()], batch_size=0)
+
+
+class Exiting:
+    name = "exiting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def export(self, events):
+        self.calls += 1
+        if self.calls == 1:
+            raise SystemExit("an exporter calling sys.exit")
+
+
+def test_an_exporter_raising_system_exit_does_not_kill_the_thread():
+    tr, m = tracer(export_interval_ms=20), CognitivePatternMetrics()
+    ex = Exiting()
+    c = TraceCollector(tr, [ex], backoff=(0.01, 0.02)).start()
+    record(m, tr, 0, 100)
+    deadline = time.monotonic() + 60
+    while c.stats()["exporters"]["exiting"]["exported_events"] < 200:
+        assert time.monotonic() < deadline and c.alive, c.stats()
+        time.sleep(0.01)
+    report = c.stop()
+    assert report["error"] is None and report["exporters"]["exiting"]["exported"] == 200
+    assert c.stats()["exporters"]["exiting"]["failures"] == 1
+
+
+def test_a_dead_collector_thread_is_reported():
+    class Broken:
+        config = None
+
+        def stats(self):
+            return {}
+
+        def drain(self):
+            raise MemoryError("the tracer cannot be read")
+
+    c = TraceCollector(Broken(), [Sink()], interval_ms=10).start()
+    deadline = time.monotonic() + 60
+    while c.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not c.alive and "MemoryError" in c.stats()["error"]
+    assert "MemoryError" in c.stop()["error"]

@@ -15,6 +15,7 @@ from numba import njit
 from engram_numba import (CognitivePatternMetrics, CognitiveTracer, Counter, Histogram, MetricSet,
                           TraceCollector, TracingConfig)
 from engram_numba.export.chrome import chrome_trace
+from engram_numba.tracing.collector import DROP_REASONS
 from engram_numba.export.loki import LokiExporter, push_body
 from engram_numba.export.otlp import OtlpLogExporter, OtlpMetricExporter
 
@@ -263,7 +264,7 @@ def test_receiver_down_at_start_then_up_loses_nothing():
                  for q in rx.logs for rl in q.resource_logs for sl in rl.scope_logs
                  for r in sl.log_records]
     assert len(delivered) == 400 and len(set(delivered)) == 400     # all, exactly once
-    assert c.export_metrics.dropped.value("otlp") == 0
+    assert sum(c.export_metrics.dropped.value("otlp", r) for r in DROP_REASONS) == 0
     failures = c.stats()["exporters"]["otlp"]["failures"]
     assert c.export_metrics.failures.value("otlp") == failures >= 1
 
@@ -293,7 +294,7 @@ def test_400_is_not_retried_and_logged_once(caplog):
             c.flush()
             c.flush()
     assert len(rx.requests) == 4              # one attempt per batch, no retries
-    assert c.export_metrics.dropped.value("loki") == 200
+    assert c.export_metrics.dropped.value("loki", "rejected") == 200
     errors = [r for r in caplog.records if "rejected a batch" in r.getMessage()]
     assert len(errors) == 1 and "HTTP 400" in errors[0].getMessage()
     assert "scripted failure" in errors[0].getMessage()      # the server's message
@@ -305,7 +306,7 @@ def test_queue_overflow_is_counted_exactly():
                           max_queued_batches=2, backoff=(60, 60))
     record(tr, 0, 125)                        # 500 events -> 5 batches of 100
     c.flush()
-    assert c.export_metrics.dropped.value("loki") == 300
+    assert c.export_metrics.dropped.value("loki", "queue_full") == 300
     assert c.stats()["exporters"]["loki"]["queued_events"] == 200
 
 
@@ -318,7 +319,7 @@ def test_grpc_status_codes(code, retried):
         c.flush()
         flush_until(c, lambda: len(rx.logs) == 1, timeout=3 if retried else 0.5)
     assert len(rx.logs) == (1 if retried else 0)
-    assert c.export_metrics.dropped.value("otlp") == (0 if retried else 100)
+    assert c.export_metrics.dropped.value("otlp", "rejected") == (0 if retried else 100)
 
 
 def test_shutdown_flushes_within_its_deadline():
@@ -339,7 +340,7 @@ def test_shutdown_flushes_within_its_deadline():
     t = time.monotonic()
     c.stop(timeout=1.0)
     assert time.monotonic() - t < 3.0                  # gives up at the deadline
-    assert c.export_metrics.dropped.value("loki") == 40
+    assert c.export_metrics.dropped.value("loki", "deadline") == 40
 
 
 # -- a real OTLP receiver ---------------------------------------------------------------

@@ -2,10 +2,18 @@
 
 * success: 2xx;
 * retried (:class:`ExportError`, honouring ``Retry-After``): connection errors,
-  timeouts, 408, 429 and 5xx;
+  timeouts, 408, 429 and 5xx, and a response that is not HTTP at all (a
+  garbage status line, a connection closed mid-response);
 * not retried (:class:`PermanentExportError`, with the server's message): any
   other status (400 malformed, 401/403 auth, 404 wrong URL, 413 too large), and
   a server certificate that does not verify.
+
+``timeout`` is a deadline for the whole request (connect, send, the response
+and its body), not for each socket operation: a server that trickles one byte
+at a time cannot hold an exporter past it.  A watchdog shuts the socket down
+when the deadline passes, which interrupts whatever the request is blocked in.
+Written on ``http.client`` rather than ``urllib`` because urllib only offers a
+per-operation timeout.
 """
 
 from __future__ import annotations
@@ -13,15 +21,19 @@ from __future__ import annotations
 import base64
 import email.utils
 import gzip
+import http.client
+import itertools
+import math
 import socket
 import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+from urllib.parse import urlsplit
 
 from ..tracing.collector import ExportError, PermanentExportError
 
 RETRYABLE = {408, 429} | set(range(500, 600))
+MAX_RESPONSE = 1 << 20          # bytes of a response body kept (error messages, partial success)
 
 
 def retry_after(value) -> float | None:
@@ -52,30 +64,132 @@ def ssl_context(ca_file: str | None, insecure: bool):
     return ssl.create_default_context(cafile=ca_file)
 
 
+class _Watchdog:
+    """One thread that shuts sockets down when their deadlines pass.
+
+    A deadline is a fixed time plus, optionally, a callable whose value can
+    move earlier while the request runs (a collector being stopped); it is
+    checked every 50 ms.
+    """
+
+    POLL = 0.05
+
+    def __init__(self):
+        self._entries = {}
+        self._ids = itertools.count()
+        self._cond = threading.Condition()
+        self._thread = None
+
+    def arm(self, end: float, sock, moving=None) -> int:
+        with self._cond:
+            key = next(self._ids)
+            self._entries[key] = (end, moving, sock)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="engram-http-deadline",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return key
+
+    def disarm(self, key: int) -> None:
+        with self._cond:
+            self._entries.pop(key, None)
+
+    def _run(self):
+        with self._cond:
+            while True:
+                if not self._entries:
+                    if not self._cond.wait(timeout=30.0) and not self._entries:
+                        self._thread = None
+                        return
+                    continue
+                now = time.monotonic()
+                for key, (end, moving, sock) in list(self._entries.items()):
+                    if moving is not None:
+                        end = min(end, moving())
+                    if now >= end:
+                        del self._entries[key]
+                        try:
+                            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                self._cond.wait(timeout=self.POLL)
+
+
+_watchdog = _Watchdog()
+
+
+def deadline_parts(deadline) -> tuple:
+    """(fixed monotonic time or inf, callable or None) from a deadline argument.
+
+    A deadline is None, a ``time.monotonic()`` value, or a callable returning
+    one (which may move earlier while a request runs).
+    """
+    if deadline is None:
+        return math.inf, None
+    if callable(deadline):
+        return math.inf, deadline
+    return float(deadline), None
+
+
 def post(url: str, body: bytes, content_type: str, *, headers=None, compress: bool = False,
-         timeout: float = 10.0, context=None, describe=lambda status, body: body[:500]):
-    """POST ``body``; return the response body, or raise per the module rules."""
+         timeout: float = 10.0, context=None, deadline: float | None = None,
+         describe=lambda status, body: body[:500]):
+    """POST ``body``; return the response body, or raise per the module rules.
+
+    The request ends by ``timeout`` seconds from now, or by ``deadline`` (see
+    :func:`deadline_parts`) if that comes first.
+    """
+    fixed, moving = deadline_parts(deadline)
+    end = min(time.monotonic() + timeout, fixed)
+    if moving is not None:
+        end = min(end, moving())
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PermanentExportError(f"not an http(s) URL: {url!r}")
     head = {"Content-Type": content_type, **(headers or {})}
     if compress:
         body = gzip.compress(body, compresslevel=5)
         head["Content-Encoding"] = "gzip"
-    request = urllib.request.Request(url, data=body, headers=head, method="POST")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    remaining = end - time.monotonic()
+    if remaining <= 0:
+        raise ExportError(f"no time left to send to {url}")
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=remaining,
+                                           context=context or ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=remaining)
+    key = None
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return response.read()
-    except urllib.error.HTTPError as exc:
-        payload = exc.read() or b""
-        if exc.headers.get("Content-Encoding") == "gzip":
-            try:
-                payload = gzip.decompress(payload)
-            except OSError:
-                pass
-        message = f"HTTP {exc.code} from {url}: {describe(exc.code, payload)!r}"
-        if exc.code in RETRYABLE:
-            raise ExportError(message, retry_after(exc.headers.get("Retry-After"))) from None
-        raise PermanentExportError(message) from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ssl.SSLCertVerificationError):
-            raise PermanentExportError(f"TLS certificate of {url} refused: {reason}") from None
-        raise ExportError(f"cannot reach {url}: {reason}") from None
+        conn.connect()
+        key = _watchdog.arm(end, conn.sock, moving)
+        conn.request("POST", path, body=body, headers=head)
+        response = conn.getresponse()
+        payload = response.read(MAX_RESPONSE)
+        status = response.status
+        encoding = response.getheader("Content-Encoding")
+        retry = response.getheader("Retry-After")
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentExportError(f"TLS certificate of {url} refused: {exc}") from None
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        now = time.monotonic()
+        if now >= end or (moving is not None and now >= moving()):
+            raise ExportError(f"{url}: no complete response within the deadline "
+                              f"({timeout:g} s)") from None
+        raise ExportError(f"cannot deliver to {url}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if key is not None:
+            _watchdog.disarm(key)
+        conn.close()
+    if 200 <= status < 300:
+        return payload
+    if encoding == "gzip":
+        try:
+            payload = gzip.decompress(payload)
+        except (OSError, EOFError):
+            pass
+    message = f"HTTP {status} from {url}: {describe(status, payload)!r}"
+    if status in RETRYABLE:
+        raise ExportError(message, retry_after(retry))
+    raise PermanentExportError(message)

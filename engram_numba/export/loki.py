@@ -82,9 +82,10 @@ class LokiExporter:
         self.timeout = timeout
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
 
-    def export(self, events: np.ndarray) -> None:
+    def export(self, events: np.ndarray, deadline: float | None = None) -> None:
+        """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
         events = as_events(events)
         if events.size:
             _http.post(self.url, push_body(events, self.service, self.labels), "application/json",
                        headers=self.headers, compress=self.compress, timeout=self.timeout,
-                       context=self.context)
+                       context=self.context, deadline=deadline)

@@ -244,15 +244,15 @@ class _Transport:
                 self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(roots))
             self._calls = {}
 
-    def send(self, kind: str, body: bytes) -> bytes:
+    def send(self, kind: str, body: bytes, deadline: float | None = None) -> bytes:
         if self.protocol == "http":
             return _http.post(f"{self.base}/v1/{kind}", body, "application/x-protobuf",
                               headers=self.headers, compress=self.compression == "gzip",
-                              timeout=self.timeout, context=self.context,
+                              timeout=self.timeout, context=self.context, deadline=deadline,
                               describe=_describe_status)
-        return self._grpc(kind, body)
+        return self._grpc(kind, body, deadline)
 
-    def _grpc(self, kind, body):
+    def _grpc(self, kind, body, deadline=None):
         import grpc
         method = LOGS_METHOD if kind == "logs" else METRICS_METHOD
         call = self._calls.get(method)
@@ -261,8 +261,23 @@ class _Transport:
                 method, request_serializer=None, response_deserializer=None)
         metadata = [(k.lower(), v) for k, v in self.headers.items()]
         compression = grpc.Compression.Gzip if self.compression == "gzip" else None
+        fixed, moving = _http.deadline_parts(deadline)
+
+        def end():
+            return min(fixed, moving()) if moving is not None else fixed
+
+        timeout = min(self.timeout, end() - time.monotonic())
+        if timeout <= 0:
+            raise ExportError("no time left before the deadline")
         try:
-            return call(body, timeout=self.timeout, metadata=metadata, compression=compression)
+            future = call.future(body, timeout=timeout, metadata=metadata, compression=compression)
+            while True:
+                try:
+                    return future.result(timeout=0.05)
+                except grpc.FutureTimeoutError:
+                    if time.monotonic() >= end():
+                        future.cancel()
+                        raise ExportError("gRPC call cancelled at the deadline") from None
         except grpc.RpcError as exc:
             code = exc.code().name if exc.code() else "UNKNOWN"
             message = f"gRPC {code}: {exc.details()}"
@@ -337,8 +352,8 @@ class _OtlpExporter:
         self.transport = _Transport(endpoint, protocol, headers, compression, timeout, insecure,
                                     ca_file)
 
-    def _send(self, body: bytes) -> None:
-        _partial_success(self.kind, self.transport.send(self.kind, body))
+    def _send(self, body: bytes, deadline: float | None = None) -> None:
+        _partial_success(self.kind, self.transport.send(self.kind, body, deadline))
 
     def shutdown(self) -> None:
         self.transport.close()
@@ -350,11 +365,12 @@ class OtlpLogExporter(_OtlpExporter):
     name = "otlp"
     kind = "logs"
 
-    def export(self, events: np.ndarray) -> None:
+    def export(self, events: np.ndarray, deadline: float | None = None) -> None:
+        """Send one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
         events = as_events(events)
         if events.size:
             self._send(logs_request(events, service_name=self.service_name,
-                                    resource_attributes=self.resource_attributes))
+                                    resource_attributes=self.resource_attributes), deadline)
 
 
 class OtlpMetricExporter(_OtlpExporter):

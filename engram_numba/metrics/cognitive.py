@@ -216,6 +216,11 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
     def record_retention_improvement(self, improvement):
         self.retention_improvement.observe(improvement)
 
+    def collector_hook(self):
+        """What a TraceCollector given ``metrics=`` calls to keep the tracing-health metrics."""
+        from ..tracing.health import CognitiveHealth
+        return CognitiveHealth(self)
+
     # -- queries (Python) ---------------------------------------------------------
 
     def priming_events_total(self) -> int:

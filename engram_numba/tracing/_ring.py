@@ -11,8 +11,9 @@ Data area of a tracer region (byte offsets, lines of 64 bytes)::
     80    unix_ref    u64      unix ns at creation
     88    anchor_ver  u64      seqlock version of the anchor below (0: none yet)
     96    anchor_tsc  u64      } published by the owner at every drain: every
-    104   anchor_unix u64      } process converts ticks to unix ns the same way,
-    112   anchor_rate f64      } ticks per ns
+    104   anchor_unix u64      } process converts ticks to unix ns the same way
+    112   anchor_mult u64      } (clock.Anchor: unix = anchor_unix +
+    120   anchor_shift u64     }  ((tsc - anchor_tsc) * mult) >> shift)
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an enum argument out of range
     256   ring headers, 192 B each:
@@ -67,7 +68,8 @@ UNIX_REF_OFF = 80
 ANCHOR_VER_OFF = 88
 ANCHOR_TSC_OFF = 96
 ANCHOR_UNIX_OFF = 104
-ANCHOR_RATE_OFF = 112
+ANCHOR_MULT_OFF = 112
+ANCHOR_SHIFT_OFF = 120
 NO_RING_OFF = 128
 INVALID_OFF = 136
 RING_HEADERS = 256

@@ -9,37 +9,47 @@ counted, the batch is retried with exponential backoff and jitter, and when the
 queue is full the oldest batch is dropped and its events counted.  An exporter
 raises :class:`PermanentExportError` for a failure that retrying cannot fix
 (e.g. the backend rejected the data): it is logged once with its message and
-the batch is dropped.
+the batch is dropped.  Any other exception, ``BaseException`` included, is a
+retryable failure: nothing an exporter raises stops the collector thread.
+
+Accounting is exact: every event drained is, per exporter, ``exported``,
+``dropped`` with a reason (``queue_full``, ``rejected``, ``deadline``), or
+``pending`` (still queued, or in an export call that has not returned).
+:meth:`TraceCollector.stop` drains the rings, delivers until its deadline and
+returns that report.  Exporters that accept a ``deadline`` keyword (every
+built-in one does) get a callable returning the ``time.monotonic()`` by which
+to give up: infinity until ``stop()`` is called, then its deadline, so an
+export already in flight is interrupted at it.  An exporter that ignores it
+can keep its batch pending; ``stop()`` says so instead of waiting forever.
 
 ``collector.export_metrics`` is a metric set with, per exporter,
 ``engram_export_events_total``, ``engram_export_failures_total`` and
-``engram_export_dropped_events_total`` (serve it next to your other sets).
+``engram_export_dropped_events_total{reason}`` (serve it next to your other sets).
 
-With a :class:`~engram_numba.CognitivePatternMetrics` the collector keeps the
-tracing health metrics up to date: ``engram_cognitive_events_dropped_total``,
-``engram_cognitive_event_buffer_utilization``, the top-10 tables of priming
-node pairs and interfered episodes, and ``engram_metrics_overhead_percent``
-(see :mod:`.health`).
+Hooks: ``hooks=[...]`` objects with ``on_cycle(collector, events, before, after)``
+are called on the collector thread after every drain (``before``/``after``:
+the tracer's stats around it).  ``metrics=`` takes a metric set that keeps
+tracing health through such a hook (its ``collector_hook()``, e.g.
+:class:`~engram_numba.CognitivePatternMetrics`).
 """
 
 from __future__ import annotations
 
 import atexit
 import collections
+import inspect
 import logging
+import math
 import random
 import threading
 import time
 import weakref
 
-import numpy as np
-
-from .events import EventType
-from .health import OverheadEstimate, TopKeys
-
-__all__ = ["TraceCollector", "ExportError", "PermanentExportError"]
+__all__ = ["TraceCollector", "ExportError", "PermanentExportError", "DROP_REASONS"]
 
 log = logging.getLogger(__name__)
+
+DROP_REASONS = ("queue_full", "rejected", "deadline")
 
 
 class ExportError(Exception):
@@ -54,10 +64,24 @@ class PermanentExportError(ExportError):
     """An export failed in a way retrying cannot fix; the batch is dropped."""
 
 
+def _takes_deadline(fn) -> bool:
+    try:
+        return "deadline" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class _Exporter:
     def __init__(self, exporter, max_batches):
+        if hasattr(exporter, "export"):
+            self.export = exporter.export
+        elif callable(exporter):
+            self.export = exporter
+        else:
+            raise TypeError(f"an exporter is a callable taking events, or an object with "
+                            f"export(events); got {exporter!r}")
         self.target = exporter
-        self.export = exporter.export if hasattr(exporter, "export") else exporter
+        self.with_deadline = _takes_deadline(self.export)
         self.name = getattr(exporter, "name", None) or getattr(exporter, "__name__", None) \
             or type(exporter).__name__
         self.queue = collections.deque()
@@ -67,16 +91,38 @@ class _Exporter:
         self.exported_events = 0
         self.exported_batches = 0
         self.failures = 0
-        self.dropped_events = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.last_error = None
         self.permanent_messages = set()
         self.failing = False
+        self.in_flight = None          # the batch inside an export call, if any
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.thread = None
+
+    @property
+    def dropped_events(self) -> int:
+        return sum(self.dropped.values())
+
+    @property
+    def in_call(self) -> bool:
+        return self.in_flight is not None
+
+    def pending_events(self) -> int:
+        with self.lock:
+            flight = self.in_flight.size if self.in_flight is not None else 0
+            return sum(b.size for b in self.queue) + flight
 
     def stats(self) -> dict:
+        with self.lock:
+            queued = sum(b.size for b in self.queue)
+            flight = self.in_flight.size if self.in_flight is not None else 0
+            batches = len(self.queue) + (self.in_flight is not None)
         return {"exported_events": self.exported_events, "exported_batches": self.exported_batches,
                 "failures": self.failures, "dropped_events": self.dropped_events,
-                "queued_batches": len(self.queue),
-                "queued_events": sum(b.size for b in self.queue), "last_error": self.last_error}
+                "dropped": dict(self.dropped), "queued_batches": batches,
+                "queued_events": queued + flight, "in_export_call": flight > 0,
+                "last_error": self.last_error}
 
 
 _live = weakref.WeakSet()
@@ -91,24 +137,50 @@ def _stop_all():
 class TraceCollector:
     """Drain ``tracer`` every ``interval_ms`` and deliver batches to ``exporters``.
 
-    An exporter is a callable taking a structured array of events
-    (:data:`EVENT_DTYPE`), or an object with ``export(events)`` and optionally
-    ``name`` and ``shutdown()``.  Defaults for the interval and batch size come
-    from the tracer's config.
+    An exporter is a callable taking a structured array of events, or an object
+    with ``export(events)`` (optionally ``export(events, deadline=...)``) and
+    optionally ``name`` and ``shutdown()``.  Defaults for the interval and batch
+    size come from the tracer's config.  See the module docstring.
     """
 
-    def __init__(self, tracer, exporters=(), *, metrics=None, interval_ms: int | None = None,
-                 batch_size: int | None = None, max_queued_batches: int = 64,
-                 backoff: tuple = (0.1, 30.0), top_capacity: int = 1024):
-        config = tracer.config
+    def __init__(self, tracer, exporters=(), *, metrics=None, hooks=(),
+                 interval_ms: int | None = None, batch_size: int | None = None,
+                 max_queued_batches: int = 64, backoff: tuple = (0.1, 30.0)):
+        config = getattr(tracer, "config", None)
+        if not (hasattr(tracer, "drain") and hasattr(tracer, "stats")):
+            raise TypeError(f"tracer must be a tracer (with drain() and stats()), got {tracer!r}")
         self.tracer = tracer
+        interval_ms = interval_ms if interval_ms is not None else (
+            config.export_interval_ms if config else 5000)
+        batch_size = batch_size if batch_size is not None else (
+            config.export_batch_size if config else 1000)
+        for name, value in (("interval_ms", interval_ms), ("batch_size", batch_size),
+                            ("max_queued_batches", max_queued_batches)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        try:
+            self.backoff_initial, self.backoff_max = (float(x) for x in backoff)
+        except (TypeError, ValueError):
+            raise ValueError(f"backoff must be (initial, maximum) seconds, got {backoff!r}") from None
+        if not 0 < self.backoff_initial <= self.backoff_max:
+            raise ValueError(f"backoff must satisfy 0 < initial <= maximum, got {backoff!r}")
+        self.interval = interval_ms / 1000
+        self.batch_size = int(batch_size)
         self.metrics = metrics
-        self.interval = (interval_ms or (config.export_interval_ms if config else 5000)) / 1000
-        self.batch_size = batch_size or (config.export_batch_size if config else 1000)
-        if self.interval <= 0 or self.batch_size <= 0 or max_queued_batches <= 0:
-            raise ValueError("interval_ms, batch_size and max_queued_batches must be positive")
-        self.backoff_initial, self.backoff_max = backoff
-        self.exporters = [_Exporter(e, max_queued_batches) for e in exporters]
+        self.hooks = list(hooks)
+        if metrics is not None:
+            make_hook = getattr(metrics, "collector_hook", None)
+            if make_hook is None:
+                raise TypeError(
+                    f"metrics=: {type(metrics).__name__} keeps no tracing health (it has no "
+                    f"collector_hook()); pass a set that does, such as CognitivePatternMetrics, "
+                    f"or give hooks=[...]")
+            self.hooks.append(make_hook())
+        for hook in self.hooks:
+            if not callable(getattr(hook, "on_cycle", None)):
+                raise TypeError(f"a hook needs on_cycle(collector, events, before, after); "
+                                f"got {hook!r}")
+        self.exporters = [_Exporter(e, int(max_queued_batches)) for e in exporters]
         seen = {}
         for e in self.exporters:                 # distinct names: they are label values
             seen[e.name] = seen.get(e.name, 0) + 1
@@ -118,37 +190,89 @@ class TraceCollector:
         self.drained_events = 0
         self.cycles = 0
         self.cpu_seconds = 0.0
-        self.top_pairs = TopKeys(top_capacity)
-        self.top_episodes = TopKeys(top_capacity)
-        self._overhead = None
-        self._last = None
+        self.error = None
+        self._deadline = None
+        self._shut_down = False
+        self._drained = threading.Event()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # -- life cycle ---------------------------------------------------------------
 
     def start(self) -> "TraceCollector":
+        """Start draining (one thread) and delivering (one thread per exporter)."""
         if self._thread is not None:
             raise RuntimeError("collector already started")
-        if self.metrics is not None:
-            self._overhead = OverheadEstimate()
+        for hook in self.hooks:
+            start = getattr(hook, "on_start", None)
+            if start is not None:
+                start(self)
         self._thread = threading.Thread(target=self._run, name="engram-trace-collector",
                                         daemon=True)
+        for e in self.exporters:
+            e.thread = threading.Thread(target=self._send_loop, args=(e,), daemon=True,
+                                        name=f"engram-export-{e.name}")
         _live.add(self)
         self._thread.start()
+        for e in self.exporters:
+            e.thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Drain everything left and deliver it, giving up after ``timeout`` seconds."""
-        if self._thread is None or self._stopping.is_set():
-            return
-        self._deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout + 1.0)
-        _live.discard(self)
+    @property
+    def alive(self) -> bool:
+        """True while the drain thread or any exporter's thread still runs."""
+        threads = [self._thread] + [e.thread for e in self.exporters]
+        return any(t is not None and t.is_alive() for t in threads)
+
+    def stop(self, timeout: float = 5.0) -> dict:
+        """Drain what is left and deliver it until ``timeout`` seconds from now.
+
+        Returns the delivery report (see :meth:`report`): after it, every event
+        drained is exported, dropped with a reason, or reported pending.  A
+        second call waits for the first one's deadline and reports again.
+        """
+        if self._thread is None:
+            return self.report()
+        if not self._stopping.is_set():
+            self._deadline = time.monotonic() + max(0.0, float(timeout))
+            self._stopping.set()
+            self._wake.set()
+        for t in [self._thread] + [e.thread for e in self.exporters]:
+            t.join(max(0.0, self._deadline - time.monotonic()) + 0.5)
+        report = self.report()
+        if not self.alive:
+            _live.discard(self)
+            if not self._shut_down:
+                self._shut_down = True
+                self._shutdown_exporters()
+        elif report["pending_events"]:
+            log.warning("trace collector: %d events still pending at the deadline (an exporter "
+                        "has not returned: %s)", report["pending_events"],
+                        [e.name for e in self.exporters if e.in_call])
+        if self.error:
+            log.error("trace collector thread died: %s", self.error)
+        return report
+
+    def report(self) -> dict:
+        """Drained, exported, dropped (by reason) and pending events, per exporter and in total.
+
+        ``pending`` counts events still queued or in an export call that has
+        not returned.  ``alive`` says whether a collector thread still runs,
+        ``error`` why one died, if it did.
+        """
+        per = {}
+        for e in self.exporters:
+            per[e.name] = {"exported": e.exported_events, "dropped": dict(e.dropped),
+                           "pending": e.pending_events()}
+        return {"drained_events": self.drained_events,
+                "exported_events": sum(p["exported"] for p in per.values()),
+                "dropped_events": sum(sum(p["dropped"].values()) for p in per.values()),
+                "pending_events": sum(p["pending"] for p in per.values()),
+                "exporters": per, "alive": self.alive, "error": self.error}
+
+    def _shutdown_exporters(self):
         for e in self.exporters:
             shutdown = getattr(e.target, "shutdown", None)
             if shutdown is not None:
@@ -164,141 +288,165 @@ class TraceCollector:
         self.stop()
 
     def flush(self) -> None:
-        """Drain now and try every queued batch once (on the calling thread)."""
-        self._cycle(time.monotonic())
+        """Drain now; without started threads, also try every queued batch once (here)."""
+        self._drain_cycle()
+        if self._thread is None:
+            for e in self.exporters:
+                self._deliver(e, time.monotonic())
 
     # -- work -----------------------------------------------------------------------
 
     def _run(self):
-        next_cycle = time.monotonic()
-        while not self._stopping.is_set():
-            next_cycle += self.interval
-            self._cycle(time.monotonic())
-            self._wake.wait(max(0.0, min(next_cycle, self._next_retry()) - time.monotonic()))
-            self._wake.clear()
-        # final: everything still in the rings, then retries until the deadline
-        self._cycle(time.monotonic(), final=True)
-        while any(e.queue for e in self.exporters) and time.monotonic() < self._deadline:
-            time.sleep(max(0.0, min(self._next_retry(), self._deadline) - time.monotonic()))
-            self._deliver(time.monotonic(), final=True)
-        for e in self.exporters:
-            lost = sum(b.size for b in e.queue)
-            if lost:
-                self._dropped(e, lost)
-                log.warning("exporter %s: %d events undelivered at shutdown", e.name, lost)
-                e.queue.clear()
+        """The drain thread."""
+        try:
+            next_cycle = time.monotonic()
+            while not self._stopping.is_set():
+                next_cycle += self.interval
+                self._drain_cycle()
+                self._wake.wait(max(0.0, next_cycle - time.monotonic()))
+                self._wake.clear()
+            self._drain_cycle()                  # final: everything still in the rings
+        except BaseException as exc:  # never silent: stats(), report() and stop() say it
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("trace collector thread died")
+        finally:
+            self._drained.set()
+            for e in self.exporters:
+                e.wake.set()
 
-    def _dropped(self, e, n: int) -> None:
-        e.dropped_events += n
+    def _send_loop(self, e):
+        """One exporter's thread: deliver its queue, then the rest until the deadline."""
+        try:
+            while not self._drained.is_set():
+                self._deliver(e, time.monotonic())
+                wait = e.next_attempt - time.monotonic() if e.queue else self.interval
+                e.wake.wait(max(0.0, min(wait, self.interval)))
+                e.wake.clear()
+            while e.queue and time.monotonic() < self._deadline:
+                self._deliver(e, time.monotonic(), final=True)
+                if e.queue:
+                    time.sleep(max(0.0, min(e.next_attempt, self._deadline) - time.monotonic()))
+            with e.lock:
+                lost = sum(b.size for b in e.queue)
+                e.queue.clear()
+            if lost:
+                self._dropped(e, lost, "deadline")
+                log.warning("exporter %s: %d events undelivered at the shutdown deadline",
+                            e.name, lost)
+        except BaseException as exc:
+            self.error = f"exporter thread {e.name}: {type(exc).__name__}: {exc}"
+            log.exception("trace collector: exporter thread %s died", e.name)
+
+    def _current_deadline(self) -> float:
+        """When exports must give up: the stop() deadline, or never before stop()."""
+        return self._deadline if self._deadline is not None else math.inf
+
+    def _dropped(self, e, n: int, reason: str) -> None:
+        e.dropped[reason] += n
         if n:
-            self.export_metrics.dropped.add(n, self.exporters.index(e))
+            self.export_metrics.dropped.add(n, self.exporters.index(e), reason)
 
     def _failed(self, e) -> None:
         e.failures += 1
         self.export_metrics.failures.inc(self.exporters.index(e))
 
-    def _next_retry(self) -> float:
-        times = [e.next_attempt for e in self.exporters if e.queue]
-        return min(times) if times else float("inf")
-
-    def _cycle(self, now: float, final: bool = False) -> None:
+    def _drain_cycle(self) -> None:
         cpu = time.thread_time()
         try:
-            self._cycle_locked(now, final)
+            with self._lock:
+                before = self.tracer.stats() if self.hooks else None
+                events = self.tracer.drain()
+                self.drained_events += events.size
+                self.cycles += 1
+                if self.hooks:
+                    after = self.tracer.stats()
+                    for hook in self.hooks:
+                        try:
+                            hook.on_cycle(self, events, before, after)
+                        except Exception:
+                            log.exception("collector hook %r failed", hook)
+                for start in range(0, events.size, self.batch_size):
+                    batch = events[start:start + self.batch_size]
+                    for e in self.exporters:
+                        with e.lock:
+                            e.queue.append(batch)
+                            full = []
+                            while len(e.queue) > e.max_batches:
+                                full.append(e.queue.popleft())
+                        for dropped in full:
+                            self._dropped(e, dropped.size, "queue_full")
+                            log.debug("exporter %s: queue full, dropped %d events", e.name,
+                                      dropped.size)
+                if events.size:
+                    for e in self.exporters:
+                        e.wake.set()
         finally:
             self.cpu_seconds += time.thread_time() - cpu
 
-    def _cycle_locked(self, now: float, final: bool) -> None:
-        with self._lock:
-            before = self.tracer.stats() if self.metrics is not None else None
-            events = self.tracer.drain()
-            self.drained_events += events.size
-            self.cycles += 1
-            if self.metrics is not None:
-                self._update_health(before, events)
-            for start in range(0, events.size, self.batch_size):
-                batch = events[start:start + self.batch_size]
-                for e in self.exporters:
-                    if len(e.queue) >= e.max_batches:
-                        dropped = e.queue.popleft()
-                        self._dropped(e, dropped.size)
-                        log.debug("exporter %s: queue full, dropped %d events", e.name,
-                                  dropped.size)
-                    e.queue.append(batch)
-            self._deliver(now, final)
+    def _deliver(self, e, now: float, final: bool = False) -> None:
+        """Export ``e``'s queued batches in order until one fails (then back off)."""
+        cpu = time.thread_time()
+        try:
+            self._deliver_batches(e, now, final)
+        finally:
+            self.cpu_seconds += time.thread_time() - cpu
 
-    def _deliver(self, now: float, final: bool = False) -> None:
-        for e in self.exporters:
-            while e.queue and (final or now >= e.next_attempt):
-                batch = e.queue[0]
-                try:
+    def _deliver_batches(self, e, now: float, final: bool) -> None:
+        while final or now >= e.next_attempt:
+            if final and time.monotonic() >= self._deadline:
+                return
+            with e.lock:
+                if not e.queue:
+                    return
+                batch = e.in_flight = e.queue.popleft()
+            try:
+                if e.with_deadline:
+                    e.export(batch, deadline=self._current_deadline)
+                else:
                     e.export(batch)
-                except PermanentExportError as exc:
-                    e.queue.popleft()
-                    self._failed(e)
-                    self._dropped(e, batch.size)
-                    e.last_error = str(exc)
-                    if str(exc) not in e.permanent_messages:
-                        e.permanent_messages.add(str(exc))
-                        log.error("exporter %s rejected a batch (not retried): %s", e.name, exc)
-                    continue
-                except Exception as exc:  # any failure: retry with backoff
-                    self._failed(e)
-                    e.last_error = f"{type(exc).__name__}: {exc}"
-                    e.backoff = min(self.backoff_max, max(self.backoff_initial, e.backoff * 2))
-                    delay = e.backoff * random.uniform(0.5, 1.0)
-                    retry_after = getattr(exc, "retry_after", None)
-                    if retry_after is not None:
-                        delay = max(delay, float(retry_after))
-                    e.next_attempt = time.monotonic() + delay
-                    (log.debug if e.failing else log.warning)(
-                        "exporter %s failed (%s); retrying in %.2f s", e.name, e.last_error, delay)
-                    e.failing = True
-                    break
-                e.queue.popleft()
-                e.exported_events += batch.size
-                e.exported_batches += 1
-                self.export_metrics.exported.add(batch.size, self.exporters.index(e))
-                if e.failing:
-                    log.info("exporter %s recovered", e.name)
-                e.failing = False
-                e.backoff = 0.0
-                e.next_attempt = 0.0
-
-    def _update_health(self, before: dict, events: np.ndarray) -> None:
-        m = self.metrics
-        after = self.tracer.stats()
-        lost = after["total"]["dropped"] + after["no_ring"]
-        now_ns = time.monotonic_ns()
-        written = {r["ring"]: r["written"] for r in after["rings"]}
-        records = _metric_records(m)
-        if self._last is not None:
-            last_lost, last_written, last_records, last_ns = self._last
-            if lost > last_lost:
-                m.events_dropped.add(lost - last_lost)
-            threads = sum(1 for r, w in written.items() if w > last_written.get(r, 0))
-            new_events = sum(written.values()) - sum(last_written.values())
-            m.overhead_percent.set(self._overhead.percent(
-                new_events, records - last_records, now_ns - last_ns, threads))
-        elif lost:
-            m.events_dropped.add(lost)
-        self._last = (lost, written, records, now_ns)
-        m.event_buffer_utilization.set(before["total"]["utilization"])
-        if events.size:
-            priming = events[events["event_type"] == EventType.PRIMING]
-            if priming.size:
-                self.top_pairs.update(np.stack([priming["source_node"], priming["target_node"]], 1))
-                m.priming_node_pairs.set(self.top_pairs.top(10))
-            interference = events[events["event_type"] == EventType.INTERFERENCE]
-            if interference.size:
-                self.top_episodes.update(interference["target_episode_id"])
-                m.interference_episode_pairs.set(self.top_episodes.top(10))
+            except PermanentExportError as exc:
+                e.in_flight = None
+                self._failed(e)
+                self._dropped(e, batch.size, "rejected")
+                e.last_error = str(exc)
+                if str(exc) not in e.permanent_messages:
+                    e.permanent_messages.add(str(exc))
+                    log.error("exporter %s rejected a batch (not retried): %s", e.name, exc)
+                continue
+            except BaseException as exc:  # any failure, SystemExit too: retry with backoff
+                with e.lock:
+                    e.queue.appendleft(batch)
+                    e.in_flight = None
+                    over = e.queue.popleft() if len(e.queue) > e.max_batches else None
+                if over is not None:
+                    self._dropped(e, over.size, "queue_full")
+                self._failed(e)
+                e.last_error = f"{type(exc).__name__}: {exc}"
+                e.backoff = min(self.backoff_max, max(self.backoff_initial, e.backoff * 2))
+                delay = e.backoff * random.uniform(0.5, 1.0)
+                retry_after = getattr(exc, "retry_after", None)
+                if isinstance(retry_after, (int, float)) and retry_after >= 0:
+                    delay = max(delay, float(retry_after))
+                e.next_attempt = time.monotonic() + delay
+                (log.debug if e.failing else log.warning)(
+                    "exporter %s failed (%s); retrying in %.2f s", e.name, e.last_error, delay)
+                e.failing = True
+                return
+            e.in_flight = None
+            e.exported_events += batch.size
+            e.exported_batches += 1
+            self.export_metrics.exported.add(batch.size, self.exporters.index(e))
+            if e.failing:
+                log.info("exporter %s recovered", e.name)
+            e.failing = False
+            e.backoff = 0.0
+            e.next_attempt = 0.0
 
     def stats(self) -> dict:
-        """Drained events, cycles, CPU time spent, and per exporter: exported, failures,
-        dropped, queued."""
+        """Drained events, cycles, CPU time spent, whether the threads are alive (and why one
+        died), and per exporter: exported, failures, dropped (by reason), queued."""
         return {"drained_events": self.drained_events, "cycles": self.cycles,
-                "cpu_seconds": self.cpu_seconds,
+                "cpu_seconds": self.cpu_seconds, "alive": self.alive, "error": self.error,
                 "exporters": {e.name: e.stats() for e in self.exporters}}
 
 
@@ -314,8 +462,9 @@ def _export_metrics(names):
         "failures": Counter("engram_export_failures_total",
                             "Failed export attempts (retried or not)", labels=labels),
         "dropped": Counter("engram_export_dropped_events_total",
-                           "Events an exporter could not deliver: queue full, rejected, or "
-                           "still queued at shutdown", labels=labels),
+                           "Events an exporter could not deliver, by reason: queue_full, "
+                           "rejected by the backend, or still undelivered at the shutdown "
+                           "deadline", labels={**labels, "reason": list(DROP_REASONS)}),
     }, name="engram_export")
     return cls()
 
@@ -323,21 +472,3 @@ def _export_metrics(names):
 class _NoExporters:
     def collect(self):
         raise ValueError("the collector has no exporters")
-
-
-_HEALTH = {"events_dropped", "event_buffer_utilization", "priming_node_pairs",
-           "interference_episode_pairs", "overhead_percent"}
-
-
-def _metric_records(metrics) -> int:
-    """Records made into a metric set so far: counter increments and histogram observations."""
-    total = 0
-    for attr, snap in metrics.collect().metrics.items():
-        if attr in _HEALTH:
-            continue
-        if snap.kind == "counter":
-            total += snap.total
-        elif snap.kind == "histogram":
-            total += sum(h.count for _, h in snap.items())
-    return total
-

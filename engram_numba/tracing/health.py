@@ -116,3 +116,69 @@ class OverheadEstimate:
             return 0.0
         spent = events * self.c_event + records * self.c_record
         return min(100.0, 100.0 * spent / (interval_ns * threads))
+
+
+_HEALTH = {"events_dropped", "event_buffer_utilization", "priming_node_pairs",
+           "interference_episode_pairs", "overhead_percent"}
+
+
+def _metric_records(metrics) -> int:
+    """Records made into a metric set so far: counter increments and histogram observations."""
+    total = 0
+    for attr, snap in metrics.collect().metrics.items():
+        if attr in _HEALTH:
+            continue
+        if snap.kind == "counter":
+            total += snap.total
+        elif snap.kind == "histogram":
+            total += sum(h.count for _, h in snap.items())
+    return total
+
+
+class CognitiveHealth:
+    """The collector hook keeping a CognitivePatternMetrics' tracing-health metrics.
+
+    ``engram_cognitive_events_dropped_total``, ``..._event_buffer_utilization``,
+    the top-10 tables of priming node pairs and interfered episodes, and
+    ``engram_metrics_overhead_percent`` (see the module docstring).
+    """
+
+    def __init__(self, metrics, top_capacity: int = 1024):
+        self.metrics = metrics
+        self.top_pairs = TopKeys(top_capacity)
+        self.top_episodes = TopKeys(top_capacity)
+        self._overhead = None
+        self._last = None
+
+    def on_start(self, collector) -> None:
+        self._overhead = OverheadEstimate()
+
+    def on_cycle(self, collector, events, before, after) -> None:
+        from .events import EventType
+        m = self.metrics
+        lost = after["total"]["dropped"] + after["no_ring"]
+        now_ns = time.monotonic_ns()
+        written = {r["ring"]: r["written"] for r in after["rings"]}
+        records = _metric_records(m)
+        if self._last is not None:
+            last_lost, last_written, last_records, last_ns = self._last
+            if lost > last_lost:
+                m.events_dropped.add(lost - last_lost)
+            if self._overhead is not None:
+                threads = sum(1 for r, w in written.items() if w > last_written.get(r, 0))
+                new_events = sum(written.values()) - sum(last_written.values())
+                m.overhead_percent.set(self._overhead.percent(
+                    new_events, records - last_records, now_ns - last_ns, threads))
+        elif lost:
+            m.events_dropped.add(lost)
+        self._last = (lost, written, records, now_ns)
+        m.event_buffer_utilization.set(before["total"]["utilization"])
+        if events.size:
+            priming = events[events["event_type"] == EventType.PRIMING]
+            if priming.size:
+                self.top_pairs.update(np.stack([priming["source_node"], priming["target_node"]], 1))
+                m.priming_node_pairs.set(self.top_pairs.top(10))
+            interference = events[events["event_type"] == EventType.INTERFERENCE]
+            if interference.size:
+                self.top_episodes.update(interference["target_episode_id"])
+                m.interference_episode_pairs.set(self.top_episodes.top(10))

@@ -27,7 +27,7 @@ from numba import njit
 from .._kernel_arg import KernelArgument
 from .._region import CACHE_LINE, KIND_TRACE, Region, RegionError, round_up
 from .._values import as_enum, as_integer, as_number, as_rate
-from ..clock import cycles, monotonic_ns, tsc_is_reliable
+from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
 from . import _ring as R
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
@@ -35,7 +35,7 @@ from .events import EVENT_DTYPE, EVENT_SIZE, EventType
 
 __all__ = ["CognitiveTracer"]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 _U64_WORDS = EVENT_SIZE // 8
 
 
@@ -59,34 +59,25 @@ def _py_false_memory(tr, a, b, c):
     return tr.trace_false_memory(a, b, c)
 
 
-@njit(nogil=True, cache=True)
-def _clock_pair():
-    c0 = cycles()
-    m = monotonic_ns()
-    c1 = cycles()
-    return c0 + (c1 - c0) // 2, m
-
-
-def _now_triple():
-    """(tsc, monotonic ns, unix ns) taken together."""
-    real0 = time.time_ns()
-    tsc, mono = _clock_pair()
-    real1 = time.time_ns()
-    return int(tsc), int(mono), (real0 + real1) // 2
-
-
-def _baseline(words) -> tuple:
-    """(tsc, unix ns) now and the TSC rate (ticks per ns) since the tracer was created.
+def _baseline(words) -> Anchor:
+    """An anchor at now, with the TSC rate measured since the tracer was created.
 
     A baseline under a millisecond is too short to measure a rate; it is
-    stretched by waiting 2 ms.
+    stretched by waiting 2 ms.  A header whose reference is unusable (a damaged
+    file) falls back to a rate measured here and now.
     """
     tsc_ref, mono_ref = int(words[R.TSC_REF_OFF // 8]), int(words[R.MONO_REF_OFF // 8])
-    tsc, mono, unix = _now_triple()
+    tsc, mono, unix = now_triple()
     if mono - mono_ref < 1_000_000:
         time.sleep(0.002)
-        tsc, mono, unix = _now_triple()
-    return tsc, unix, (tsc - tsc_ref) / (mono - mono_ref)
+        tsc, mono, unix = now_triple()
+    try:
+        return Anchor.from_rate(tsc, unix, (tsc - tsc_ref) / (mono - mono_ref))
+    except (ValueError, ZeroDivisionError):
+        tsc0, mono0, _ = now_triple()
+        time.sleep(0.002)
+        tsc, mono, unix = now_triple()
+        return Anchor.from_rate(tsc, unix, (tsc - tsc0) / max(mono - mono0, 1))
 
 
 def _description(n_rings, capacity, clock) -> str:
@@ -120,7 +111,7 @@ class CognitiveTracer(KernelArgument):
         words[R.CLOCK_OFF // 8] = clock
         words[R.CAP_OFF // 8] = capacity
         words[R.RINGS_OFF // 8] = n_rings
-        tsc, mono, unix = _now_triple()
+        tsc, mono, unix = now_triple()
         words[R.TSC_REF_OFF // 8] = tsc
         words[R.MONO_REF_OFF // 8] = mono
         words[R.UNIX_REF_OFF // 8] = unix
@@ -329,15 +320,11 @@ class CognitiveTracer(KernelArgument):
         return events
 
     def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
-        if self.clock == R.CLOCK_MONOTONIC:
-            _, mono, unix = _now_triple()
-            return (ticks.astype(np.int64) + (unix - mono)).astype(np.uint64)
-        tsc, unix, rate = self._anchor()
-        offset_ns = (ticks.astype(np.float64) - tsc) / rate
-        return (unix + np.rint(offset_ns)).astype(np.int64).astype(np.uint64)
+        anchor = Anchor.monotonic() if self.clock == R.CLOCK_MONOTONIC else self._anchor()
+        return anchor.to_unix_ns(ticks)
 
-    def _anchor(self) -> tuple:
-        """(tsc, unix ns, ticks per ns): the owner's last published anchor, else creation's."""
+    def _anchor(self) -> Anchor:
+        """The owner's last published anchor, else one from the creation baseline."""
         words = self._words()
         for _ in range(100):
             version = int(words[R.ANCHOR_VER_OFF // 8])
@@ -345,26 +332,27 @@ class CognitiveTracer(KernelArgument):
                 break
             if version & 1:
                 continue
-            anchor = (int(words[R.ANCHOR_TSC_OFF // 8]), int(words[R.ANCHOR_UNIX_OFF // 8]),
-                      float(words[R.ANCHOR_RATE_OFF // 8:R.ANCHOR_RATE_OFF // 8 + 1]
-                            .view(np.float64)[0]))
-            if int(words[R.ANCHOR_VER_OFF // 8]) == version:
+            anchor = Anchor(*(int(words[off // 8]) for off in (
+                R.ANCHOR_TSC_OFF, R.ANCHOR_UNIX_OFF, R.ANCHOR_MULT_OFF, R.ANCHOR_SHIFT_OFF)))
+            if int(words[R.ANCHOR_VER_OFF // 8]) == version and 0 < anchor.mult < 1 << 32 \
+                    and anchor.shift <= 32:
                 return anchor
-        _, _, rate = _baseline(words)
-        return int(words[R.TSC_REF_OFF // 8]), int(words[R.UNIX_REF_OFF // 8]), rate
+        rate = _baseline(words).ticks_per_ns        # no anchor yet: the creation reference
+        return Anchor.from_rate(int(words[R.TSC_REF_OFF // 8]), int(words[R.UNIX_REF_OFF // 8]),
+                                rate)
 
     def _publish_anchor(self) -> None:
         """Owner only: anchor at now, rate over the whole baseline since creation."""
         if self.clock != R.CLOCK_TSC or not self._region.writable:
             return
         words = self._words()
-        tsc, unix, rate = _baseline(words)
+        anchor = _baseline(words)
         from .._atomics import atomic_store
         version = int(words[R.ANCHOR_VER_OFF // 8])
         atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 1))
-        words[R.ANCHOR_TSC_OFF // 8] = tsc
-        words[R.ANCHOR_UNIX_OFF // 8] = unix
-        words[R.ANCHOR_RATE_OFF // 8:R.ANCHOR_RATE_OFF // 8 + 1].view(np.float64)[0] = rate
+        for off, value in ((R.ANCHOR_TSC_OFF, anchor.ticks), (R.ANCHOR_UNIX_OFF, anchor.unix),
+                           (R.ANCHOR_MULT_OFF, anchor.mult), (R.ANCHOR_SHIFT_OFF, anchor.shift)):
+            words[off // 8] = value
         atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 2))
 
     def drain(self) -> np.ndarray:
