@@ -1,14 +1,51 @@
-"""``engram-numba`` command line (also ``python -m engram_numba``)."""
+"""``engram-numba`` command line (also ``python -m engram_numba``).
+
+Exit codes: 0 success, 1 runtime failure (a missing or refused file, an
+unreachable endpoint), 2 usage error (a bad option or value).  Errors are one
+line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+
+
+class UsageError(Exception):
+    """A combination of options that cannot work (exit code 2)."""
+
+
+def _number(kind, low=None, high=None, low_open=False, what=""):
+    """An argparse type: a finite number of ``kind`` within bounds."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        ok = value is not None and not (isinstance(value, float) and not math.isfinite(value))
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+port_number = _number(int, 0, 65535, what="a port number (0-65535)")
+positive_int = _number(int, 1, what="a positive integer")
+positive_seconds = _number(float, 0, low_open=True, what="a positive, finite number of seconds")
+rate = _number(float, 0.0, 1.0, what="a sampling rate in [0, 1]")
 
 
 def _cmd_demo(args) -> int:
     from .demo import run_demo
+    if args.trials is not None and args.trials < 16:
+        raise UsageError("--trials: at least 16 (the run is split into 16 interleaved chunks)")
     run_demo(args.out, nodes=args.nodes, trials=args.trials, duration=args.duration,
              threads=args.threads, seed=args.seed, serve=args.serve, port=args.port,
              metrics_path=args.metrics_path, trace_path=args.trace_path,
@@ -54,8 +91,8 @@ def parse_duration(text: str) -> float:
             value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30s, 5m, 1h)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("durations are positive")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"durations are positive, got {text!r}")
     return value
 
 
@@ -67,12 +104,36 @@ def parse_types(text: str) -> list:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _select(events, args):
+def parse_since(text: str):
+    """A duration back from now (``30s``, ``5m``), or an instant: ISO 8601 with a time zone
+    (``2026-11-29T10:00:00Z``) or ``@<unix seconds>``.  Returns a callable giving unix ns."""
+    import datetime
     import time
+    text = text.strip()
+    if text.startswith("@"):
+        try:
+            instant = float(text[1:])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not unix seconds: {text!r}") from None
+        if not math.isfinite(instant):
+            raise argparse.ArgumentTypeError(f"not unix seconds: {text!r}")
+        return lambda: int(instant * 1e9)
+    if "T" in text or text.count("-") >= 2:
+        try:
+            when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+        if when.tzinfo is None:
+            raise argparse.ArgumentTypeError(f"give a time zone (Z or +hh:mm): {text!r}")
+        return lambda: int(when.timestamp() * 1e9)
+    seconds = parse_duration(text)
+    return lambda: time.time_ns() - int(seconds * 1e9)
 
+
+def _select(events, args):
     import numpy as np
     if getattr(args, "since", None) is not None:
-        events = events[events["timestamp"] >= np.uint64(time.time_ns() - int(args.since * 1e9))]
+        events = events[events["timestamp"] >= np.uint64(max(0, args.since()))]
     if getattr(args, "types", None):
         events = events[np.isin(events["event_type"], [int(t) for t in args.types])]
     return events
@@ -122,10 +183,10 @@ def _otlp_options(args) -> dict:
 def _cmd_trace_export(args) -> int:
     from .export.json import events_to_document, events_to_jsonl
     from .tracing import CognitiveTracer
+    if args.format in ("otlp", "loki") and not args.endpoint:
+        raise UsageError(f"--format {args.format} needs --endpoint URL")
     events = _select(CognitiveTracer.attach(args.attach).read(), args)
     if args.format in ("otlp", "loki"):
-        if not args.endpoint:
-            raise ValueError(f"--format {args.format} needs --endpoint URL")
         if args.format == "otlp":
             from .export.otlp import OtlpLogExporter
             exporter = OtlpLogExporter(args.endpoint, **_otlp_options(args))
@@ -242,7 +303,8 @@ def _add_transport_options(p, gzip_default=True):
     p.add_argument("--insecure", action="store_true",
                    help="gRPC without TLS / https without certificate checks")
     p.add_argument("--ca-file", metavar="PEM", help="CA certificates for TLS")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    p.add_argument("--timeout", type=positive_seconds, default=10.0,
+                   help="deadline of each request, seconds (default 10)")
     p.add_argument("--service", default="engram", help="service.name / service label")
 
 
@@ -254,14 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the instrumented cognitive workload and report")
     demo.add_argument("--out", default="report", metavar="DIR", help="report folder (default report/)")
-    demo.add_argument("--nodes", type=int, default=20_000, help="memories in the graph")
-    demo.add_argument("--trials", type=int, help="recall trials (default: sized by --duration)")
-    demo.add_argument("--duration", type=float, default=20.0,
+    demo.add_argument("--nodes", type=_number(int, 2, what="a number of memories (>= 2)"),
+                      default=20_000, help="memories in the graph (default 20,000)")
+    demo.add_argument("--trials", type=positive_int,
+                      help="recall trials, at least 16 (default: sized by --duration)")
+    demo.add_argument("--duration", type=positive_seconds, default=20.0,
                       help="seconds of workload when --trials is not given (default 20)")
-    demo.add_argument("--threads", type=int, help="numba threads (default: all cores)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--threads", type=positive_int,
+                      help="numba threads (default: all cores; more than numba has is reduced, "
+                           "with a note)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
-    demo.add_argument("--port", type=int, default=9464, help="port for --serve")
+    demo.add_argument("--port", type=port_number, default=9464, help="port for --serve")
     demo.add_argument("--metrics-path", metavar="PATH",
                       help="put the metrics in a file others can attach (metrics serve --attach)")
     demo.add_argument("--trace-path", metavar="PATH",
@@ -279,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--attach", required=True, action="append", metavar="PATH",
                        help="metric-set file written by another process (repeatable)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    serve.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 = any free)")
+    serve.add_argument("--port", type=port_number, default=9464,
+                       help="port (default 9464; 0 = any free)")
     serve.set_defaults(func=_cmd_metrics_serve)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP")
     push.add_argument("--attach", required=True, action="append", metavar="PATH")
@@ -287,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="host:port (grpc) or http(s)://host:port (http)")
     push.add_argument("--interval", type=parse_duration, metavar="DURATION",
                       help="push again every DURATION until interrupted (default: once)")
-    push.add_argument("--count", type=int, help="with --interval: stop after this many pushes")
+    push.add_argument("--count", type=positive_int,
+                      help="with --interval: stop after this many pushes")
     _add_transport_options(push)
     push.set_defaults(func=_cmd_metrics_push)
 
@@ -304,14 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="jsonl: one event per line; json: one batch document; chrome: "
                              "Trace Event JSON; otlp / loki: send to --endpoint")
     export.add_argument("--endpoint", metavar="URL", help="OTLP or Loki endpoint")
-    export.add_argument("--batch-size", type=int, default=5000, help="events per request")
+    export.add_argument("--batch-size", type=positive_int, default=5000,
+                        help="events per request (default 5000)")
     export.add_argument("--tenant", help="Loki tenant (X-Scope-OrgID)")
     export.add_argument("--user", help="Loki basic-auth user")
     export.add_argument("--password", help="Loki basic-auth password")
     _add_transport_options(export)
     export.add_argument("--output", metavar="FILE", help="default: standard output")
-    export.add_argument("--since", type=parse_duration, metavar="DURATION",
-                        help="only events newer than this (30s, 5m, 1h, 2d)")
+    export.add_argument("--since", type=parse_since, metavar="WHEN",
+                        help="only events from this on: a duration back from now (30s, 5m, 1h, "
+                             "2d), an ISO 8601 time with zone, or @<unix seconds>")
     export.add_argument("--types", type=parse_types, metavar="T1,T2",
                         help="only these event types (priming,interference,...)")
     export.set_defaults(func=_cmd_trace_export)
@@ -319,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream = trace.add_parser("stream", help="follow new events as JSON lines until interrupted")
     attach(stream)
     stream.add_argument("--types", type=parse_types, metavar="T1,T2")
-    stream.add_argument("--interval", type=float, default=0.2, help="poll interval, seconds")
+    stream.add_argument("--interval", type=positive_seconds, default=0.2,
+                        help="poll interval, seconds (default 0.2)")
     stream.set_defaults(func=_cmd_trace_stream)
 
     stats = trace.add_parser("stats", help="written / delivered / dropped per ring")
@@ -331,19 +402,26 @@ def build_parser() -> argparse.ArgumentParser:
     attach(config)
     config.add_argument("--enable", type=parse_types, action="extend", metavar="T1,T2")
     config.add_argument("--disable", type=parse_types, action="extend", metavar="T1,T2")
-    config.add_argument("--sample-rate", type=float, metavar="R",
+    config.add_argument("--sample-rate", type=rate, metavar="R",
                         help="rate in [0, 1] for the --enable'd types (default: all enabled)")
     config.set_defaults(func=_cmd_trace_config)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)          # usage errors: a message and exit code 2
     try:
         return args.func(args)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
         print(f"engram-numba: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a runtime failure: one line, never a traceback
+        print(f"engram-numba: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -92,12 +92,20 @@ def _pair():
     return c0 + (c1 - c0) // 2, m
 
 
-def now_triple() -> tuple:
-    """(TSC ticks, CLOCK_MONOTONIC ns, unix ns), taken together (within a microsecond)."""
-    real0 = time.time_ns()
-    tsc, mono = _pair()
-    real1 = time.time_ns()
-    return int(tsc), int(mono), (real0 + real1) // 2
+def now_triple(tries: int = 5) -> tuple:
+    """(TSC ticks, CLOCK_MONOTONIC ns, unix ns), taken together.
+
+    The sample whose two wall-clock reads lie closest together (of ``tries``)
+    is kept, so a preemption in the middle of one does not skew it.
+    """
+    best = None
+    for _ in range(tries):
+        real0 = time.time_ns()
+        tsc, mono = _pair()
+        real1 = time.time_ns()
+        if best is None or real1 - real0 < best[0]:
+            best = (real1 - real0, int(tsc), int(mono), (real0 + real1) // 2)
+    return best[1:]
 
 
 # -- ticks -> unix nanoseconds ---------------------------------------------------------
@@ -143,6 +151,15 @@ class Anchor:
     unix: int
     mult: int
     shift: int
+
+    def at_now(self) -> "Anchor":
+        """The same rate, anchored at this moment's TSC and wall clock.
+
+        Converting with an anchor taken now makes timestamps agree with the
+        current wall clock, even after it was stepped.
+        """
+        tsc, _, unix = now_triple()
+        return Anchor(tsc, unix, self.mult, self.shift)
 
     @classmethod
     def from_rate(cls, ticks: int, unix: int, ticks_per_ns: float) -> "Anchor":

@@ -55,8 +55,8 @@ class _Sample:
 class _Progress:
     """A one-line progress bar fed by the kernels' own trial counter."""
 
-    def __init__(self, total: int, stream):
-        self.total, self.stream = total, stream
+    def __init__(self, total: int, stream, unit: str = "trials"):
+        self.total, self.stream, self.unit = total, stream, unit
         self.start = time.monotonic()
         self.live = stream.isatty() if hasattr(stream, "isatty") else False
         self.last_print = 0.0
@@ -69,7 +69,8 @@ class _Progress:
         frac = min(1.0, done / self.total) if self.total else 1.0
         bar = "#" * int(frac * 30)
         rate = done / max(now - self.start, 1e-9)
-        line = f"[{bar:<30}] {frac:6.1%}  {done:,}/{self.total:,} trials  {rate:,.0f}/s  {extra}"
+        line = (f"[{bar:<30}] {frac:6.1%}  {done:,}/{self.total:,} {self.unit}  {rate:,.0f}/s  "
+                f"{extra}")
         if self.live:
             self.stream.write("\r" + line + ("\n" if final else ""))
         else:
@@ -113,11 +114,20 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
     stream = stream or sys.stderr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    say = (lambda msg: print(msg, file=stream, flush=True))
+    if trials is not None and (isinstance(trials, bool) or int(trials) < chunks):
+        raise ValueError(f"trials must be at least {chunks} (one per interleaved chunk), "
+                         f"got {trials!r}")
+    if not duration > 0:
+        raise ValueError(f"duration must be positive, got {duration!r}")
     if threads:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        available = numba.config.NUMBA_NUM_THREADS
+        if threads > available:
+            say(f"note: --threads {threads} reduced to {available}, the threads numba has here "
+                f"(NUMBA_NUM_THREADS)")
+        numba.set_num_threads(min(threads, available))
     n_threads = numba.get_num_threads()
 
-    say = (lambda msg: print(msg, file=stream, flush=True))
     graph = build_graph(nodes, seed)
     say(f"memory graph: {graph.nodes:,} memories, {graph.edges:,} associations; "
         f"{n_threads} threads")
@@ -162,7 +172,9 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
         tracer_reset = tracer.stats()["total"]["written"]
     trials = int(trials)
     collector.start()
-    bar = _Progress(2 * trials, stream)
+    say(f"running {trials:,} trials twice, in {chunks} interleaved chunks: instrumented, and on "
+        f"the disabled twin (the same kernel compiled without the calls)")
+    bar = _Progress(2 * trials, stream, unit="trial runs")
     progress[:] = 0
     bounds = np.linspace(0, trials, chunks + 1).astype(np.int64)
     on_times, off_times, checksums = [], [], []
@@ -269,7 +281,8 @@ def _print_summary(s, out, stream=None):
     w = s["workload"]
     p = print
     p(f"\nengram-numba demo: {w['trials']:,} recall trials over {w['memories']:,} memories "
-      f"on {w['threads']} threads")
+      f"on {w['threads']} threads, run twice ({2 * w['trials']:,} trial runs: instrumented and "
+      f"disabled twin)")
     p(f"  instrumented {s['seconds']['instrumented']:.2f} s, disabled twin "
       f"{s['seconds']['disabled']:.2f} s -> overhead {s['overhead']['median_percent']:+.1f}% "
       f"(median of {len(s['overhead']['chunk_percent'])} interleaved chunks, IQR "

@@ -42,7 +42,63 @@ def test_bad_files_give_a_clear_error_not_a_traceback(tmp_path):
     junk = tmp_path / "junk"
     junk.write_bytes(b"\0" * 4096)
     r = run_cli("metrics", "show", "--attach", str(junk))
-    assert r.returncode == 2
+    assert r.returncode == 1
     assert "not an engram-numba region" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("metrics", "show", "--attach", str(tmp_path / "missing"))
-    assert r.returncode == 2 and "no region file" in r.stderr
+    assert r.returncode == 1 and "no region file" in r.stderr
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("args, message", [
+    (["metrics", "serve", "--attach", "x", "--port", "70000"], "port number"),
+    (["metrics", "serve", "--attach", "x", "--port", "-1"], "port number"),
+    (["trace", "export", "--attach", "x", "--batch-size", "-1"], "positive integer"),
+    (["trace", "export", "--attach", "x", "--batch-size", "0"], "positive integer"),
+    (["trace", "export", "--attach", "x", "--timeout", "-1"], "positive, finite number of seconds"),
+    (["trace", "export", "--attach", "x", "--timeout", "nan"], "finite number of seconds"),
+    (["trace", "stream", "--attach", "x", "--interval", "0"], "positive, finite number of seconds"),
+    (["trace", "stream", "--attach", "x", "--interval", "-1"], "positive, finite number of seconds"),
+    (["trace", "config", "--attach", "x", "--sample-rate", "1.5"], "rate in [0, 1]"),
+    (["trace", "export", "--attach", "x", "--since=-5m"], "positive"),
+    (["trace", "export", "--attach", "x", "--since", "2026-01-01T00:00:00"], "time zone"),
+    (["metrics", "push", "--attach", "x", "--otlp", "h:1", "--interval", "0"], "positive"),
+    (["metrics", "push", "--attach", "x", "--otlp", "h:1", "--count", "0"], "positive integer"),
+    (["demo", "--trials", "-1"], "positive integer"),
+    (["demo", "--trials", "0"], "positive integer"),
+    (["demo", "--trials", "5"], "at least 16"),
+    (["demo", "--duration", "-1"], "positive, finite number of seconds"),
+    (["demo", "--threads", "0"], "positive integer"),
+    (["demo", "--nodes", "1"], ">= 2"),
+    (["trace", "export", "--attach", "x", "--format", "otlp"], "needs --endpoint"),
+])
+def test_bad_arguments_are_usage_errors_without_a_traceback(args, message):
+    r = run_cli(*args)
+    assert r.returncode == 2, (args, r.returncode, r.stderr)
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_runtime_failures_exit_1(tmp_path):
+    from engram_numba import CognitiveTracer, TracingConfig
+    from .processes import free_port
+    path = tmp_path / "t.rings"
+    tr = CognitiveTracer(TracingConfig(ring_buffer_size=64, max_threads=2, path=str(path)))
+    tr.trace_priming(0, 0.5, 1, 2)
+    r = run_cli("trace", "export", "--attach", str(path), "--format", "otlp", "--protocol", "http",
+                "--endpoint", f"http://127.0.0.1:{free_port()}", "--timeout", "0.5")
+    assert r.returncode == 1 and "failed after" in r.stderr and "Traceback" not in r.stderr
+    assert "sent" not in r.stderr                       # no false success
+    r = run_cli("metrics", "show", "--attach", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "no region file" in r.stderr
+
+
+def test_demo_says_when_it_reduces_the_threads(tmp_path):
+    r = run_cli("demo", "--out", str(tmp_path / "r"), "--nodes", "500", "--trials", "64",
+                "--threads", "64", "--no-figures")
+    assert r.returncode == 0, r.stderr
+    assert "--threads 64 reduced to" in r.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["workload"]["trials"] == 64
+    assert "64 recall trials" in r.stdout and "128 trial runs" in r.stdout
+    assert "/128 trial runs" in r.stderr                 # the progress bar counts the same runs

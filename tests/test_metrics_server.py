@@ -12,7 +12,7 @@ from engram_numba.export import MetricsServer
 from engram_numba.metrics import attach_metrics
 from engram_numba.metrics.cognitive import CognitivePatternMetrics
 
-from .processes import Server, Worker
+from .processes import Server, Worker, wait_for
 
 
 def _values(text, parse=text_string_to_metric_families):
@@ -67,4 +67,61 @@ def test_cli_serve_refuses_bad_files(tmp_path):
     junk.write_bytes(b"not a region" * 100)
     r = subprocess.run([sys.executable, "-m", "engram_numba", "metrics", "serve", "--attach",
                         str(junk), "--port", "0"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "not an engram-numba region" in r.stderr
+    assert r.returncode == 1 and "not an engram-numba region" in r.stderr
+
+
+def _scrape(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.status
+
+
+def test_half_open_connections_are_bounded_and_time_out():
+    """150 clients that connect and send nothing: never more than 8 handler threads,
+    each stalled one is dropped after its timeout, and the server keeps serving."""
+    import socket
+    import threading
+    import time
+    m = CognitivePatternMetrics()
+    with MetricsServer(m, timeout=0.5, max_connections=8) as server:
+        base = threading.active_count()
+        idle = [socket.create_connection(server.address) for _ in range(150)]
+        most = 0
+        deadline = time.monotonic() + 120                      # a guard only
+        while server.refused_connections + server.served_connections < 150:
+            assert time.monotonic() < deadline, "the server stopped handling connections"
+            most = max(most, threading.active_count() - base)
+            time.sleep(0.005)
+        assert most <= 8, f"{most} handler threads for idle clients"
+        for s in idle:
+            s.close()
+        assert _scrape(server.url) == 200
+        while threading.active_count() > base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= base
+
+
+def test_early_disconnects_are_quiet(tmp_path):
+    """A client that hangs up before reading its answer: no traceback on stderr."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    path = tmp_path / "c.metrics"
+    CognitivePatternMetrics.create(path).close()
+    with Server(path) as server:
+        host, port = server.url.split("//")[1].split("/")[0].split(":")
+        for _ in range(100):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()                                          # RST: the write fails
+        def scraped():
+            try:
+                return _values(server.get())
+            except urllib.error.HTTPError as exc:              # busy with the flood: 503
+                assert exc.code == 503
+                return None
+        assert wait_for(scraped, timeout=120, interval=0.05)   # still serving
+        server.stop()
+        err = server.proc.stderr.read()
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -50,10 +51,16 @@ def test_export_stats_config_and_stream(tmp_path):
         doc = json.loads((tmp_path / "out.json").read_text())
         assert doc["count"] == 200
         assert {e["event_type"] for e in doc["events"]} == {"priming", "false_memory"}
-        time.sleep(4)
+        between = time.time_ns()
+        while time.time_ns() == between:
+            pass
         assert w.step() == 400
-        r = cli("export", "--attach", str(path), "--since", "2s")   # CLI start-up < 2 s < 4 s
-        assert len(r.stdout.decode().splitlines()) == 400          # only the newer step
+        r = cli("export", "--attach", str(path), "--since", f"@{between / 1e9:.9f}")
+        assert r.returncode == 0, r.stderr
+        newer = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        assert len(newer) == 400 and min(e["timestamp"] for e in newer) >= between
+        r = cli("export", "--attach", str(path), "--since", "1h")
+        assert len(r.stdout.decode().splitlines()) == 800
         r = cli("stats", "--attach", str(path), "--json")
         stats = json.loads(r.stdout)
         assert stats["total"]["written"] == 800 and stats["total"]["pending"] == 800
@@ -63,17 +70,25 @@ def test_export_stats_config_and_stream(tmp_path):
         assert r.returncode == 0 and b"interference     off" in r.stdout
         kept = w.step()
         assert 200 + 25 < kept < 200 + 75       # priming at 0.5, two other types at 1
-        # stream follows new events until interrupted
+        # stream follows new events until interrupted: step the worker until the stream
+        # has shown 200 of them (however long it takes to start), then stop it
         stream = subprocess.Popen([sys.executable, "-m", "engram_numba", "trace", "stream",
                                    "--attach", str(path), "--types", "false_memory",
                                    "--interval", "0.05"], stdout=subprocess.PIPE)
-        time.sleep(1.5)
-        w.step()
-        time.sleep(1.0)
+        streamed = []
+        reader = threading.Thread(target=lambda: streamed.extend(
+            json.loads(x) for x in stream.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 300                  # a guard only
+        while len(streamed) < 200 and time.monotonic() < deadline:
+            w.step()
+            time.sleep(0.05)
         stream.terminate()
-        out, _ = stream.communicate(timeout=30)
-        streamed = [json.loads(x) for x in out.decode().splitlines()]
-        assert len(streamed) == 100 and {e["event_type"] for e in streamed} == {"false_memory"}
+        stream.wait(timeout=30)
+        reader.join(timeout=30)
+        assert len(streamed) >= 200 and {e["event_type"] for e in streamed} == {"false_memory"}
+        hashes = [e["critical_lure_hash"] // 7919 for e in streamed]
+        assert hashes == list(range(hashes[0], hashes[0] + len(hashes)))   # in order, no gap
 
 
 @pytest.mark.parametrize("content, message", [
@@ -83,7 +98,7 @@ def test_damaged_files_give_a_clear_error(tmp_path, content, message):
     bad.write_bytes(content)
     for sub in ("export", "stats", "stream", "config"):
         r = cli(sub, "--attach", str(bad))
-        assert r.returncode == 2, (sub, r.stderr)
+        assert r.returncode == 1, (sub, r.stderr)
         assert message in r.stderr.decode() and b"Traceback" not in r.stderr
 
 
@@ -92,4 +107,4 @@ def test_a_metrics_file_is_not_a_trace_file(tmp_path):
     path = tmp_path / "m"
     CognitivePatternMetrics.create(path)
     r = cli("stats", "--attach", str(path))
-    assert r.returncode == 2 and b"holds metric set, expected trace rings" in r.stderr
+    assert r.returncode == 1 and b"holds metric set, expected trace rings" in r.stderr

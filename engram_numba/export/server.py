@@ -3,11 +3,18 @@
 Every request reads fresh snapshots of the metric sets it serves; nothing is
 cached between scrapes.  Prometheus text format 0.0.4 by default, OpenMetrics
 when the scraper asks for it and ``prometheus_client`` is installed.
+
+It is built to stay up on a shared machine: each connection has a read/write
+timeout (a half-open or stalled client is dropped), at most
+``max_connections`` are served at once (more get ``503`` at once instead of a
+thread each), and a client that disconnects early is logged at DEBUG, not
+printed as a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,6 +23,11 @@ from .prometheus import CONTENT_TYPE, exposition, openmetrics_exposition
 log = logging.getLogger(__name__)
 
 OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError,
+                socket.timeout)
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+         b"Retry-After: 1\r\nContent-Length: 20\r\nConnection: close\r\n\r\n"
+         b"too many connections")
 
 
 def _wants_openmetrics(accept: str) -> bool:
@@ -28,20 +40,77 @@ def _wants_openmetrics(accept: str) -> bool:
     return True
 
 
+class _Server(ThreadingHTTPServer):
+    """Threads bounded by a semaphore; early disconnects are not errors."""
+
+    daemon_threads = True
+    request_queue_size = 128          # listen backlog: a burst of scrapers is queued, not dropped
+
+    def __init__(self, address, handler, max_connections):
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
+        self.finished = 0
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            try:
+                request.settimeout(0.5)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.finished += 1
+            self.slots.release()
+
+    def handle_error(self, request, client_address):
+        import sys
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _DISCONNECTS):
+            log.debug("client %s went away: %s", client_address, exc)
+        else:
+            log.exception("error serving %s", client_address)
+
+
 class MetricsServer:
     """Serve ``/metrics`` for metric sets (or zero-argument callables returning them).
 
-    ``port=0`` picks a free port; see :attr:`url`.  Use as a context manager or
-    call :meth:`start` / :meth:`stop`.
+    ``port=0`` picks a free port; see :attr:`url`.  ``timeout`` is the per-
+    connection read/write timeout in seconds, ``max_connections`` the number
+    served at once.  Use as a context manager or call :meth:`start` / :meth:`stop`.
     """
 
-    def __init__(self, *sources, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, *sources, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0,
+                 max_connections: int = 16):
         if not sources:
             raise ValueError("MetricsServer needs at least one metric set")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer in [0, 65535], got {port!r}")
+        if not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
+                or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
         self.sources = sources
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def setup(self):
+                self.timeout = timeout       # StreamRequestHandler applies it to the socket
+                super().setup()
+
             def do_GET(self):
                 if self.path.split("?")[0] != "/metrics":
                     self.send_error(404, "only /metrics is served here")
@@ -65,8 +134,10 @@ class MetricsServer:
             def log_message(self, fmt, *args):
                 log.debug("%s " + fmt, self.address_string(), *args)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        try:
+            self._httpd = _Server((host, port), Handler, max_connections)
+        except OverflowError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc}") from None
         self._thread = None
 
     def _sets(self):
@@ -80,6 +151,16 @@ class MetricsServer:
     def url(self) -> str:
         host, port = self.address
         return f"http://{host}:{port}/metrics"
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections answered 503 because ``max_connections`` were being served."""
+        return self._httpd.refused
+
+    @property
+    def served_connections(self) -> int:
+        """Connections served to the end (answered, timed out or closed by the client)."""
+        return self._httpd.finished
 
     def start(self) -> "MetricsServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="engram-metrics",

@@ -10,10 +10,10 @@ Data area of a tracer region (byte offsets, lines of 64 bytes)::
     72    mono_ref    u64      CLOCK_MONOTONIC at creation } measures the TSC rate
     80    unix_ref    u64      unix ns at creation
     88    anchor_ver  u64      seqlock version of the anchor below (0: none yet)
-    96    anchor_tsc  u64      } published by the owner at every drain: every
-    104   anchor_unix u64      } process converts ticks to unix ns the same way
-    112   anchor_mult u64      } (clock.Anchor: unix = anchor_unix +
-    120   anchor_shift u64     }  ((tsc - anchor_tsc) * mult) >> shift)
+    96    anchor_tsc  u64      } published by the owner at every drain (clock.Anchor):
+    104   anchor_unix u64      } the TSC rate, measured over the whole life of the
+    112   anchor_mult u64      } tracer, as ns = (ticks * mult) >> shift; every process
+    120   anchor_shift u64     } converts with it, anchored at its own present
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an enum argument out of range
     256   ring headers, 192 B each:

@@ -324,7 +324,12 @@ class CognitiveTracer(KernelArgument):
         return anchor.to_unix_ns(ticks)
 
     def _anchor(self) -> Anchor:
-        """The owner's last published anchor, else one from the creation baseline."""
+        """The TSC rate the owner last published (else measured since creation), anchored now.
+
+        Every process converts with the same rate, and each anchors at its own
+        present wall clock, so timestamps agree with ``time.time_ns()`` even
+        after the wall clock was stepped.
+        """
         words = self._words()
         for _ in range(100):
             version = int(words[R.ANCHOR_VER_OFF // 8])
@@ -336,10 +341,8 @@ class CognitiveTracer(KernelArgument):
                 R.ANCHOR_TSC_OFF, R.ANCHOR_UNIX_OFF, R.ANCHOR_MULT_OFF, R.ANCHOR_SHIFT_OFF)))
             if int(words[R.ANCHOR_VER_OFF // 8]) == version and 0 < anchor.mult < 1 << 32 \
                     and anchor.shift <= 32:
-                return anchor
-        rate = _baseline(words).ticks_per_ns        # no anchor yet: the creation reference
-        return Anchor.from_rate(int(words[R.TSC_REF_OFF // 8]), int(words[R.UNIX_REF_OFF // 8]),
-                                rate)
+                return anchor.at_now()
+        return _baseline(words)
 
     def _publish_anchor(self) -> None:
         """Owner only: anchor at now, rate over the whole baseline since creation."""
