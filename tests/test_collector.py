@@ -62,7 +62,7 @@ def test_a_failing_exporter_is_retried_without_loss_and_others_carry_on():
     record(m, tr, 0, 1000)
     c.flush()
     assert healthy.events.size == 2000 and flaky.events.size == 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60          # a guard only
     while flaky.events.size < 2000 and time.monotonic() < deadline:
         time.sleep(0.02)
         c.flush()
@@ -197,7 +197,8 @@ def test_stop_accounts_for_every_event_when_a_backend_hangs():
     report = c.stop(timeout=1.0)
     took = time.monotonic() - t
     try:
-        assert took < 5.0, f"stop(timeout=1) took {took:.1f} s"
+        # without the deadline this waits for the 60 s hang; the margin absorbs a loaded machine
+        assert took < 15.0, f"stop(timeout=1) took {took:.1f} s"
         assert report["drained_events"] == 5000
         _accounted(report, 5000)
         assert report["exporters"]["hanging"]["dropped"]["deadline"] == 5000

@@ -43,7 +43,8 @@ def test_a_trickling_server_cannot_hold_a_request_past_its_timeout(name):
         with pytest.raises(ExportError, match="deadline"):
             export(events)
         took = time.monotonic() - t
-    assert took < 3.0, f"{name}: timeout=1 took {took:.1f} s"
+    # a trickled answer takes 500 s; the margin only absorbs a loaded machine
+    assert took < 15.0, f"{name}: timeout=1 took {took:.1f} s"
 
 
 @pytest.mark.parametrize("mode", ["garbage", "close"])
@@ -72,7 +73,7 @@ def test_stop_interrupts_an_export_in_flight_and_counts_what_it_lost():
         t = time.monotonic()
         report = c.stop(timeout=2)
         took = time.monotonic() - t
-    assert took < 3.5, f"stop(timeout=2) took {took:.1f} s"
+    assert took < 15.0, f"stop(timeout=2) took {took:.1f} s"   # not the 30 s request timeout
     assert not report["alive"] and report["drained_events"] == 5000
     per = report["exporters"]["otlp"]
     assert per["exported"] == 0 and per["pending"] == 0
@@ -93,6 +94,6 @@ def test_stop_cancels_a_grpc_call_in_flight_at_its_deadline():
         t = time.monotonic()
         report = c.stop(timeout=1)
         took = time.monotonic() - t
-    assert took < 2.5, f"stop(timeout=1) took {took:.1f} s"
+    assert took < 15.0, f"stop(timeout=1) took {took:.1f} s"   # not the 30 s call timeout
     per = report["exporters"]["otlp"]
     assert not report["alive"] and per["dropped"]["deadline"] == 3000 and per["pending"] == 0

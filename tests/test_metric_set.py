@@ -345,3 +345,38 @@ def test_file_backed_sets_share_values_and_refuse_other_layouts(tmp_path):
     writer.close()
     with pytest.raises(ValueError, match="closed"):
         record_everything(writer, *_data(1))
+
+
+class First(MetricSet):
+    a = Counter("first_a")
+
+    @kernel_method
+    def record(self, n):
+        self.a.add(n)
+
+
+class Second(MetricSet):
+    b = Histogram("second_b", range=(0.1, 10))
+    c = Counter("second_c", labels={"color": Color})
+
+    @kernel_method
+    def record(self, color: Color, value, times):
+        for _ in range(times):
+            self.c.inc(color)
+            self.b.observe(value)
+
+
+@njit
+def _both(f, s):
+    f.record(5)
+    s.record(Color.BLUE, 2.5, 3)
+
+
+def test_two_sets_may_have_kernel_methods_of_the_same_name():
+    f, s = First(), Second()
+    _both(f, s)
+    f.record(2)
+    s.record(color=Color.RED, value=1.0, times=1)
+    assert f.a.value() == 7
+    assert s.c.values() == {"red": 1, "green": 0, "blue": 3}
+    assert s.b.read().count == 4

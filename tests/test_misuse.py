@@ -196,3 +196,12 @@ def test_passing_a_closed_object_to_a_kernel_raises():
     m.close()
     with pytest.raises(ValueError, match="closed"):
         _record(m)
+
+
+def test_tracing_config_paths_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="a file path"):
+        TracingConfig(path="")
+    with pytest.raises(ValueError, match="is a directory"):
+        TracingConfig(path=str(tmp_path))
+    with pytest.raises(ValueError, match="a file path"):
+        TracingConfig(path=42)

@@ -62,36 +62,46 @@ def test_prometheus_scrapes_and_answers_promql(tmp_path):
         try:
             wait_for(lambda: any(t["health"] == "up"
                                  for t in prom.api("targets")["activeTargets"]), timeout=60)
-            # drive the worker at a steady 1000 events/s for 12 s
+            # drive the worker at about 1000 events/s until Prometheus holds 8 s of scrapes;
+            # the rate is checked against what was actually recorded, not the intended pace
             stop = threading.Event()
-            done = []
+            log = [(time.time(), 0)]
 
             def drive():
                 next_t = time.monotonic()
                 while not stop.is_set():
-                    done.append(worker.step())
+                    total = worker.step()
+                    log.append((time.time(), total))
                     next_t += 1 / STEPS_PER_S
                     time.sleep(max(0.0, next_t - time.monotonic()))
 
             driver = threading.Thread(target=drive)
             driver.start()
-            time.sleep(12)
-            rate = prom.value("sum(rate(engram_priming_events_total[8s]))")
-            stop.set()
-            driver.join()
-            recorded = done[-1]
+            try:
+                wait_for(lambda: prom.value('count_over_time(engram_priming_events_total'
+                                            '{priming_type="semantic"}[8s])') >= 7, timeout=300)
+                result = prom.api("query", query="sum(rate(engram_priming_events_total[8s]))")
+                at, rate = result["result"][0]["value"]
+                at, rate = float(at), float(rate)
+            finally:
+                stop.set()
+                driver.join()
+            times = np.array([t for t, _ in log])
+            counts = np.array([c for _, c in log])
+            actual = (np.interp(at, times, counts) - np.interp(at - 8, times, counts)) / 8
+            recorded = log[-1][1]
             # every event so far, once a scrape after the last step has landed
             total = wait_for(lambda: prom.value("sum(engram_priming_events_total)") == recorded
-                             and recorded, timeout=20)
+                             and recorded, timeout=120)
             assert total == recorded
             semantic = prom.value('engram_priming_events_total{priming_type="semantic"}')
             assert semantic == len(range(0, recorded, 3))
-            assert rate == pytest.approx(STEP * STEPS_PER_S, rel=0.25)
+            assert rate == pytest.approx(actual, rel=0.25)
             p95 = prom.value("histogram_quantile(0.95, engram_priming_strength_bucket)")
             strengths = np.linspace(0.01, 1.0, 100)   # recorded in whole cycles
             exact = np.quantile(np.tile(strengths, recorded // 100), 0.95, method="inverted_cdf")
             assert p95 == pytest.approx(exact, rel=0.05)
             print(f"prometheus: total {total:.0f} (recorded {recorded}), rate {rate:.1f}/s "
-                  f"(driven {STEP * STEPS_PER_S}/s), p95 {p95:.4f} (exact {exact:.4f})")
+                  f"(recorded {actual:.1f}/s), p95 {p95:.4f} (exact {exact:.4f})")
         finally:
             prom.stop()

@@ -220,7 +220,11 @@ def _check_labels(h, method, labels):
             f"got {len(labels)}")
     for k, (lt, enum_cls) in enumerate(zip(labels, h.enums)):
         if isinstance(lt, types.IntEnumMember):
-            if enum_cls is not None and lt.instance_class is not enum_cls:
+            if enum_cls is None:
+                raise errors.TypingError(
+                    f"{h.metric_name}.{method}: label {k} takes an integer index, not a "
+                    f"{lt.instance_class.__name__} member (the label was not declared with it)")
+            if lt.instance_class is not enum_cls:
                 raise errors.TypingError(
                     f"{h.metric_name}.{method}: label {k} takes {enum_cls.__name__} members, "
                     f"got a {lt.instance_class.__name__}")
@@ -417,36 +421,51 @@ def _count_invalid(m):
 # @kernel_method
 # --------------------------------------------------------------------------
 
-def register_kernel_method(km) -> None:
-    """Make ``set.<name>(...)`` resolve, in kernels, to this kernel method.
+_kernel_method_names: set = set()
 
-    One overload per method object: its typer takes the method's own signature
-    (numba folds call arguments with it) and answers only for set classes that
-    resolve the name to this very method.  A parameter annotated with an
-    IntEnum refuses members of any other IntEnum (a TypingError), as metric
-    labels do.
+
+def register_kernel_method(km) -> None:
+    """Make ``set.<name>(...)`` resolve, in kernels, to the set class's kernel method.
+
+    numba resolves a method attribute with the first template registered for
+    that name, so there is one overload per *name*: its typer looks the method
+    up on the set class being compiled (two sets may each have a ``record``
+    with different parameters).  Arguments are positional in kernels.  A
+    parameter annotated with an IntEnum refuses members of any other IntEnum
+    (a TypingError), as metric labels do.
     """
-    def _method(self, *args, **kwargs):
-        if self.set_class._kernel_methods.get(km.name) is not km:
+    if km.name in _kernel_method_names:
+        return
+    _kernel_method_names.add(km.name)
+    name = km.name
+
+    def _method(self, *args):
+        method = self.set_class._kernel_methods.get(name)
+        if method is None:
             return None
+        given = _star(args)
         try:
-            bound = km._signature.bind(self, *args, **kwargs)
+            bound = method._signature.bind(self, *given)
         except TypeError as exc:
-            raise errors.TypingError(f"{km.name}: {exc}") from None
-        for param, enum_cls in km._enums().items():
+            raise errors.TypingError(f"{name}: {exc} (kernel methods take positional "
+                                     f"arguments in kernels)") from None
+        for param, enum_cls in method._enums().items():
             t = bound.arguments.get(param)
             if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
                 raise errors.TypingError(
-                    f"{km.name}: {param} takes {enum_cls.__name__} members, "
+                    f"{name}: {param} takes {enum_cls.__name__} members, "
                     f"got a {t.instance_class.__name__}")
             if t is not None and not isinstance(t, (types.IntEnumMember, types.Integer,
                                                     types.Omitted)):
                 raise errors.TypingError(
-                    f"{km.name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
-        return km.func
+                    f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
+        body = method.jitted()
 
-    _method.__signature__ = km._signature
-    overload_method(MetricSetType, km.name)(_method)
+        def impl(self, *args):
+            return body(self, *args)
+        return impl
+
+    overload_method(MetricSetType, name)(_method)
 
 
 # --------------------------------------------------------------------------
@@ -482,7 +501,7 @@ def python_caller(km, nbtype):
     key = (km, nbtype)
     caller = _callers.get(key)
     if caller is None:
-        body = njit(km.func)
+        body = km.jitted()
         make = _set_from_address(nbtype)
 
         @njit(nogil=True)

@@ -68,6 +68,7 @@ class kernel_method:
         self._signature = inspect.signature(func)
         self._params = list(self._signature.parameters)[1:]
         self._enum_params = None
+        self._jitted = None
 
     def __set_name__(self, owner, name):
         self.name = name
@@ -87,6 +88,13 @@ class kernel_method:
             return self
         return functools.partial(self._call, obj)
 
+    def jitted(self):
+        """The body compiled by numba (one dispatcher, shared by every set class using it)."""
+        if self._jitted is None:
+            from numba import njit
+            self._jitted = njit(self.func)
+        return self._jitted
+
     def _arguments(self, obj, args, kwargs) -> tuple:
         """Positional arguments for the compiled body, each validated (ValueError)."""
         if kwargs or len(args) != len(self._params):
@@ -102,7 +110,13 @@ class kernel_method:
             if param in enums:
                 out.append(int(as_enum(enums[param], value, f"{self.name}: {param}")))
             elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-                out.append(int(value))
+                v = int(value)
+                if -(1 << 63) <= v < (1 << 63):
+                    out.append(v)
+                elif 0 <= v < (1 << 64):
+                    out.append(np.uint64(v))
+                else:
+                    out.append(float(v))           # beyond 64 bits: a number all the same
             elif isinstance(value, float):
                 out.append(value)
             else:
@@ -166,9 +180,7 @@ class MetricSet(KernelArgument):
         cls._kernel_methods = methods
         cls._layouts = {}
         for km in methods.values():
-            if not getattr(km, "_registered", False):
-                _njit.register_kernel_method(km)
-                km._registered = True
+            _njit.register_kernel_method(km)
 
     # -- construction -----------------------------------------------------------
 

@@ -13,6 +13,8 @@ import enum
 import math
 import re
 
+import numpy as np
+
 from .buckets import check_bounds, check_scale
 
 __all__ = ["Counter", "Gauge", "Histogram", "TopK", "LabelDim"]
@@ -58,7 +60,11 @@ class LabelDim:
 
     def index(self, label) -> int:
         """Slot index of a label given as enum member, integer index or value string."""
-        if self.enum is not None and isinstance(label, enum.Enum):
+        if isinstance(label, enum.Enum):
+            if self.enum is None:
+                raise ValueError(f"label {self.name!r} takes an index or one of "
+                                 f"{list(self.values)}, not an enum member ({label!r}); declare "
+                                 f"the label with the IntEnum to record with its members")
             if not isinstance(label, self.enum):
                 raise ValueError(f"label {self.name!r} takes {self.enum.__name__} members, "
                                  f"got {label!r}")
@@ -69,7 +75,7 @@ class LabelDim:
             except ValueError:
                 raise ValueError(f"label {self.name!r} has no value {label!r}; "
                                  f"values: {list(self.values)}") from None
-        if isinstance(label, bool) or not isinstance(label, int) and not hasattr(label, "__index__"):
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
             raise ValueError(f"label {self.name!r} takes an index, an enum member or a value string, "
                              f"got {label!r}")
         i = int(label.__index__())
