@@ -26,7 +26,7 @@ from engram_numba import Counter, Gauge, Histogram, MetricSet, atomic_add  # noq
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
 from engram_numba.export import exposition  # noqa: E402
-from engram_numba.metrics.cognitive import CognitivePatternMetrics  # noqa: E402
+from engram_numba.engram.metrics import CognitivePatternMetrics  # noqa: E402
 
 
 class Bench(MetricSet):

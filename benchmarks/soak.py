@@ -35,7 +35,7 @@ from engram_numba import TracingConfig  # noqa: E402
 from engram_numba.export import MetricsServer  # noqa: E402
 from engram_numba.export.json import JsonLinesExporter  # noqa: E402
 from engram_numba.export.otlp import OtlpLogExporter  # noqa: E402
-from engram_numba.workload import build_graph, run_trials  # noqa: E402
+from engram_numba.engram.workload import build_graph, run_trials  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -1,8 +1,10 @@
-"""What tracing a cognitive event costs inside a kernel, and what exporting costs.
+"""What tracing an event or a span costs inside a kernel, and what exporting costs.
 
 Each variant runs batches of ``batch`` trace calls timed inside the kernel with
 the TSC; variants are interleaved round by round.  Reported: median and P99
-ns per call over all batches.
+ns per call over all batches, and ratios to one read of the time-stamp counter
+measured in the same run (an event is one TSC read plus a 64-byte slot write;
+a span is a begin and an end).
 
     python benchmarks/tracing_overhead.py            # full run (~1 min)
     python benchmarks/tracing_overhead.py --quick    # smoke run
@@ -22,7 +24,8 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
 
-from engram_numba import CognitiveTracer, EventType, TracingConfig  # noqa: E402
+from engram_numba import CognitiveTracer, Event, EventSet, EventType, Span  # noqa: E402
+from engram_numba import Tracer, TracingConfig  # noqa: E402
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
 from engram_numba.export.json import events_to_document, events_to_jsonl  # noqa: E402
@@ -38,8 +41,32 @@ def _nothing(tr, vals, i):
     pass
 
 
+@njit
+def _tsc(tr, vals, i):
+    cycles()
+
+
+class Bench(EventSet, name="bench"):
+    step = Event("A step", residual=np.float64, k=np.uint32)
+    region = Span("A timed region", k=np.uint32)
+
+
+@njit(inline="always")
+def _emit(tr, vals, i):
+    tr.step.emit(0.5, i)
+
+
+@njit(inline="always")
+def _span(tr, vals, i):
+    tr.region.begin(i)
+    tr.region.end()
+
+
 _k_priming = H.timed(_priming)
 _k_bare = H.timed(_nothing)
+_k_tsc = H.timed(_tsc)
+_k_emit = H.timed(_emit)
+_k_span = H.timed(_span)
 _NO_VALUES = np.zeros(1)
 
 
@@ -71,8 +98,7 @@ def k_threaded(tr, batch, out, flag, parties):
 
 def _tracer(rate=1.0, enabled=True):
     events = set(EventType) if enabled else set(EventType) - {EventType.PRIMING}
-    rates = {t: 1.0 for t in EventType}
-    rates[EventType.PRIMING] = rate
+    rates = {"priming": rate}
     return CognitiveTracer(TracingConfig(enabled_events=events, sample_rates=rates,
                                          ring_buffer_size=1 << 16, max_threads=8))
 
@@ -80,7 +106,12 @@ def _tracer(rate=1.0, enabled=True):
 def single(rounds, batches, batch, ticks):
     on, sampled, off, disabled = _tracer(), _tracer(0.01), _tracer(enabled=False), \
         CognitiveTracer.disabled()
+    bench = Tracer(Bench, TracingConfig(ring_buffer_size=1 << 16, max_threads=8))
     variants = {
+        "TSC read (reference)": lambda out: _k_tsc(None, _NO_VALUES, batch, out),
+        "generic event emit (2 fields), rate 1": lambda out: _k_emit(bench, _NO_VALUES, batch,
+                                                                     out),
+        "span begin + end (per pair)": lambda out: _k_span(bench, _NO_VALUES, batch, out),
         "trace_priming, rate 1": lambda out: k_priming(on, batch, out),
         "4 types in turn, rate 1 (per call)": lambda out: k_all_types(on, batch, out),
         "trace_priming, rate 0.01": lambda out: k_priming(sampled, batch, out),
@@ -90,6 +121,9 @@ def single(rounds, batches, batch, ticks):
     }
     raw = H.interleave_batches(variants, rounds, batches)
     stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
+    tsc = stats["TSC read (reference)"]["median_ns"]
+    for v in stats.values():
+        v["x_tsc_read"] = v["median_ns"] / tsc
     disabled_sig = [s for s in _k_priming.signatures if not s[0].enabled][0]
     _k_bare(disabled, _NO_VALUES, batch, np.empty(1, dtype=np.uint64))   # same argument types
     identical = native_asm(_k_priming, disabled_sig) == native_asm(_k_bare, _k_bare.signatures[-1])
@@ -204,7 +238,8 @@ def main(argv=None) -> int:
     ticks = calibrate().ticks_per_ns
     stats, identical = single(rounds, batches, batch, ticks)
     print(f"\n## one thread ({rounds} interleaved rounds x {batches} batches x {batch} calls)")
-    print(H.table([dict(call=k, **v) for k, v in stats.items()], ["call", "median_ns", "p99_ns"]))
+    print(H.table([dict(call=k, **v) for k, v in stats.items()],
+                  ["call", "median_ns", "p99_ns", "x_tsc_read"]))
     print(f"disabled tracer: native code identical to the loop without the calls: "
           f"{'yes' if identical else 'NO'}")
     thr = threads(max(rounds // 2, 1), batches * 5, batch, ticks) \

@@ -6,9 +6,11 @@ call, exactly, from any number of threads.  A ``.disabled()`` set compiles to no
 code at all.  Read the values from Python as snapshots and export them
 (Prometheus text format included).
 
-:class:`CognitiveTracer` records 64-byte cognitive events into per-thread
-overwrite rings from the same kernels; a :class:`TraceCollector` drains them in
-the background and hands batches to exporters.
+An :class:`EventSet` declares traced events and spans once; a :class:`Tracer`
+records them as 64-byte events into per-thread overwrite rings from the same
+kernels, and a :class:`TraceCollector` drains them in the background and hands
+batches to exporters.  engram's cognitive schema (:class:`CognitivePatternMetrics`,
+:class:`CognitiveTracer`) is built on these, in :mod:`engram_numba.engram`.
 
 The atomic primitives the library is built on are public too:
 ``atomic_add``, ``atomic_cas``, ``atomic_load``, ... usable on numpy arrays and
@@ -22,11 +24,11 @@ from ._region import RegionError
 from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram, HistogramData,
                       HistogramSnapshot, MetricSet, MetricSetSnapshot, attach_metrics,
                       kernel_method, relative_error_bound)
-from .metrics.cognitive import (CognitivePatternMetrics, InterferenceType, PrimingType,
-                                RejectionReason)
 from .metrics.spec import TopK
-from .tracing import (EVENT_DTYPE, CognitiveTracer, EventType, ExportError, PermanentExportError,
-                      TraceCollector, TracingConfig)
+from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
+                      Tracer, TracingConfig)
+from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
+                     EventType, InterferenceType, PrimingType, RejectionReason)
 
 __version__ = "0.1.0"
 
@@ -36,7 +38,8 @@ __all__ = [
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
     "relative_error_bound", "RegionError",
-    "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason", "TopK",
-    "CognitiveTracer", "TracingConfig", "EventType", "EVENT_DTYPE", "TraceCollector",
+    "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
     "ExportError", "PermanentExportError",
+    "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
+    "CognitiveEvents", "CognitiveTracer", "EventType", "EVENT_DTYPE",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._atomics import cas_u64, load_u64, load_u64_acquire, store_u64, store_u64_release
+from ._addr import cas_u64, load_u64, load_u64_acquire, store_u64, store_u64_release
 
 _HASH = np.uint64(0x9E3779B97F4A7C15)
 BUSY = np.uint64(1)            # never a pthread_self() value (it is a pointer)

@@ -132,6 +132,14 @@ class KernelArgument:
             raise TypeError(f"{type(self).__name__} is attached read-only: it cannot be "
                             f"written; attach with writable=True")
 
+    def _address(self) -> int | None:
+        """Base address for Python-side writes; None when disabled (writes are no-ops).
+
+        Raises ValueError when closed and TypeError when attached read-only.
+        """
+        self._require_writable()
+        return self._base
+
     def _track(self) -> None:
         """Register for the fork hook (anonymous memory is private to a forked child)."""
         _live.add(self)

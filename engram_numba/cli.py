@@ -43,7 +43,7 @@ rate = _number(float, 0.0, 1.0, what="a sampling rate in [0, 1]")
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .engram.demo import run_demo
     if args.trials is not None and args.trials < 16:
         raise UsageError("--trials: at least 16 (the run is split into 16 interleaved chunks)")
     run_demo(args.out, nodes=args.nodes, trials=args.trials, duration=args.duration,
@@ -97,11 +97,23 @@ def parse_duration(text: str) -> float:
 
 
 def parse_types(text: str) -> list:
-    from .tracing.config import _event_type
+    """Event type names (checked against the attached file's event set when it is read)."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected event type names, got {text!r}")
+    return names
+
+
+def _type_indexes(tracer, names) -> list:
     try:
-        return [_event_type(t.strip(), "--types") for t in text.split(",") if t.strip()]
+        return [tracer.layout.type_of(n).index for n in names]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise UsageError(f"--types: {exc}") from None
+
+
+def _attach_tracer(path, writable=False):
+    from .tracing import Tracer
+    return Tracer.attach(path, writable=writable)
 
 
 def parse_since(text: str):
@@ -130,12 +142,12 @@ def parse_since(text: str):
     return lambda: time.time_ns() - int(seconds * 1e9)
 
 
-def _select(events, args):
+def _select(events, args, tracer):
     import numpy as np
     if getattr(args, "since", None) is not None:
         events = events[events["timestamp"] >= np.uint64(max(0, args.since()))]
     if getattr(args, "types", None):
-        events = events[np.isin(events["event_type"], [int(t) for t in args.types])]
+        events = events[np.isin(events["event_type"], _type_indexes(tracer, args.types))]
     return events
 
 
@@ -182,10 +194,10 @@ def _otlp_options(args) -> dict:
 
 def _cmd_trace_export(args) -> int:
     from .export.json import events_to_document, events_to_jsonl
-    from .tracing import CognitiveTracer
     if args.format in ("otlp", "loki") and not args.endpoint:
         raise UsageError(f"--format {args.format} needs --endpoint URL")
-    events = _select(CognitiveTracer.attach(args.attach).read(), args)
+    tracer = _attach_tracer(args.attach)
+    events = _select(tracer.read(), args, tracer)
     if args.format in ("otlp", "loki"):
         if args.format == "otlp":
             from .export.otlp import OtlpLogExporter
@@ -220,12 +232,13 @@ def _cmd_trace_export(args) -> int:
 
 def _cmd_trace_stream(args) -> int:
     from .export.json import events_to_jsonl
-    from .tracing import CognitiveTracer
-    tracer = CognitiveTracer.attach(args.attach)
+    tracer = _attach_tracer(args.attach)
+    if args.types:
+        _type_indexes(tracer, args.types)             # a bad name is a usage error, at once
     out = sys.stdout.buffer
     try:
         for batch in tracer.follow(interval=args.interval):
-            batch = _select(batch, args)
+            batch = _select(batch, args, tracer)
             if batch.size:
                 out.write(events_to_jsonl(batch))
                 out.flush()
@@ -235,8 +248,8 @@ def _cmd_trace_stream(args) -> int:
 
 
 def _cmd_trace_stats(args) -> int:
-    from .tracing import CognitiveTracer
-    stats = CognitiveTracer.attach(args.attach).stats()
+    tracer = _attach_tracer(args.attach)
+    stats = tracer.stats()
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -246,6 +259,9 @@ def _cmd_trace_stats(args) -> int:
     print(f"written {t['written']:,}  delivered {t['delivered']:,}  dropped {t['dropped']:,}  "
           f"pending {t['pending']:,}  max utilization {t['utilization']:.1f}%")
     print(f"no free ring {stats['no_ring']:,}  invalid arguments {stats['invalid']:,}")
+    for span in tracer.open_spans():
+        print(f"  open span {span['type']} (id {span['span_id']:#x}) on ring {span['ring']}, "
+              f"depth {span['depth']}")
     for r in stats["rings"]:
         print(f"  ring {r['ring']:>4}: written {r['written']:>12,}  delivered {r['delivered']:>12,}"
               f"  dropped {r['dropped']:>10,}  pending {r['pending']:>8,}  {r['utilization']:5.1f}%")
@@ -253,23 +269,25 @@ def _cmd_trace_stats(args) -> int:
 
 
 def _cmd_trace_config(args) -> int:
-    from .tracing import CognitiveTracer, EventType
-    tracer = CognitiveTracer.attach(args.attach, writable=bool(args.enable or args.disable
-                                                               or args.sample_rate is not None))
-    for t in args.disable or []:
+    tracer = _attach_tracer(args.attach, writable=bool(args.enable or args.disable
+                                                         or args.sample_rate is not None))
+    disable = _type_indexes(tracer, args.disable or [])
+    enable = _type_indexes(tracer, args.enable or [])
+    for t in disable:
         tracer.disable(t)
-    targets = list(args.enable or [])
     if args.sample_rate is not None:
-        if not targets:
-            targets = [t for t, rate in tracer.sample_rates().items() if rate > 0]
+        targets = enable or [tracer.layout.type_of(n).index
+                             for n, rate in tracer.sample_rates().items() if rate > 0]
         for t in targets:
             tracer.set_sample_rate(t, args.sample_rate)
     else:
-        for t in targets:
+        for t in enable:
             tracer.set_sample_rate(t, 1.0)
-    for t in EventType:
-        rate = tracer.sample_rates()[t]
-        print(f"{t.name.lower():16} {'on ' if rate > 0 else 'off'}  sample rate {rate:.6g}")
+    rates = tracer.sample_rates()
+    print(f"event set {tracer.event_set.set_name}")
+    for t in tracer.layout.types:
+        rate = rates[t.name]
+        print(f"{t.name:16} {t.kind:5} {'on ' if rate > 0 else 'off'}  sample rate {rate:.6g}")
     return 0
 
 

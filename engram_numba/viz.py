@@ -14,18 +14,22 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .tracing.events import EventType, as_events
+from .tracing.schema import as_events
 
 __all__ = ["histograms_figure", "event_rates_figure", "timeline_figure", "rings_figure",
            "overhead_figure", "metric_set_html", "tracer_html"]
 
-COLORS = {EventType.PRIMING: "#1f77b4", EventType.INTERFERENCE: "#d62728",
-          EventType.RECONSOLIDATION: "#2ca02c", EventType.FALSE_MEMORY: "#9467bd"}
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
 QUANTILES = ((0.5, "P50", "#444444"), (0.95, "P95", "#ff7f0e"), (0.99, "P99", "#d62728"))
 
 
-def _label(t) -> str:
-    return EventType(t).name.lower().replace("_", " ")
+def _color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
 
 
 def histograms_figure(metrics, columns: int = 3) -> Figure:
@@ -63,7 +67,7 @@ def histograms_figure(metrics, columns: int = 3) -> Figure:
 
 def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
     """Events per second over time, one line per event type."""
-    events = as_events(events)
+    events, layout = as_events(events)
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
@@ -71,11 +75,12 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
         edges = np.arange(0, t.max() + bin_ms / 1000, bin_ms / 1000)
         if edges.size < 2:
             edges = np.array([0.0, bin_ms / 1000])
-        for et in EventType:
-            sel = t[events["event_type"] == et]
+        for et in layout.types:
+            sel = t[events["event_type"] == et.index]
             if sel.size:
                 counts, _ = np.histogram(sel, edges)
-                ax.plot(edges[:-1], counts / (bin_ms / 1000), label=_label(et), color=COLORS[et])
+                ax.plot(edges[:-1], counts / (bin_ms / 1000), label=_label(et.name),
+                        color=_color(et.index))
         ax.legend(fontsize=8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("traced events / s")
@@ -85,21 +90,30 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
 
 def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> Figure:
     """Each traced event as a tick on its thread's track."""
-    events = as_events(events)
+    events, layout = as_events(events)
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
+        start = int(events["timestamp"].min())
+        threads = np.unique(events["thread"])
+        row = {int(th): i for i, th in enumerate(threads)}
+        if layout.has_spans:
+            from .tracing.spans import SpanAssembler
+            for s in SpanAssembler().feed(events):
+                ax.barh(row[s.ring] - 0.3 + 0.08 * s.depth, s.duration_ns / 1e9,
+                        left=(s.start_ns - start) / 1e9, height=0.12,
+                        color=_color(layout.by_name[s.name].index), alpha=0.5)
         step = max(1, events.size // max_points)
         ev = events[::step]
-        t = (ev["timestamp"].astype(np.int64) - int(events["timestamp"].min())) / 1e9
-        threads = np.unique(ev["thread"])
-        row = {int(th): i for i, th in enumerate(threads)}
+        ev = ev[(ev["flags"] & 3) == 0]
+        t = (ev["timestamp"].astype(np.int64) - start) / 1e9
         y = np.array([row[int(th)] for th in ev["thread"]])
-        for et in EventType:
-            sel = ev["event_type"] == et
+        n = len(layout.types)
+        for et in layout.types:
+            sel = ev["event_type"] == et.index
             if sel.any():
-                ax.scatter(t[sel], y[sel] + 0.15 * (int(et) - 1.5), s=2, color=COLORS[et],
-                           label=_label(et), linewidths=0)
+                ax.scatter(t[sel], y[sel] + 0.15 * (et.index - (n - 1) / 2) / max(n / 4, 1),
+                           s=2, color=_color(et.index), label=_label(et.name), linewidths=0)
         ax.set_yticks(range(len(threads)), [f"ring {int(th)}" for th in threads])
         ax.legend(fontsize=8, markerscale=4, loc="upper right")
     ax.set_xlabel("seconds")
@@ -195,14 +209,16 @@ def metric_set_html(metrics) -> str:
 
 def tracer_html(tracer) -> str:
     """An HTML summary of a tracer: configuration and ring counts."""
+    title = html.escape(f"{type(tracer).__name__} of {tracer.event_set.set_name}")
     if not tracer.enabled:
-        return "<b>CognitiveTracer</b> (disabled: records nothing, owns no memory)"
+        return f"<b>{title}</b> (disabled: records nothing, owns no memory)"
     st = tracer.stats()
     rates = tracer.sample_rates()
-    rows = [(_label(t), "on" if rates[t] > 0 else "off", _fmt(rates[t])) for t in EventType]
+    rows = [(t.name, t.kind, "on" if rates[t.name] > 0 else "off", _fmt(rates[t.name]))
+            for t in tracer.layout.types]
     t = st["total"]
-    summary = (f"<b>CognitiveTracer</b> {tracer.n_rings} rings x {tracer.capacity:,} events "
+    summary = (f"<b>{title}</b> {tracer.n_rings} rings x {tracer.capacity:,} events "
                f"({st['memory_bytes']:,} bytes); written {t['written']:,}, delivered "
                f"{t['delivered']:,}, dropped {t['dropped']:,}, pending {t['pending']:,}, "
                f"no free ring {st['no_ring']:,}")
-    return summary + _table(["event type", "state", "sample rate"], rows)
+    return summary + _table(["event type", "kind", "state", "sample rate"], rows)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 from numba import njit
 
-from engram_numba.metrics.cognitive import CognitivePatternMetrics
+from engram_numba.engram.metrics import CognitivePatternMetrics
 
 STRENGTHS = np.linspace(0.01, 1.0, 100)
 

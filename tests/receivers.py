@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from .processes import free_port
 
@@ -35,7 +36,7 @@ class OtlpGrpcReceiver:
 
     def __init__(self, port=None, script=()):
         self.port = port or free_port()
-        self.logs, self.metrics, self.metadata = [], [], []
+        self.logs, self.metrics, self.traces, self.metadata = [], [], [], []
         self.script = Script(None, script)      # None = OK, "hang", else a grpc.StatusCode
         self.released = threading.Event()
         receiver = self
@@ -50,9 +51,15 @@ class OtlpGrpcReceiver:
                 return receiver._answer(request, context, receiver.metrics,
                                         metrics_service_pb2.ExportMetricsServiceResponse())
 
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                return receiver._answer(request, context, receiver.traces,
+                                        trace_service_pb2.ExportTraceServiceResponse())
+
         self.server = grpc.server(futures.ThreadPoolExecutor(4))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), self.server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.server)
         self.server.add_insecure_port(f"127.0.0.1:{self.port}")
 
     def _answer(self, request, context, store, response):
@@ -122,7 +129,7 @@ class HttpReceiver:
             self.scheme = "https"
 
     def _check(self, path, headers, body):
-        if path in ("/v1/logs", "/v1/metrics"):
+        if path in ("/v1/logs", "/v1/metrics", "/v1/traces"):
             if headers.get("Content-Type") != "application/x-protobuf":
                 self.problems.append(f"content type {headers.get('Content-Type')}")
                 return 415
@@ -147,6 +154,10 @@ class HttpReceiver:
     def metrics(self):
         return [metrics_service_pb2.ExportMetricsServiceRequest.FromString(b)
                 for p, _, b in self.requests if p == "/v1/metrics"]
+
+    def traces(self):
+        return [trace_service_pb2.ExportTraceServiceRequest.FromString(b)
+                for p, _, b in self.requests if p == "/v1/traces"]
 
     def loki(self):
         return [json.loads(b) for p, _, b in self.requests if p == "/loki/api/v1/push"]

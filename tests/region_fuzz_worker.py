@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engram_numba import RegionError, attach_metrics
 from engram_numba.export import exposition
-from engram_numba.tracing import CognitiveTracer
+from engram_numba import CognitiveTracer
 from engram_numba.tracing import _ring as R
 
 
@@ -47,7 +47,7 @@ def exercise_metrics(path):
 
 def exercise_trace(path):
     tr = CognitiveTracer.attach(path)
-    within_file(tr._region, R.region_size(tr.n_rings, tr.capacity))
+    within_file(tr._region, R.region_size(len(tr.layout.types), tr.n_rings, tr.capacity))
     tr.read()
     tr.stats()
     next(iter(tr.follow(interval=0.0, stop=lambda: True)), None)

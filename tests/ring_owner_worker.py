@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from engram_numba import CognitiveTracer, TracingConfig, atomic_add, atomic_load
-from engram_numba._atomics import thread_id
+from engram_numba._addr import thread_id
 from engram_numba.tracing import _ring as R
 
 
@@ -32,13 +32,18 @@ def record(tr, n):
     return kept
 
 
+TH_END = R.ring_headers_offset(4)            # the cognitive set has 4 types
+SLOTS = R.slots_offset(4, 4)
+
+
 @njit(nogil=True)
 def record_as_pid_zero(tr, n, clock):
     """The control: the ring key without the process id."""
     kept = 0
     for i in range(n):
-        kept += R.emit(tr.base, np.uint64(0), 4, 1 << 12, clock, R.ALWAYS, np.uint64(0),
-                       np.uint64(i), np.uint64(i), np.uint64(0))
+        kept += R.emit(tr.base, np.uint64(0), TH_END, SLOTS, 4, 1 << 12, clock, R.ALWAYS,
+                       np.uint64(0), np.uint64(i), np.uint64(i), np.uint64(0), np.uint64(0),
+                       np.uint64(0))
     return kept
 
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from engram_numba import atomic_load, atomic_store
 from engram_numba._asm import native_asm
 from engram_numba.export import MetricSetCollector, exposition, openmetrics_exposition
-from engram_numba.metrics.cognitive import (CognitivePatternMetrics, InterferenceType,
+from engram_numba.engram.metrics import (CognitivePatternMetrics, InterferenceType,
                                             PrimingType, RejectionReason)
 
 DASHBOARD_NAMES = """engram_priming_events_total engram_priming_strength

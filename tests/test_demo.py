@@ -10,7 +10,8 @@ import pytest
 from matplotlib.image import imread
 from prometheus_client.parser import text_string_to_metric_families
 
-from engram_numba.demo import run_demo
+from engram_numba import CognitiveEvents
+from engram_numba.engram.demo import run_demo
 from engram_numba.export.json import schema
 
 from .processes import free_port
@@ -48,7 +49,7 @@ def test_events_jsonl_is_schema_valid_and_complete(report):
     out, summary = report
     lines = (out / "events.jsonl").read_text().splitlines()
     assert len(lines) == summary["tracing"]["written"] > 0
-    validator = jsonschema.Draft202012Validator(schema("event"))
+    validator = jsonschema.Draft202012Validator(schema(CognitiveEvents))
     for line in lines[:2000]:
         validator.validate(json.loads(line))
 

@@ -16,7 +16,7 @@ CODE = r"""
 import json
 import numpy as np
 from engram_numba import CognitiveTracer, TracingConfig, EVENT_DTYPE
-from engram_numba.tracing.events import concat
+from engram_numba.tracing.schema import concat
 from engram_numba.export.json import events_to_jsonl, events_to_document, event_records
 from engram_numba.export.otlp import logs_request, OtlpLogExporter
 from engram_numba.export._otlp_logs import log_records

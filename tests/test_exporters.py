@@ -28,8 +28,8 @@ U64 = (1 << 64) - 1
 @njit
 def record(tr, start, n):
     for i in range(start, start + n):
-        tr.trace_priming(i % 3, 0.1 * (i % 10), i, U64 - i)
-        tr.trace_interference(i % 3, 1.5, 2 ** 63 + i, i % 50)
+        tr.trace_priming(i % 3, 0.1 * (i % 10), i, np.uint64(U64) - np.uint64(i))
+        tr.trace_interference(i % 3, 1.5, np.uint64(2 ** 63) + np.uint64(i), i % 50)
         tr.trace_reconsolidation(i, 0.25 * (i % 6), np.inf if i == 2 else 0.5, i % 4)
         tr.trace_false_memory(i * 2654435761, 15, 0.875)
 
@@ -193,7 +193,8 @@ def test_loki_push_format_labels_and_auth():
     streams = doc["streams"]
     label_sets = [s["stream"] for s in streams]
     assert len(label_sets) <= 8
-    assert all(set(l) <= {"env", "service", "event_type", "priming_type", "interference_type"}
+    assert all(set(l) <= {"env", "service", "event_set", "event_type", "priming_type",
+                          "interference_type"}
                for l in label_sets)
     lines = [json.loads(v[1]) for s in streams for v in s["values"]]
     assert len(lines) == events.size

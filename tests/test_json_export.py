@@ -6,9 +6,8 @@ import jsonschema
 import numpy as np
 import pytest
 from numba import njit
-from referencing import Registry, Resource
 
-from engram_numba import CognitiveTracer, TracingConfig
+from engram_numba import CognitiveEvents, CognitiveTracer, TracingConfig
 from engram_numba.export._jsontext import write_f32
 from engram_numba.export.json import (event_records, events_to_document, events_to_jsonl,
                                       schema)
@@ -17,8 +16,8 @@ from engram_numba.export.json import (event_records, events_to_document, events_
 @njit
 def record(tr, n):
     for i in range(n):
-        tr.trace_priming(i % 3, np.float32(0.1) * i, i, 2 ** 64 - 1 - i)
-        tr.trace_interference(i % 3, -1.5e-7 * i, 2 ** 63 + i, 2 ** 32 - 1)
+        tr.trace_priming(i % 3, np.float32(0.1) * i, i, np.uint64(2 ** 64 - 1) - np.uint64(i))
+        tr.trace_interference(i % 3, -1.5e-7 * i, np.uint64(2 ** 63) + np.uint64(i), 2 ** 32 - 1)
         tr.trace_reconsolidation(i, np.nan if i == 3 else 0.5, np.inf if i == 4 else 3e38, i)
         tr.trace_false_memory(i, 0, 1e-45 * i)
 
@@ -31,8 +30,7 @@ def events():
 
 
 def validator(name):
-    registry = Registry().with_resource(schema("event")["$id"], Resource.from_contents(schema("event")))
-    return jsonschema.Draft202012Validator(schema(name), registry=registry)
+    return jsonschema.Draft202012Validator(schema(CognitiveEvents, name))
 
 
 def test_every_line_is_a_schema_valid_event(events):
@@ -100,5 +98,5 @@ def test_float32_text_round_trips_and_is_short():
 
 
 def test_wrong_arrays_are_refused():
-    with pytest.raises(ValueError, match="EVENT_DTYPE"):
+    with pytest.raises(ValueError, match="expected events of an event set"):
         events_to_jsonl(np.zeros(3, np.float64))

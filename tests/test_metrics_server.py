@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engram_numba.export import MetricsServer
 from engram_numba.metrics import attach_metrics
-from engram_numba.metrics.cognitive import CognitivePatternMetrics
+from engram_numba.engram.metrics import CognitivePatternMetrics
 
 from .processes import Server, Worker, wait_for
 

@@ -153,7 +153,7 @@ def test_strings_and_other_non_numbers_are_refused_before_anything_is_recorded(v
         tr.set_sample_rate("priming", value)
     with pytest.raises(ValueError):
         tr.trace_priming(0, value, 1, 2)
-    assert tr.sample_rates()[0] == 1.0 and tr.drain().size == 0
+    assert tr.sample_rates()["priming"] == 1.0 and tr.drain().size == 0
     with pytest.raises(ValueError):
         TracingConfig(sample_rates={"priming": value})
 

@@ -27,6 +27,11 @@ def test_readme_examples_run_in_order(tmp_path, monkeypatch):
     assert namespace["cognitive"].priming_events_total() == 1000
     assert "engram_priming_strength_bucket" in namespace["text"]
     assert namespace["events"].size == 10_000 + 100
+    solver = namespace["solver_events"]
+    names = [namespace["SolverEvents"].layout.types[t].name for t in solver["event_type"]]
+    assert names[0] == names[-1] == "solve" and set(names[1:-1]) == {"iteration"}
+    assert solver["step"][1:-1].tolist() == list(range(len(names) - 2))
+    assert namespace["solver_tracer"].sample_rates()["iteration"] == 0.1
 
 
 def test_ci_runs_the_readme_test_command():

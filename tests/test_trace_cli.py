@@ -67,7 +67,7 @@ def test_export_stats_config_and_stream(tmp_path):
         # steer the running program
         r = cli("config", "--attach", str(path), "--disable", "interference",
                 "--enable", "priming", "--sample-rate", "0.5")
-        assert r.returncode == 0 and b"interference     off" in r.stdout
+        assert r.returncode == 0 and b"interference     event off" in r.stdout
         kept = w.step()
         assert 200 + 25 < kept < 200 + 75       # priming at 0.5, two other types at 1
         # stream follows new events until interrupted: step the worker until the stream

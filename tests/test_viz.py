@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from engram_numba import CognitivePatternMetrics, CognitiveTracer, TracingConfig, viz
-from engram_numba.tracing.events import EVENT_DTYPE
+from engram_numba.engram.events import EVENT_DTYPE
 
 
 @njit

@@ -6,7 +6,7 @@ import pytest
 
 from engram_numba import (CognitivePatternMetrics, CognitiveTracer, EventType, InterferenceType,
                           PrimingType, RejectionReason, TracingConfig)
-from engram_numba.workload import _GOLDEN, _mix, _next, build_graph, run_trials
+from engram_numba.engram.workload import _GOLDEN, _mix, _next, build_graph, run_trials
 
 TRIALS = 20_000
 

@@ -68,6 +68,16 @@ def write_u64(buf, pos, value):
     return pos + n
 
 
+@njit(cache=True)
+def write_i64(buf, pos, value):
+    value = np.int64(value)
+    if value < 0:
+        buf[pos] = 45  # '-'
+        # -(value) as unsigned: exact for the most negative int64 too
+        return write_u64(buf, pos + 1, np.uint64(~value) + np.uint64(1))
+    return write_u64(buf, pos, np.uint64(value))
+
+
 @intrinsic
 def copy_bytes(typingctx, dst, dst_pos, src, src_pos, n):
     """memcpy(dst + dst_pos, src + src_pos, n) between uint8 arrays (caller checks bounds)."""

@@ -1,35 +1,43 @@
-"""Compiled protobuf encoding of cognitive events as OTLP ``LogRecord``s.
+"""Compiled protobuf encoding of events as OTLP ``LogRecord``s, for any event set.
 
 Building ``opentelemetry-proto`` message objects takes ~165 ms for 10,000
 events here; this loop writes the same wire format (field numbers of
 ``opentelemetry/proto/logs/v1/logs.proto``) in about a millisecond.  The
 envelope (resource, scope) is serialised by the official message classes, and
-the tests decode everything with them.
+the tests decode everything with them.  The loop is driven by the set's field
+tables (:mod:`._tables`); nothing in it is written per event type.
 
-Each ``LogRecord``::
+Each ``LogRecord`` of a set named ``S``::
 
     1  time_unix_nano           fixed64   event time (unix ns)
     11 observed_time_unix_nano  fixed64   export time
     2  severity_number          INFO (9)
     3  severity_text            "INFO"
-    5  body                     string    event type ("priming", ...)
-    12 event_name               string    "engram.<event type>"
-    6  attributes               engram.event_type, engram.thread, engram.sequence,
-                                and every payload field as engram.<field>:
-                                enums as strings, integers as int (u64 values are
-                                sent as the int64 with the same bits), floats as
-                                double (the float32's shortest decimal, as in JSON)
+    5  body                     string    the event type ("priming", ...)
+    12 event_name               string    "S.<event type>"
+    6  attributes               S.event_type, S.thread, S.sequence, and every field
+                                as S.<field>: enums as strings, integers as int
+                                (u64 values are sent as the int64 with the same
+                                bits), floats as double (a float32 as its shortest
+                                decimal, as in JSON), bools as bool; span events
+                                add S.span ("begin"/"end"), S.span_id,
+                                S.parent_span_id (begin) and S.depth
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
-from ..tracing.events import as_events
+from ..tracing.schema import Layout, as_events
 from ._jsontext import Pieces, _shortest, _unscale, copy_bytes, put_piece
+from ._tables import B, F32, F64, I, U, bits_f64, field_bits, rows_for
 
 SEVERITY_INFO = 9
+MAX_FIXED = 400
+MAX_FIELD = 80
 
 
 def varint(value: int) -> bytes:
@@ -108,6 +116,19 @@ def _attr_int(buf, pos, flat, starts, lengths, key, value):
 
 
 @njit(cache=True)
+def _attr_bool(buf, pos, flat, starts, lengths, key, value):
+    kv = lengths[key] + 2 + 2
+    buf[pos] = 0x32
+    pos = _varint(buf, pos + 1, kv)
+    pos = put_piece(buf, pos, flat, starts, lengths, key)
+    buf[pos] = 0x12
+    buf[pos + 1] = 2
+    buf[pos + 2] = 0x10                                 # AnyValue.bool_value
+    buf[pos + 3] = 1 if value else 0
+    return pos + 4
+
+
+@njit(cache=True)
 def _attr_double(buf, pos, flat, starts, lengths, key, value):
     kv = lengths[key] + 2 + 9
     buf[pos] = 0x32
@@ -120,52 +141,72 @@ def _attr_double(buf, pos, flat, starts, lengths, key, value):
 
 
 @njit(cache=True)
-def encode_records(words, n, observed, out, scratch, flat, starts, lengths):
-    """Write ``n`` events as ScopeLogs.log_records fields (tag 2) into ``out``; returns the end.
+def _sign_extend(raw, width):
+    if width >= 64:
+        return raw
+    top = np.uint64(1) << np.uint64(width - 1)
+    if raw & top:
+        return raw | ~((top << np.uint64(1)) - np.uint64(1))
+    return raw
 
-    Pieces (see :data:`PIECES`): 0..4 per-type constants (body, event_name,
-    engram.event_type attribute), 5..7 priming-type attributes, 8..10
-    interference-type attributes, then attribute keys from KEY0.
-    """
+
+SEVERITY, K_THREAD, K_SEQUENCE, K_SPAN_ID, K_PARENT, K_DEPTH, SPAN_BEGIN, SPAN_END, \
+    UNKNOWN_TYPE = range(9)
+TYPE0 = 9
+
+
+@njit(cache=True)
+def encode_records(words, n, observed, out, scratch, flat, starts, lengths, n_types, is_span,
+                   fstart, fword, fshift, fwidth, fkind, enum_lo, enum_n, enum_first, key0,
+                   enum0, span_word, parent_word):
+    """Write ``n`` events as ScopeLogs.log_records fields (tag 2) into ``out``; returns the end."""
     pos = 0
-    lo32 = np.uint64(0xFFFFFFFF)
     for e in range(n):
         b = e * 8
         w2 = words[b + 2]
         t = np.int64(w2 & np.uint64(0xFF))
-        sub = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
-        f32 = (w2 >> np.uint64(32)) & lo32
-        w3 = words[b + 3]
-        w4 = words[b + 4]
+        flags = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
         p = 0
         scratch[p] = 0x09
         p = _fixed64(scratch, p + 1, words[b + 1])
         scratch[p] = 0x59
         p = _fixed64(scratch, p + 1, observed)
         p = put_piece(scratch, p, flat, starts, lengths, SEVERITY)
-        p = put_piece(scratch, p, flat, starts, lengths, min(t, 4))              # body, name, type
-        p = _attr_int(scratch, p, flat, starts, lengths, K_THREAD, (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
+        p = put_piece(scratch, p, flat, starts, lengths, TYPE0 + t if t < n_types else UNKNOWN_TYPE)
+        p = _attr_int(scratch, p, flat, starts, lengths, K_THREAD,
+                      (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
         p = _attr_int(scratch, p, flat, starts, lengths, K_SEQUENCE, words[b])
-        if t == 0:
-            p = put_piece(scratch, p, flat, starts, lengths, 5 + min(sub, 3))
-            p = _attr_double(scratch, p, flat, starts, lengths, K_STRENGTH, _f32_as_double(f32))
-            p = _attr_int(scratch, p, flat, starts, lengths, K_SOURCE, w3)
-            p = _attr_int(scratch, p, flat, starts, lengths, K_TARGET, w4)
-        elif t == 1:
-            p = put_piece(scratch, p, flat, starts, lengths, 9 + min(sub, 3))
-            p = _attr_double(scratch, p, flat, starts, lengths, K_MAGNITUDE, _f32_as_double(f32))
-            p = _attr_int(scratch, p, flat, starts, lengths, K_EPISODE_TARGET, w3)
-            p = _attr_int(scratch, p, flat, starts, lengths, K_COMPETING, w4 & lo32)
-        elif t == 2:
-            p = _attr_int(scratch, p, flat, starts, lengths, K_EPISODE, w3)
-            p = _attr_double(scratch, p, flat, starts, lengths, K_WINDOW, _f32_as_double(f32))
-            p = _attr_double(scratch, p, flat, starts, lengths, K_PLASTICITY,
-                             _f32_as_double(w4 >> np.uint64(32)))
-            p = _attr_int(scratch, p, flat, starts, lengths, K_MODS, w4 & lo32)
-        elif t == 3:
-            p = _attr_int(scratch, p, flat, starts, lengths, K_LURE, w3)
-            p = _attr_int(scratch, p, flat, starts, lengths, K_LIST, w4 & lo32)
-            p = _attr_double(scratch, p, flat, starts, lengths, K_CONF, _f32_as_double(f32))
+        fields = t < n_types
+        if fields and is_span[t]:
+            phase = flags & 3
+            p = put_piece(scratch, p, flat, starts, lengths, SPAN_BEGIN if phase == 1 else SPAN_END)
+            p = _attr_int(scratch, p, flat, starts, lengths, K_SPAN_ID, words[b + span_word])
+            if phase == 1:
+                p = _attr_int(scratch, p, flat, starts, lengths, K_PARENT, words[b + parent_word])
+            p = _attr_int(scratch, p, flat, starts, lengths, K_DEPTH, flags >> 2)
+            fields = phase == 1
+        if fields:
+            for f in range(fstart[t], fstart[t + 1]):
+                width = fwidth[f]
+                raw = field_bits(words[b + fword[f]], fshift[f], width)
+                kind = fkind[f]
+                if kind == U:
+                    p = _attr_int(scratch, p, flat, starts, lengths, key0 + f, raw)
+                elif kind == I:
+                    p = _attr_int(scratch, p, flat, starts, lengths, key0 + f,
+                                  _sign_extend(raw, width))
+                elif kind == F32:
+                    p = _attr_double(scratch, p, flat, starts, lengths, key0 + f,
+                                     _f32_as_double(raw))
+                elif kind == F64:
+                    p = _attr_double(scratch, p, flat, starts, lengths, key0 + f,
+                                     bits_f64(raw))
+                elif kind == B:
+                    p = _attr_bool(scratch, p, flat, starts, lengths, key0 + f, raw != 0)
+                else:
+                    v = np.int64(_sign_extend(raw, width)) - enum_lo[f]
+                    k = enum_first[f] + (v if 0 <= v < enum_n[f] else enum_n[f])
+                    p = put_piece(scratch, p, flat, starts, lengths, enum0 + k)
         out[pos] = 0x12
         pos = _varint(out, pos + 1, p)
         copy_bytes(out, pos, scratch, 0, p)
@@ -173,52 +214,59 @@ def encode_records(words, n, observed, out, scratch, flat, starts, lengths):
     return pos
 
 
-# -- constant pieces ------------------------------------------------------------------
-
-_TYPES = ("priming", "interference", "reconsolidation", "false_memory", "unknown")
-_PRIMING = ("semantic", "associative", "repetition", "unknown")
-_INTERFERENCE = ("proactive", "retroactive", "fan", "unknown")
-
+# -- constant pieces, from the set's table ----------------------------------------------------
 
 def _string_attr(key: str, value: str) -> bytes:
     any_value = field_bytes(1, value.encode())
     return field_bytes(6, field_bytes(1, key.encode()) + field_bytes(2, any_value))
 
 
-def _type_piece(name: str) -> bytes:
+def _type_piece(prefix: str, name: str) -> bytes:
     return (field_bytes(5, field_bytes(1, name.encode()))          # body
-            + field_bytes(12, f"engram.{name}".encode())             # event_name
-            + _string_attr("engram.event_type", name))
+            + field_bytes(12, f"{prefix}.{name}".encode())           # event_name
+            + _string_attr(f"{prefix}.event_type", name))
 
 
-KEYS = ["thread", "sequence", "strength", "source_node", "target_node", "magnitude",
-        "target_episode_id", "competing_episode_count", "episode_id", "window_position",
-        "plasticity_factor", "modification_count", "critical_lure_hash", "source_list_size",
-        "reconstruction_confidence"]
-_pieces = ([_type_piece(n) for n in _TYPES]
-           + [_string_attr("engram.priming_type", n) for n in _PRIMING]
-           + [_string_attr("engram.interference_type", n) for n in _INTERFERENCE]
-           + [bytes([0x10, SEVERITY_INFO]) + field_bytes(3, b"INFO")]
-           + [field_bytes(1, f"engram.{k}".encode()) for k in KEYS])
-SEVERITY = 13
-KEY0 = 14
-(K_THREAD, K_SEQUENCE, K_STRENGTH, K_SOURCE, K_TARGET, K_MAGNITUDE, K_EPISODE_TARGET,
- K_COMPETING, K_EPISODE, K_WINDOW, K_PLASTICITY, K_MODS, K_LURE, K_LIST, K_CONF) = \
-    range(KEY0, KEY0 + len(KEYS))
-_PIECES = Pieces(_pieces)
-
-MAX_RECORD = 640
+@lru_cache(maxsize=64)
+def _pieces(layout: Layout):
+    rows = rows_for(layout)
+    s = layout.name
+    fixed = [bytes([0x10, SEVERITY_INFO]) + field_bytes(3, b"INFO")]
+    fixed += [field_bytes(1, f"{s}.{k}".encode()) for k in
+              ("thread", "sequence", "span_id", "parent_span_id", "depth")]
+    fixed += [_string_attr(f"{s}.span", "begin"), _string_attr(f"{s}.span", "end"),
+              _type_piece(s, "unknown")]
+    types = [_type_piece(s, n) for n in rows.type_names]
+    keys = [field_bytes(1, f"{s}.{n}".encode()) for n in rows.names]
+    enums = []
+    f = 0
+    for t in layout.types:            # the enum pieces are whole attributes: key and value
+        for name, ft in t.fields.items():
+            if ft.code == "e":
+                lo, hi = min(ft.values), max(ft.values)
+                for v in range(lo, hi + 1):
+                    enums.append(_string_attr(f"{s}.{name}", ft.names.get(v, "unknown")))
+                enums.append(_string_attr(f"{s}.{name}", "unknown"))
+            f += 1
+    assert len(enums) == len(rows.enum_names)
+    pieces = Pieces(fixed + types + keys + (enums or [b""]))
+    return rows, pieces, TYPE0 + len(types), TYPE0 + len(types) + len(keys)
 
 
 def log_records(events: np.ndarray, observed_ns: int) -> bytes:
     """The events as repeated ``ScopeLogs.log_records`` fields (wire format)."""
-    events = as_events(events)
+    events, layout = as_events(events)
     n = events.size
     if n == 0:
         return b""
-    words = events.view(np.uint64)
-    out = np.empty(n * MAX_RECORD, dtype=np.uint8)
-    scratch = np.empty(MAX_RECORD, dtype=np.uint8)
-    end = encode_records(words, n, np.uint64(observed_ns), out, scratch, _PIECES.flat,
-                         _PIECES.starts, _PIECES.lengths)
+    rows, pieces, key0, enum0 = _pieces(layout)
+    per_event = MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * MAX_FIELD \
+        + 2 * int(pieces.lengths.max())
+    out = np.empty(n * per_event, dtype=np.uint8)
+    scratch = np.empty(per_event, dtype=np.uint8)
+    end = encode_records(events.view(np.uint64), n, np.uint64(observed_ns), out, scratch,
+                         pieces.flat, pieces.starts, pieces.lengths, len(rows.type_names),
+                         rows.is_span, rows.starts, rows.words, rows.shifts, rows.widths,
+                         rows.kinds, rows.enum_lo, rows.enum_n, rows.enum_first, key0, enum0,
+                         rows.span_words[0], rows.span_words[1])
     return out[:end].tobytes()

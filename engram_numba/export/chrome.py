@@ -1,8 +1,11 @@
 """Chrome Trace Event Format: a ``trace.json`` for Perfetto UI and chrome://tracing.
 
 * one track per recording thread (``tid`` = ring id), named by metadata events;
-* an instant event (``"ph": "i"``, thread scope) per cognitive event, named by
-  its type (``priming/semantic``, ...), with every field in ``args``;
+* spans as duration events (``"ph": "X"``, nested per thread by their times;
+  a span still open at the end is a ``"B"`` event without its end), with their
+  fields and ids as ``args``;
+* an instant event (``"ph": "i"``, thread scope) per event, named by its type
+  and its first enum field (``priming/semantic``), with every field in ``args``;
 * counter tracks (``"ph": "C"``) with the rate of each event type, events per
   second over ``rate_window_ms`` windows.
 
@@ -16,44 +19,65 @@ import json
 
 import numpy as np
 
-from ..tracing.events import as_events
+from ..tracing.schema import as_events, concat
+from ..tracing.spans import SpanAssembler
 from .json import event_records
 
 __all__ = ["chrome_trace", "ChromeTraceExporter"]
 
-_TYPES = ("priming", "interference", "reconsolidation", "false_memory")
 
-
-def chrome_trace(events: np.ndarray, *, process_name: str = "engram",
+def chrome_trace(events: np.ndarray, *, process_name: str | None = None,
                  rate_window_ms: float = 100.0) -> dict:
     """The Trace Event Format document (a dict; ``json.dump`` it) for ``events``."""
-    events = as_events(events)
+    events, layout = as_events(events)
     records = event_records(events)
     start = int(events["timestamp"].min()) if events.size else 0
+    process_name = layout.name if process_name is None else process_name
     trace = [{"ph": "M", "pid": 1, "tid": 0, "name": "process_name",
               "args": {"name": process_name}}]
     for tid in sorted({r["thread"] for r in records}):
         trace.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_name",
                       "args": {"name": f"ring {tid}"}})
+    first_enum = {t.name: next((n for n, ft in t.fields.items() if ft.code == "e"), None)
+                  for t in layout.types}
+
+    def us(ns):
+        return (ns - start) / 1000.0
+
     for r in records:
-        sub = r.get("priming_type") or r.get("interference_type")
+        if "span" in r:
+            continue
+        sub = first_enum.get(r["event_type"])
+        name = f"{r['event_type']}/{r[sub]}" if sub else r["event_type"]
         args = {k: v for k, v in r.items() if k not in ("timestamp", "thread")}
-        trace.append({"ph": "i", "s": "t", "pid": 1, "tid": r["thread"],
-                      "ts": (r["timestamp"] - start) / 1000.0, "cat": r["event_type"],
-                      "name": f"{r['event_type']}/{sub}" if sub else r["event_type"],
-                      "args": args})
+        trace.append({"ph": "i", "s": "t", "pid": 1, "tid": r["thread"], "ts": us(r["timestamp"]),
+                      "cat": r["event_type"], "name": name, "args": args})
+    if layout.has_spans:
+        assembler = SpanAssembler()
+        for s in assembler.feed(events):
+            trace.append({"ph": "X", "pid": 1, "tid": s.ring, "ts": us(s.start_ns),
+                          "dur": s.duration_ns / 1000.0, "cat": "span", "name": s.name,
+                          "args": {**s.fields, "span_id": s.span_id,
+                                   "parent_span_id": s.parent_id, "depth": s.depth}})
+        for s in assembler.open_spans():
+            trace.append({"ph": "B", "pid": 1, "tid": s.ring, "ts": us(s.start_ns),
+                          "cat": "span", "name": s.name,
+                          "args": {**s.fields, "span_id": s.span_id, "open": True}})
     if events.size:
         window = int(rate_window_ms * 1e6)
         slots = (events["timestamp"].astype(np.int64) - start) // window
-        for t, name in enumerate(_TYPES):
-            counts = np.bincount(slots[events["event_type"] == t], minlength=int(slots.max()) + 1)
+        for t in layout.types:
+            counts = np.bincount(slots[events["event_type"] == t.index],
+                                 minlength=int(slots.max()) + 1)
+            if not counts.any():
+                continue
             for k, c in enumerate(counts.tolist()):
-                trace.append({"ph": "C", "pid": 1, "tid": 0, "name": f"{name} rate",
+                trace.append({"ph": "C", "pid": 1, "tid": 0, "name": f"{t.name} rate",
                               "ts": k * window / 1000.0,
                               "args": {"events_per_s": c / (rate_window_ms / 1000.0)}})
     return {"traceEvents": trace, "displayTimeUnit": "ms",
             "otherData": {"start_unix_ns": start, "events": int(events.size),
-                          "producer": "engram-numba"}}
+                          "event_set": layout.name, "producer": "engram-numba"}}
 
 
 class ChromeTraceExporter:
@@ -70,7 +94,7 @@ class ChromeTraceExporter:
         self.dropped = 0
 
     def export(self, events: np.ndarray) -> None:
-        events = as_events(events)
+        events, _ = as_events(events)
         room = self.max_events - self.kept
         if room <= 0:
             self.dropped += events.size
@@ -80,7 +104,10 @@ class ChromeTraceExporter:
         self.dropped += max(0, events.size - room)
 
     def shutdown(self) -> None:
-        from ..tracing.events import concat
-        events = concat(self.batches)
+        if not self.batches:
+            with open(self.path, "w") as f:
+                json.dump({"traceEvents": [], "displayTimeUnit": "ms",
+                           "otherData": {"events": 0, "producer": "engram-numba"}}, f)
+            return
         with open(self.path, "w") as f:
-            json.dump(chrome_trace(events, rate_window_ms=self.rate_window_ms), f)
+            json.dump(chrome_trace(concat(self.batches), rate_window_ms=self.rate_window_ms), f)

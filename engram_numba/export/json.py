@@ -1,20 +1,23 @@
-"""Cognitive events as JSON: JSON Lines and a batch document, with shipped schemas.
+"""Events as JSON: JSON Lines and a batch document, with a JSON Schema per event set.
 
 One event per line::
 
     {"timestamp":1795731552667751424,"event_type":"priming","thread":1,"sequence":5,
      "priming_type":"semantic","strength":0.7,"source_node":3,"target_node":9}
 
-``timestamp`` is unix nanoseconds, ``event_type`` one of ``priming``,
-``interference``, ``reconsolidation``, ``false_memory``, ``thread`` the ring of
-the recording thread, ``sequence`` the event's position in that ring, and the
-per-type fields follow by name (enum fields as lowercase names).  The batch
-document is ``{"events": [...], "exported_at": <unix s>, "count": n}``.
-Schemas: :func:`schema` (``"event"`` / ``"document"``), files under
-``engram_numba/export/schemas/``.
+``timestamp`` is unix nanoseconds, ``event_type`` the declared type's name,
+``thread`` the ring of the recording thread, ``sequence`` the event's position
+in that ring, and the type's fields follow by name in declaration order (enum
+fields as lowercase member names, ``unknown`` for a value that is not a
+member; bools as ``true``/``false``; NaN and infinities as ``null``).  A span's
+events add ``"span":"begin"`` (with ``span_id``, ``parent_span_id``, ``depth``
+and the span's fields) or ``"span":"end"`` (with ``span_id`` and ``depth``).
+The batch document is ``{"events": [...], "exported_at": <unix s>, "count": n}``.
+:func:`schema` gives the JSON Schema of a set's lines or documents.
 
-Encoding is a compiled loop over the raw 64-byte events (see :mod:`._jsontext`
-for the number formatting).
+Encoding is a compiled loop over the raw 64-byte events driven by the set's
+field tables (see :mod:`._tables` and, for the number formatting,
+:mod:`._jsontext`).
 """
 
 from __future__ import annotations
@@ -22,63 +25,52 @@ from __future__ import annotations
 import json
 import time
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from numba import njit
 
-from ..tracing.events import as_events
-from ._jsontext import Pieces, put_piece, write_f32, write_u64
+from ..tracing.schema import EventSet, Layout, as_events
+from ._jsontext import Pieces, put_piece, write_f32, write_i64, write_u64
+from ._tables import B, F32, F64, I, U, bits_f64, field_bits, rows_for
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
            "JsonLinesExporter"]
 
-_MAX_EVENT_BYTES = 400
-_SCHEMAS = Path(__file__).resolve().parent / "schemas"
+_MAX_FIXED = 160                   # bytes of one line besides its fields
+_MAX_FIELD = 48                    # bytes of one field besides its key (and float64 text)
+
+TS, SEQ, BEGIN, END, PARENT, DEPTH, UNKNOWN, TRUE, FALSE = range(9)
+TYPE0 = 9
 
 
-def _b(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode(), dtype=np.uint8).copy()
-
-
-# constant pieces of every line
-K_TS = _b('{"timestamp":')
-K_TYPE = [_b(f',"event_type":"{n}","thread":') for n in
-          ("priming", "interference", "reconsolidation", "false_memory")]
-K_SEQ = _b(',"sequence":')
-PRIMING_TYPES = [_b(f',"priming_type":"{n}","strength":') for n in
-                 ("semantic", "associative", "repetition", "unknown")]
-INTERFERENCE_TYPES = [_b(f',"interference_type":"{n}","magnitude":') for n in
-                      ("proactive", "retroactive", "fan", "unknown")]
-K_SOURCE = _b(',"source_node":')
-K_TARGET = _b(',"target_node":')
-K_EPISODE_TARGET = _b(',"target_episode_id":')
-K_COMPETING = _b(',"competing_episode_count":')
-K_EPISODE = _b(',"episode_id":')
-K_WINDOW = _b(',"window_position":')
-K_PLASTICITY = _b(',"plasticity_factor":')
-K_MODS = _b(',"modification_count":')
-K_LURE = _b(',"critical_lure_hash":')
-K_LIST = _b(',"source_list_size":')
-K_CONF = _b(',"reconstruction_confidence":')
-K_UNKNOWN = _b(',"event_type":"unknown","thread":')
-
-
-# piece numbers
-TS, SEQ, SOURCE, TARGET, EP_TARGET, COMPETING, EPISODE, WINDOW, PLASTICITY, MODS, LURE, LIST, \
-    CONF = range(13)
-TYPE0 = 13          # 5 event types (the 5th: unknown)
-PRIMING0 = 18       # 4 priming types (the 4th: unknown)
-INTERFERENCE0 = 22  # 4 interference types
-_PIECES = Pieces([K_TS, K_SEQ, K_SOURCE, K_TARGET, K_EPISODE_TARGET, K_COMPETING, K_EPISODE,
-                   K_WINDOW, K_PLASTICITY, K_MODS, K_LURE, K_LIST, K_CONF]
-                  + K_TYPE + [K_UNKNOWN] + PRIMING_TYPES + INTERFERENCE_TYPES)
+@lru_cache(maxsize=64)
+def _pieces(layout: Layout):
+    rows = rows_for(layout)
+    fixed = [b'{"timestamp":', b',"sequence":', b',"span":"begin","span_id":',
+             b',"span":"end","span_id":', b',"parent_span_id":', b',"depth":',
+             b',"event_type":"unknown","thread":', b"true", b"false"]
+    types = [f',"event_type":"{n}","thread":'.encode() for n in rows.type_names]
+    keys = [f',"{n}":'.encode() for n in rows.names]
+    enums = [f'"{n}"'.encode() for n in rows.enum_names] or [b'""']
+    pieces = Pieces(fixed + types + keys + enums)
+    return rows, pieces, TYPE0 + len(types), TYPE0 + len(types) + len(keys)
 
 
 @njit(cache=True)
-def _encode(words, n, buf, sep, flat, starts, lengths):
+def _sign_extend(raw, width):
+    if width >= 64:
+        return np.int64(raw)
+    top = np.uint64(1) << np.uint64(width - 1)
+    if raw & top:
+        return np.int64(raw | ~((top << np.uint64(1)) - np.uint64(1)))
+    return np.int64(raw)
+
+
+@njit(cache=True)
+def _encode(words, n, buf, sep, flat, starts, lengths, n_types, is_span, fstart, fword, fshift,
+            fwidth, fkind, enum_lo, enum_n, enum_first, f64_col, f64_flat, f64_start, f64_len,
+            key0, enum0, span_word, parent_word):
     pos = 0
-    lo32 = np.uint64(0xFFFFFFFF)
     for e in range(n):
         if e:
             buf[pos] = sep
@@ -86,60 +78,73 @@ def _encode(words, n, buf, sep, flat, starts, lengths):
         b = e * 8
         w2 = words[b + 2]
         t = np.int64(w2 & np.uint64(0xFF))
-        sub = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
-        thread = (w2 >> np.uint64(16)) & np.uint64(0xFFFF)
-        f32 = (w2 >> np.uint64(32)) & lo32
-        w3 = words[b + 3]
-        w4 = words[b + 4]
+        flags = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
         pos = put_piece(buf, pos, flat, starts, lengths, TS)
         pos = write_u64(buf, pos, words[b + 1])
-        pos = put_piece(buf, pos, flat, starts, lengths, TYPE0 + min(t, 4))
-        pos = write_u64(buf, pos, thread)
+        pos = put_piece(buf, pos, flat, starts, lengths, TYPE0 + t if t < n_types else UNKNOWN)
+        pos = write_u64(buf, pos, (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
         pos = put_piece(buf, pos, flat, starts, lengths, SEQ)
         pos = write_u64(buf, pos, words[b])
-        if t == 0:
-            pos = put_piece(buf, pos, flat, starts, lengths, PRIMING0 + min(sub, 3))
-            pos = write_f32(buf, pos, f32)
-            pos = put_piece(buf, pos, flat, starts, lengths, SOURCE)
-            pos = write_u64(buf, pos, w3)
-            pos = put_piece(buf, pos, flat, starts, lengths, TARGET)
-            pos = write_u64(buf, pos, w4)
-        elif t == 1:
-            pos = put_piece(buf, pos, flat, starts, lengths, INTERFERENCE0 + min(sub, 3))
-            pos = write_f32(buf, pos, f32)
-            pos = put_piece(buf, pos, flat, starts, lengths, EP_TARGET)
-            pos = write_u64(buf, pos, w3)
-            pos = put_piece(buf, pos, flat, starts, lengths, COMPETING)
-            pos = write_u64(buf, pos, w4 & lo32)
-        elif t == 2:
-            pos = put_piece(buf, pos, flat, starts, lengths, EPISODE)
-            pos = write_u64(buf, pos, w3)
-            pos = put_piece(buf, pos, flat, starts, lengths, WINDOW)
-            pos = write_f32(buf, pos, f32)
-            pos = put_piece(buf, pos, flat, starts, lengths, PLASTICITY)
-            pos = write_f32(buf, pos, w4 >> np.uint64(32))
-            pos = put_piece(buf, pos, flat, starts, lengths, MODS)
-            pos = write_u64(buf, pos, w4 & lo32)
-        elif t == 3:
-            pos = put_piece(buf, pos, flat, starts, lengths, LURE)
-            pos = write_u64(buf, pos, w3)
-            pos = put_piece(buf, pos, flat, starts, lengths, LIST)
-            pos = write_u64(buf, pos, w4 & lo32)
-            pos = put_piece(buf, pos, flat, starts, lengths, CONF)
-            pos = write_f32(buf, pos, f32)
+        if t >= n_types:
+            buf[pos] = 125
+            pos += 1
+            continue
+        if is_span[t]:
+            phase = flags & 3
+            pos = put_piece(buf, pos, flat, starts, lengths, BEGIN if phase == 1 else END)
+            pos = write_u64(buf, pos, words[b + span_word])
+            if phase == 1:
+                pos = put_piece(buf, pos, flat, starts, lengths, PARENT)
+                pos = write_u64(buf, pos, words[b + parent_word])
+            pos = put_piece(buf, pos, flat, starts, lengths, DEPTH)
+            pos = write_u64(buf, pos, flags >> 2)
+            if phase != 1:
+                buf[pos] = 125
+                pos += 1
+                continue
+        for f in range(fstart[t], fstart[t + 1]):
+            pos = put_piece(buf, pos, flat, starts, lengths, key0 + f)
+            width = fwidth[f]
+            raw = field_bits(words[b + fword[f]], fshift[f], width)
+            kind = fkind[f]
+            if kind == U:
+                pos = write_u64(buf, pos, raw)
+            elif kind == I:
+                pos = write_i64(buf, pos, _sign_extend(raw, width))
+            elif kind == F32:
+                pos = write_f32(buf, pos, raw)
+            elif kind == F64:
+                c = f64_col[f]
+                m = f64_len[e, c]
+                buf[pos:pos + m] = f64_flat[f64_start[e, c]:f64_start[e, c] + m]
+                pos += m
+            elif kind == B:
+                pos = put_piece(buf, pos, flat, starts, lengths, TRUE if raw else FALSE)
+            else:
+                v = _sign_extend(raw, width) - enum_lo[f]
+                k = enum_first[f] + (v if 0 <= v < enum_n[f] else enum_n[f])
+                pos = put_piece(buf, pos, flat, starts, lengths, enum0 + k)
         buf[pos] = 125  # '}'
         pos += 1
     return pos
 
 
 def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
-    events = as_events(events)
+    events, layout = as_events(events)
     n = events.size
     if n == 0:
         return b""
-    words = events.view(np.uint64)
-    buf = np.empty(n * _MAX_EVENT_BYTES, dtype=np.uint8)
-    end = _encode(words, n, buf, sep[0], _PIECES.flat, _PIECES.starts, _PIECES.lengths)
+    rows, pieces, key0, enum0 = _pieces(layout)
+    f64_flat, f64_start, f64_len = rows.f64_text(events)
+    longest = int(f64_len.max()) if f64_len.size else 0
+    per_event = _MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * (_MAX_FIELD + longest) \
+        + int(pieces.lengths.max())
+    buf = np.empty(n * per_event, dtype=np.uint8)
+    end = _encode(events.view(np.uint64), n, buf, sep[0], pieces.flat, pieces.starts,
+                  pieces.lengths, len(rows.type_names), rows.is_span, rows.starts, rows.words,
+                  rows.shifts, rows.widths, rows.kinds, rows.enum_lo, rows.enum_n,
+                  rows.enum_first, rows.f64_col, f64_flat, f64_start, f64_len, key0, enum0,
+                  rows.span_words[0], rows.span_words[1])
     return buf[:end].tobytes()
 
 
@@ -152,8 +157,9 @@ def events_to_jsonl(events: np.ndarray) -> bytes:
 def events_to_document(events: np.ndarray, exported_at: float | None = None) -> bytes:
     """``{"events": [...], "exported_at": <unix s>, "count": n}``."""
     exported_at = time.time() if exported_at is None else exported_at
-    return (b'{"events":[' + _encode_events(events, b",") + b'],"exported_at":'
-            + repr(float(exported_at)).encode() + b',"count":' + str(len(events)).encode() + b"}")
+    body = _encode_events(events, b",")
+    return (b'{"events":[' + body + b'],"exported_at":' + repr(float(exported_at)).encode()
+            + b',"count":' + str(len(events)).encode() + b"}")
 
 
 def event_records(events: np.ndarray) -> list:
@@ -162,15 +168,63 @@ def event_records(events: np.ndarray) -> list:
     return json.loads(b"[" + text + b"]") if text else []
 
 
-@lru_cache(maxsize=None)
-def schema(name: str = "event") -> dict:
-    """The JSON Schema of one event (``"event"``) or of a batch document (``"document"``)."""
-    files = {"event": "event.schema.json", "document": "events-document.schema.json"}
-    if name not in files:
-        raise ValueError(f"schema name must be one of {sorted(files)}")
-    return json.loads((_SCHEMAS / files[name]).read_text())
+def _layout_of(source) -> Layout:
+    if isinstance(source, Layout):
+        return source
+    if isinstance(source, type) and issubclass(source, EventSet) and source.layout is not None:
+        return source.layout
+    layout = getattr(source, "layout", None)
+    if isinstance(layout, Layout):
+        return layout
+    raise TypeError(f"schema() takes an EventSet class, a tracer or a layout, got {source!r}")
 
 
+def schema(source, kind: str = "event") -> dict:
+    """The JSON Schema of one event line (``"event"``) or of a batch document
+    (``"document"``) of an event set (its class, a tracer of it, or its layout)."""
+    if kind not in ("event", "document"):
+        raise ValueError(f"kind must be 'event' or 'document', got {kind!r}")
+    layout = _layout_of(source)
+    u64 = {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1}
+    variants = []
+    for t in layout.types:
+        props = {"event_type": {"const": t.name}}
+        required = ["event_type"]
+        for name, ft in t.fields.items():
+            props[name] = ft.json_schema()
+        if t.kind == "span":
+            props.update({"span": {"enum": ["begin", "end"]}, "span_id": u64,
+                          "parent_span_id": u64, "depth": {"type": "integer", "minimum": 0}})
+            variants.append({"properties": props, "required": required + ["span", "span_id"],
+                             "if": {"properties": {"span": {"const": "begin"}}},
+                             "then": {"required": list(t.fields) + ["parent_span_id", "depth"]},
+                             "else": {"maxProperties": 7}})
+        else:
+            variants.append({"properties": props, "required": required + list(t.fields),
+                             "additionalProperties": True})
+    event = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"engram-numba event of set {layout.name}",
+        "type": "object",
+        "required": ["timestamp", "event_type", "thread", "sequence"],
+        "properties": {
+            "timestamp": {"type": "integer", "minimum": 0, "description": "unix time in ns"},
+            "event_type": {"enum": [t.name for t in layout.types]},
+            "thread": {"type": "integer", "minimum": 0, "maximum": 65535,
+                       "description": "ring of the recording thread"},
+            "sequence": {"type": "integer", "minimum": 0,
+                         "description": "position of the event in its ring"},
+        },
+        "oneOf": variants,
+    }
+    if kind == "event":
+        return event
+    return {"$schema": event["$schema"], "title": f"engram-numba event batch of set {layout.name}",
+            "type": "object", "required": ["events", "exported_at", "count"],
+            "properties": {"events": {"type": "array", "items": event},
+                           "exported_at": {"type": "number"},
+                           "count": {"type": "integer", "minimum": 0}},
+            "additionalProperties": False}
 
 
 class JsonLinesExporter:

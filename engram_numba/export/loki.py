@@ -2,16 +2,17 @@
 
 ``POST <url>/loki/api/v1/push`` with::
 
-    {"streams": [{"stream": {"service": "engram", "event_type": "priming",
-                             "priming_type": "semantic"},
+    {"streams": [{"stream": {"service": "engram", "event_set": "engram",
+                             "event_type": "priming", "priming_type": "semantic"},
                   "values": [["<unix ns>", "<event as a JSON line>"], ...]}, ...]}
 
-Labels are only ``service``, ``event_type`` and the type's enum
-(``priming_type`` / ``interference_type``): at most 9 streams whatever the
-workload, as Loki wants.  Everything else (ids, strengths, ...) is in the line,
-which is exactly the JSON export of the event.  Values are sorted by time
-within each stream.  Options: gzip, tenant (``X-Scope-OrgID``), basic auth,
-extra headers, TLS.  Success is 204; failures follow the shared HTTP rules.
+Streams are labelled only by ``service``, ``event_set``, ``event_type`` and the
+type's enum fields (member names): their number is bounded by the set's
+declaration (types times enum members), whatever the workload, as Loki wants.
+Everything else (ids, strengths, ...) is in the line, which is exactly the
+JSON export of the event.  Values are sorted by time within each stream.
+Options: gzip, tenant (``X-Scope-OrgID``), basic auth, extra headers, TLS.
+Success is 204; failures follow the shared HTTP rules.
 """
 
 from __future__ import annotations
@@ -20,37 +21,58 @@ import json
 
 import numpy as np
 
+from ..tracing.schema import as_events
 from . import _http
-from ..tracing.events import as_events
 from .json import _encode_events
 
 __all__ = ["LokiExporter", "push_body"]
 
-_ENUM_LABEL = {"priming": ("priming_type", ("semantic", "associative", "repetition")),
-               "interference": ("interference_type", ("proactive", "retroactive", "fan"))}
-_TYPES = ("priming", "interference", "reconsolidation", "false_memory")
 
-
-def push_body(events: np.ndarray, service: str = "engram", extra_labels: dict | None = None) -> bytes:
-    """The JSON body of one push request for ``events``."""
-    events = as_events(events)
+def push_body(events: np.ndarray, service: str | None = None,
+              extra_labels: dict | None = None) -> bytes:
+    """The JSON body of one push request for ``events`` (``service`` defaults to the set name)."""
+    events, layout = as_events(events)
     if events.size == 0:
         return b'{"streams":[]}'
+    service = layout.name if service is None else service
     lines = _encode_events(events, b"\n").split(b"\n")
     timestamps = events["timestamp"]
-    types = events["event_type"]
-    subtypes = events["priming_type"]     # byte 17: priming_type / interference_type
-    keys = types.astype(np.int64) * 8 + np.where(types <= 1, subtypes, 0)
+    types = events["event_type"].astype(np.int64)
+    keys = types.copy()
+    label_fields = {}
+    stride = len(layout.types) + 1
+    for t in layout.types:
+        label_fields[t.index] = [(n, ft) for n, ft in t.fields.items() if ft.code == "e"]
+    # one key per (type, enum values): mixed radix over the type's enum fields
+    for t in layout.types:
+        rows = types == t.index
+        if not rows.any():
+            continue
+        radix = stride
+        for name, ft in label_fields[t.index]:
+            values = events[name][rows].astype(np.int64)
+            codes = np.searchsorted(ft.values, values)
+            codes = np.where((codes < len(ft.values)) &
+                             (np.asarray(ft.values)[np.minimum(codes, len(ft.values) - 1)]
+                              == values), codes, len(ft.values))
+            keys[rows] += codes * radix
+            radix *= len(ft.values) + 1
     streams = []
     for key in np.unique(keys):
         rows = np.flatnonzero(keys == key)
         rows = rows[np.argsort(timestamps[rows], kind="stable")]
-        t, sub = divmod(int(key), 8)
-        name = _TYPES[t] if t < len(_TYPES) else "unknown"
-        labels = {**(extra_labels or {}), "service": service, "event_type": name}
-        if name in _ENUM_LABEL:
-            label, values = _ENUM_LABEL[name]
-            labels[label] = values[sub] if sub < len(values) else "unknown"
+        t = int(types[rows[0]])
+        labels = {**(extra_labels or {}), "service": service, "event_set": layout.name}
+        if t < len(layout.types):
+            labels["event_type"] = layout.types[t].name
+            rest = int(key) // stride
+            for name, ft in label_fields[t]:
+                n = len(ft.values) + 1
+                code = rest % n
+                rest //= n
+                labels[name] = ft.names[ft.values[code]] if code < len(ft.values) else "unknown"
+        else:
+            labels["event_type"] = "unknown"
         streams.append({"stream": labels,
                         "values": [[str(int(timestamps[i])), lines[i].decode()] for i in rows]})
     return json.dumps({"streams": streams}, separators=(",", ":")).encode()
@@ -61,7 +83,7 @@ class LokiExporter:
 
     name = "loki"
 
-    def __init__(self, url: str, *, service: str = "engram", labels: dict | None = None,
+    def __init__(self, url: str, *, service: str | None = None, labels: dict | None = None,
                  tenant: str | None = None, basic_auth: tuple | None = None,
                  headers: dict | None = None, compression: str | None = "gzip",
                  timeout: float = 10.0, insecure: bool = False, ca_file: str | None = None):
@@ -84,7 +106,7 @@ class LokiExporter:
 
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
         """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
-        events = as_events(events)
+        events, _ = as_events(events)
         if events.size:
             _http.post(self.url, push_body(events, self.service, self.labels), "application/json",
                        headers=self.headers, compress=self.compress, timeout=self.timeout,

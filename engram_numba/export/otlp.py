@@ -1,9 +1,14 @@
-"""OpenTelemetry (OTLP) export: events as logs, metric sets as metrics; gRPC or HTTP.
+"""OpenTelemetry (OTLP) export: events as logs, spans as traces, metric sets as metrics.
 
 Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
 ``grpcio``).
 
 * Events -> ``LogRecord``s (see :mod:`._otlp_logs` for every field).
+* Spans -> ``Span``s (:class:`OtlpSpanExporter`): the begin and end events of
+  each span, paired across batches (:mod:`engram_numba.tracing.spans`), with
+  trace id (the tracer's id and the root span's id), span id, parent span id,
+  start and end times, the span's fields as attributes ``<set>.<field>``, and
+  optionally the events emitted inside it as span events.
 * Metric sets -> OTLP metrics: counters as monotonic cumulative ``Sum``
   (start time: the set's creation), gauges as ``Gauge``, exponential histograms
   as ``ExponentialHistogram`` with the same scale and bucket indexes (the
@@ -26,6 +31,7 @@ Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
 from __future__ import annotations
 
 import logging
+import os
 import time
 from urllib.parse import urlparse
 
@@ -33,17 +39,20 @@ import numpy as np
 
 from .. import __version__
 from ..metrics.snapshot import MetricSetSnapshot
-from ..tracing.events import as_events
+from ..tracing.schema import as_events
 from ..tracing.collector import ExportError, PermanentExportError
 from . import _http
 from ._otlp_logs import field_bytes, log_records
 
-__all__ = ["OtlpLogExporter", "OtlpMetricExporter", "logs_request", "metrics_request"]
+__all__ = ["OtlpLogExporter", "OtlpMetricExporter", "OtlpSpanExporter", "logs_request",
+           "metrics_request", "spans_request"]
 
 log = logging.getLogger(__name__)
 
 LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+_METHODS = {"logs": LOGS_METHOD, "metrics": METRICS_METHOD, "traces": TRACES_METHOD}
 _GRPC_RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED",
                    "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
 
@@ -83,10 +92,13 @@ def _envelope(service_name, resource_attributes):
     return resource, scope
 
 
-def logs_request(events: np.ndarray, *, service_name: str = "engram",
+def logs_request(events: np.ndarray, *, service_name: str | None = None,
                  resource_attributes: dict | None = None, observed_ns: int | None = None) -> bytes:
-    """A serialized ``ExportLogsServiceRequest`` carrying ``events``."""
-    resource, scope = _envelope(service_name, resource_attributes)
+    """A serialized ``ExportLogsServiceRequest`` carrying ``events``
+    (``service_name`` defaults to the event set's name)."""
+    events, layout = as_events(events)
+    resource, scope = _envelope(layout.name if service_name is None else service_name,
+                                resource_attributes)
     records = log_records(events, time.time_ns() if observed_ns is None else observed_ns)
     scope_logs = field_bytes(1, scope.SerializeToString()) + records
     resource_logs = field_bytes(1, resource.SerializeToString()) + field_bytes(2, scope_logs)
@@ -136,11 +148,17 @@ def _with_extra(counts, spec, magnitude, n):
     return out
 
 
-def metrics_request(*metric_sets, service_name: str = "engram",
+def metrics_request(*metric_sets, service_name: str | None = None,
                     resource_attributes: dict | None = None) -> bytes:
-    """A serialized ``ExportMetricsServiceRequest`` of one or more metric sets."""
+    """A serialized ``ExportMetricsServiceRequest`` of one or more metric sets
+    (``service_name`` defaults to the first set's name)."""
     common_pb2, pb, _ = _proto()
     from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    if not metric_sets:
+        raise ValueError("metrics_request needs at least one metric set")
+    if service_name is None:
+        first = metric_sets[0]
+        service_name = getattr(first, "set_name", None) or getattr(first, "name", "metrics")
     resource, scope = _envelope(service_name, resource_attributes)
     now = time.time_ns()
     metrics = []
@@ -254,7 +272,7 @@ class _Transport:
 
     def _grpc(self, kind, body, deadline=None):
         import grpc
-        method = LOGS_METHOD if kind == "logs" else METRICS_METHOD
+        method = _METHODS[kind]
         call = self._calls.get(method)
         if call is None:
             call = self._calls[method] = self.channel.unary_unary(
@@ -323,6 +341,10 @@ def _partial_success(kind: str, response: bytes) -> None:
             from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import \
                 ExportLogsServiceResponse as Response
             rejected_field = "rejected_log_records"
+        elif kind == "traces":
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import \
+                ExportTraceServiceResponse as Response
+            rejected_field = "rejected_spans"
         else:
             from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import \
                 ExportMetricsServiceResponse as Response
@@ -343,7 +365,7 @@ class _OtlpExporter:
 
     def __init__(self, endpoint: str, *, protocol: str = "grpc", headers: dict | None = None,
                  compression: str | None = "gzip", timeout: float = 10.0, insecure: bool = False,
-                 ca_file: str | None = None, service_name: str = "engram",
+                 ca_file: str | None = None, service_name: str | None = None,
                  resource_attributes: dict | None = None):
         _proto()
         self.endpoint = endpoint
@@ -367,7 +389,7 @@ class OtlpLogExporter(_OtlpExporter):
 
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
         """Send one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
-        events = as_events(events)
+        events, _ = as_events(events)
         if events.size:
             self._send(logs_request(events, service_name=self.service_name,
                                     resource_attributes=self.resource_attributes), deadline)
@@ -384,3 +406,102 @@ class OtlpMetricExporter(_OtlpExporter):
                                    resource_attributes=self.resource_attributes))
 
 
+
+
+# -- spans ------------------------------------------------------------------------------------
+
+def _value(common_pb2, v):
+    if isinstance(v, bool):
+        return common_pb2.AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return common_pb2.AnyValue(int_value=v if v < 1 << 63 else v - (1 << 64))
+    if isinstance(v, float):
+        return common_pb2.AnyValue(double_value=v)
+    return common_pb2.AnyValue(string_value=str(v))
+
+
+def _field_attributes(common_pb2, prefix, fields, enums):
+    out = []
+    for k, v in fields.items():
+        names = enums.get(k)
+        if names is not None:
+            v = names.get(int(v), "unknown")
+        out.append(common_pb2.KeyValue(key=f"{prefix}.{k}", value=_value(common_pb2, v)))
+    return out
+
+
+def spans_request(spans, layout, *, tracer_id: int, service_name: str | None = None,
+                  resource_attributes: dict | None = None) -> bytes:
+    """A serialized ``ExportTraceServiceRequest`` of closed spans (see :mod:`..tracing.spans`)."""
+    common_pb2, _, _ = _proto()
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    from opentelemetry.proto.trace.v1 import trace_pb2
+    resource, scope = _envelope(layout.name if service_name is None else service_name,
+                                resource_attributes)
+    enums = {t.name: {n: ft.names for n, ft in t.fields.items() if ft.code == "e"}
+             for t in layout.types}
+    prefix = layout.name
+    tid = int(tracer_id).to_bytes(8, "big")
+    out = []
+    for s in spans:
+        span = trace_pb2.Span(
+            trace_id=tid + int(s.root_id).to_bytes(8, "big"),
+            span_id=int(s.span_id).to_bytes(8, "big"),
+            parent_span_id=int(s.parent_id).to_bytes(8, "big") if s.parent_id else b"",
+            name=s.name, kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
+            start_time_unix_nano=s.start_ns, end_time_unix_nano=s.end_ns,
+            attributes=_field_attributes(common_pb2, prefix, s.fields, enums.get(s.name, {}))
+            + [common_pb2.KeyValue(key=f"{prefix}.thread", value=common_pb2.AnyValue(
+                int_value=s.ring)),
+               common_pb2.KeyValue(key=f"{prefix}.depth", value=common_pb2.AnyValue(
+                   int_value=s.depth))])
+        for name, ts, fields in s.events:
+            span.events.append(trace_pb2.Span.Event(
+                time_unix_nano=ts, name=name,
+                attributes=_field_attributes(common_pb2, prefix, fields, enums.get(name, {}))))
+        out.append(span)
+    request = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+        trace_pb2.ResourceSpans(resource=resource, scope_spans=[
+            trace_pb2.ScopeSpans(scope=scope, spans=out)])])
+    return request.SerializeToString()
+
+
+class OtlpSpanExporter(_OtlpExporter):
+    """Collector exporter: the spans closed in each batch become one OTLP traces request.
+
+    Begins and ends are paired across batches (a span's begin and end may be
+    drained apart).  ``attach_events=True`` adds the instant events emitted
+    inside a span, on its thread, as its span events.  The trace ids use the
+    tracer's id (``bind(tracer)``, which a TraceCollector calls, or
+    ``tracer_id=``); without either, a random id of this exporter.
+    """
+
+    name = "otlp-spans"
+    kind = "traces"
+
+    def __init__(self, endpoint: str, *, attach_events: bool = False,
+                 tracer_id: int | None = None, **options):
+        super().__init__(endpoint, **options)
+        from ..tracing.spans import SpanAssembler
+        self.assembler = SpanAssembler(attach_events=attach_events)
+        self.tracer_id = tracer_id
+        self._pending = []
+        self._last = None
+
+    def bind(self, tracer) -> None:
+        if self.tracer_id is None:
+            self.tracer_id = tracer.tracer_id
+
+    def export(self, events: np.ndarray, deadline=None) -> None:
+        given = events
+        events, layout = as_events(events)
+        if self.tracer_id is None:
+            self.tracer_id = int.from_bytes(os.urandom(8), "big") | 1
+        if given is not self._last:            # a retried batch is paired only once
+            self._pending.extend(self.assembler.feed(events))
+            self._last = given
+        if self._pending:
+            self._send(spans_request(self._pending, layout, tracer_id=self.tracer_id,
+                                     service_name=self.service_name,
+                                     resource_attributes=self.resource_attributes), deadline)
+            self._pending = []

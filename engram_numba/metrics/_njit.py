@@ -29,7 +29,7 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, models, overload_method, register_model,
                              unbox)
 
-from .._atomics import add_u64, thread_id
+from .._addr import add_u64, thread_id
 from .._claim import ENTRY_BYTES, claim, home
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._kernel_arg import AddressModel, unbox_address
@@ -415,98 +415,3 @@ def _count_invalid(m):
     def impl(m):
         add_u64(m.base + INVALID_OFFSET, _ONE)
     return impl
-
-
-# --------------------------------------------------------------------------
-# @kernel_method
-# --------------------------------------------------------------------------
-
-_kernel_method_names: set = set()
-
-
-def register_kernel_method(km) -> None:
-    """Make ``set.<name>(...)`` resolve, in kernels, to the set class's kernel method.
-
-    numba resolves a method attribute with the first template registered for
-    that name, so there is one overload per *name*: its typer looks the method
-    up on the set class being compiled (two sets may each have a ``record``
-    with different parameters).  Arguments are positional in kernels.  A
-    parameter annotated with an IntEnum refuses members of any other IntEnum
-    (a TypingError), as metric labels do.
-    """
-    if km.name in _kernel_method_names:
-        return
-    _kernel_method_names.add(km.name)
-    name = km.name
-
-    def _method(self, *args):
-        method = self.set_class._kernel_methods.get(name)
-        if method is None:
-            return None
-        given = _star(args)
-        try:
-            bound = method._signature.bind(self, *given)
-        except TypeError as exc:
-            raise errors.TypingError(f"{name}: {exc} (kernel methods take positional "
-                                     f"arguments in kernels)") from None
-        for param, enum_cls in method._enums().items():
-            t = bound.arguments.get(param)
-            if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
-                raise errors.TypingError(
-                    f"{name}: {param} takes {enum_cls.__name__} members, "
-                    f"got a {t.instance_class.__name__}")
-            if t is not None and not isinstance(t, (types.IntEnumMember, types.Integer,
-                                                    types.Omitted)):
-                raise errors.TypingError(
-                    f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
-        body = method.jitted()
-
-        def impl(self, *args):
-            return body(self, *args)
-        return impl
-
-    overload_method(MetricSetType, name)(_method)
-
-
-# --------------------------------------------------------------------------
-# Python calls of kernel methods: the compiled body, entered with plain scalars
-# --------------------------------------------------------------------------
-
-_callers: dict = {}
-
-
-def _set_from_address(nbtype):
-    """An intrinsic building a set value of ``nbtype`` from (base address, pid)."""
-    @intrinsic
-    def make(typingctx, base, pid):
-        sig = nbtype(base, pid)
-
-        def codegen(context, builder, sig, args):
-            value = cgutils.create_struct_proxy(nbtype)(context, builder)
-            value.base = context.cast(builder, args[0], sig.args[0], types.uintp)
-            value.pid = context.cast(builder, args[1], sig.args[1], types.uint64)
-            return value._getvalue()
-
-        return sig, codegen
-
-    return make
-
-
-def python_caller(km, nbtype):
-    """A compiled ``call(base, pid, *args)`` running kernel method ``km`` on a set of ``nbtype``.
-
-    Its arguments are plain integers and floats, which numba's dispatcher types
-    in C, so a call from Python costs a fraction of a microsecond.
-    """
-    key = (km, nbtype)
-    caller = _callers.get(key)
-    if caller is None:
-        body = km.jitted()
-        make = _set_from_address(nbtype)
-
-        @njit(nogil=True)
-        def caller(base, pid, *args):
-            return body(make(base, pid), *args)
-
-        _callers[key] = caller
-    return caller

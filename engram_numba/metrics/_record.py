@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._atomics import (add_f64, add_u64, fence_release, load_u64_acquire, load_f64, load_u64,
+from .._addr import (add_f64, add_u64, fence_release, load_u64_acquire, load_f64, load_u64,
                         max_f64, min_f64, store_f64, store_u64, store_u64_release)
 from .buckets import explicit_index, exponential_index
 

@@ -61,7 +61,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from .._atomics import f64_bits
+from .._addr import f64_bits
 
 __all__ = [
     "MIN_SCALE",

@@ -22,20 +22,17 @@ counted in ``invalid_records`` and nothing else is written.
 
 from __future__ import annotations
 
-import enum
 import functools
-import inspect
 import json
-import numbers
 import re
 import typing
 
 import numpy as np
 
-from .. import _kernel_arg
 from .._kernel_arg import KernelArgument
+from .._methods import kernel_method, register_kernel_method
 from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
-from .._values import as_enum, as_integer, as_number
+from .._values import as_integer, as_number
 from . import _njit
 from . import _record as R
 from .buckets import exponential_tables
@@ -47,91 +44,6 @@ __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
 
 _U64_MAX = (1 << 64) - 1
 _SET_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-
-
-class kernel_method:
-    """Declare a method of a :class:`MetricSet` that kernels can call.
-
-    The body may only use the set's metrics (``self.<metric>.inc(...)`` etc.)
-    and other kernel methods; it is compiled into each kernel that calls it.
-    Called from Python, every argument is validated first (parameters
-    annotated with an ``IntEnum`` take that enum's members or values, the
-    others take numbers), so a bad argument raises ``ValueError`` before
-    anything is recorded; then the same compiled body runs.  In a kernel, a
-    member of another IntEnum for an annotated parameter is a ``TypingError``.
-    """
-
-    def __init__(self, func):
-        self.func = func
-        self.name = func.__name__
-        functools.update_wrapper(self, func)
-        self._signature = inspect.signature(func)
-        self._params = list(self._signature.parameters)[1:]
-        self._enum_params = None
-        self._jitted = None
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def _enums(self) -> dict:
-        if self._enum_params is None:
-            try:
-                hints = typing.get_type_hints(self.func)
-            except Exception:  # unresolvable annotations: nothing to validate
-                hints = {}
-            self._enum_params = {p: t for p, t in hints.items()
-                                 if isinstance(t, type) and issubclass(t, enum.IntEnum)}
-        return self._enum_params
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        return functools.partial(self._call, obj)
-
-    def jitted(self):
-        """The body compiled by numba (one dispatcher, shared by every set class using it)."""
-        if self._jitted is None:
-            from numba import njit
-            self._jitted = njit(self.func)
-        return self._jitted
-
-    def _arguments(self, obj, args, kwargs) -> tuple:
-        """Positional arguments for the compiled body, each validated (ValueError)."""
-        if kwargs or len(args) != len(self._params):
-            try:
-                bound = self._signature.bind(obj, *args, **kwargs)
-            except TypeError as exc:
-                raise TypeError(f"{self.name}: {exc}") from None
-            bound.apply_defaults()
-            args = tuple(bound.arguments[p] for p in self._params)
-        enums = self._enums()
-        out = []
-        for param, value in zip(self._params, args):
-            if param in enums:
-                out.append(int(as_enum(enums[param], value, f"{self.name}: {param}")))
-            elif isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-                v = int(value)
-                if -(1 << 63) <= v < (1 << 63):
-                    out.append(v)
-                elif 0 <= v < (1 << 64):
-                    out.append(np.uint64(v))
-                else:
-                    out.append(float(v))           # beyond 64 bits: a number all the same
-            elif isinstance(value, float):
-                out.append(value)
-            else:
-                out.append(as_number(value, f"{self.name}: {param}"))
-        return out
-
-    def _call(self, obj, *args, **kwargs):
-        values = self._arguments(obj, args, kwargs)
-        if obj._region is None:
-            return None
-        base = obj._address()          # raises when closed or read-only
-        caller = obj._callers.get(self.name)
-        if caller is None:
-            caller = obj._callers[self.name] = _njit.python_caller(self, obj._nbtype)
-        return caller(base, _kernel_arg.current_pid(), *values)
 
 
 class MetricSet(KernelArgument):
@@ -180,7 +92,7 @@ class MetricSet(KernelArgument):
         cls._kernel_methods = methods
         cls._layouts = {}
         for km in methods.values():
-            _njit.register_kernel_method(km)
+            register_kernel_method(km, _njit.MetricSetType)
 
     # -- construction -----------------------------------------------------------
 
@@ -271,14 +183,6 @@ class MetricSet(KernelArgument):
         handle = _HANDLES[m.spec.kind](self, m)
         self.__dict__[attr] = handle  # later lookups skip the descriptor
         return handle
-
-    def _address(self) -> int | None:
-        """Base address for Python-side writes; None when disabled (writes are no-ops).
-
-        Raises ValueError when closed and TypeError when attached read-only.
-        """
-        self._require_writable()
-        return self._base
 
     # -- reading ----------------------------------------------------------------
 

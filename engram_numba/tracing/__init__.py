@@ -1,9 +1,10 @@
-"""Cognitive event tracing: 64-byte events in per-thread overwrite rings."""
+"""Event tracing for any numba workload: declared event sets, per-thread rings, spans."""
 
-from .collector import ExportError, PermanentExportError, TraceCollector
+from .collector import DROP_REASONS, ExportError, PermanentExportError, TraceCollector
 from .config import TracingConfig
-from .events import EVENT_DTYPE, EVENT_FIELDS, EventType
-from .tracer import CognitiveTracer
+from .schema import Event, EventSet, Span, as_events, concat, schema_of
+from .tracer import Tracer
 
-__all__ = ["CognitiveTracer", "TracingConfig", "EventType", "EVENT_DTYPE", "EVENT_FIELDS",
-           "TraceCollector", "ExportError", "PermanentExportError"]
+__all__ = ["EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
+           "ExportError", "PermanentExportError", "DROP_REASONS", "as_events", "concat",
+           "schema_of"]

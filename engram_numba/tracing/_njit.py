@@ -1,218 +1,352 @@
-"""numba support for CognitiveTracer: pass the tracer into a kernel, call trace_*.
+"""numba support for tracers: pass the tracer into a kernel, call its event handles.
 
-The tracer's geometry (rings, capacity, clock) is part of its numba type, so
-the recording code is specialised with constants; its native value is the
-region's base address.  A disabled tracer has its own type with an empty value
-and methods that compile to nothing.
+``tr.<event>.emit(*fields)``, ``tr.<span>.begin(*fields)`` and ``tr.<span>.end()``
+compile to a threshold load, the packing of the fields into the slot's words
+(generated from the set's table by :func:`_pack`, with range checks where an
+argument type can exceed its field), and the ring write of :mod:`._ring`.  The
+tracer's geometry and the set's layout are part of the numba types, so all of
+it is specialised with constants; the native value is the region's base
+address and the caller's pid.  A disabled tracer has its own types, with an
+empty value and methods that compile to nothing.
 """
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
+from llvmlite import ir
 from numba import types
-from numba.core import errors
-from numba.extending import make_attribute_wrapper, overload_method, register_model, unbox
+from numba.core import cgutils, errors
+from numba.core.typing.templates import AttributeTemplate
+from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
+                             make_attribute_wrapper, overload_method, register_model, unbox)
 
-from .._atomics import f32_bits
-from .._cache import FINGERPRINT, rebuild_type
+from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._kernel_arg import AddressModel, unbox_address
+from .._methods import _star
 from . import _ring as R
-from .events import EventType
-
-U32_MAX = 0xFFFFFFFF
+from .schema import FLAG_EVENT
 
 
 class TracerType(types.Type):
-    def __init__(self, enabled: bool, n_rings: int, capacity: int, clock: int):
+    """numba type of a tracer of one event set (enabled or disabled)."""
+
+    def __init__(self, set_class, layout, enabled: bool, n_rings: int, capacity: int,
+                 clock: int):
+        self.set_class = set_class
+        self.layout = layout
         self.enabled = enabled
-        self.n_rings = n_rings
-        self.capacity = capacity
-        self.clock = clock
-        name = (f"CognitiveTracer[{n_rings}x{capacity},clock={clock}]" if enabled
-                else "DisabledCognitiveTracer")
-        super().__init__(name=name)
+        self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
+        n_types = len(layout.types)
+        self.geometry = (n_rings, capacity, clock, R.ring_headers_offset(n_types),
+                         R.slots_offset(n_types, n_rings))
+        self.handle_types = {t.name: _handle_type(t, layout, enabled, self.geometry)
+                             for t in layout.types}
+        state = "" if enabled else "Disabled"
+        geometry = f"{n_rings}x{capacity},clock={clock}" if enabled else ""
+        super().__init__(name=f"{state}Tracer[{set_class.__qualname__}@{layout.hash[:16]}"
+                              f"{',' if geometry else ''}{geometry}]")
 
     @property
     def key(self):
-        return tuple(getattr(self, f, None) for f in ("enabled", "n_rings", "capacity", "clock")) \
-            + (FINGERPRINT,)
+        layout = getattr(self, "layout", None)
+        return (getattr(self, "set_class", None), getattr(layout, "hash", None),
+                getattr(self, "enabled", None), getattr(self, "geometry", None), FINGERPRINT)
 
     def __reduce__(self):
-        return rebuild_type, (_tracer_type, (self.enabled, self.n_rings, self.capacity, self.clock,
-                                             FINGERPRINT))
+        return rebuild_type, (_tracer_type, (class_ref(self.set_class), self.layout.hash,
+                                             self.enabled, self.n_rings, self.capacity,
+                                             self.clock, FINGERPRINT))
 
 
-def _tracer_type(enabled, n_rings, capacity, clock, fingerprint):
+def _tracer_type(ref, layout_hash, enabled, n_rings, capacity, clock, fingerprint):
     if fingerprint != FINGERPRINT:
         raise ValueError("written by another version")
-    return TracerType(enabled, n_rings, capacity, clock)
+    set_class = resolve_class(ref)
+    if set_class.layout.hash != layout_hash:
+        raise ValueError("layout changed")
+    return TracerType(set_class, set_class.layout, enabled, n_rings, capacity, clock)
 
 
-register_model(TracerType)(AddressModel)
-make_attribute_wrapper(TracerType, "base", "base")
-make_attribute_wrapper(TracerType, "pid", "pid")
+class HandleType(types.Type):
+    """One declared type of a tracer inside a kernel: its layout and the tracer's geometry."""
+
+    def __init__(self, enabled, geometry, index, type_name, fields):
+        self.enabled = enabled
+        self.geometry = geometry
+        self.index = index
+        self.type_name = type_name
+        self.fields = fields          # ((name, code, offset, size, lo, hi, enum class), ...)
+        state = "" if enabled else "Disabled"
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{type_name}#{index}"
+                              f"{[f[0] for f in fields]}]")
+
+    @property
+    def key(self):
+        return tuple(getattr(self, f, None) for f in ("enabled", "geometry", "index",
+                                                       "type_name", "fields"))
+
+    def __reduce__(self):
+        fields = tuple(f[:6] + (class_ref(f[6]),) for f in self.fields)
+        return rebuild_type, (_handle_from, (type(self).__name__, self.enabled, self.geometry,
+                                             self.index, self.type_name, fields, FINGERPRINT))
+
+
+class EventHandleType(HandleType):
+    pass
+
+
+class SpanHandleType(HandleType):
+    pass
+
+
+def _handle_from(kind, enabled, geometry, index, type_name, fields, fingerprint):
+    if fingerprint != FINGERPRINT:
+        raise ValueError("written by another version")
+    fields = tuple(f[:6] + (resolve_class(f[6]),) for f in fields)
+    cls = {"EventHandleType": EventHandleType, "SpanHandleType": SpanHandleType}[kind]
+    return cls(enabled, geometry, index, type_name, fields)
+
+
+def _handle_type(t, layout, enabled, geometry):
+    fields = []
+    for name, ft in t.fields.items():
+        lo = getattr(ft, "lo", None)
+        hi = getattr(ft, "hi", None)
+        enum_cls = getattr(ft, "enum", None)
+        if enum_cls is not None:
+            lo, hi = min(ft.values), max(ft.values)
+        fields.append((name, ft.code, layout.offsets[(t.index, name)], ft.size, lo, hi, enum_cls))
+    cls = SpanHandleType if t.kind == "span" else EventHandleType
+    return cls(enabled, geometry, t.index, t.name, tuple(fields))
+
+
+for _t in (TracerType, EventHandleType, SpanHandleType):
+    register_model(_t)(AddressModel)
+    make_attribute_wrapper(_t, "base", "base")
+    make_attribute_wrapper(_t, "pid", "pid")
 unbox(TracerType)(unbox_address)
 
 
-def _integer(method, name, t):
-    if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
-        raise errors.TypingError(f"{method}: {name} must be an integer, got {t}")
+@infer_getattr
+class _TracerAttributes(AttributeTemplate):
+    key = TracerType
+
+    def generic_resolve(self, typ, attr):
+        return typ.handle_types.get(attr)
 
 
-def _number(method, name, t):
-    if not isinstance(t, (types.Integer, types.Float, types.IntEnumMember, types.Boolean)):
-        raise errors.TypingError(f"{method}: {name} must be a number, got {t}")
+@lower_getattr_generic(TracerType)
+def _lower_handle(context, builder, typ, value, attr):
+    htype = typ.handle_types[attr]
+    handle = cgutils.create_struct_proxy(htype)(context, builder)
+    if typ.enabled:
+        tracer = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+        handle.base = tracer.base
+        handle.pid = tracer.pid
+    return handle._getvalue()
 
 
-def _subtype(method, name, t, enum_cls):
-    _integer(method, name, t)
-    if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
-        raise errors.TypingError(f"{method}: {name} takes {enum_cls.__name__} members, "
-                                 f"got a {t.instance_class.__name__}")
+# -- argument typing -----------------------------------------------------------------------
+
+def _check_args(h, method, args):
+    args = _star(args)
+    if len(args) != len(h.fields):
+        names = [f[0] for f in h.fields]
+        raise errors.TypingError(f"{h.type_name}.{method}: takes {len(names)} field(s) {names}, "
+                                 f"got {len(args)}")
+    for (name, code, _, _, _, _, enum_cls), t in zip(h.fields, args):
+        where = f"{h.type_name}.{method}: {name}"
+        if code == "e":
+            if isinstance(t, types.IntEnumMember):
+                if t.instance_class is not enum_cls:
+                    raise errors.TypingError(f"{where} takes {enum_cls.__name__} members, "
+                                             f"got a {t.instance_class.__name__}")
+            elif isinstance(t, types.Boolean) or not isinstance(t, types.Integer):
+                raise errors.TypingError(f"{where} takes {enum_cls.__name__} members or "
+                                         f"integers, got {t}")
+        elif code in "iu":
+            if isinstance(t, types.IntEnumMember):
+                continue
+            if isinstance(t, types.Boolean) or not isinstance(t, types.Integer):
+                raise errors.TypingError(f"{where} must be an integer, got {t}")
+        elif code in "fd":
+            if not isinstance(t, (types.Integer, types.Float, types.IntEnumMember)) or \
+                    isinstance(t, types.Boolean):
+                raise errors.TypingError(f"{where} must be a number, got {t}")
+        elif code == "b":
+            if not isinstance(t, (types.Boolean, types.Integer)):
+                raise errors.TypingError(f"{where} must be a bool, got {t}")
 
 
-_U8 = np.uint64(8)
-_U32 = np.uint64(32)
+def _int_type(t):
+    """(bitwidth, signed) of an integer-like numba type."""
+    if isinstance(t, types.IntEnumMember):
+        t = t.dtype
+    if isinstance(t, types.Boolean):
+        return 1, False
+    return t.bitwidth, t.signed
 
 
-def _checked(method, specs):
-    def check(*args):
-        for (name, kind), t in zip(specs, args):
-            if t is None:
-                raise errors.TypingError(f"{method}: missing argument {name}")
-            kind(method, name, t)
-    return check
+@intrinsic
+def _pack(typingctx, handle, args):
+    """(ok, w2..w7): the fields packed into bytes 16..63 of a slot, type byte set.
+
+    ``ok`` is False when an integer or enum argument is out of its field's
+    range (checks are generated only where the argument type can exceed it).
+    """
+    fields = handle.fields
+    arg_types = list(args) if isinstance(args, types.BaseTuple) else []
+    sig = types.Tuple((types.boolean,) + (types.uint64,) * 6)(handle, args)
+
+    def codegen(context, builder, sig, llargs):
+        i64 = ir.IntType(64)
+        words = [ir.Constant(i64, 0)] * 6
+        words[0] = ir.Constant(i64, handle.index | (FLAG_EVENT << 8))
+        ok = cgutils.true_bit
+        values = cgutils.unpack_tuple(builder, llargs[1], len(arg_types))
+        for (name, code, offset, size, lo, hi, enum_cls), t, v in zip(fields, arg_types, values):
+            if code in "fd":
+                target = types.float32 if code == "f" else types.float64
+                fv = context.cast(builder, v, t, target)
+                bits = builder.bitcast(fv, ir.IntType(32 if code == "f" else 64))
+            elif code == "b":
+                bv = context.cast(builder, v, t, types.boolean)
+                bits = builder.zext(bv, ir.IntType(8))
+            else:
+                width, signed = _int_type(t)
+                iv = context.cast(builder, v, t.dtype if isinstance(t, types.IntEnumMember) else t,
+                                  types.int64 if signed else types.uint64)
+                amin = -(1 << (width - 1)) if signed else 0
+                amax = (1 << (width - 1)) - 1 if signed else (1 << width) - 1
+                member_ok = code == "e" and isinstance(t, types.IntEnumMember)
+                if code == "e" and not member_ok:
+                    allowed = sorted(int(m) for m in enum_cls)
+                    if allowed == list(range(allowed[0], allowed[-1] + 1)):
+                        lo, hi = allowed[0], allowed[-1]
+                    else:
+                        hit = cgutils.false_bit
+                        for a in allowed:
+                            if amin <= a <= amax:
+                                hit = builder.or_(hit, builder.icmp_signed(
+                                    "==", iv, ir.Constant(i64, a)) if signed else
+                                    builder.icmp_unsigned("==", iv, ir.Constant(i64, a)))
+                        ok = builder.and_(ok, hit)
+                        lo, hi = amin, amax
+                if not member_ok:
+                    cmp = builder.icmp_signed if signed else builder.icmp_unsigned
+                    if lo > amin:
+                        ok = builder.and_(ok, cmp(">=", iv, ir.Constant(i64, lo)))
+                    if hi < amax:
+                        ok = builder.and_(ok, cmp("<=", iv, ir.Constant(i64, hi)))
+                bits = builder.trunc(iv, ir.IntType(8 * size)) if size < 8 else iv
+            wide = builder.zext(bits, i64) if bits.type.width < 64 else bits
+            word = (offset - 16) // 8
+            shift = (offset % 8) * 8
+            if shift:
+                wide = builder.shl(wide, ir.Constant(i64, shift))
+            words[word] = builder.or_(words[word], wide)
+        return context.make_tuple(builder, sig.return_type, [ok] + words)
+
+    return sig, codegen
 
 
-def _register():
-    from ..metrics.cognitive import InterferenceType, PrimingType
+# -- methods ----------------------------------------------------------------------------------
+# ``emit`` and ``begin`` take the fields as positional arguments; their functions are
+# generated with explicit parameters (up to MAX_FIELDS, the rest defaulting to None)
+# because numba inlines only such functions.  A disabled handle's methods are inlined
+# by numba itself and return a constant, so they vanish before LLVM ever sees a call:
+# the kernel's machine code is that of the same kernel without the calls.
 
-    def priming(tr):
-        NR, CAP, CLK = tr.n_rings, tr.capacity, tr.clock
-        T = np.uint64(EventType.PRIMING)
-
-        def impl(tr, priming_type, strength, source_node, target_node):
-            thresh = R.threshold(tr.base, 0)
-            if thresh == 0:
-                return False
-            sub = np.int64(priming_type)
-            if sub < 0 or sub > 2:
-                R.count_invalid(tr.base)
-                return False
-            w2 = T | (np.uint64(sub) << _U8) | (np.uint64(f32_bits(np.float32(strength))) << _U32)
-            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(source_node),
-                          np.uint64(target_node), np.uint64(0))
-        return impl
-
-    def interference(tr):
-        NR, CAP, CLK = tr.n_rings, tr.capacity, tr.clock
-        T = np.uint64(EventType.INTERFERENCE)
-
-        def impl(tr, interference_type, magnitude, target_episode_id, competing_episode_count):
-            thresh = R.threshold(tr.base, 1)
-            if thresh == 0:
-                return False
-            sub = np.int64(interference_type)
-            count = np.int64(competing_episode_count)
-            if sub < 0 or sub > 2 or count < 0 or count > U32_MAX:
-                R.count_invalid(tr.base)
-                return False
-            w2 = T | (np.uint64(sub) << _U8) | (np.uint64(f32_bits(np.float32(magnitude))) << _U32)
-            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(target_episode_id),
-                          np.uint64(count), np.uint64(0))
-        return impl
-
-    def reconsolidation(tr):
-        NR, CAP, CLK = tr.n_rings, tr.capacity, tr.clock
-        T = np.uint64(EventType.RECONSOLIDATION)
-
-        def impl(tr, episode_id, window_position, plasticity_factor, modification_count):
-            thresh = R.threshold(tr.base, 2)
-            if thresh == 0:
-                return False
-            count = np.int64(modification_count)
-            if count < 0 or count > U32_MAX:
-                R.count_invalid(tr.base)
-                return False
-            w2 = T | (np.uint64(f32_bits(np.float32(window_position))) << _U32)
-            w4 = np.uint64(count) | (np.uint64(f32_bits(np.float32(plasticity_factor))) << _U32)
-            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(episode_id), w4,
-                          np.uint64(0))
-        return impl
-
-    def false_memory(tr):
-        NR, CAP, CLK = tr.n_rings, tr.capacity, tr.clock
-        T = np.uint64(EventType.FALSE_MEMORY)
-
-        def impl(tr, critical_lure_hash, source_list_size, reconstruction_confidence):
-            thresh = R.threshold(tr.base, 3)
-            if thresh == 0:
-                return False
-            size = np.int64(source_list_size)
-            if size < 0 or size > U32_MAX:
-                R.count_invalid(tr.base)
-                return False
-            w2 = T | (np.uint64(f32_bits(np.float32(reconstruction_confidence))) << _U32)
-            return R.emit(tr.base, tr.pid, NR, CAP, CLK, thresh, w2, np.uint64(critical_lure_hash),
-                          np.uint64(size), np.uint64(0))
-        return impl
-
-    def enum_check(enum_cls):
-        return lambda m, n, t: _subtype(m, n, t, enum_cls)
-
-    signatures = {
-        "trace_priming": ([("priming_type", enum_check(PrimingType)), ("strength", _number),
-                           ("source_node", _integer), ("target_node", _integer)], priming),
-        "trace_interference": ([("interference_type", enum_check(InterferenceType)),
-                                ("magnitude", _number), ("target_episode_id", _integer),
-                                ("competing_episode_count", _integer)], interference),
-        "trace_reconsolidation": ([("episode_id", _integer), ("window_position", _number),
-                                   ("plasticity_factor", _number),
-                                   ("modification_count", _integer)], reconsolidation),
-        "trace_false_memory": ([("critical_lure_hash", _integer), ("source_list_size", _integer),
-                                ("reconstruction_confidence", _number)], false_memory),
-    }
-    for name, (specs, body) in signatures.items():
-        _register_method(name, specs, body)
+MAX_FIELDS = 44                      # one-byte fields filling the whole payload
+_PARAMS = ", ".join(["h"] + [f"a{i}=None" for i in range(MAX_FIELDS)])
+_generated: dict = {}
 
 
-def _register_method(name, specs, body):
-    check = _checked(name, specs)
-    arg_names = [n for n, _ in specs]
-
-    def _ol(tr, *args):
-        check(*args)
-        if not tr.enabled:
-            return _disabled_impls[len(args)]
-        return body(tr)
-
-    _ol.__signature__ = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ["tr"] + arg_names])
-    overload_method(TracerType, name, strict=False, inline="always")(_ol)
+def _generate(key, body, **names):
+    fn = _generated.get(key)
+    if fn is None:
+        ns = {"np": np, "R": R, "_pack": _pack, **names}
+        exec(f"def f({_PARAMS}):\n" + body, ns)
+        fn = _generated[key] = ns["f"]
+    return fn
 
 
-def _off3(tr, a, b, c):
-    return False
+def _given(args):
+    return tuple(t for t in args
+                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
 
 
-def _off4(tr, a, b, c, d):
-    return False
+def _tuple(n):
+    return "(" + "".join(f"a{i}, " for i in range(n)) + ")"
 
 
-_disabled_impls = {3: _off3, 4: _off4}
+def _inline_disabled(expr, caller, callee):
+    return not callee.signature.args[0].enabled
 
 
-_register()
+def _emit_typer(h, a0=None, a1=None, a2=None, a3=None, a4=None, a5=None, a6=None, a7=None,
+                a8=None, a9=None, a10=None, a11=None, a12=None, a13=None, a14=None, a15=None,
+                a16=None, a17=None, a18=None, a19=None, a20=None, a21=None, a22=None, a23=None,
+                a24=None, a25=None, a26=None, a27=None, a28=None, a29=None, a30=None, a31=None,
+                a32=None, a33=None, a34=None, a35=None, a36=None, a37=None, a38=None, a39=None,
+                a40=None, a41=None, a42=None, a43=None):
+    args = _given((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16,
+                   a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
+                   a32, a33, a34, a35, a36, a37, a38, a39, a40, a41, a42, a43))
+    kind = "emit" if isinstance(h, EventHandleType) else "begin"
+    _check_args(h, kind, args)
+    n = len(args)
+    if not h.enabled:
+        return _generate(("off", kind), "    return np.uint64(0)\n" if kind == "begin"
+                         else "    return False\n")
+    NR, CAP, CLK, TH_END, SLOTS = h.geometry
+    consts = dict(NR=NR, CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
+    if kind == "emit":
+        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
+                f"    if thresh == 0:\n"
+                f"        return False\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {_tuple(n)})\n"
+                f"    if not ok:\n"
+                f"        R.count_invalid(h.base)\n"
+                f"        return False\n"
+                f"    return R.emit(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, thresh, w2, w3,"
+                f" w4, w5, w6, w7)\n")
+    else:
+        # a span of a type that is off is still pushed (unrecorded), so that its end
+        # always closes it, whatever the switches do in between
+        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {_tuple(n)})\n"
+                f"    if not ok:\n"
+                f"        R.count_invalid(h.base)\n"
+                f"        thresh = np.uint64(0)\n"
+                f"    return R.span_begin(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, INDEX,"
+                f" thresh, w2, w5, w6, w7)\n")
+    return _generate((kind, n) + tuple(sorted(consts.items())), body, **consts)
+
+
+overload_method(EventHandleType, "emit", inline=_inline_disabled)(_emit_typer)
+overload_method(SpanHandleType, "begin", inline=_inline_disabled)(_emit_typer)
+
+
+@overload_method(SpanHandleType, "end", inline=_inline_disabled)
+def _end(h):
+    if not h.enabled:
+        return lambda h: False
+    NR, CAP, CLK, TH_END, SLOTS = h.geometry
+    INDEX = h.index
+    W2 = np.uint64(INDEX)
+
+    def impl(h):
+        return R.span_end(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
+    return impl
 
 
 @overload_method(TracerType, "release_thread")
 def _release_thread(tr):
     if not tr.enabled:
         return lambda tr: -1
-    NR = tr.n_rings
+    NR, _, _, TH_END, _ = tr.geometry
 
     def impl(tr):
-        return R.release_ring(tr.base, tr.pid, NR)
+        return R.release_ring(tr.base, tr.pid, TH_END, NR)
     return impl

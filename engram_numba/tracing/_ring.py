@@ -1,29 +1,36 @@
 """Per-thread overwrite rings with per-slot sequence numbers (a seqlock per slot).
 
-Data area of a tracer region (byte offsets, lines of 64 bytes)::
+Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
 
-    0     thresholds  u64[4]   per event type, read by every record (see .config)
-    32    clock       u64      0 = TSC ticks, 1 = CLOCK_MONOTONIC ns
-    40    capacity    u64      slots per ring (a power of two)
-    48    rings       u64      number of rings
-    64    tsc_ref     u64      TSC at creation             } the long baseline that
-    72    mono_ref    u64      CLOCK_MONOTONIC at creation } measures the TSC rate
-    80    unix_ref    u64      unix ns at creation
-    88    anchor_ver  u64      seqlock version of the anchor below (0: none yet)
-    96    anchor_tsc  u64      } published by the owner at every drain (clock.Anchor):
-    104   anchor_unix u64      } the TSC rate, measured over the whole life of the
-    112   anchor_mult u64      } tracer, as ns = (ticks * mult) >> shift; every process
-    120   anchor_shift u64     } converts with it, anchored at its own present
+    0     rings       u64      number of rings
+    8     capacity    u64      slots per ring (a power of two)
+    16    clock       u64      0 = TSC ticks, 1 = CLOCK_MONOTONIC ns
+    24    types       u64      T
+    32    tsc_ref     u64      TSC at creation             } the baseline that
+    40    mono_ref    u64      CLOCK_MONOTONIC at creation } measures the TSC rate
+    48    unix_ref    u64      unix ns at creation
+    56    tracer_id   u64      random, nonzero: half of every OTLP trace id
+    64    anchor_ver  u64      seqlock version of the anchor below (0: none yet)
+    72    anchor_tsc  u64      } published by the owner at every drain (clock.Anchor):
+    80    anchor_unix u64      } the TSC rate measured over the whole life of the
+    88    anchor_mult u64      } tracer, ns = (ticks * mult) >> shift; every process
+    96    anchor_shift u64     } converts with it, anchored at its own present
     128   no_ring     u64      events dropped: every ring was owned by another thread
-    136   invalid     u64      events dropped: an enum argument out of range
-    256   ring headers, 192 B each:
+    136   invalid     u64      events dropped: an argument out of range, a span end
+                               without its begin, a span beyond the stack depth
+    192   thresholds  u64[T]   per type, read by every record (see .config), padded to 64
+    TH    ring headers, RING_HEADER_SIZE bytes each:
             +0    owner        u64   pthread id of the ring's producer (0 = free)  [claim line]
-            +8    owner_pid    u64   process id of the ring's producer             [claim line]
-            +64   write_index  u64   events written so far                         [producer line]
-            +72   rng          u64   xorshift state for sampling                   [producer line]
-            +128  read_index   u64   events consumed by the primary consumer      [consumer line]
-            +136  delivered    u64                                                 [consumer line]
-            +144  dropped      u64   overwritten before being read, or torn       [consumer line]
+            +8    owner_pid    u64   its process id (see .._claim)                 [claim line]
+            +64   write_index  u64   events written so far                         [producer]
+            +72   rng          u64   xorshift state for sampling                   [producer]
+            +80   span_count   u64   spans begun on this ring (their ids)          [producer]
+            +88   depth        u64   open spans of the ring's thread               [producer]
+            +128  read_index   u64   events consumed by the primary consumer      [consumer]
+            +136  delivered    u64                                                 [consumer]
+            +144  dropped      u64   overwritten before being read, or torn       [consumer]
+            +192  span ids     u64[MAX_DEPTH]  the thread's open spans            [producer]
+            +320  span types   u8[MAX_DEPTH]   their types; bit 7 set when the begin was written
     slots: ring r, position p -> slots + (r * capacity + (p & (capacity - 1))) * 64
 
 Protocol (one producer per ring; it never writes a consumer word):
@@ -46,6 +53,9 @@ Every position below w ends up delivered or dropped, exactly once, so
 ``written = delivered + dropped`` holds for every ring after every drain.  All
 racy accesses are atomic (relaxed or stronger), so the protocol is free of
 data races in the C++ memory model as well as on x86.
+
+A span's id is ``(ring + 1) << 48 | n`` for the ring's n-th span: unique within
+the tracer without any shared counter.
 """
 
 from __future__ import annotations
@@ -53,35 +63,43 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .._atomics import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
-                        store_u64, store_u64_release, thread_id)
+from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
+                     store_u64, store_u64_release, thread_id)
 from .._claim import claim, release
 from ..clock import cycles, monotonic_ns
+from .schema import FLAG_BEGIN, FLAG_END
 
-TH_OFF = 0
-CLOCK_OFF = 32
-CAP_OFF = 40
-RINGS_OFF = 48
-TSC_REF_OFF = 64
-MONO_REF_OFF = 72
-UNIX_REF_OFF = 80
-ANCHOR_VER_OFF = 88
-ANCHOR_TSC_OFF = 96
-ANCHOR_UNIX_OFF = 104
-ANCHOR_MULT_OFF = 112
-ANCHOR_SHIFT_OFF = 120
+RINGS_OFF = 0
+CAP_OFF = 8
+CLOCK_OFF = 16
+TYPES_OFF = 24
+TSC_REF_OFF = 32
+MONO_REF_OFF = 40
+UNIX_REF_OFF = 48
+TRACER_ID_OFF = 56
+ANCHOR_VER_OFF = 64
+ANCHOR_TSC_OFF = 72
+ANCHOR_UNIX_OFF = 80
+ANCHOR_MULT_OFF = 88
+ANCHOR_SHIFT_OFF = 96
 NO_RING_OFF = 128
 INVALID_OFF = 136
-RING_HEADERS = 256
-RING_HEADER_SIZE = 192
+TH_OFF = 192
 R_OWNER = 0
 R_WRITE = 64
 R_RNG = 72
+R_SPANS = 80
+R_DEPTH = 88
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
+R_STACK_IDS = 192
+MAX_DEPTH = 16
+R_STACK_TYPES = R_STACK_IDS + 8 * MAX_DEPTH
+RING_HEADER_SIZE = 384
 SLOT = 64
 WORDS = SLOT // 8
+RECORDED = 0x80              # span-type byte: the begin event was written
 
 CLOCK_TSC = 0
 CLOCK_MONOTONIC = 1
@@ -90,49 +108,116 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 
 
-@njit
-def slots_offset(n_rings):
-    end = RING_HEADERS + RING_HEADER_SIZE * n_rings
-    return (end + SLOT - 1) // SLOT * SLOT
+def ring_headers_offset(n_types: int) -> int:
+    return TH_OFF + -(-8 * n_types // 64) * 64
 
 
-def region_size(n_rings: int, capacity: int) -> int:
+def slots_offset(n_types: int, n_rings: int) -> int:
+    end = ring_headers_offset(n_types) + RING_HEADER_SIZE * n_rings
+    return -(-end // SLOT) * SLOT
+
+
+def region_size(n_types: int, n_rings: int, capacity: int) -> int:
     """Bytes of the data area (Python integers: no overflow for any input)."""
-    end = RING_HEADERS + RING_HEADER_SIZE * n_rings
-    return -(-end // SLOT) * SLOT + n_rings * capacity * SLOT
+    return slots_offset(n_types, n_rings) + n_rings * capacity * SLOT
 
 
-# -- producer ----------------------------------------------------------------------
+def header_word(offset: int, ring: int | None = None, n_types: int = 0) -> int:
+    """Index (in u64 words) of a tracer-header field, or of a ring-header field of ``ring``."""
+    if ring is None:
+        return offset // 8
+    return (ring_headers_offset(n_types) + RING_HEADER_SIZE * ring + offset) // 8
+
+
+def initialise(words: np.ndarray, n_types: int, n_rings: int, capacity: int, clock: int,
+               thresholds, refs: tuple, tracer_id: int) -> None:
+    """Write a new tracer's header (its data area is zero)."""
+    words[RINGS_OFF // 8] = n_rings
+    words[CAP_OFF // 8] = capacity
+    words[CLOCK_OFF // 8] = clock
+    words[TYPES_OFF // 8] = n_types
+    words[TSC_REF_OFF // 8], words[MONO_REF_OFF // 8], words[UNIX_REF_OFF // 8] = refs
+    words[TRACER_ID_OFF // 8] = tracer_id
+    words[TH_OFF // 8:TH_OFF // 8 + n_types] = thresholds
+    seeds = np.random.SeedSequence().generate_state(n_rings, dtype=np.uint64) | np.uint64(1)
+    for r in range(n_rings):
+        words[header_word(R_RNG, r, n_types)] = seeds[r]
+
+
+def reset_rings(words: np.ndarray, n_types: int, n_rings: int) -> None:
+    """Empty rings with no owners (a forked child's private copy of anonymous rings)."""
+    for r in range(n_rings):
+        for off in (R_OWNER, R_OWNER + 8, R_WRITE, R_READ, R_DELIVERED, R_DROPPED, R_DEPTH):
+            words[header_word(off, r, n_types)] = 0
+    words[NO_RING_OFF // 8] = 0
+    words[INVALID_OFF // 8] = 0
+
+
+def ring_stats(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> list:
+    """written / delivered / dropped / pending / utilization of every ring in use."""
+    rings = []
+    for r in range(n_rings):
+        written = int(words[header_word(R_WRITE, r, n_types)])
+        if not written and not words[header_word(R_OWNER, r, n_types)]:
+            continue
+        pending = written - int(words[header_word(R_READ, r, n_types)])
+        rings.append({"ring": r, "written": written,
+                      "delivered": int(words[header_word(R_DELIVERED, r, n_types)]),
+                      "dropped": int(words[header_word(R_DROPPED, r, n_types)]),
+                      "pending": pending,
+                      "utilization": 100.0 * min(max(pending, 0), capacity) / capacity})
+    return rings
+
+
+def open_spans(words: np.ndarray, n_types: int, n_rings: int) -> list:
+    """``(ring, depth, span id, type index, recorded)`` of every span begun and not ended."""
+    out = []
+    for r in range(n_rings):
+        depth = int(words[header_word(R_DEPTH, r, n_types)])
+        ids = header_word(R_STACK_IDS, r, n_types)
+        types = words[ids + MAX_DEPTH:ids + MAX_DEPTH + 2].view(np.uint8)
+        for d in range(min(depth, MAX_DEPTH)):
+            out.append((r, d, int(words[ids + d]), int(types[d] & 0x7F),
+                        bool(types[d] & RECORDED)))
+    return out
+
+
+# -- producer ----------------------------------------------------------------------------------
 
 @njit
-def claim_ring(base, pid, n_rings):
+def ring_header(base, th_end, ring):
+    return base + th_end + RING_HEADER_SIZE * ring
+
+
+@njit
+def claim_ring(base, pid, th_end, n_rings):
     """Index of the calling thread's ring, claiming a free one; -1 when all are taken.
 
     Rings are keyed by (pthread id, process id) (see :mod:`engram_numba._claim`)
     and kept until released: a ring never has two live producers, even across
     processes sharing a file or a forked child.
     """
-    return claim(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
+    return claim(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
 
 
 @njit
-def release_ring(base, pid, n_rings):
+def release_ring(base, pid, th_end, n_rings):
     """Give the calling thread's ring back (it must not record into it any more).
 
     Safe because the caller is the ring's only producer: the consumer reads by
     write index, whoever owns the ring, and the next owner continues from there.
     Returns the released ring, or -1 if the thread held none.
     """
-    return release(base + RING_HEADERS + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
+    return release(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
 
 
 @njit(nogil=True, cache=True)
-def py_release_ring(base, pid, n_rings):
-    return release_ring(base, pid, n_rings)
+def py_release_ring(base, pid, th_end, n_rings):
+    return release_ring(base, pid, th_end, n_rings)
 
 
 @njit
-def _sampled(header, thresh):
+def sampled(header, thresh):
     """Keep this event?  ALWAYS keeps without a draw; else a xorshift64 draw < thresh."""
     if thresh == ALWAYS:
         return True
@@ -152,9 +237,9 @@ def _now(clock):
 
 
 @njit
-def threshold(base, event_type):
-    """The event type's threshold word: 0 = off (see .config)."""
-    return load_u64(base + TH_OFF + 8 * event_type)
+def threshold(base, index):
+    """The type's threshold word: 0 = off (see .config)."""
+    return load_u64(base + TH_OFF + 8 * index)
 
 
 @njit
@@ -163,23 +248,17 @@ def count_invalid(base):
 
 
 @njit
-def emit(base, pid, n_rings, capacity, clock, thresh, w2, w3, w4, w5):
-    """Record one event into the calling thread's ring; True if it was written.
+def count_no_ring(base):
+    add_u64(base + NO_RING_OFF, _ONE)
 
-    ``thresh`` is the type's non-zero threshold; ``w2`` holds bytes 16..23 (type,
-    subtype, f32; the ring id is added here), ``w3``..``w5`` bytes 24..47.
-    """
-    ring = claim_ring(base, pid, n_rings)
-    if ring < 0:
-        add_u64(base + NO_RING_OFF, _ONE)
-        return False
-    header = base + RING_HEADERS + RING_HEADER_SIZE * ring
-    if not _sampled(header, thresh):
-        return False
+
+@njit
+def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
+    """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
     ts = _now(clock)
     p = load_u64(header + R_WRITE)
     index = np.uint64(ring) * np.uint64(capacity) + (p & np.uint64(capacity - 1))
-    slot = base + slots_offset(n_rings) + index * np.uint64(SLOT)
+    slot = base + slots + index * np.uint64(SLOT)
     store_u64(slot, _TWO * p + _ONE)
     fence_release()
     store_u64(slot + 8, ts)
@@ -187,26 +266,133 @@ def emit(base, pid, n_rings, capacity, clock, thresh, w2, w3, w4, w5):
     store_u64(slot + 24, w3)
     store_u64(slot + 32, w4)
     store_u64(slot + 40, w5)
+    store_u64(slot + 48, w6)
+    store_u64(slot + 56, w7)
     store_u64_release(slot, _TWO * p + _TWO)
     store_u64_release(header + R_WRITE, p + _ONE)
+
+
+@njit
+def emit(base, pid, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
+    """Record one event into the calling thread's ring; True if it was written.
+
+    ``thresh`` is the type's non-zero threshold; ``w2`` holds bytes 16..23 (type,
+    flags, payload bytes 20..23; the ring id is added here), ``w3``..``w7``
+    bytes 24..63.
+    """
+    ring = claim_ring(base, pid, th_end, n_rings)
+    if ring < 0:
+        count_no_ring(base)
+        return False
+    header = ring_header(base, th_end, ring)
+    if not sampled(header, thresh):
+        return False
+    write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7)
     return True
 
 
-# -- consumer ----------------------------------------------------------------------
+@njit
+def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
+               w5, w6, w7):
+    """Open a span of ``type_index`` on the calling thread; returns its id (0 if none).
+
+    Pushes the span on the ring's stack (always, so its end matches) and writes
+    the begin event when the type is on (``thresh`` non-zero) and sampled.  ``w2`` carries the type
+    and begin flag, ``w5``..``w7`` the declared fields (bytes 40..63); the span
+    id and parent id go to bytes 24..39, the depth into the flags.
+    """
+    ring = claim_ring(base, pid, th_end, n_rings)
+    if ring < 0:
+        count_no_ring(base)
+        return np.uint64(0)
+    header = ring_header(base, th_end, ring)
+    depth = load_u64(header + R_DEPTH)
+    if depth >= MAX_DEPTH:
+        count_invalid(base)                  # too deep: counted, never written
+        store_u64(header + R_DEPTH, depth + _ONE)
+        return np.uint64(0)
+    n = load_u64(header + R_SPANS) + _ONE
+    store_u64(header + R_SPANS, n)
+    span_id = (np.uint64(ring + 1) << np.uint64(48)) | (n & np.uint64(0xFFFFFFFFFFFF))
+    parent = np.uint64(0)
+    if depth > 0:
+        parent = load_u64(header + R_STACK_IDS + 8 * (depth - _ONE))
+    recorded = thresh != 0 and sampled(header, thresh)
+    store_u64(header + R_STACK_IDS + 8 * depth, span_id)
+    _store_type(header, depth, type_index | (RECORDED if recorded else 0))
+    store_u64(header + R_DEPTH, depth + _ONE)
+    if recorded:
+        flags = np.uint64(FLAG_BEGIN | (depth << np.uint64(2)))
+        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << np.uint64(8)),
+                   span_id, parent, w5, w6, w7)
+    return span_id
+
+
+@njit
+def span_end(base, pid, th_end, slots, n_rings, capacity, clock, type_index, w2):
+    """Close the calling thread's innermost span, which must be of ``type_index``.
+
+    An end without a begin of this type at the top of the stack is counted as
+    invalid and changes nothing.  The end event is written when the begin was
+    (whatever the type's switch says now).  Returns True when it was written.
+    """
+    ring = claim_ring(base, pid, th_end, n_rings)
+    if ring < 0:
+        count_no_ring(base)
+        return False
+    header = ring_header(base, th_end, ring)
+    depth = load_u64(header + R_DEPTH)
+    if depth == 0:
+        count_invalid(base)                  # an end without a begin
+        return False
+    depth -= _ONE
+    if depth >= MAX_DEPTH:                   # the end of a begin that was too deep
+        store_u64(header + R_DEPTH, depth)
+        return False
+    t = _load_type(header, depth)
+    if (t & np.uint64(0x7F)) != type_index:
+        count_invalid(base)                  # not the innermost open span's type
+        return False
+    store_u64(header + R_DEPTH, depth)
+    if t & np.uint64(RECORDED):
+        span_id = load_u64(header + R_STACK_IDS + 8 * depth)
+        flags = np.uint64(FLAG_END | (depth << np.uint64(2)))
+        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << np.uint64(8)),
+                   span_id, np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
+        return True
+    return False
+
+
+@njit
+def _store_type(header, depth, value):
+    word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
+    shift = (depth & np.uint64(7)) * np.uint64(8)
+    old = load_u64(word)
+    new = (old & ~(np.uint64(0xFF) << shift)) | (np.uint64(value) << shift)
+    store_u64(word, new)
+
+
+@njit
+def _load_type(header, depth):
+    word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
+    return (load_u64(word) >> ((depth & np.uint64(7)) * np.uint64(8))) & np.uint64(0xFF)
+
+
+# -- consumer ----------------------------------------------------------------------------------
 
 @njit(nogil=True, cache=True)
-def collect_ring(base, n_rings, capacity, ring, start, stop, out, k):
+def collect_ring(base, slots, capacity, ring, start, stop, out, k):
     """Copy the complete events at positions [start, stop) of ``ring`` into ``out[k:]``.
 
     ``out`` is a uint64 array of 8 words per event.  Returns (new k, dropped).
     Positions must lie within one capacity of the ring's write index.
     """
-    slots = base + slots_offset(n_rings) + np.uint64(ring) * np.uint64(capacity) * np.uint64(SLOT)
+    first = base + slots + np.uint64(ring) * np.uint64(capacity) * np.uint64(SLOT)
     mask = np.uint64(capacity - 1)
     dropped = 0
     for p in range(start, stop):
         pos = np.uint64(p)
-        slot = slots + (pos & mask) * np.uint64(SLOT)
+        slot = first + (pos & mask) * np.uint64(SLOT)
         expected = _TWO * pos + _TWO
         if load_u64_acquire(slot) != expected:
             dropped += 1          # overwritten by a newer lap, or being written
@@ -223,11 +409,11 @@ def collect_ring(base, n_rings, capacity, ring, start, stop, out, k):
 
 
 @njit(nogil=True, cache=True)
-def ring_positions(base, n_rings):
+def ring_positions(base, th_end, n_rings):
     """(write_index, read_index) of every ring, loaded with acquire."""
     out = np.empty((n_rings, 2), dtype=np.uint64)
     for r in range(n_rings):
-        header = base + RING_HEADERS + RING_HEADER_SIZE * r
+        header = base + th_end + RING_HEADER_SIZE * r
         out[r, 0] = load_u64_acquire(header + R_WRITE)
         out[r, 1] = load_u64(header + R_READ)
     return out

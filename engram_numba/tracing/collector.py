@@ -181,6 +181,10 @@ class TraceCollector:
                 raise TypeError(f"a hook needs on_cycle(collector, events, before, after); "
                                 f"got {hook!r}")
         self.exporters = [_Exporter(e, int(max_queued_batches)) for e in exporters]
+        for e in self.exporters:                 # exporters that want to know the tracer
+            bind = getattr(e.target, "bind", None)
+            if callable(bind):
+                bind(tracer)
         seen = {}
         for e in self.exporters:                 # distinct names: they are label values
             seen[e.name] = seen.get(e.name, 0) + 1

@@ -1,37 +1,36 @@
-"""Tracing configuration, with engram's field names and presets.
+"""Tracing configuration: what to record, how much, and how much memory to use.
 
 Enabling or disabling an event type and changing its sample rate take effect
 in running kernels without recompiling: the tracer keeps one *threshold* word
-per type in its shared header, which the recording code loads on every call::
+per declared type in its shared header, which the recording code loads on
+every call::
 
     threshold = 0            type off (or rate 0): one load, one predictable branch
     threshold = 2**64 - 1    rate 1: recorded, no random draw
     otherwise                recorded when the ring's xorshift draw < threshold
                              (threshold = rate * 2**64)
+
+A configuration names event types by name (``"priming"``), by a member of a
+set's type enum, or by index; the names are checked against the set when a
+tracer is made from it.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass, field, replace
 
-from .._values import as_enum, as_rate
-from .events import EventType
+import numpy as np
+
+from .._values import as_rate
+from ._ring import ALWAYS as _ALWAYS
 
 __all__ = ["TracingConfig"]
 
-ALWAYS = (1 << 64) - 1
+ALWAYS = int(_ALWAYS)
 MAX_RING = 1 << 24
 MAX_THREADS = 4096
-
-
-def _event_type(value, field_name) -> EventType:
-    try:
-        return as_enum(EventType, value, field_name, names=True)
-    except ValueError:
-        pass
-    names = ", ".join(t.name.lower() for t in EventType)
-    raise ValueError(f"{field_name}: unknown event type {value!r} (one of {names})")
 
 
 def threshold(rate: float) -> int:
@@ -43,44 +42,66 @@ def threshold(rate: float) -> int:
     return max(1, min(ALWAYS - 1, int(rate * 2.0 ** 64)))
 
 
+def _key(value, field_name):
+    """An event-type key as given: a name, an enum member (its lowercased name) or an index."""
+    if isinstance(value, enum.Enum):
+        return value.name.lower()
+    if isinstance(value, str) and value:
+        return value.lower()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+            and int(value) >= 0:
+        return int(value)
+    raise ValueError(f"{field_name}: unknown event type {value!r} (an event type's name, a "
+                     f"member of the set's type enum, or its index)")
+
+
 @dataclass
 class TracingConfig:
     """What to trace and how much memory to use.
 
-    ``ring_buffer_size`` is the number of events per ring (one ring per
-    recording thread), rounded up to a power of two; memory is
-    ``max_threads * ring_buffer_size * 64`` bytes plus a small header.
-    ``path`` puts the rings in a file (e.g. under ``/dev/shm``) that other
-    processes can attach to.
+    ``enabled_events`` (default: every type) and ``sample_rates`` (default 1.0,
+    or each type's declared production rate with ``production_rates=True``, as
+    :meth:`production` sets) name
+    types as the module docstring says.  ``ring_buffer_size`` is the number of
+    events per ring (one ring per recording thread, ``max_threads`` rings),
+    rounded up to a power of two; memory is ``max_threads * ring_buffer_size *
+    64`` bytes plus a small header.  ``path`` puts the rings in a file (e.g.
+    under ``/dev/shm``) that other processes can attach to.
     """
 
-    enabled_events: set = field(default_factory=lambda: set(EventType))
-    sample_rates: dict = field(default_factory=lambda: {t: 1.0 for t in EventType})
+    enabled_events: set | None = None
+    sample_rates: dict = field(default_factory=dict)
     ring_buffer_size: int = 10_000
     export_batch_size: int = 1_000
     export_interval_ms: int = 5_000
     max_threads: int = 64
     path: str | None = None
+    production_rates: bool = False
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> "TracingConfig":
         """Normalise fields in place; raise ValueError naming the bad field."""
-        try:
-            events = {_event_type(e, "enabled_events") for e in self.enabled_events}
-        except TypeError:
-            raise ValueError(f"enabled_events: expected a collection of event types, "
-                             f"got {self.enabled_events!r}") from None
-        rates = {t: 1.0 for t in EventType}
+        if self.enabled_events is not None:
+            if isinstance(self.enabled_events, (str, bytes)):
+                raise ValueError(f"enabled_events: expected a collection of event types, "
+                                 f"got {self.enabled_events!r}")
+            try:
+                self.enabled_events = {_key(e, "enabled_events") for e in self.enabled_events}
+            except TypeError:
+                raise ValueError(f"enabled_events: expected a collection of event types, "
+                                 f"got {self.enabled_events!r}") from None
         try:
             items = dict(self.sample_rates).items()
         except (TypeError, ValueError):
             raise ValueError(f"sample_rates: expected a mapping of event type to rate, "
                              f"got {self.sample_rates!r}") from None
+        rates = {}
         for key, rate in items:
-            t = _event_type(key, "sample_rates")
-            rates[t] = as_rate(rate, f"sample_rates[{t.name.lower()}]")
+            k = _key(key, "sample_rates")
+            rates[k] = as_rate(rate, f"sample_rates[{k}]")
+        self.sample_rates = rates
         for name in ("ring_buffer_size", "export_batch_size", "export_interval_ms", "max_threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -91,11 +112,12 @@ class TracingConfig:
             raise ValueError(f"max_threads: at most {MAX_THREADS}, got {self.max_threads}")
         if self.path is not None:
             if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
-                raise ValueError(f"path: a file path, or None for anonymous memory; got {self.path!r}")
+                raise ValueError(f"path: a file path, or None for anonymous memory; "
+                                 f"got {self.path!r}")
             if os.path.isdir(self.path):
                 raise ValueError(f"path: {os.fspath(self.path)} is a directory; give a file path")
-        self.enabled_events = events
-        self.sample_rates = rates
+        if not isinstance(self.production_rates, bool):
+            raise ValueError(f"production_rates: True or False, got {self.production_rates!r}")
         return self
 
     @property
@@ -103,33 +125,51 @@ class TracingConfig:
         """``ring_buffer_size`` rounded up to a power of two."""
         return 1 << (self.ring_buffer_size - 1).bit_length()
 
-    def thresholds(self) -> list:
-        """The threshold word of every event type (0 when disabled)."""
-        return [threshold(self.sample_rates[t]) if t in self.enabled_events else 0
-                for t in EventType]
-
     @property
     def memory_bytes(self) -> int:
         return self.max_threads * self.ring_capacity * 64
 
-    # -- engram's presets ----------------------------------------------------------
+    def resolve(self, layout) -> dict:
+        """Rate per declared type name of ``layout`` (0.0 for types switched off)."""
+        def name_of(key, field_name):
+            try:
+                return layout.type_of(key).name
+            except ValueError as exc:
+                raise ValueError(f"{field_name}: {exc}") from None
+        enabled = None if self.enabled_events is None else {
+            name_of(k, "enabled_events") for k in self.enabled_events}
+        given = {name_of(k, "sample_rates"): r for k, r in self.sample_rates.items()}
+        out = {}
+        for t in layout.types:
+            default = layout.production_rates.get(t.name, 1.0) if self.production_rates else 1.0
+            rate = given.get(t.name, default)
+            out[t.name] = rate if enabled is None or t.name in enabled else 0.0
+        return out
+
+    def thresholds(self, layout) -> list:
+        """The threshold word of every type of ``layout``, in table order."""
+        rates = self.resolve(layout)
+        return [threshold(rates[t.name]) for t in layout.types]
+
+    # -- presets ---------------------------------------------------------------------------
 
     @classmethod
     def disabled(cls) -> "TracingConfig":
-        return cls(enabled_events=set(), sample_rates={t: 0.0 for t in EventType},
-                   ring_buffer_size=1, max_threads=1)
+        """Every type off, and the smallest rings."""
+        return cls(enabled_events=set(), ring_buffer_size=1, max_threads=1)
 
     @classmethod
-    def development(cls) -> "TracingConfig":
-        return cls(enabled_events=set(EventType), sample_rates={t: 1.0 for t in EventType},
-                   ring_buffer_size=10_000, export_batch_size=1_000, export_interval_ms=5_000)
+    def development(cls, **changes) -> "TracingConfig":
+        """Every type at rate 1.0 (engram's development preset)."""
+        return cls(ring_buffer_size=10_000, export_batch_size=1_000, export_interval_ms=5_000,
+                   **changes)
 
     @classmethod
-    def production(cls) -> "TracingConfig":
-        return cls(enabled_events=set(EventType),
-                   sample_rates={EventType.PRIMING: 0.01, EventType.INTERFERENCE: 0.01,
-                                 EventType.RECONSOLIDATION: 1.0, EventType.FALSE_MEMORY: 1.0},
-                   ring_buffer_size=10_000, export_batch_size=5_000, export_interval_ms=30_000)
+    def production(cls, **changes) -> "TracingConfig":
+        """Every type at the rate its set declares for production (``production_rates``),
+        larger export batches, a 30 s export interval (engram's production preset)."""
+        return cls(production_rates=True, ring_buffer_size=10_000, export_batch_size=5_000,
+                   export_interval_ms=30_000, **changes)
 
     def with_(self, **changes) -> "TracingConfig":
         """A validated copy with some fields changed."""

@@ -1,18 +1,19 @@
-"""CognitiveTracer: bounded, lock-free event tracing from kernels (and Python).
+"""Tracer: bounded, lock-free event tracing of any event set, from kernels and Python.
 
 ::
 
-    tracer = CognitiveTracer(TracingConfig.development())
-    kernel(metrics, tracer, ...)          # inside: tracer.trace_priming(t, s, src, dst)
-    events = tracer.drain()               # time-ordered structured array (EVENT_DTYPE)
-    tracer.stats()                        # written / delivered / dropped per ring
+    tracer = Tracer(SolverEvents, TracingConfig(ring_buffer_size=1 << 14))
+    kernel(tracer, ...)        # inside: tr.iteration.emit(r, k); tr.solve.begin(n) ... end()
+    events = tracer.drain()    # time-ordered structured array of the set's dtype
+    tracer.stats()             # written / delivered / dropped per ring
 
 Every recording thread gets its own ring (see :mod:`._ring`) and keeps it for
-the tracer's lifetime, or until it calls :meth:`CognitiveTracer.release_thread`;
-when more threads record than there are rings, the extra events are dropped and
+the tracer's lifetime, or until it calls :meth:`Tracer.release_thread`; when
+more threads record than there are rings, the extra events are dropped and
 counted (``stats()["no_ring"]``), never written into another thread's ring.
-Record from long-lived threads (a thread pool, numba's own workers), or release
-the ring at the end of a short-lived thread.  Memory is fixed at creation.
+Memory is fixed at creation.  From Python the same calls work
+(``tracer.iteration.emit(0.5, 3)``): every argument is validated first, then
+the compiled recording code runs.
 """
 
 from __future__ import annotations
@@ -24,43 +25,24 @@ import time
 import numpy as np
 from numba import njit
 
-from .._kernel_arg import KernelArgument
+from .._kernel_arg import KernelArgument, current_pid
+from .._methods import object_from_address
 from .._region import CACHE_LINE, KIND_TRACE, Region, RegionError, round_up
-from .._values import as_enum, as_integer, as_number, as_rate
+from .._values import as_integer, as_rate
 from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
 from . import _ring as R
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
-from .events import EVENT_DTYPE, EVENT_SIZE, EventType
+from .schema import SLOT_SIZE, EventSet
 
-__all__ = ["CognitiveTracer"]
+__all__ = ["Tracer"]
 
-LAYOUT_VERSION = 2
-_U64_WORDS = EVENT_SIZE // 8
-
-
-@njit(nogil=True, cache=True)
-def _py_priming(tr, a, b, c, d):
-    return tr.trace_priming(a, b, c, d)
-
-
-@njit(nogil=True, cache=True)
-def _py_interference(tr, a, b, c, d):
-    return tr.trace_interference(a, b, c, d)
-
-
-@njit(nogil=True, cache=True)
-def _py_reconsolidation(tr, a, b, c, d):
-    return tr.trace_reconsolidation(a, b, c, d)
-
-
-@njit(nogil=True, cache=True)
-def _py_false_memory(tr, a, b, c):
-    return tr.trace_false_memory(a, b, c)
+LAYOUT_VERSION = 3
+_WORDS = SLOT_SIZE // 8
 
 
 def _baseline(words) -> Anchor:
-    """An anchor at now, with the TSC rate measured since the tracer was created.
+    """The TSC rate measured since the tracer was created, anchored now.
 
     A baseline under a millisecond is too short to measure a rate; it is
     stretched by waiting 2 ms.  A header whose reference is unusable (a damaged
@@ -80,150 +62,144 @@ def _baseline(words) -> Anchor:
         return Anchor.from_rate(tsc, unix, (tsc - tsc0) / max(mono - mono0, 1))
 
 
-def _description(n_rings, capacity, clock) -> str:
+def _description(layout, n_rings, capacity, clock) -> str:
     return json.dumps({"format": "engram-numba.trace-rings", "layout_version": LAYOUT_VERSION,
                        "rings": n_rings, "capacity": capacity, "clock": clock,
-                       "event_size": EVENT_SIZE}, sort_keys=True, separators=(",", ":"))
+                       "event_size": SLOT_SIZE, "events": json.loads(layout.description)},
+                      sort_keys=True, separators=(",", ":"))
 
 
-def _uint(value, name, bits) -> int:
-    return as_integer(value, name, 0, (1 << bits) - 1)
+class Tracer(KernelArgument):
+    """Per-thread rings of 64-byte events of one :class:`EventSet`; see the module docstring."""
 
-
-_float = as_number
-
-
-class CognitiveTracer(KernelArgument):
-    """Per-thread rings of 64-byte cognitive events; see the module docstring."""
-
-    def __init__(self, config: TracingConfig | None = None):
-        config = TracingConfig.development() if config is None else config
+    def __init__(self, event_set, config: TracingConfig | None = None):
+        if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
+            raise TypeError(f"Tracer takes an EventSet class (and a TracingConfig), got "
+                            f"{event_set!r}")
+        if event_set.layout is None:
+            raise ValueError(f"{event_set.__name__} declares no events")
+        config = TracingConfig() if config is None else config
+        if not isinstance(config, TracingConfig):
+            raise TypeError(f"config must be a TracingConfig, got {config!r}")
         config.validate()
-        n_rings, capacity = config.max_threads, config.ring_capacity
+        layout = event_set.layout
+        thresholds = config.thresholds(layout)           # checks the type names
+        n_types, n_rings, capacity = len(layout.types), config.max_threads, config.ring_capacity
         clock = R.CLOCK_TSC if tsc_is_reliable() else R.CLOCK_MONOTONIC
-        desc = _description(n_rings, capacity, clock)
-        size = R.region_size(n_rings, capacity)
+        desc = _description(layout, n_rings, capacity, clock)
+        size = R.region_size(n_types, n_rings, capacity)
         if config.path:
             region = Region.create(config.path, KIND_TRACE, size, desc, CACHE_LINE)
         else:
             region = Region.anonymous(KIND_TRACE, size, desc, CACHE_LINE)
-        words = region.data.view(np.uint64)
-        words[R.CLOCK_OFF // 8] = clock
-        words[R.CAP_OFF // 8] = capacity
-        words[R.RINGS_OFF // 8] = n_rings
-        tsc, mono, unix = now_triple()
-        words[R.TSC_REF_OFF // 8] = tsc
-        words[R.MONO_REF_OFF // 8] = mono
-        words[R.UNIX_REF_OFF // 8] = unix
-        seed = np.random.SeedSequence().generate_state(n_rings, dtype=np.uint64) | np.uint64(1)
-        for r in range(n_rings):
-            words[(R.RING_HEADERS + R.RING_HEADER_SIZE * r + R.R_RNG) // 8] = seed[r]
-        words[:4] = config.thresholds()
+        tracer_id = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]) | 1
+        R.initialise(region.data.view(np.uint64), n_types, n_rings, capacity, clock, thresholds,
+                     now_triple(), tracer_id)
         region.publish()
         self.config = config
-        self._bind(region, n_rings, capacity, clock, primary=True)
+        self._bind(event_set, region, n_rings, capacity, clock, primary=True)
 
-    def _bind(self, region, n_rings, capacity, clock, primary):
+    def _bind(self, event_set, region, n_rings, capacity, clock, primary):
+        self.event_set = event_set
+        self.layout = event_set.layout
         self._region = region
         self._base = region.address if region is not None else None
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
+        self._n_types = len(self.layout.types)
+        self._th_end = R.ring_headers_offset(self._n_types)
+        self._slots = R.slots_offset(self._n_types, n_rings)
         self._primary = primary
         self._lock = threading.Lock()
-        self._nbtype = _njit.TracerType(region is not None, n_rings, capacity, clock)
+        self._callers = {}
+        self._handles = {}
+        self._nbtype = _njit.TracerType(event_set, self.layout, region is not None, n_rings,
+                                        capacity, clock)
         if region is not None and region.path is None:
             self._track()
 
     def _after_fork_in_child(self):
         # the child's anonymous rings are a private copy: the parent's events and its
         # threads' claims stay with the parent; the child starts with empty rings
-        if self._base is None:
-            return
-        words = self._region.data.view(np.uint64)
-        for r in range(self.n_rings):
-            h = (R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8
-            for off in (R.R_OWNER, R.R_OWNER + 8, R.R_WRITE, R.R_READ, R.R_DELIVERED, R.R_DROPPED):
-                words[h + off // 8] = 0
-        words[R.NO_RING_OFF // 8] = 0
-        words[R.INVALID_OFF // 8] = 0
+        if self._base is not None:
+            R.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
 
     @classmethod
-    def disabled(cls) -> "CognitiveTracer":
-        """A tracer that records nothing, owns no memory and compiles to no code in kernels."""
+    def disabled(cls, event_set=None) -> "Tracer":
+        """A tracer of ``event_set`` that records nothing, owns no memory and compiles to no
+        code in kernels."""
+        event_set = event_set if event_set is not None else getattr(cls, "events", None)
+        if not (isinstance(event_set, type) and issubclass(event_set, EventSet)) \
+                or event_set.layout is None:
+            raise TypeError(f"Tracer.disabled takes an EventSet class, got {event_set!r}")
         obj = cls.__new__(cls)
         obj.config = TracingConfig.disabled()
-        obj._bind(None, 0, 0, 0, primary=False)
+        obj._bind(event_set, None, 0, 0, 0, primary=False)
         return obj
 
     @classmethod
-    def attach(cls, path, *, writable: bool = False) -> "CognitiveTracer":
+    def attach(cls, path, *, writable: bool = False, event_set=None) -> "Tracer":
         """Attach to a file-backed tracer of another process.
 
-        Reading never disturbs the owner: :meth:`read` and :meth:`follow` keep
-        their own cursors.  ``writable=True`` allows changing the running
+        The event set is rebuilt from the file (its enums too), or, with
+        ``event_set=``, checked to be exactly that class's declaration.  Reading
+        never disturbs the owner: :meth:`read` and :meth:`follow` keep their own
+        cursors.  ``writable=True`` allows recording and changing the running
         program's configuration (:meth:`set_sample_rate` ...).
         """
+        event_set = event_set if event_set is not None else getattr(cls, "events", None)
         region = Region.attach(path, KIND_TRACE, writable=writable)
         try:
             d = json.loads(region.description)
             if not isinstance(d, dict) or d.get("format") != "engram-numba.trace-rings" or \
-                    d.get("layout_version") != LAYOUT_VERSION or d.get("event_size") != EVENT_SIZE:
+                    d.get("layout_version") != LAYOUT_VERSION or d.get("event_size") != SLOT_SIZE:
                 raise RegionError(f"{path}: not a trace-ring layout this version reads")
             n_rings, capacity, clock = (as_integer(d[k], k) for k in ("rings", "capacity", "clock"))
             if not (1 <= n_rings <= MAX_THREADS and 1 <= capacity <= MAX_RING) \
                     or capacity & (capacity - 1) or clock not in (0, 1):
-                raise RegionError(f"{path}: corrupt trace-ring layout {d}")
-            need = round_up(R.region_size(n_rings, capacity), region.alignment)
+                raise RegionError(f"{path}: corrupt trace-ring layout")
+            stored = json.dumps(d["events"], sort_keys=True, separators=(",", ":"))
+            if event_set is not None:
+                if event_set.layout is None or event_set.layout.description != stored:
+                    raise RegionError(f"{path}: holds the events of set "
+                                      f"{d['events'].get('name')!r}, declared differently from "
+                                      f"{event_set.__name__}")
+            else:
+                event_set = EventSet.from_description(stored)
+            need = round_up(R.region_size(len(event_set.layout.types), n_rings, capacity),
+                            region.alignment)
             if region.size != need:
                 raise RegionError(f"{path}: data area is {region.size} bytes, the ring layout "
                                   f"needs {need}; the file is damaged")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             region.close()
             if isinstance(exc, RegionError):
                 raise
-            raise RegionError(f"{path}: unreadable trace-ring layout ({exc})") from None
+            raise RegionError(f"{path}: unreadable trace-ring layout ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
         obj = cls.__new__(cls)
-        obj._bind(region, n_rings, capacity, clock, primary=False)
+        obj._bind(event_set, region, n_rings, capacity, clock, primary=False)
         obj.config = None
         return obj
 
-    # -- recording from Python (validated; same compiled code as kernels) --------
+    # -- declared types and kernel methods, from Python ----------------------------------
 
-    def _live(self) -> bool:
-        if self._region is None:
-            return False
-        self._require_writable()
-        return True
-
-    def trace_priming(self, priming_type, strength, source_node, target_node) -> bool:
-        from ..metrics.cognitive import PrimingType
-        t = as_enum(PrimingType, priming_type, "priming_type")
-        s = _float(strength, "strength")
-        a, b = _uint(source_node, "source_node", 64), _uint(target_node, "target_node", 64)
-        return self._live() and bool(_py_priming(self, int(t), s, np.uint64(a), np.uint64(b)))
-
-    def trace_interference(self, interference_type, magnitude, target_episode_id,
-                           competing_episode_count) -> bool:
-        from ..metrics.cognitive import InterferenceType
-        t = as_enum(InterferenceType, interference_type, "interference_type")
-        m = _float(magnitude, "magnitude")
-        e = _uint(target_episode_id, "target_episode_id", 64)
-        n = _uint(competing_episode_count, "competing_episode_count", 32)
-        return self._live() and bool(_py_interference(self, int(t), m, np.uint64(e), n))
-
-    def trace_reconsolidation(self, episode_id, window_position, plasticity_factor,
-                              modification_count) -> bool:
-        e = _uint(episode_id, "episode_id", 64)
-        w, p = _float(window_position, "window_position"), _float(plasticity_factor,
-                                                                   "plasticity_factor")
-        n = _uint(modification_count, "modification_count", 32)
-        return self._live() and bool(_py_reconsolidation(self, np.uint64(e), w, p, n))
-
-    def trace_false_memory(self, critical_lure_hash, source_list_size,
-                           reconstruction_confidence) -> bool:
-        h = _uint(critical_lure_hash, "critical_lure_hash", 64)
-        n = _uint(source_list_size, "source_list_size", 32)
-        c = _float(reconstruction_confidence, "reconstruction_confidence")
-        return self._live() and bool(_py_false_memory(self, np.uint64(h), n, c))
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        layout = self.__dict__.get("layout")
+        if layout is not None:
+            t = layout.by_name.get(name)
+            if t is not None:
+                handle = self._handles.get(name)
+                if handle is None:
+                    handle = self._handles[name] = _PyHandle(self, t)
+                return handle
+            km = self.event_set._kernel_methods.get(name)
+            if km is not None:
+                return km.__get__(self)
+        raise AttributeError(f"{type(self).__name__} of {getattr(self, 'event_set', None)} has no "
+                             f"attribute {name!r}; event types: "
+                             f"{list(layout.by_name) if layout else []}")
 
     def release_thread(self) -> int:
         """Give the calling thread's ring back, for a thread that is about to finish.
@@ -236,60 +212,69 @@ class CognitiveTracer(KernelArgument):
         if self._region is None:
             return -1
         self._require_writable()
-        return int(R.py_release_ring(self._kernel_address, self._kernel_pid, self.n_rings))
+        return int(R.py_release_ring(self._base, current_pid(), self._th_end, self.n_rings))
 
-    # -- configuration (takes effect in running kernels) ----------------------------
+    # -- configuration (takes effect in running kernels) ------------------------------------
 
     def _words(self) -> np.ndarray:
         self._require_open()
         return self._region.data.view(np.uint64)
 
-    def _set_threshold(self, event_type, value: int) -> None:
+    def _set_threshold(self, t, value: int) -> None:
         if self._region is None:
             return
         self._require_writable()
         from .._atomics import atomic_store
-        atomic_store(self._words(), R.TH_OFF // 8 + int(event_type), np.uint64(value))
+        atomic_store(self._words(), R.TH_OFF // 8 + t.index, np.uint64(value))
 
-    def thresholds(self) -> list:
+    def thresholds(self) -> dict:
+        """The threshold word of every type, by name (see :mod:`.config`)."""
         if self._region is None:
-            return [0] * len(EventType)
-        return [int(x) for x in self._words()[:len(EventType)]]
+            return {t.name: 0 for t in self.layout.types}
+        words = self._words()
+        return {t.name: int(words[R.TH_OFF // 8 + t.index]) for t in self.layout.types}
 
     def sample_rates(self) -> dict:
-        """Effective rate per type (0.0 when disabled)."""
-        return {t: (1.0 if th == ALWAYS else th / 2.0 ** 64)
-                for t, th in zip(EventType, self.thresholds())}
+        """Effective rate per type name (0.0 when off)."""
+        return {name: (1.0 if th == ALWAYS else th / 2.0 ** 64)
+                for name, th in self.thresholds().items()}
 
-    def set_sample_rate(self, event_type, rate: float) -> None:
+    def set_sample_rate(self, event_type, rate) -> None:
         """Change a type's sample rate (and enable it); running kernels see it at once."""
-        from .config import _event_type
-        t = _event_type(event_type, "event_type")
+        t = self.layout.type_of(event_type)
         r = as_rate(rate, "sample_rate")
         if self.config is not None:
-            self.config.sample_rates[t] = r
-            self.config.enabled_events.add(t)
+            self.config.sample_rates[t.name] = r
+            if self.config.enabled_events is not None:
+                self.config.enabled_events.add(t.name)
         self._set_threshold(t, threshold(r))
 
     def enable(self, event_type) -> None:
-        from .config import _event_type
-        t = _event_type(event_type, "event_type")
-        rate = self.config.sample_rates[t] if self.config is not None else 1.0
+        """Switch a type on at its configured rate (1.0 when attached)."""
+        t = self.layout.type_of(event_type)
+        rate = 1.0
         if self.config is not None:
-            self.config.enabled_events.add(t)
+            if self.config.enabled_events is not None:
+                self.config.enabled_events.add(t.name)
+            rate = self.config.resolve(self.layout)[t.name] or 1.0
         self._set_threshold(t, threshold(rate))
 
     def disable(self, event_type) -> None:
-        from .config import _event_type
-        t = _event_type(event_type, "event_type")
+        """Switch a type off: its records cost one load and a branch."""
+        t = self.layout.type_of(event_type)
         if self.config is not None:
-            self.config.enabled_events.discard(t)
+            if self.config.enabled_events is None:
+                self.config.enabled_events = {x.name for x in self.layout.types}
+            self.config.enabled_events.discard(t.name)
         self._set_threshold(t, 0)
 
-    # -- reading ----------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
+
+    def _empty(self) -> np.ndarray:
+        return np.empty(0, dtype=self.layout.dtype)
 
     def _positions(self) -> np.ndarray:
-        return R.ring_positions(self._kernel_address, self.n_rings)
+        return R.ring_positions(self._kernel_address, self._th_end, self.n_rings)
 
     def _collect(self, starts) -> tuple:
         """Events from per-ring start positions to the current write indexes.
@@ -302,14 +287,14 @@ class CognitiveTracer(KernelArgument):
         lapped = np.maximum(writes - self.capacity - starts, 0)
         begin = starts + lapped
         pending = int(np.maximum(writes - begin, 0).sum())
-        out = np.empty(pending * _U64_WORDS, dtype=np.uint64)
+        out = np.empty(pending * _WORDS, dtype=np.uint64)
         dropped = lapped.copy()
         k = 0
         for r in np.flatnonzero(writes > begin):
-            k, lost = R.collect_ring(base, self.n_rings, self.capacity, int(r), int(begin[r]),
+            k, lost = R.collect_ring(base, self._slots, self.capacity, int(r), int(begin[r]),
                                      int(writes[r]), out, k)
             dropped[r] += lost
-        events = out[:k * _U64_WORDS].view(EVENT_DTYPE)
+        events = out[:k * _WORDS].view(self.layout.dtype)
         return events, writes, dropped
 
     def _finish(self, events) -> np.ndarray:
@@ -345,7 +330,7 @@ class CognitiveTracer(KernelArgument):
         return _baseline(words)
 
     def _publish_anchor(self) -> None:
-        """Owner only: anchor at now, rate over the whole baseline since creation."""
+        """Owner only: the rate over the whole baseline since creation, for every reader."""
         if self.clock != R.CLOCK_TSC or not self._region.writable:
             return
         words = self._words()
@@ -361,19 +346,19 @@ class CognitiveTracer(KernelArgument):
     def drain(self) -> np.ndarray:
         """Events recorded since the last drain, merged across rings, oldest first.
 
-        Fields are those of :data:`EVENT_DTYPE`; ``timestamp`` is unix ns and
+        Fields are those of the set's dtype; ``timestamp`` is unix ns and
         ``sequence`` the event's position in its ring.  Only the tracer's owner
         drains; attached readers use :meth:`read` / :meth:`follow`.
         """
         if self._region is None:
-            return np.empty(0, dtype=EVENT_DTYPE)
+            return self._empty()
         self._require_open()
         if not self._primary:
             raise RuntimeError("only the tracer's owner drains; use read() or follow()")
         with self._lock:
             self._publish_anchor()
             words = self._words()
-            heads = [(R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8 for r in range(self.n_rings)]
+            heads = [R.header_word(0, r, self._n_types) for r in range(self.n_rings)]
             starts = [int(words[h + R.R_READ // 8]) for h in heads]
             events, writes, dropped = self._collect(starts)
             from .._atomics import atomic_store
@@ -385,14 +370,15 @@ class CognitiveTracer(KernelArgument):
                 atomic_store(words, h + R.R_DELIVERED // 8,
                              np.uint64(int(words[h + R.R_DELIVERED // 8]) + got), "relaxed")
                 atomic_store(words, h + R.R_DROPPED // 8,
-                             np.uint64(int(words[h + R.R_DROPPED // 8]) + int(dropped[r])), "relaxed")
+                             np.uint64(int(words[h + R.R_DROPPED // 8]) + int(dropped[r])),
+                             "relaxed")
                 atomic_store(words, h + R.R_READ // 8, np.uint64(int(writes[r])))
             return self._finish(events)
 
     def read(self) -> np.ndarray:
         """Every event still held in the rings (oldest first), without consuming them."""
         if self._region is None:
-            return np.empty(0, dtype=EVENT_DTYPE)
+            return self._empty()
         self._require_open()
         writes = self._positions()[:, 0].astype(np.int64)
         events, _, _ = self._collect(np.maximum(writes - self.capacity, 0))
@@ -412,30 +398,34 @@ class CognitiveTracer(KernelArgument):
             else:
                 time.sleep(interval)
 
+    def open_spans(self) -> list:
+        """Spans begun and not ended yet: ``{"ring", "depth", "span_id", "type", "recorded"}``."""
+        if self._region is None:
+            return []
+        spans = R.open_spans(self._words(), self._n_types, self.n_rings)
+        return [{"ring": r, "depth": d, "span_id": i,
+                 "type": self.layout.types[t].name if t < self._n_types else "unknown",
+                 "recorded": rec} for r, d, i, t, rec in spans]
+
+    @property
+    def tracer_id(self) -> int:
+        """A random 64-bit id of this tracer (half of its OTLP trace ids)."""
+        return 0 if self._region is None else int(self._words()[R.TRACER_ID_OFF // 8])
+
     def stats(self) -> dict:
         """Per ring and in total: written, delivered, dropped, pending, utilization (%).
 
         ``written == delivered + dropped + pending`` for every ring;
         ``no_ring`` counts events dropped because every ring belonged to another
-        thread, ``invalid`` those with an out-of-range argument.
+        thread, ``invalid`` those with an out-of-range argument or a span end
+        without its begin.
         """
         empty = {"written": 0, "delivered": 0, "dropped": 0, "pending": 0, "utilization": 0.0}
         if self._region is None:
             return {"rings": [], "total": dict(empty), "no_ring": 0, "invalid": 0,
                     "capacity": 0, "memory_bytes": 0}
         words = self._words()
-        rings = []
-        for r in range(self.n_rings):
-            h = (R.RING_HEADERS + R.RING_HEADER_SIZE * r) // 8
-            written = int(words[h + R.R_WRITE // 8])
-            if not written and not words[h + R.R_OWNER // 8]:
-                continue
-            read = int(words[h + R.R_READ // 8])
-            pending = written - read
-            rings.append({"ring": r, "written": written,
-                          "delivered": int(words[h + R.R_DELIVERED // 8]),
-                          "dropped": int(words[h + R.R_DROPPED // 8]), "pending": pending,
-                          "utilization": 100.0 * min(pending, self.capacity) / self.capacity})
+        rings = R.ring_stats(words, self._n_types, self.n_rings, self.capacity)
         total = dict(empty)
         for ring in rings:
             for k in ("written", "delivered", "dropped", "pending"):
@@ -450,8 +440,80 @@ class CognitiveTracer(KernelArgument):
         return tracer_html(self)
 
     def __repr__(self) -> str:
+        name = f"{type(self).__name__}[{self.event_set.set_name}]"
         if self._region is None:
-            return "<CognitiveTracer disabled>"
+            return f"<{name} disabled>"
         where = self._region.path or "anonymous"
-        return f"<CognitiveTracer {self.n_rings} rings x {self.capacity} events, {where}>"
+        return f"<{name} {self.n_rings} rings x {self.capacity} events, {where}>"
 
+
+class _PyHandle:
+    """One declared type of a tracer, called from Python (validated, then compiled code)."""
+
+    def __init__(self, tracer, t):
+        self._tracer = tracer
+        self._type = t
+        self._fields = list(t.fields.items())
+        self._nbtype = tracer._nbtype.handle_types[t.name]
+        self._calls = {}
+
+    def _values(self, method, args) -> list:
+        t = self._type
+        if len(args) != len(self._fields):
+            raise TypeError(f"{t.name}.{method}: takes {len(self._fields)} field(s) "
+                            f"{[n for n, _ in self._fields]}, got {len(args)}")
+        out = []
+        for (name, ft), value in zip(self._fields, args):
+            v = ft.python(value, f"{t.name}.{method}: {name}")
+            out.append(np.uint64(v) if isinstance(v, int) and v >= 1 << 63 else v)
+        return out
+
+    def _call(self, method, values):
+        caller = self._calls.get(method)
+        if caller is None:
+            caller = self._calls[method] = _handle_caller(self._nbtype, method)
+        return caller(self._tracer._address(), current_pid(), *values)
+
+    def emit(self, *args) -> bool:
+        if self._type.kind != "event":
+            raise TypeError(f"{self._type.name} is a span: use begin() and end()")
+        values = self._values("emit", args)
+        return self._tracer._region is not None and bool(self._call("emit", values))
+
+    def begin(self, *args) -> int:
+        if self._type.kind != "span":
+            raise TypeError(f"{self._type.name} is an event: use emit()")
+        values = self._values("begin", args)
+        return 0 if self._tracer._region is None else int(self._call("begin", values))
+
+    def end(self) -> bool:
+        if self._type.kind != "span":
+            raise TypeError(f"{self._type.name} is an event: use emit()")
+        return self._tracer._region is not None and bool(self._call("end", []))
+
+    def __repr__(self):
+        return f"<{self._type.kind} {self._type.name} of {self._tracer!r}>"
+
+
+_handle_callers: dict = {}
+
+
+def _handle_caller(nbtype, method):
+    key = (nbtype, method)
+    fn = _handle_callers.get(key)
+    if fn is None:
+        make = object_from_address(nbtype)
+        if method == "emit":
+            @njit(nogil=True)
+            def fn(base, pid, *args):
+                return make(base, pid).emit(*args)
+        elif method == "begin":
+            @njit(nogil=True)
+            def fn(base, pid, *args):
+                return make(base, pid).begin(*args)
+        else:
+            @njit(nogil=True)
+            def fn(base, pid):
+                return make(base, pid).end()
+        _handle_callers[key] = fn
+    return fn

@@ -19,19 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .export.chrome import ChromeTraceExporter
-from .export.json import JsonLinesExporter
-from .export.prometheus import exposition
-from .metrics.cognitive import CognitivePatternMetrics, InterferenceType, PrimingType
-from .tracing import CognitiveTracer, EventType, TraceCollector, TracingConfig
-from .tracing.events import concat
+from ..export.chrome import ChromeTraceExporter
+from ..export.json import JsonLinesExporter
+from ..export.prometheus import exposition
+from ..tracing import TraceCollector, TracingConfig
+from ..tracing.schema import concat
+from .events import CognitiveEvents, CognitiveTracer
+from .metrics import CognitivePatternMetrics, InterferenceType, PrimingType
 from .workload import build_graph, run_trials
 
 __all__ = ["run_demo", "DEMO_SAMPLE_RATES"]
 
 # sampled like engram's production preset, scaled to keep the report files small
-DEMO_SAMPLE_RATES = {EventType.PRIMING: 0.002, EventType.INTERFERENCE: 0.005,
-                     EventType.RECONSOLIDATION: 0.02, EventType.FALSE_MEMORY: 0.2}
+DEMO_SAMPLE_RATES = {"priming": 0.002, "interference": 0.005, "reconsolidation": 0.02,
+                     "false_memory": 0.2}
 
 
 class _Sample:
@@ -49,7 +50,7 @@ class _Sample:
             self.kept += min(room, events.size)
 
     def events(self):
-        return concat(self.batches)
+        return concat(self.batches, CognitiveEvents.layout)
 
 
 class _Progress:
@@ -146,7 +147,7 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
                                         sample], metrics=metrics)
     server = None
     if serve:
-        from .export.server import MetricsServer
+        from ..export.server import MetricsServer
         server = MetricsServer(metrics, collector.export_metrics, port=port).start()
         say(f"serving {server.url} while the workload runs")
 
@@ -254,7 +255,7 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
                     "dropped": stats["total"]["dropped"], "no_free_ring": stats["no_ring"],
                     "exported": {k: v["exported_events"] for k, v in exporters.items()},
                     "export_dropped": {k: v["dropped_events"] for k, v in exporters.items()},
-                    "sample_rates": {t.name.lower(): r for t, r in DEMO_SAMPLE_RATES.items()}},
+                    "sample_rates": dict(DEMO_SAMPLE_RATES)},
         "overhead": {"median_percent": float(np.median(overhead)),
                      "iqr_percent": [float(np.percentile(overhead, 25)),
                                      float(np.percentile(overhead, 75))],
@@ -268,7 +269,7 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
 
 
 def _figures(out, metrics, events, stats, on, off):
-    from . import viz
+    from .. import viz
     for name, fig in (("histograms.png", viz.histograms_figure(metrics)),
                       ("event_rates.png", viz.event_rates_figure(events)),
                       ("timeline.png", viz.timeline_figure(events)),

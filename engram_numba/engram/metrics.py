@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import enum
 
+from .._methods import kernel_method
 from .._values import as_enum
-from .metric_set import MetricSet, kernel_method
-from .snapshot import HistogramData
-from .spec import Counter, Gauge, Histogram, TopK
+from ..metrics.metric_set import MetricSet
+from ..metrics.snapshot import HistogramData
+from ..metrics.spec import Counter, Gauge, Histogram, TopK
 
 __all__ = ["CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason"]
 
@@ -218,7 +219,7 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
 
     def collector_hook(self):
         """What a TraceCollector given ``metrics=`` calls to keep the tracing-health metrics."""
-        from ..tracing.health import CognitiveHealth
+        from .health import CognitiveHealth
         return CognitiveHealth(self)
 
     # -- queries (Python) ---------------------------------------------------------

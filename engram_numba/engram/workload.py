@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from ._atomics import atomic_add
-from .metrics.cognitive import InterferenceType, PrimingType, RejectionReason
+from .._atomics import atomic_add
+from .metrics import InterferenceType, PrimingType, RejectionReason
 
 __all__ = ["MemoryGraph", "build_graph", "run_trials", "trial"]
 

@@ -1,0 +1,114 @@
+"""Per-set tables that drive the compiled encoders (JSON, OTLP logs).
+
+An event set's layout becomes flat arrays the compiled loops index by event
+type: for every type, the range of its field rows; for every field row, where
+its bits are (word, shift, width), how to render it (kind), and the constant
+pieces (keys, enum member names) the encoders copy.  Built once per layout and
+cached; nothing here is written per event type.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from numba import njit
+
+from ..tracing.schema import SPAN_ID_OFFSET, PARENT_ID_OFFSET, Layout
+
+KIND = {"u": 0, "i": 1, "f": 2, "d": 3, "b": 4, "e": 5}
+U, I, F32, F64, B, E = range(6)
+
+
+@njit(cache=True)
+def field_bits(word, shift, width):
+    """The ``width`` bits of a field at ``shift`` in a 64-bit word."""
+    raw = word >> shift
+    if width < 64:
+        return raw & ((np.uint64(1) << np.uint64(width)) - np.uint64(1))
+    return raw
+
+
+@njit(cache=True)
+def bits_f64(bits):
+    return np.uint64(bits).view(np.float64)
+
+
+class FieldRows:
+    """Field rows of every type, in declaration order (see the module docstring)."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        starts, names, words, shifts, widths, kinds, enum_lo, enum_n, enum_first = \
+            [0], [], [], [], [], [], [], [], []
+        self.enum_names = []            # flat list of member names (plus "unknown" per field)
+        self.f64_names = []             # distinct names of float64 fields (text made in Python)
+        f64_col = []
+        for t in layout.types:
+            for name, ft in t.fields.items():
+                offset = layout.offsets[(t.index, name)]
+                names.append(name)
+                words.append(offset // 8)
+                shifts.append((offset % 8) * 8)
+                widths.append(ft.size * 8)
+                kinds.append(KIND[ft.code])
+                if ft.code == "e":
+                    lo, hi = min(ft.values), max(ft.values)
+                    enum_lo.append(lo)
+                    enum_n.append(hi - lo + 1)
+                    enum_first.append(len(self.enum_names))
+                    for v in range(lo, hi + 1):
+                        self.enum_names.append(ft.names.get(v, "unknown"))
+                    self.enum_names.append("unknown")
+                else:
+                    enum_lo.append(0), enum_n.append(0), enum_first.append(0)
+                if ft.code == "d":
+                    if name not in self.f64_names:
+                        self.f64_names.append(name)
+                    f64_col.append(self.f64_names.index(name))
+                else:
+                    f64_col.append(-1)
+            starts.append(len(names))
+        self.names = names
+        self.type_names = [t.name for t in layout.types]
+        self.is_span = np.array([t.kind == "span" for t in layout.types], dtype=np.bool_)
+        self.starts = np.array(starts, dtype=np.int64)
+        self.words = np.array(words, dtype=np.int64)
+        self.shifts = np.array(shifts, dtype=np.uint64)
+        self.widths = np.array(widths, dtype=np.int64)
+        self.kinds = np.array(kinds, dtype=np.int64)
+        self.enum_lo = np.array(enum_lo, dtype=np.int64)
+        self.enum_n = np.array(enum_n, dtype=np.int64)
+        self.enum_first = np.array(enum_first, dtype=np.int64)
+        self.f64_col = np.array(f64_col, dtype=np.int64)
+        self.span_words = (SPAN_ID_OFFSET // 8, PARENT_ID_OFFSET // 8)
+
+    def f64_text(self, events: np.ndarray):
+        """(flat bytes, starts, lengths) of every float64 field value, as Python's repr.
+
+        Shape (events, float64 columns); NaN and infinities are ``null``.  Python
+        formats them because a shortest round-trip float64 needs exact
+        arithmetic a compiled loop here does not have; float32 values are
+        formatted in the compiled loop (see ._jsontext).
+        """
+        n, cols = events.size, len(self.f64_names)
+        starts = np.zeros((n, max(cols, 1)), dtype=np.int64)
+        lengths = np.zeros((n, max(cols, 1)), dtype=np.int64)
+        if not cols or not n:
+            return np.zeros(1, dtype=np.uint8), starts, lengths
+        parts, pos = [], 0
+        for c, name in enumerate(self.f64_names):
+            values = events[name].tolist()
+            for i, v in enumerate(values):
+                text = repr(v).encode() if v == v and v not in (float("inf"), float("-inf")) \
+                    else b"null"
+                starts[i, c], lengths[i, c] = pos, len(text)
+                parts.append(text)
+                pos += len(text)
+        return np.frombuffer(b"".join(parts), dtype=np.uint8).copy(), starts, lengths
+
+
+@lru_cache(maxsize=64)
+def rows_for(layout: Layout) -> FieldRows:
+    return FieldRows(layout)

@@ -1,0 +1,86 @@
+"""Events as pandas DataFrames: one tidy frame per event type, and one for spans.
+
+``to_dataframe(events)`` returns ``{type name: DataFrame}`` for every declared
+type present, each with only that type's columns: ``timestamp``
+(``datetime64[ns, UTC]``), ``thread``, ``sequence`` and the type's fields
+(IntEnums as categoricals of their member names, bools as bool).  Spans come as
+one frame per span type with ``span_id``, ``parent_span_id``, ``start``,
+``end``, ``duration`` (``timedelta64[ns]``), ``depth``, ``thread`` and the span's
+fields; spans still open at the end of the events have ``end`` and
+``duration`` missing.  ``to_dataframe(events, "iteration")`` returns one frame.
+
+Needs ``pip install 'engram-numba[pandas]'``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..tracing.schema import as_events
+from ..tracing.spans import SpanAssembler
+
+__all__ = ["to_dataframe"]
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("to_dataframe needs pandas: pip install 'engram-numba[pandas]'") \
+            from exc
+    return pd
+
+
+def _column(pd, ft, values):
+    if ft.code == "e":
+        names = [ft.names[v] for v in ft.values]
+        codes = np.searchsorted(ft.values, values.astype(np.int64))
+        codes = np.where((codes < len(ft.values)) &
+                         (np.asarray(ft.values)[np.minimum(codes, len(ft.values) - 1)]
+                          == values.astype(np.int64)), codes, -1)
+        return pd.Categorical.from_codes(codes, categories=names)
+    if ft.code == "b":
+        return values.astype(bool)
+    return values
+
+
+def _times(pd, ns):
+    return pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True)
+
+
+def to_dataframe(events, type: str | None = None):
+    """``{type name: DataFrame}`` of the events, or the one frame of ``type`` (see above)."""
+    pd = _pandas()
+    events, layout = as_events(events)
+    frames = {}
+    wanted = layout.types if type is None else [layout.type_of(type)]
+    spans = SpanAssembler()
+    closed = spans.feed(events) if layout.has_spans else []
+    for t in wanted:
+        rows = events[events["event_type"] == t.index]
+        if t.kind == "span":
+            mine = [s for s in closed if s.name == t.name]
+            still = [s for s in spans.open_spans() if s.name == t.name]
+            data = {"span_id": [s.span_id for s in mine + still],
+                    "parent_span_id": [s.parent_id for s in mine + still],
+                    "start": _times(pd, [s.start_ns for s in mine + still]),
+                    "end": _times(pd, [s.end_ns for s in mine] + [np.iinfo(np.int64).min] * len(
+                        still)),
+                    "depth": [s.depth for s in mine + still],
+                    "thread": [s.ring for s in mine + still]}
+            frame = pd.DataFrame(data)
+            frame["duration"] = frame["end"] - frame["start"]
+            for name, ft in t.fields.items():
+                values = np.array([s.fields[name] for s in mine + still], dtype=ft.dtype)
+                frame[name] = _column(pd, ft, values)
+            frame = frame.sort_values("start", kind="stable").reset_index(drop=True)
+        else:
+            frame = pd.DataFrame({"timestamp": _times(pd, rows["timestamp"]),
+                                  "thread": rows["thread"], "sequence": rows["sequence"]})
+            for name, ft in t.fields.items():
+                frame[name] = _column(pd, ft, rows[name])
+        if type is not None:
+            return frame
+        if len(frame):
+            frames[t.name] = frame
+    return frames

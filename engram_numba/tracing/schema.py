@@ -1,0 +1,547 @@
+"""Event sets: traced event and span types declared once, everything else derived.
+
+::
+
+    class SolverEvents(EventSet, name="solver"):
+        iteration = Event("One Newton step", residual=np.float64, step=np.uint32)
+        restart = Event("Solver restarted", reason=Reason, at_step=np.uint32)
+        solve = Span("One call of solve()", size=np.uint32)
+
+From this table come the 64-byte slot layout (the offsets of every field), the
+structured dtype of drained events, the compiled encoders kernels call, the
+validated Python calls, the disabled stubs, the threshold words of the ring
+header, and every exporter's names.  Adding a type is one line.
+
+Slot layout (little-endian, one cache line)::
+
+    offset size
+    0      8    sequence   u64   the event's position in its ring (a seqlock in the ring)
+    8      8    timestamp  u64   clock ticks when written; unix ns once read
+    16     1    event_type u8    index of the type in the set's table
+    17     1    flags      u8    bits 0-1: 0 event, 1 span begin, 2 span end; bits 2-7: depth
+    18     2    thread     u16   ring of the recording thread
+    20     44   payload          the type's fields at computed offsets
+                                 spans: span_id u64 at 24, parent_span_id u64 at 32
+                                 (begin events carry the span's fields too)
+
+Field types: numpy ``int8`` .. ``uint64``, ``float32``, ``float64``, ``bool``,
+and ``IntEnum`` classes (stored in the smallest integer that holds every
+member).  Fields are placed largest first at the lowest naturally aligned free
+offset; a field name used by several types has one type and one offset, so
+the drained dtype names every field once (a C union, like the slot).  A
+declaration that does not fit says which fields are over the limit.
+
+The description of a set (JSON) is stored in file-backed tracers, so
+:meth:`~engram_numba.Tracer.attach` rebuilds the set, enums included, without
+its class.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import typing
+
+import numpy as np
+
+from .._values import as_enum, as_integer, as_number
+
+__all__ = ["EventSet", "Event", "Span", "FieldType", "EventKind", "SLOT_SIZE", "schema_of",
+           "as_events", "concat"]
+
+SLOT_SIZE = 64
+PAYLOAD_START = 20
+SPAN_ID_OFFSET = 24
+PARENT_ID_OFFSET = 32
+FLAG_EVENT, FLAG_BEGIN, FLAG_END = 0, 1, 2
+MAX_TYPES = 256
+METADATA_KEY = "engram_numba.event_set"
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "span_id",
+             "parent_span_id", "span", "depth"}
+
+COMMON_FIELDS = [("sequence", "<u8", 0), ("timestamp", "<u8", 8), ("event_type", "u1", 16),
+                 ("flags", "u1", 17), ("thread", "<u2", 18)]
+SPAN_FIELDS = [("span_id", "<u8", SPAN_ID_OFFSET), ("parent_span_id", "<u8", PARENT_ID_OFFSET)]
+
+
+# -- field types: a kind is an object ----------------------------------------------------
+
+class FieldType:
+    """How one field is stored, validated from Python, encoded and described."""
+
+    code = ""          # for the compiled encoders (see CODES)
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 \
+            else np.dtype(dtype)
+        self.size = self.dtype.itemsize
+
+    def python(self, value, where):
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"type": self.dtype.name}
+
+    def json_schema(self) -> dict:
+        raise NotImplementedError
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.describe() == other.describe()
+
+    def __hash__(self):
+        return hash(json.dumps(self.describe(), sort_keys=True))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.describe()})"
+
+
+class IntField(FieldType):
+    def __init__(self, dtype):
+        super().__init__(dtype)
+        info = np.iinfo(self.dtype)
+        self.lo, self.hi = int(info.min), int(info.max)
+        self.signed = self.lo < 0
+        self.code = "i" if self.signed else "u"
+
+    def python(self, value, where):
+        return as_integer(value, where, self.lo, self.hi)
+
+    def json_schema(self):
+        return {"type": "integer", "minimum": self.lo, "maximum": self.hi}
+
+
+class FloatField(FieldType):
+    def __init__(self, dtype):
+        super().__init__(dtype)
+        self.code = "f" if self.size == 4 else "d"
+
+    def python(self, value, where):
+        return as_number(value, where)
+
+    def json_schema(self):
+        return {"type": ["number", "null"]}
+
+
+class BoolField(FieldType):
+    code = "b"
+
+    def __init__(self):
+        super().__init__(np.uint8)
+
+    def describe(self):
+        return {"type": "bool"}
+
+    def python(self, value, where):
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
+            return bool(value)
+        raise ValueError(f"{where} must be a bool, got {value!r}")
+
+    def json_schema(self):
+        return {"type": "boolean"}
+
+
+class EnumField(FieldType):
+    """An IntEnum, stored in the smallest integer holding every member."""
+
+    code = "e"
+
+    def __init__(self, enum_cls):
+        values = [int(m) for m in enum_cls]
+        if not values:
+            raise ValueError(f"{enum_cls.__name__} has no members")
+        lo, hi = min(values), max(values)
+        for dt in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64):
+            info = np.iinfo(dt)
+            if info.min <= lo and hi <= info.max:
+                break
+        super().__init__(dt)
+        self.enum = enum_cls
+        self.values = sorted(values)
+        self.names = {int(m): m.name.lower() for m in enum_cls}
+
+    def python(self, value, where):
+        return int(as_enum(self.enum, value, where))
+
+    def describe(self):
+        return {"type": "enum", "storage": self.dtype.name, "enum": self.enum.__name__,
+                "members": {m.name: int(m) for m in self.enum}}
+
+    def json_schema(self):
+        return {"enum": sorted(self.names.values()) + ["unknown"]}
+
+
+def field_type(declared) -> FieldType:
+    """The FieldType of a declared field (a numpy scalar type or an IntEnum class)."""
+    if isinstance(declared, FieldType):
+        return declared
+    if isinstance(declared, type) and issubclass(declared, enum.IntEnum):
+        return EnumField(declared)
+    try:
+        dt = np.dtype(declared)
+    except TypeError:
+        dt = None
+    if dt is not None and declared is not object and not isinstance(declared, str):
+        if dt == np.bool_:
+            return BoolField()
+        if dt.kind in "iu" and dt.itemsize <= 8:
+            return IntField(dt)
+        if dt.kind == "f" and dt.itemsize in (4, 8):
+            return FloatField(dt)
+    raise TypeError(f"a field type is a numpy scalar type (int8 .. uint64, float32, float64, "
+                    f"bool) or an IntEnum class, got {declared!r}")
+
+
+def _from_description(d: dict) -> FieldType:
+    if d["type"] == "bool":
+        return BoolField()
+    if d["type"] == "enum":
+        members = d["members"]
+        if not isinstance(members, dict) or not members:
+            raise ValueError("an enum field needs members")
+        return EnumField(enum.IntEnum(str(d["enum"]), {str(k): int(v) for k, v in members.items()}))
+    return field_type(np.dtype(str(d["type"])))
+
+
+# -- declarations ----------------------------------------------------------------------------
+
+class EventKind:
+    """Base of :class:`Event` and :class:`Span`: a help text and named fields."""
+
+    kind = ""
+    reserved = ()
+
+    def __init__(self, help: str = "", /, **fields):
+        if not isinstance(help, str):
+            raise TypeError(f"the first argument is the help text, got {help!r}")
+        self.help = help
+        self.fields = {}
+        for name, declared in fields.items():
+            if not _NAME.match(name) or name in _RESERVED:
+                raise ValueError(f"invalid field name {name!r} (lowercase identifiers; "
+                                 f"reserved: {sorted(_RESERVED)})")
+            try:
+                self.fields[name] = field_type(declared)
+            except TypeError as exc:
+                raise TypeError(f"field {name!r}: {exc}") from None
+        self.name = None
+        self.index = None
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "help": self.help,
+                "fields": [dict(name=n, **t.describe()) for n, t in self.fields.items()]}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r}, {list(self.fields)})"
+
+
+class Event(EventKind):
+    """An instant event: ``tr.<name>.emit(*fields)`` records one slot."""
+
+    kind = "event"
+    reserved = ()
+
+
+class Span(EventKind):
+    """A timed region: ``tr.<name>.begin(*fields)`` ... ``tr.<name>.end()``.
+
+    Begin and end are two events of the same thread.  A span begun inside
+    another is its child; its begin event carries ``span_id`` and
+    ``parent_span_id`` and the declared fields, its end event the ``span_id``.
+    """
+
+    kind = "span"
+    reserved = ((SPAN_ID_OFFSET, 16),)
+
+
+def _kind_from_description(d: dict) -> EventKind:
+    cls = {"event": Event, "span": Span}.get(d.get("kind"))
+    if cls is None:
+        raise ValueError(f"unknown event kind {d.get('kind')!r}")
+    return cls(str(d.get("help", "")), **{f["name"]: _from_description(f) for f in d["fields"]})
+
+
+# -- the table -------------------------------------------------------------------------------
+
+class Layout:
+    """Offsets of every field of a set, its drained dtype, its description and hash."""
+
+    def __init__(self, name: str, types: list, production_rates: dict):
+        if len(types) > MAX_TYPES:
+            raise ValueError(f"{name}: at most {MAX_TYPES} event types, got {len(types)}")
+        self.name = name
+        self.types = types
+        self.production_rates = dict(production_rates)
+        self.has_spans = any(t.kind == "span" for t in types)
+        self.offsets = {}               # (type index, field name) -> offset
+        field_types = {}
+        users = {}
+        for t in types:
+            for fname, ft in t.fields.items():
+                if fname in field_types and field_types[fname] != ft:
+                    first = users[fname][0].name
+                    raise TypeError(f"{name}: field {fname!r} is {field_types[fname].describe()} "
+                                    f"in {first} and {ft.describe()} in {t.name}; a field name has "
+                                    f"one type within a set")
+                field_types[fname] = ft
+                users.setdefault(fname, []).append(t)
+        free = {t.index: self._free(t) for t in types}
+        order = sorted(field_types, key=lambda n: (-field_types[n].size,
+                                                   min(u.index for u in users[n])))
+        self.field_offset = {}
+        for fname in order:
+            ft = field_types[fname]
+            offset = self._place(ft.size, [free[u.index] for u in users[fname]])
+            if offset is None:
+                over = [u for u in users[fname] if self._place(ft.size, [free[u.index]]) is None]
+                t = (over or users[fname])[0]
+                placed = [f for f in t.fields if f in self.field_offset]
+                raise ValueError(
+                    f"{name}.{t.name}: the fields do not fit the {SLOT_SIZE}-byte slot "
+                    f"({self._room(t)} bytes of payload): {fname!r} ({ft.size} bytes) is over the "
+                    f"limit after {placed}; total declared "
+                    f"{sum(x.size for x in t.fields.values())} bytes")
+            for u in users[fname]:
+                free[u.index][offset:offset + ft.size] = False
+                self.offsets[(u.index, fname)] = offset
+            self.field_offset[fname] = offset
+        self.field_types = field_types
+        names = [n for n, _, _ in COMMON_FIELDS]
+        formats = [f for _, f, _ in COMMON_FIELDS]
+        offs = [o for _, _, o in COMMON_FIELDS]
+        if self.has_spans:
+            for n, f, o in SPAN_FIELDS:
+                names.append(n), formats.append(f), offs.append(o)
+        for fname in sorted(field_types, key=lambda n: self.field_offset[n]):
+            names.append(fname)
+            formats.append(field_types[fname].dtype.str)
+            offs.append(self.field_offset[fname])
+        self.description = json.dumps({
+            "format": "engram-numba.event-set", "version": 1, "name": name,
+            "slot_size": SLOT_SIZE,
+            "types": [dict(t.describe(), name=t.name,
+                           offsets={f: self.offsets[(t.index, f)] for f in t.fields})
+                      for t in types],
+            "production_rates": self.production_rates,
+        }, sort_keys=True, separators=(",", ":"))
+        self.hash = hashlib.sha256(self.description.encode()).hexdigest()
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offs,
+                               "itemsize": SLOT_SIZE}, metadata={METADATA_KEY: self})
+        self.by_name = {t.name: t for t in types}
+
+    @staticmethod
+    def _room(t) -> int:
+        return SLOT_SIZE - PAYLOAD_START - sum(n for _, n in t.reserved)
+
+    @staticmethod
+    def _free(t) -> np.ndarray:
+        free = np.zeros(SLOT_SIZE, dtype=bool)
+        free[PAYLOAD_START:] = True
+        for start, n in t.reserved:
+            free[start:start + n] = False
+        return free
+
+    @staticmethod
+    def _place(size, frees):
+        for offset in range(PAYLOAD_START + (-PAYLOAD_START % size), SLOT_SIZE - size + 1, size):
+            if all(f[offset:offset + size].all() for f in frees):
+                return offset
+        return None
+
+    def type_of(self, key) -> EventKind:
+        """A declared type by name, index, or member of the set's type enum."""
+        if isinstance(key, enum.Enum):
+            key = key.name.lower()
+        if isinstance(key, str):
+            t = self.by_name.get(key.lower())
+            if t is not None:
+                return t
+        elif isinstance(key, (int, np.integer)) and not isinstance(key, bool) \
+                and 0 <= int(key) < len(self.types):
+            return self.types[int(key)]
+        raise ValueError(f"unknown event type {key!r} for {self.name} "
+                         f"(one of {', '.join(self.by_name)})")
+
+    def __reduce__(self):
+        return _layout_from_description, (self.description,)
+
+    def __eq__(self, other):
+        return isinstance(other, Layout) and other.description == self.description
+
+    def __hash__(self):
+        return hash(self.description)
+
+
+def _layout_from_description(description: str) -> "Layout":
+    return EventSet.from_description(description).layout
+
+
+class EventSet:
+    """Base class of event sets; declare :class:`Event` and :class:`Span` attributes.
+
+    Subclass keywords: ``name`` (default: the class name in snake case), used
+    by exporters (``<name>.<field>`` attributes, the stream label); and
+    ``production_rates={"type": rate}``, the sample rates of
+    :meth:`TracingConfig.production`.  Kernel methods (``@kernel_method``)
+    declared here can be called on any tracer of the set.
+    """
+
+    set_name: typing.ClassVar[str] = "events"
+    layout: typing.ClassVar[Layout] = None
+    _kernel_methods: typing.ClassVar[dict] = {}
+
+    def __init_subclass__(cls, name: str | None = None, production_rates: dict | None = None,
+                          **kwargs):
+        super().__init_subclass__(**kwargs)
+        from .._methods import kernel_method, register_kernel_method
+        from ..metrics.spec import snake_case
+        types, methods = {}, {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, EventKind):
+                    types[attr] = value
+                elif isinstance(value, kernel_method):
+                    methods[attr] = value
+        if name is not None:
+            if not isinstance(name, str) or not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name):
+                raise TypeError(f"{cls.__name__}: set name must be an identifier, got {name!r}")
+            cls.set_name = name
+        elif EventSet in cls.__bases__ and "set_name" not in vars(cls):
+            cls.set_name = snake_case(cls.__name__)
+        reserved = set(dir(_TracerSurface))
+        for attr in list(types) + list(methods):
+            if attr in reserved:
+                raise TypeError(f"{cls.__name__}.{attr}: the name is taken by Tracer itself")
+        ordered = []
+        for i, (attr, t) in enumerate(types.items()):
+            if t.name not in (None, attr):     # inherited under another name: copy
+                t = type(t)(t.help, **t.fields)
+            t.name, t.index = attr, i
+            ordered.append(t)
+        rates = dict(getattr(cls, "_production_rates", {}))
+        if production_rates is not None:
+            for key, rate in dict(production_rates).items():
+                if key not in types:
+                    raise ValueError(f"production_rates: unknown event type {key!r}")
+                from .._values import as_rate
+                rates[key] = as_rate(rate, f"production_rates[{key}]")
+        cls._production_rates = rates
+        cls.layout = Layout(cls.set_name, ordered, rates) if ordered else None
+        cls._kernel_methods = methods
+        if methods:
+            from ._njit import TracerType
+            for km in methods.values():
+                register_kernel_method(km, TracerType)
+
+    @classmethod
+    def types(cls) -> dict:
+        """Declared types by name, in table order."""
+        return {t.name: t for t in cls.layout.types} if cls.layout else {}
+
+    @classmethod
+    def type_enum(cls) -> type:
+        """An IntEnum of the declared types (``PRIMING = 0``, ...), derived from the table."""
+        cached = cls.__dict__.get("_type_enum")
+        if cached is None:
+            cached = enum.IntEnum(f"{cls.__name__}Type",
+                                  {t.name.upper(): t.index for t in cls.layout.types})
+            cls._type_enum = cached
+        return cached
+
+    @classmethod
+    def dtype(cls) -> np.dtype:
+        return cls.layout.dtype
+
+    @classmethod
+    def from_description(cls, description: str) -> type:
+        """Rebuild an event-set class from a stored description (enums become new IntEnums)."""
+        d = json.loads(description)
+        if not isinstance(d, dict) or d.get("format") != "engram-numba.event-set" \
+                or d.get("version") != 1 or d.get("slot_size") != SLOT_SIZE:
+            raise ValueError("not an event-set description this version reads")
+        attrs = {}
+        for t in d["types"]:
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str) \
+                    or not _NAME.match(t["name"]):
+                raise ValueError(f"bad event type entry {t!r}"[:200])
+            attrs[t["name"]] = _kind_from_description(t)
+        rebuilt = type(f"Attached_{d['name']}", (EventSet,), attrs, name=str(d["name"]),
+                       production_rates=d.get("production_rates") or {})
+        if rebuilt.layout is None or rebuilt.layout.description != description:
+            raise ValueError("the stored layout differs from the one this version computes")
+        return rebuilt
+
+
+class _TracerSurface:
+    """Names a Tracer uses itself (event types and kernel methods must not take them)."""
+
+    def drain(self): ...
+    def read(self): ...
+    def follow(self): ...
+    def stats(self): ...
+    def close(self): ...
+    def config(self): ...
+    def enable(self): ...
+    def disable(self): ...
+    def set_sample_rate(self): ...
+    def sample_rates(self): ...
+    def thresholds(self): ...
+    def release_thread(self): ...
+    def open_spans(self): ...
+    def events(self): ...
+    def attach(self): ...
+    def disabled(self): ...
+    def enabled(self): ...
+    def path(self): ...
+    def layout(self): ...
+
+
+# -- event arrays -----------------------------------------------------------------------------
+
+def schema_of(events) -> Layout:
+    """The layout of an event array (from its dtype), or TypeError/ValueError saying why not."""
+    if not isinstance(events, np.ndarray):
+        raise TypeError(f"expected a numpy array of events, got {type(events).__name__}")
+    meta = events.dtype.metadata or {}
+    layout = meta.get(METADATA_KEY)
+    if not isinstance(layout, Layout) or events.dtype.itemsize != SLOT_SIZE \
+            or events.dtype != layout.dtype:
+        raise ValueError(f"expected events of an event set ({SLOT_SIZE}-byte records from a "
+                         f"tracer's drain() or read(), joined with concat()), got dtype "
+                         f"{events.dtype}")
+    return layout
+
+
+def as_events(events) -> tuple:
+    """``(events, layout)``: a 1-d event array made contiguous and aligned, and its layout.
+
+    Every encoder and exporter takes its input through here, because they read
+    the raw 64-byte slots: an array of another dtype, itemsize or shape would
+    be read past its end.
+    """
+    layout = schema_of(events)
+    if events.ndim != 1:
+        raise ValueError(f"expected a 1-d array of events, got shape {events.shape}")
+    return np.require(events, requirements=("C", "A")), layout
+
+
+def concat(batches, layout: Layout | None = None) -> np.ndarray:
+    """Join event arrays of one set, keeping its dtype (``np.concatenate`` would not)."""
+    checked = [as_events(b) for b in batches]
+    if not checked:
+        if layout is None:
+            raise ValueError("concat of no batches needs the layout")
+        return np.empty(0, dtype=layout.dtype)
+    first = checked[0][1]
+    for _, other in checked[1:]:
+        if other != first:
+            raise ValueError("cannot join events of different event sets")
+    words = np.concatenate([b.view(np.uint64).reshape(-1) for b, _ in checked])
+    return words.view(first.dtype)
