@@ -33,9 +33,15 @@ FINGERPRINT = _fingerprint()
 def _install_locator() -> None:
     try:
         from numba.core import caching
-        impl = caching._CacheImpl
+        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl   # renamed in numba 0.61
         base = caching._CacheLocator
-    except (ImportError, AttributeError):  # numba internals moved: keep numba's default
+    except (ImportError, AttributeError):
+        # numba's internals moved: cached kernels could run stale code after an
+        # upgrade of this package, so say so instead of failing silently
+        import warnings
+        warnings.warn("engram-numba could not key numba's on-disk cache on its own version; "
+                      "clear __pycache__ after upgrading engram-numba", RuntimeWarning,
+                      stacklevel=2)
         return
 
     class PackageCacheLocator(base):
@@ -74,6 +80,12 @@ def _install_locator() -> None:
 
     if not any(getattr(c, "__name__", "") == "PackageCacheLocator" for c in impl._locator_classes):
         impl._locator_classes = [PackageCacheLocator, *impl._locator_classes]
+
+
+def guarded(dispatcher) -> bool:
+    """Whether a ``cache=True`` dispatcher of this package is keyed on :data:`FINGERPRINT`."""
+    locator = getattr(getattr(getattr(dispatcher, "_cache", None), "_impl", None), "_locator", None)
+    return type(locator).__name__ == "PackageCacheLocator"
 
 
 _install_locator()

@@ -45,3 +45,67 @@ def test_cached_kernel_is_reused_and_survives_a_renamed_class(tmp_path):
     # the index now references setmod.Metrics, which no longer exists
     assert _run(tmp_path, "Renamed")[0] == 10
     assert _run(tmp_path, "Renamed") == [10, 1, 0]
+
+
+def _package_dispatchers():
+    import importlib
+    import pkgutil
+
+    import engram_numba
+    from numba.core.dispatcher import Dispatcher
+    for info in pkgutil.walk_packages(engram_numba.__path__, "engram_numba."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except ImportError:     # an extra that is not installed
+            continue
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and value._cache.__class__.__name__ != "NullCache" \
+                    and value.__module__ == module.__name__:
+                yield value
+
+
+def test_every_cached_function_of_the_package_is_keyed_on_the_package_source():
+    from engram_numba._cache import FINGERPRINT, guarded
+    found = list(_package_dispatchers())
+    assert len(found) >= 10
+    unguarded = [f.py_func.__qualname__ for f in found if not guarded(f)]
+    assert not unguarded
+    assert all(FINGERPRINT in f._cache._impl._locator.get_source_stamp() for f in found)
+
+
+STALE = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from engram_numba.metrics import _njit
+words = np.zeros(4, np.uint64)
+_njit.py_counter_add(words.ctypes.data, 1, True)
+sig = _njit.py_counter_add.signatures[0]
+print(_njit.py_counter_add.stats.cache_hits.get(sig, 0), _njit.py_counter_add.stats.cache_misses.get(sig, 0))
+'''
+
+
+def test_a_change_in_another_module_of_the_package_invalidates_cached_code(tmp_path):
+    """A cached function inlines constants of other modules: any source change must recompile."""
+    import shutil
+    from pathlib import Path
+
+    import engram_numba
+    src = Path(engram_numba.__file__).parent
+    shutil.copytree(src, tmp_path / "engram_numba",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (tmp_path / "run.py").write_text(STALE)
+
+    def run():
+        r = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return [int(x) for x in r.stdout.split()]
+
+    assert run() == [0, 1]
+    assert run() == [1, 0]
+    record = tmp_path / "engram_numba" / "metrics" / "_record.py"   # not the cached function's file
+    record.write_text(record.read_text() + "\n# changed\n")
+    assert run() == [0, 1]
