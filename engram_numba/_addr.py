@@ -78,6 +78,7 @@ def _make_address_store(nbty, order):
 
 add_u64 = _make_address_rmw("add", types.uint64)
 add_f64 = _make_address_rmw("fadd", types.float64)
+max_u64 = _make_address_rmw("umax", types.uint64)
 min_f64 = _make_address_rmw("fmin", types.float64)
 max_f64 = _make_address_rmw("fmax", types.float64)
 load_u64 = _make_address_load(types.uint64, "relaxed")

@@ -22,7 +22,10 @@ producer) and metric sets (an entry per owned copy of the hot values).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ._addr import cas_u64, load_u64, load_u64_acquire, store_u64, store_u64_release
 
@@ -93,3 +96,96 @@ def clear(table, stride, n):
     for i in range(n):
         store_u64(table + stride * i + 8, np.uint64(0))
         store_u64_release(table + stride * i, np.uint64(0))
+
+
+# -- the claim, resolved once per kernel ----------------------------------------------------
+# Recording code needs the calling thread's entry on every record; looking it up
+# (a hash and a probe of the table) on every record would cost more than the
+# record.  ``entry_of`` calls a small function declared ``readnone speculatable
+# willreturn``: to LLVM its result depends on its arguments only, so a recording
+# loop computes it once, before the loop, and every record uses the register.
+# That is sound because a thread's entry, once claimed, never changes until the
+# thread releases it (``release`` must be a thread's last call on the table).
+# The price: a kernel that might record claims its entry on entry, even when it
+# then records nothing.
+
+_CLAIM_FN = "engram_numba_claim_entry_v1"
+
+
+def _claim_function(module):
+    """``i64 claim(i64 table, i64 stride, i64 n, i64 pid)``: the loop of :func:`claim`."""
+    fn = module.globals.get(_CLAIM_FN)
+    if fn is not None:
+        return fn
+    i64 = ir.IntType(64)
+    fn = ir.Function(module, ir.FunctionType(i64, [i64, i64, i64, i64]), _CLAIM_FN)
+    fn.linkage = "internal"
+    for attr in ("noinline", "readnone", "nounwind", "willreturn", "speculatable"):
+        set.add(fn.attributes, attr)     # llvmlite does not list the last two
+    table, stride, n, pid = fn.args
+    entry = fn.append_basic_block("entry")
+    loop = fn.append_basic_block("loop")
+    check_pid = fn.append_basic_block("check_pid")
+    not_mine = fn.append_basic_block("not_mine")
+    try_cas = fn.append_basic_block("try_cas")
+    claimed = fn.append_basic_block("claimed")
+    advance = fn.append_basic_block("advance")
+    found = fn.append_basic_block("found")
+    full = fn.append_basic_block("full")
+    b = ir.IRBuilder(entry)
+    self_fn = cgutils.get_or_insert_function(module, ir.FunctionType(i64, []), "pthread_self")
+    tid = b.call(self_fn, [])
+    h = ir.Constant(i64, int(_HASH))
+    key = b.mul(b.xor(tid, b.mul(pid, h)), h)
+    start = b.urem(b.lshr(key, ir.Constant(i64, 32)), n)
+    b.branch(loop)
+    b.position_at_end(loop)
+    i = b.phi(i64, "i")
+    tries = b.phi(i64, "tries")
+    i.add_incoming(start, entry)
+    tries.add_incoming(ir.Constant(i64, 0), entry)
+    addr = b.add(table, b.mul(stride, i))
+    owner_ptr = b.inttoptr(addr, i64.as_pointer())
+    pid_ptr = b.inttoptr(b.add(addr, ir.Constant(i64, 8)), i64.as_pointer())
+    owner = b.load_atomic(owner_ptr, "acquire", 8)
+    b.cbranch(b.icmp_unsigned("==", owner, tid), check_pid, not_mine)
+    b.position_at_end(check_pid)
+    b.cbranch(b.icmp_unsigned("==", b.load_atomic(pid_ptr, "monotonic", 8), pid), found,
+              not_mine)
+    b.position_at_end(not_mine)
+    b.cbranch(b.icmp_unsigned("==", owner, ir.Constant(i64, 0)), try_cas, advance)
+    b.position_at_end(try_cas)
+    res = b.cmpxchg(owner_ptr, ir.Constant(i64, 0), ir.Constant(i64, int(BUSY)), "seq_cst",
+                    "acquire")
+    b.cbranch(b.extract_value(res, 1), claimed, advance)
+    b.position_at_end(claimed)
+    b.store_atomic(pid, pid_ptr, "monotonic", 8)
+    b.store_atomic(tid, owner_ptr, "release", 8)
+    b.ret(i)
+    b.position_at_end(advance)
+    nxt = b.add(i, ir.Constant(i64, 1))
+    nxt = b.select(b.icmp_unsigned("==", nxt, n), ir.Constant(i64, 0), nxt)
+    more = b.add(tries, ir.Constant(i64, 1))
+    i.add_incoming(nxt, advance)
+    tries.add_incoming(more, advance)
+    b.cbranch(b.icmp_unsigned("<", more, n), loop, full)
+    b.position_at_end(found)
+    b.ret(i)
+    b.position_at_end(full)
+    b.ret(ir.Constant(i64, -1))
+    return fn
+
+
+@intrinsic
+def entry_of(typingctx, table, stride, n, pid):
+    """The calling thread's entry of a table (claimed if needed), or -1; hoistable."""
+    sig = types.int64(table, stride, n, pid)
+
+    def codegen(context, builder, sig, args):
+        fn = _claim_function(builder.module)
+        i64 = ir.IntType(64)
+        casted = [context.cast(builder, v, t, types.uint64) for v, t in zip(args, sig.args)]
+        return builder.call(fn, [builder.bitcast(v, i64) if v.type != i64 else v
+                                 for v in casted])
+
+    return sig, codegen

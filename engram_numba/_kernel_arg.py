@@ -85,6 +85,7 @@ class KernelArgument:
 
     _region = None
     _base = None
+    _wbase = None       # _base while open and writable (Python's fast paths test it)
     _nbtype = None
     _kind = "object"
 
@@ -150,7 +151,7 @@ class KernelArgument:
     def close(self) -> None:
         """Release the memory (kernels must not be running on it)."""
         if self._region is not None:
-            self._base = None
+            self._base = self._wbase = None
             self._region.close()
 
     def __enter__(self):

@@ -31,6 +31,7 @@ from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload_method
 
 from . import _kernel_arg
+from ._inline import always_inline
 from ._values import as_enum, as_number
 
 __all__ = ["kernel_method", "register_kernel_method", "python_caller"]
@@ -46,7 +47,9 @@ class kernel_method:
         self._signature = inspect.signature(func)
         self._params = list(self._signature.parameters)[1:]
         self._checks = None
+        self._convs = None
         self._jitted = None
+        self._jitted_disabled = None
 
     def __set_name__(self, owner, name):
         self.name = name
@@ -79,17 +82,61 @@ class kernel_method:
     def __get__(self, obj, owner=None):
         if obj is None:
             return self
-        return functools.partial(self._call, obj)
+        bound = _Bound(self, obj)
+        try:
+            obj.__dict__[self.name] = bound      # later lookups skip the descriptor
+        except (AttributeError, TypeError):
+            pass
+        return bound
 
     def jitted(self):
-        """The body compiled by numba (one dispatcher, shared by every class using it).
-
-        ``inline="always"``: numba inlines it into the kernel's own IR, so a
-        kernel method costs what its body costs, with no call in between.
-        """
+        """The body compiled by numba (one dispatcher, shared by every class using it)."""
         if self._jitted is None:
-            self._jitted = njit(inline="always")(self.func)
+            self._jitted = always_inline(njit(self.func))
         return self._jitted
+
+    def jitted_disabled(self):
+        """The body for disabled objects, inlined by numba into its caller's IR.
+
+        There every recording call returns a constant and vanishes, so the kernel's
+        machine code is that of the kernel without the call.  (Enabled bodies are
+        inlined by LLVM instead: see .._inline.)
+        """
+        if self._jitted_disabled is None:
+            self._jitted_disabled = njit(inline="always")(self.func)
+        return self._jitted_disabled
+
+    def _converters(self) -> list:
+        """One ``convert(value)`` per parameter (:func:`_convert`: validates, raises)."""
+        if self._convs is None:
+            checks = self._annotations()
+            self._convs = [_converter(checks.get(p), f"{self.name}: {p}") for p in self._params]
+        return self._convs
+
+    def _fast_specs(self) -> list:
+        """Per parameter, the inline test of :func:`_fast`: ("enum", cls, values),
+        ("int", lo, hi), ("float",), ("bool",), ("number",) or ("none",)."""
+        from .tracing.schema import BoolField, EnumField, FloatField, IntField
+        checks = self._annotations()
+        out = []
+        for p in self._params:
+            check = checks.get(p)
+            kind = check[1] if check is not None and check[0] == "field" else None
+            enum_cls = check[1] if check is not None and check[0] == "enum" else \
+                kind.enum if isinstance(kind, EnumField) else None
+            if enum_cls is not None:
+                out.append(("enum", enum_cls, frozenset(int(m) for m in enum_cls)))
+            elif isinstance(kind, IntField):
+                out.append(("int", kind.lo, min(kind.hi, _I64_MAX)))
+            elif isinstance(kind, FloatField):
+                out.append(("float",))
+            elif isinstance(kind, BoolField):
+                out.append(("bool",))
+            elif check is None:
+                out.append(("number",))
+            else:
+                out.append(("none",))
+        return out
 
     def _arguments(self, obj, args, kwargs) -> list:
         """Positional arguments for the compiled body, each validated (ValueError)."""
@@ -100,40 +147,126 @@ class kernel_method:
                 raise TypeError(f"{self.name}: {exc}") from None
             bound.apply_defaults()
             args = tuple(bound.arguments[p] for p in self._params)
-        checks = self._annotations()
-        out = []
-        for param, value in zip(self._params, args):
-            where = f"{self.name}: {param}"
-            check = checks.get(param)
-            if check is not None and check[0] == "enum":
-                out.append(int(as_enum(check[1], value, where)))
-                continue
-            if check is not None:
-                value = check[1].python(value, where)
-            if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-                v = int(value)
-                if -(1 << 63) <= v < (1 << 63):
-                    out.append(v)
-                elif 0 <= v < (1 << 64):
-                    out.append(np.uint64(v))
-                else:
-                    out.append(float(v))           # beyond 64 bits: a number all the same
-            elif isinstance(value, float) or (check is not None and isinstance(value, bool)):
-                out.append(value)
-            else:
-                out.append(as_number(value, where))
-        return out
+        return [convert(value) for convert, value in zip(self._converters(), args)]
 
     def _call(self, obj, *args, **kwargs):
-        values = self._arguments(obj, args, kwargs)
+        return _Bound(self, obj)(*args, **kwargs)
+
+
+class _Bound:
+    """A kernel method bound to an object, called from Python.
+
+    Arguments are validated first (nothing is recorded if one is bad), then the
+    compiled body runs on the object's memory through a caller compiled for
+    plain scalar arguments (see :func:`python_caller`).  The call with exactly
+    the declared positional arguments is generated per method (:func:`_fast`):
+    one inline type test per argument, then the compiled call.
+    """
+
+    __slots__ = ("_km", "_obj", "_n", "_caller", "_fast", "__wrapped__")
+
+    def __init__(self, km, obj):
+        self._km, self._obj = km, obj
+        self._n = len(km._params)
+        self._caller = None
+        self._fast = None
+        self.__wrapped__ = km.func
+
+    def __call__(self, *args, **kwargs):
+        if not kwargs and len(args) == self._n:
+            fast = self._fast
+            if fast is not None:
+                return fast(*args)
+        return self._call(self._km._arguments(self._obj, args, kwargs))
+
+    def _call(self, values):
+        km, obj = self._km, self._obj
         if obj._region is None:
-            return _disabled_result(self)
+            return _disabled_result(km)
         base = obj._address()          # raises when closed or read-only
-        key = (self.name, len(values))
-        caller = obj._callers.get(key)
+        caller = self._caller
         if caller is None:
-            caller = obj._callers[key] = python_caller(self, obj._nbtype, len(values))
-        return caller(base, _kernel_arg.current_pid(), *values)
+            key = (km.name, len(values))
+            caller = obj._callers.get(key)
+            if caller is None:
+                caller = obj._callers[key] = python_caller(km, obj._nbtype, len(values))
+            self._caller = caller
+            if obj._region is not None and len(values) == self._n:
+                self._fast = _fast(km, obj, caller, self._call)
+        return caller(base, _kernel_arg._pid, *values)
+
+    def __repr__(self) -> str:
+        return f"<kernel method {self._km.name} of {self._obj!r}>"
+
+
+def _fast(km, obj, caller, call):
+    """``f(a0, a1, ...)``: each argument's common case tested inline, else the full path.
+
+    Only while the object stays open and writable (``obj._wbase``); anything
+    unusual (a closed object, a value needing conversion or refusal) goes to
+    ``call`` with every argument converted by the full checks.
+    """
+    names = {"caller": caller, "call": call, "obj": obj, "ka": _kernel_arg,
+             "convs": km._converters()}
+    params = [f"a{i}" for i in range(len(km._params))]
+    tests, values = [], []
+    for i, spec in enumerate(km._fast_specs()):
+        a = params[i]
+        if spec[0] == "enum":
+            names[f"E{i}"], names[f"S{i}"] = spec[1], spec[2]
+            tests.append(f"(type({a}) is E{i} or (type({a}) is int and {a} in S{i}))")
+            values.append(f"int({a})")
+        elif spec[0] == "int":
+            tests.append(f"(type({a}) is int and {spec[1]} <= {a} <= {spec[2]})")
+            values.append(a)
+        elif spec[0] == "float":
+            tests.append(f"type({a}) is float")
+            values.append(a)
+        elif spec[0] == "bool":
+            tests.append(f"type({a}) is bool")
+            values.append(a)
+        elif spec[0] == "number":
+            tests.append(f"(type({a}) is float or (type({a}) is int and "
+                         f"{_I64_MIN} <= {a} <= {_I64_MAX}))")
+            values.append(a)
+        else:
+            tests.append("False")
+    joined = ", ".join(params)
+    src = (f"def fast({joined}):\n"
+           f"    base = obj._wbase\n"
+           f"    if base is not None and {' and '.join(tests) or 'True'}:\n"
+           f"        return caller(base, ka._pid{''.join(', ' + v for v in values)})\n"
+           f"    return call([c(a) for c, a in zip(convs, ({joined}{',' if params else ''}))])\n")
+    exec(src, names)
+    return names["fast"]
+
+
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _convert(check, value, where):
+    """One argument, validated, as the scalar the compiled body takes."""
+    if check is not None and check[0] == "enum":
+        return int(as_enum(check[1], value, where))
+    if check is not None:
+        value = check[1].python(value, where)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        v = int(value)
+        if _I64_MIN <= v <= _I64_MAX:
+            return v
+        if 0 <= v < (1 << 64):
+            return np.uint64(v)
+        return float(v)                    # beyond 64 bits: a number all the same
+    if isinstance(value, float) or (check is not None and isinstance(value, bool)):
+        return value
+    return as_number(value, where)
+
+
+def _converter(check, where):
+    """``convert(value)``: the full validation of one argument (ValueError)."""
+    def convert(value):
+        return _convert(check, value, where)
+    return convert
 
 
 def _disabled_result(km):
@@ -161,7 +294,7 @@ def _wrapper(body, n):
         ns = {"body": body}
         call = ", ".join(["self"] + [f"a{i}" for i in range(n)])
         exec(f"def f({_PARAMS}):\n    return body({call})\n", ns)
-        fn = _wrappers[key] = ns["f"]
+        fn = _wrappers[key] = always_inline(ns["f"])
     return fn
 
 
@@ -194,11 +327,17 @@ def register_kernel_method(km, owner_type) -> None:
                                                     types.Omitted)):
                 raise errors.TypingError(
                     f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
-        return _wrapper(method.jitted(), len(given))
+        body = method.jitted() if self.enabled else method.jitted_disabled()
+        return _wrapper(body, len(given))
 
     ns = {"_method": _method}
     exec(f"def typer({_PARAMS}):\n    return _method(self, {', '.join(f'a{i}' for i in range(MAX_ARGS))})\n", ns)
-    overload_method(owner_type, name)(ns["typer"])
+    overload_method(owner_type, name, inline=_inline_disabled)(ns["typer"])
+
+
+def _inline_disabled(expr, caller, callee):
+    """numba inlines the methods of a disabled object itself (see kernel_method.jitted_disabled)."""
+    return not callee.signature.args[0].enabled
 
 
 def _star(args):

@@ -4,9 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engram_numba.metrics.buckets import (MAX_SCALE, MIN_SCALE, estimate_quantile,
-                                          explicit_index, exponential_index,
+from engram_numba.metrics.buckets import (MAX_SCALE, MIN_SCALE, ExplicitBuckets,
+                                          estimate_quantile, exponential_index,
                                           exponential_lower_boundary, exponential_tables,
                                           relative_error_bound)
 
@@ -55,9 +57,46 @@ def test_relative_error_bound_values():
 
 
 def test_explicit_index_upper_bound_inclusive():
-    bounds = np.array([0.1, 0.5, 1.0])
-    assert [explicit_index(v, bounds) for v in (-5.0, 0.1, 0.10001, 0.5, 1.0, 1.5)] == \
-        [0, 0, 1, 1, 2, 3]
+    scheme = ExplicitBuckets([0.1, 0.5, 1.0])
+    assert [scheme.index(v) for v in (-5.0, 0.1, 0.10001, 0.5, 1.0, 1.5)] == [0, 0, 1, 1, 2, 3]
+
+
+def _bound_lists():
+    finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+    spread = st.lists(finite, min_size=1, max_size=80, unique=True).map(sorted)
+    # clusters: many bounds within a few ulps of each other next to far ones, so
+    # that one table cell holds several bounds (m > 1)
+    clustered = st.tuples(finite, st.integers(1, 40), finite).map(
+        lambda t: sorted({*_ulps(t[0], t[1]).tolist(), t[2]} - {math.inf}))
+    return st.one_of(spread, clustered)
+
+
+def _ulps(x, n):
+    out, v = [], float(x)
+    with np.errstate(over="ignore"):
+        for _ in range(n):
+            out.append(v)
+            v = float(np.nextafter(v, np.inf))
+    return np.array(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_bound_lists(), st.lists(st.floats(allow_nan=False, width=64), max_size=40))
+def test_explicit_index_counts_the_bounds_below_the_value(bounds, values):
+    scheme = ExplicitBuckets(bounds)
+    b = np.array(scheme.bounds)
+    probes = list(values) + list(b) + [float(np.nextafter(x, -np.inf)) for x in b] + \
+        [float(np.nextafter(x, np.inf)) for x in b] + [-0.0, 0.0, -np.inf, np.inf]
+    for v in probes:
+        assert scheme.index(v) == int(np.searchsorted(b, v, side="left")), (v, scheme.tables[:4])
+
+
+def test_clustered_bounds_need_several_comparisons_per_cell():
+    bounds = [1.0 + k * 2.0 ** -52 for k in range(20)] + [1e300]
+    scheme = ExplicitBuckets(bounds)
+    assert scheme.tables[3] > 1          # m: the cell holding the cluster has several bounds
+    for v in bounds + [0.5, 1.5, 2e300]:
+        assert scheme.index(v) == int(np.searchsorted(bounds, v, side="left"))
 
 
 def test_quantile_is_monotonic_and_hits_the_extremes():

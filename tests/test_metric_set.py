@@ -197,7 +197,7 @@ def bad_labels(m, k):
 
 def test_out_of_range_labels_in_kernels_are_counted_not_written():
     m = Shop()
-    before = m.layout.initial_words()
+    before = m._words()
     bad_labels(m, 7)
     bad_labels(m, -1)
     assert m.invalid_records == 2 * 3 + 1   # 3 bad labels each; -(-1) = +1 is a valid add
@@ -207,8 +207,14 @@ def test_out_of_range_labels_in_kernels_are_counted_not_written():
     assert m.price.read().count == 2
     words = m._words()
     changed = np.flatnonzero(words != before) * 8
-    allowed = {0, m.layout.metrics["visits"].offset} | {
-        m.layout.metrics["price"].offset + off for off in range(0, 4096, 8)}
+    lay = m.layout
+    visits, price = lay.metrics["visits"], lay.metrics["price"]
+    claims = range(lay.claim_offset, lay.claim_offset + 16 * lay.shards, 8)
+    allowed = {0, *claims}
+    for copy in range(lay.n_copies):
+        allowed.add(lay.copy_offset(copy) + visits.block_offset)
+        allowed.update(lay.copy_offset(copy) + price.block_offset + off
+                       for off in range(0, price.slot_bytes, 8))
     assert set(changed.tolist()) <= allowed
 
 
@@ -283,11 +289,18 @@ def test_disabled_set_owns_no_memory_and_records_nothing():
 
 
 @pytest.mark.parametrize("alignment", [64, 128])
-def test_every_hot_value_has_its_own_cache_line(alignment):
+def test_no_two_writers_share_a_cache_line(alignment):
+    """Each copy of the hot values has one writer and starts on a line of its own; the
+    values every thread writes (gauge slots) have a line each."""
     m = Shop(alignment=alignment)
+    lay = m.layout
     assert m._kernel_address % alignment == 0
-    for lay in m.layout.metrics.values():
-        assert lay.offset % alignment == 0 and lay.stride % alignment == 0
+    assert lay.claim_offset % alignment == 0
+    assert lay.hot_offset % alignment == 0 and lay.copy_size % alignment == 0
+    for ml in lay.metrics.values():
+        if ml.spec.kind == "gauge":
+            assert ml.shared_offset % alignment == 0 and ml.shared_stride % alignment == 0
+        assert ml.block_offset + ml.block_bytes <= lay.copy_size
 
 
 def test_declaration_errors():

@@ -31,7 +31,7 @@ from numba import njit
 
 from ..tracing.schema import EventSet, Layout, as_events
 from ._jsontext import Pieces, put_piece, write_f32, write_i64, write_u64
-from ._tables import B, F32, F64, I, U, bits_f64, field_bits, rows_for
+from ._tables import B, F32, F64, I, U, field_bits, rows_for
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
            "JsonLinesExporter"]

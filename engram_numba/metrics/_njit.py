@@ -4,23 +4,26 @@ Record methods (``inc``, ``add``, ``set``, ``sub``, ``observe``) return True whe
 they recorded and False when they dropped the record (bad label; always False
 on a disabled set, where the branch then folds away).
 
-* A set's numba type carries its class and layout hash.  Its native value is a
-  single base address; every metric attribute (``m.requests``) becomes a
-  *handle* type whose offsets, label sizes and bucket parameters are
-  compile-time constants, so ``m.requests.inc(k)`` compiles to a bounds check
-  and one ``lock add`` at ``base + constant + k * stride``.
+* A set's numba type carries its class and layout hash.  Its native value is
+  the region's base address and the caller's pid; every metric attribute
+  (``m.requests``) becomes a *handle* type whose offsets, label sizes and
+  bucket parameters are compile-time constants.
+* Each recording thread owns a copy of the set's hot values (see
+  :mod:`.layout`).  Which one is resolved by :func:`~engram_numba._claim.entry_of`,
+  which LLVM computes once before a recording loop; each record then updates
+  the copy with plain loads and stores: ``m.requests.inc(k)`` is a bounds
+  check, a load, an add and a store.  A thread that found no free copy records
+  into the shared copy with atomic instructions (exact, slower).
 * A disabled set has its own type with an empty native value: it occupies no
   argument register, and every method on it compiles to nothing, so the kernel's
   machine code is the same as if the calls were not written.
 * Labels are checked at compile time (count, enum class) and at run time (range).
   An out-of-range label never touches memory outside the region: the record is
   counted in the set's ``invalid_records`` slot instead.
-* ``@kernel_method`` functions are compiled for both types as ordinary overloads.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils, errors
@@ -30,12 +33,14 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              unbox)
 
 from .._addr import add_u64, thread_id
-from .._claim import ENTRY_BYTES, claim, home
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
+from .._claim import ENTRY_BYTES, claim, entry_of, release
+from .._inline import always_inline
 from .._kernel_arg import AddressModel, unbox_address
 from . import _record as R
-from .buckets import exponential_tables
+from .buckets import ExplicitBuckets, ExponentialBuckets, exponential_tables, scheme_from_key
 from .layout import INVALID_OFFSET
+from .spec import MAX_LABEL_DIMS
 
 _ONE = 1
 
@@ -52,7 +57,6 @@ class MetricSetType(types.Type):
         self.handle_types = {attr: _handle_type(m, layout, enabled)
                              for attr, m in layout.metrics.items() if m.spec.kind != "topk"}
         self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind == "topk"}
-        self.offsets = {attr: m.offset for attr, m in layout.metrics.items()}
 
     @property
     def key(self):
@@ -77,38 +81,34 @@ def _set_type(ref, alignment, type_key, enabled):
 class HandleType(types.Type):
     """A metric of a set inside a kernel.
 
-    The type holds what shapes the code (kind, label sizes and enums, slot
-    stride, bucket parameters), so metrics of the same shape share compiled
-    methods; the native value holds the set's base and the metric's start
-    address, which LLVM folds to base + constant.
+    The type holds what shapes the code (kind, label sizes and enums, bucket
+    parameters), so metrics of the same shape share one compiled method.  The
+    native value holds the set's base address, the caller's pid and where the
+    metric sits (see :data:`PLACE`): constants that the attribute access puts
+    there and LLVM folds into the inlined recording code.
     """
 
     kind = ""
 
-    def __init__(self, enabled, stride, labels, enums, extra=(), shards=(1, 0)):
+    def __init__(self, enabled, labels, enums, extra=()):
         self.enabled = enabled
-        self.stride = stride
-        self.shards, self.claim_offset = shards    # (number of shards, shard table offset)
         self.labels = labels            # ((name, size), ...)
         self.dims = tuple(n for _, n in labels)
         self.enums = enums
         self.extra = extra
         state = "" if enabled else "Disabled"
         lab = ",".join(f"{k}:{n}" for k, n in labels)
-        sharded = f"x{self.shards}" if self.shards > 1 else ""
-        super().__init__(name=f"{state}{type(self).__name__[:-4]}{sharded}[{lab}]{extra or ''}")
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{lab}]{extra or ''}")
 
     @property
     def key(self):
         # getattr: an instance unpickled from an older version's cache lacks fields
-        return tuple(getattr(self, f, None) for f in ("enabled", "stride", "labels", "enums",
-                                                       "extra", "shards", "claim_offset"))
+        return tuple(getattr(self, f, None) for f in ("enabled", "labels", "enums", "extra"))
 
     def __reduce__(self):
         enums = tuple(class_ref(e) for e in self.enums)
-        return rebuild_type, (_handle_type_from, (type(self).kind, self.enabled, self.stride,
-                                                  self.labels, enums, self.extra,
-                                                  (self.shards, self.claim_offset), FINGERPRINT))
+        return rebuild_type, (_handle_type_from, (type(self).kind, self.enabled, self.labels,
+                                                  enums, self.extra, FINGERPRINT))
 
     @property
     def metric_name(self) -> str:
@@ -131,50 +131,50 @@ class HistogramHandleType(HandleType):
 
 _HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, HistogramHandleType)}
 
+# where a metric sits, in its handle's native value (after base and pid):
+#   shared   its first slot in the shared block     sstride  bytes between shared slots
+#   block    its offset in a copy of the hot block  claim    the set's claim table
+#   shards   the set's owned copies                 hot      the first copy
+#   copy     bytes per copy
+PLACE = ("shared", "sstride", "block", "claim", "shards", "hot", "copy")
 
-def _handle_type_from(kind, enabled, stride, labels, enums, extra, shards, fingerprint):
+
+def _place(m, layout) -> tuple:
+    return (m.shared_offset, m.shared_stride, m.block_offset, layout.claim_offset,
+            layout.shards, layout.hot_offset, layout.copy_size)
+
+
+def _handle_type_from(kind, enabled, labels, enums, extra, fingerprint):
     if fingerprint != FINGERPRINT:
         raise ValueError("written by another version")
-    return _HANDLE_TYPES[kind](enabled, stride, labels, tuple(resolve_class(e) for e in enums),
-                               extra, shards)
+    return _HANDLE_TYPES[kind](enabled, labels, tuple(resolve_class(e) for e in enums), extra)
 
 
 def _handle_type(m, layout, enabled):
     spec = m.spec
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
-    args = (enabled, m.stride, labels, enums)
-    shards = (m.shards, layout.claim_offset)
-    if spec.kind == "counter":
-        return CounterHandleType(*args, shards=shards)
-    if spec.kind == "gauge":
-        return GaugeHandleType(*args)
-    if spec.mode == "explicit":
-        extra = ("explicit", spec.bounds)
-    else:
-        extra = ("exponential", spec.scale, spec.lo_index, spec.n_buckets, spec.negative)
-    return HistogramHandleType(*args, extra=extra, shards=shards)
+    extra = spec.scheme.key() if spec.kind == "histogram" else ()
+    return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra)
 
 
-class _HandleModel(models.StructModel):
-    """Enabled: set base (for invalid_records) and the metric's first slot.  Disabled: nothing."""
+class HandleModel(models.StructModel):
+    """Enabled: base, pid and the metric's place; disabled: nothing at all."""
 
     def __init__(self, dmm, fe_type):
-        members = ([("base", types.uintp), ("addr", types.uintp), ("pid", types.uint64)]
-                   if fe_type.enabled else [])
+        members = [("base", types.uintp), ("pid", types.uint64)] + \
+            [(f, types.int64) for f in PLACE] if fe_type.enabled else []
         super().__init__(dmm, fe_type, members)
 
 
 register_model(MetricSetType)(AddressModel)
-make_attribute_wrapper(MetricSetType, "base", "base")
-make_attribute_wrapper(MetricSetType, "pid", "pid")
-for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
-    register_model(_t)(_HandleModel)
+for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleType):
+    if _t is not MetricSetType:
+        register_model(_t)(HandleModel)
+        for _f in PLACE:
+            make_attribute_wrapper(_t, _f, _f)
     make_attribute_wrapper(_t, "base", "base")
-    make_attribute_wrapper(_t, "addr", "addr")
     make_attribute_wrapper(_t, "pid", "pid")
-
-
 unbox(MetricSetType)(unbox_address)
 
 
@@ -194,15 +194,16 @@ def _lower_handle(context, builder, typ, value, attr):
     handle = cgutils.create_struct_proxy(htype)(context, builder)
     if typ.enabled:
         owner = cgutils.create_struct_proxy(typ)(context, builder, value=value)
-        base = owner.base
-        handle.base = base
+        handle.base = owner.base
         handle.pid = owner.pid
-        handle.addr = builder.add(base, context.get_constant(types.uintp, typ.offsets[attr]))
+        i64 = context.get_value_type(types.int64)
+        for field, v in zip(PLACE, _place(typ.layout.metrics[attr], typ.layout)):
+            setattr(handle, field, ir.Constant(i64, v))
     return handle._getvalue()
 
 
 # --------------------------------------------------------------------------
-# labels
+# labels and copies
 # --------------------------------------------------------------------------
 
 def _star(labels):
@@ -253,34 +254,6 @@ def _label_slot(typingctx, handle, labels):
     return sig, codegen
 
 
-@njit
-def claim_shard(table, pid, shards):
-    """The calling thread's shard: its entry in the owner table, or its hash when all are taken.
-
-    Unlike trace rings, a shard may be shared (its updates are atomic): a full
-    table only brings contention back, never a wrong count.
-    """
-    tid = thread_id()
-    i = claim(table, ENTRY_BYTES, shards, tid, pid)
-    return i if i >= 0 else home(tid, pid, shards)
-
-
-def _slot_index(h):
-    """An njit function (slot, handle) -> index of the slot's copy for this thread."""
-    SHARDS, SLOTS, CLAIM = h.shards, int(np.prod(h.dims)) if h.dims else 1, h.claim_offset
-    if SHARDS == 1:
-        return _unsharded
-    @njit
-    def sharded(h, slot):
-        return claim_shard(h.base + CLAIM, h.pid, SHARDS) * SLOTS + slot
-    return sharded
-
-
-@njit
-def _unsharded(h, slot):
-    return slot
-
-
 def _check_number(h, method, what, t, integer=False):
     if integer:
         if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
@@ -292,115 +265,172 @@ def _check_number(h, method, what, t, integer=False):
 
 
 # --------------------------------------------------------------------------
-# Counter
+# Record methods.  Each is generated once per (handle shape, label count) as
+# one flat function whose labels are explicit parameters (up to
+# MAX_LABEL_DIMS, the rest defaulting to None) and whose offsets are
+# constants: numba compiles it once per call signature, and LLVM inlines it
+# into the kernel, sees the recording loop whole, hoists the copy lookup
+# (``entry_of``) out of it and keeps each record to its few loads and stores.
 # --------------------------------------------------------------------------
 
-def _counter_add_impl(h, signed_amount):
-    STRIDE = h.stride
-    INDEX = _slot_index(h)
-    SIGNED = signed_amount          # a compile-time constant: the check folds away if unsigned
+_LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
+_generated: dict = {}
 
-    def impl(h, n, *labels):
-        slot = _label_slot(h, labels)
-        if slot < 0 or (SIGNED and n < 0):
-            add_u64(h.base + INVALID_OFFSET, _ONE)
-            return False
-        R.counter_add(h.addr + INDEX(h, slot) * STRIDE, n)
-        return True
-    return impl
+# the copy that records: the caller's own (1..N), or 0, the shared one
+_COPY = "copy = entry_of(h.base + h.claim, ENTRY_BYTES, h.shards, h.pid) + 1"
+_INVALID = """    if slot < 0{extra}:
+        R.shared_add(h.base + INVALID_OFFSET, 1)
+        return False
+"""
+
+_BODIES = {
+    "counter": _INVALID.format(extra=" or (SIGNED and n < 0)") + f"""    {_COPY}
+    R.counter_add(h.base + h.hot + copy * h.copy + h.block + 8 * slot, n, copy > 0)
+    return True
+""",
+    "gauge.set": _INVALID.format(extra="") + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
+    return True
+""",
+    "gauge.add": _INVALID.format(extra="") + f"""    {_COPY}
+    R.gauge_add(h.base + h.shared + h.sstride * slot,
+                h.base + h.hot + copy * h.copy + h.block + G_SLOT * slot, SIGN * value,
+                copy > 0)
+    return True
+""",
+    "histogram": _INVALID.format(extra="") + f"""    {_COPY}
+    OBSERVE(h.base + h.hot + copy * h.copy + h.block + SLOT * slot, value, copy > 0)
+    return True
+""",
+}
 
 
-@overload_method(CounterHandleType, "inc")
-def _counter_inc(h, *labels):
+def _generate(body, h, n_labels, value_param, **constants):
+    """``def f(h, [value,] l0=None, ...)``: ``body`` after the label slot, for this handle.
+
+    Built once per (body, handle shape, label count, constants).
+    """
+    key = (body, h, n_labels, value_param, tuple(sorted(constants.items())))
+    fn = _generated.get(key)
+    if fn is not None:
+        return fn
+    ns = dict(G_SLOT=R.G_SLOT, ENTRY_BYTES=ENTRY_BYTES,
+              INVALID_OFFSET=INVALID_OFFSET, R=R, entry_of=entry_of, add_u64=add_u64,
+              _label_slot=_label_slot, **constants)
+    labels = "(" + "".join(f"l{i}, " for i in range(n_labels)) + ")"
+    head = f"h, {value_param}, " if value_param else "h, "
+    exec(f"def f({head}{_LABELS}):\n    slot = _label_slot(h, {labels})\n{_BODIES[body]}", ns)
+    fn = _generated[key] = always_inline(ns["f"])
+    return fn
+
+
+def _inline_disabled(expr, caller, callee):
+    """numba inlines a disabled handle's methods itself: they vanish before LLVM sees a call."""
+    return not callee.signature.args[0].enabled
+
+
+def _disabled(value_param):
+    """``def f(h, [value,] l0=None, ...): return False``."""
+    key = ("disabled", value_param)
+    fn = _generated.get(key)
+    if fn is None:
+        head = f"h, {value_param}, " if value_param else "h, "
+        ns = {}
+        exec(f"def f({head}{_LABELS}):\n    return False\n", ns)
+        fn = _generated[key] = ns["f"]
+    return fn
+
+
+def _given(labels):
+    return tuple(t for t in labels
+                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
+
+
+def _counter_inc(h, l0=None, l1=None, l2=None, l3=None):
+    labels = _given((l0, l1, l2, l3))
     _check_labels(h, "inc", labels)
     if not h.enabled:
-        return lambda h, *labels: False
-    STRIDE = h.stride
-    INDEX = _slot_index(h)
-
-    def impl(h, *labels):
-        slot = _label_slot(h, labels)
-        if slot < 0:
-            add_u64(h.base + INVALID_OFFSET, _ONE)
-            return False
-        R.counter_add(h.addr + INDEX(h, slot) * STRIDE, _ONE)
-        return True
-    return impl
+        return _disabled("")
+    return _generate("counter", h, len(labels), "", SIGNED=False, n=1)    # n: a constant
 
 
-@overload_method(CounterHandleType, "add")
-def _counter_add(h, n, *labels):
+def _counter_add(h, n, l0=None, l1=None, l2=None, l3=None):
+    labels = _given((l0, l1, l2, l3))
     _check_number(h, "add", "n", n, integer=True)
     _check_labels(h, "add", labels)
     if not h.enabled:
-        return lambda h, n, *labels: False
+        return _disabled("n")
     signed = isinstance(n, types.IntEnumMember) or n.signed
-    return _counter_add_impl(h, signed)
+    return _generate("counter", h, len(labels), "n", SIGNED=signed)
 
 
-# --------------------------------------------------------------------------
-# Gauge
-# --------------------------------------------------------------------------
+overload_method(CounterHandleType, "inc", inline=_inline_disabled)(_counter_inc)
+overload_method(CounterHandleType, "add", inline=_inline_disabled)(_counter_add)
 
-def _gauge_method(name, record, sign):
-    @overload_method(GaugeHandleType, name)
-    def _gauge(h, value, *labels):
+
+def _gauge_method(name, sign):
+    def typer(h, value, l0=None, l1=None, l2=None, l3=None):
+        labels = _given((l0, l1, l2, l3))
         _check_number(h, name, "value", value)
         _check_labels(h, name, labels)
         if not h.enabled:
-            return lambda h, value, *labels: False
-        STRIDE = h.stride
-
-        def impl(h, value, *labels):
-            slot = _label_slot(h, labels)
-            if slot < 0:
-                add_u64(h.base + INVALID_OFFSET, _ONE)
-                return False
-            record(h.addr + slot * STRIDE, sign * value)
-            return True
-        return impl
+            return _disabled("value")
+        if name == "set":
+            return _generate("gauge.set", h, len(labels), "value")
+        return _generate("gauge.add", h, len(labels), "value", SIGN=sign)
+    overload_method(GaugeHandleType, name, inline=_inline_disabled)(typer)
 
 
-_gauge_method("set", R.gauge_set, 1.0)
-_gauge_method("add", R.gauge_add, 1.0)
-_gauge_method("sub", R.gauge_add, -1.0)
+_gauge_method("set", 1.0)
+_gauge_method("add", 1.0)
+_gauge_method("sub", -1.0)
 
 
 # --------------------------------------------------------------------------
-# Histogram
+# Histogram: the scheme object picks the recording function
 # --------------------------------------------------------------------------
 
-@overload_method(HistogramHandleType, "observe")
-def _histogram_observe(h, value, *labels):
+_observers: dict = {}
+
+
+def observer(scheme):
+    """An njit ``observe(slot address, value, owned)`` for a bucket scheme."""
+    fn = _observers.get(scheme.key())
+    if fn is not None:
+        return fn
+    if isinstance(scheme, ExplicitBuckets):
+        K0, SHIFT, LAST, M, LUT, BOUNDS = scheme.tables
+
+        @always_inline
+        @njit
+        def fn(slot, value, owned):
+            R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
+    elif isinstance(scheme, ExponentialBuckets):
+        SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
+        LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
+        LUT, BND = exponential_tables(SCALE)
+
+        @always_inline
+        @njit
+        def fn(slot, value, owned):
+            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, owned)
+    else:
+        raise TypeError(f"no recording function for bucket scheme {scheme!r}")
+    _observers[scheme.key()] = fn
+    return fn
+
+
+def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
+    labels = _given((l0, l1, l2, l3))
     _check_number(h, "observe", "value", value)
     _check_labels(h, "observe", labels)
     if not h.enabled:
-        return lambda h, value, *labels: False
-    STRIDE = h.stride
-    INDEX = _slot_index(h)
-    if h.extra[0] == "explicit":
-        BOUNDS = np.array(h.extra[1], dtype=np.float64)
+        return _disabled("value")
+    scheme = scheme_from_key(h.extra)
+    return _generate("histogram", h, len(labels), "value", OBSERVE=observer(scheme),
+                     SLOT=R.H_BUCKETS + 8 * scheme.total_buckets)
 
-        def impl(h, value, *labels):
-            slot = _label_slot(h, labels)
-            if slot < 0:
-                add_u64(h.base + INVALID_OFFSET, _ONE)
-                return False
-            R.observe_explicit(h.addr + INDEX(h, slot) * STRIDE, value, BOUNDS)
-            return True
-        return impl
 
-    _, SCALE, LO, NB, NEG = h.extra
-    LUT, BND = exponential_tables(SCALE)
-
-    def impl(h, value, *labels):
-        slot = _label_slot(h, labels)
-        if slot < 0:
-            add_u64(h.base + INVALID_OFFSET, _ONE)
-            return False
-        R.observe_exponential(h.addr + INDEX(h, slot) * STRIDE, value, SCALE, LUT, BND, LO, NB, NEG)
-        return True
-    return impl
+overload_method(HistogramHandleType, "observe", inline=_inline_disabled)(_histogram_observe)
 
 
 # --------------------------------------------------------------------------
@@ -415,3 +445,71 @@ def _count_invalid(m):
     def impl(m):
         add_u64(m.base + INVALID_OFFSET, _ONE)
     return impl
+
+
+@overload_method(MetricSetType, "release_thread")
+def _release_thread(m):
+    """Hand the calling thread's copy back (its counts stay); its last call on the set."""
+    if not m.enabled:
+        return lambda m: -1
+    CLAIM, SHARDS = m.layout.claim_offset, m.layout.shards
+
+    def impl(m):
+        return release(m.base + CLAIM, ENTRY_BYTES, SHARDS, thread_id(), m.pid)
+    return impl
+
+
+# --------------------------------------------------------------------------
+# Python calls: the same primitives, on an address the caller computed
+# --------------------------------------------------------------------------
+
+@njit(nogil=True, cache=True)
+def py_counter_add(addr, n, owned):
+    R.counter_add(addr, n, owned)
+
+
+@njit(nogil=True, cache=True)
+def py_gauge_set(shared, value):
+    R.gauge_set(shared, value)
+
+
+@njit(nogil=True, cache=True)
+def py_gauge_add(shared, copy_slot, value, owned):
+    R.gauge_add(shared, copy_slot, value, owned)
+
+
+_python_observers: dict = {}
+
+
+def python_observers(scheme):
+    """``(owned, shared)``: compiled ``observe(slot address, value)`` for Python callers.
+
+    Two arguments, because numba's dispatcher spends most of a call from
+    Python on typing its arguments; the scheme's parameters are constants.
+    Compiled once per scheme and process, on first use (closures are not
+    kept in numba's on-disk cache).
+    """
+    pair = _python_observers.get(scheme.key())
+    if pair is None:
+        OBSERVE = observer(scheme)
+
+        @njit(nogil=True)
+        def owned(slot, value):
+            OBSERVE(slot, value, True)
+
+        @njit(nogil=True)
+        def shared(slot, value):
+            OBSERVE(slot, value, False)
+        pair = _python_observers[scheme.key()] = (owned, shared)
+    return pair
+
+
+@njit(nogil=True, cache=True)
+def py_claim_copy(table, shards, pid):
+    """The calling thread's copy index (1..N), or 0 when every copy is taken."""
+    return claim(table, ENTRY_BYTES, shards, thread_id(), pid) + 1
+
+
+@njit(nogil=True, cache=True)
+def py_release_copy(table, shards, pid):
+    return release(table, ENTRY_BYTES, shards, thread_id(), pid)

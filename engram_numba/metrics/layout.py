@@ -2,48 +2,47 @@
 
 Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
 
-    0        invalid_records  u64  records dropped for an out-of-range label
-                                   (or a negative counter increment) in a kernel
-    L        shard owners     (u64 thread, u64 pid)[shards], only when the set has
-                                   shards > 1: who claimed each shard (see .._claim)
-    ...      first metric ...
-             counter slot     u64  one per label combination, each on its own line
-             gauge slot       f64  one per label combination, each on its own line
-             histogram slot   128 B header + u64 buckets, padded to a line
-                              (header layout in :mod:`._record`)
-             top-k table      u64 version (odd while being rewritten), then k
-                              entries of (one u64 per key label, u64 count)
+    0        invalid_records   u64  records dropped in a kernel (out-of-range label,
+                                    negative counter increment), shared, atomic
+    8        invalid_baseline  u64  its value at the last reset()
+    L        claim table       (u64 thread, u64 pid)[copies]: who owns each owned copy
+                                    (see .._claim), padded to L
+    ...      shared block      each gauge slot on a line of its own (epoch, value[2]),
+                                    top-k tables (u64 version, then k entries)
+    HOT      copies of the hot block, C bytes apart:
+               copy 0              the shared copy: threads without a copy of their own
+                                   record here with atomic read-modify-writes
+               copies 1 .. N       owned copies: one recording thread each, plain stores
+               copy N + 1          the baseline: what the copies held at the last reset()
 
-Slots of a labelled metric follow each other in row-major order of the label
-indices.  A set declared with ``shards=N`` keeps N copies of every counter and
-histogram (shard-major: shard s, slot k at ``offset + (s * slots + k) * stride``)
-so that threads recording at once write different cache lines; readers add the
-shards up.  The layout is described in JSON (stored in file-backed regions) and
-hashed; a kernel's numba type carries the hash, so code compiled for one layout
-is never run on another.
+A hot block holds, metric after metric, every counter slot (u64), gauge slot
+(epoch u64, delta f64) and histogram slot (see :mod:`._record`), packed: a copy
+has one writer, so nothing in it is shared with another writer.  Blocks are
+cache-line aligned.  Slots of a labelled metric follow each other in row-major
+order of the label indices.  A reader adds the copies up and subtracts the
+baseline; nothing needs to be flushed.  Copies that no thread claimed are never
+written, so their pages are never touched.
+
+The layout is described in JSON (stored in file-backed regions) and hashed; a
+kernel's numba type carries the hash, so code compiled for one layout is never
+run on another.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 
 from .._cache import FINGERPRINT
 from .._claim import ENTRY_BYTES
 from .._region import check_alignment, description_hash, round_up
-from . import _record as R
-from .spec import Histogram, TopK
 
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 INVALID_OFFSET = 0
-_POS_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("inf")))[0]
-_NEG_INF_BITS = struct.unpack("<Q", struct.pack("<d", float("-inf")))[0]
-
-
-MAX_SHARDS = 64
-SHARDED_KINDS = ("counter", "histogram")
+INVALID_BASELINE_OFFSET = 8
+MAX_SHARDS = 256
+DEFAULT_SHARDS = 16
 
 
 def check_shards(shards) -> int:
@@ -53,47 +52,47 @@ def check_shards(shards) -> int:
 
 
 class MetricLayout:
-    """Placement of one declared metric."""
+    """Placement of one declared metric: its shared slots and its part of a hot block."""
 
-    __slots__ = ("attr", "spec", "offset", "stride", "shards")
+    __slots__ = ("attr", "spec", "shared_offset", "shared_stride", "block_offset", "slot_bytes")
 
-    def __init__(self, attr, spec, offset, stride, shards=1):
-        self.attr, self.spec, self.offset, self.stride, self.shards = attr, spec, offset, stride, shards
+    def __init__(self, attr, spec, shared_offset, shared_stride, block_offset, slot_bytes):
+        self.attr, self.spec = attr, spec
+        self.shared_offset, self.shared_stride = shared_offset, shared_stride
+        self.block_offset, self.slot_bytes = block_offset, slot_bytes
 
     @property
-    def size(self) -> int:
-        return self.stride * self.spec.slots * self.shards
-
-    def slot_offset(self, shard: int, slot: int) -> int:
-        return self.offset + (shard * self.spec.slots + slot) * self.stride
+    def block_bytes(self) -> int:
+        return self.slot_bytes * self.spec.slots
 
 
 class SetLayout:
     """Placement of every metric of a set, its JSON description and its hash."""
 
-    def __init__(self, set_name: str, specs: dict, alignment: int, shards: int = 1):
+    def __init__(self, set_name: str, specs: dict, alignment: int, shards: int):
         check_alignment(alignment)
         self.name = set_name
         self.alignment = alignment
         self.shards = check_shards(shards)
-        offset = alignment  # line 0: invalid_records
-        self.claim_offset = offset
-        if shards > 1:
-            offset += round_up(ENTRY_BYTES * shards, alignment)
+        self.claim_offset = alignment
+        offset = alignment + round_up(ENTRY_BYTES * shards, alignment)
+        block = 0
         metrics = []
         for attr, spec in specs.items():
-            if isinstance(spec, Histogram):
-                stride = round_up(R.H_BUCKETS + 8 * spec.total_buckets, alignment)
-            elif isinstance(spec, TopK):
-                stride = round_up(8 + 8 * spec.k * spec.entry_words, alignment)
-            else:
-                stride = alignment
-            n = shards if spec.kind in SHARDED_KINDS else 1
-            metrics.append(MetricLayout(attr, spec, offset, stride, n))
-            offset += stride * spec.slots * n
+            shared_stride = spec.shared_bytes(alignment)
+            shared_offset = offset
+            offset += shared_stride * (spec.slots if spec.shared_per_slot else 1)
+            slot_bytes = spec.copy_bytes()
+            metrics.append(MetricLayout(attr, spec, shared_offset, shared_stride, block,
+                                        slot_bytes))
+            block += slot_bytes * spec.slots
+        self.hot_offset = round_up(offset, alignment)
+        self.copy_size = round_up(max(block, 8), alignment)
+        self.n_copies = shards + 2                       # shared, owned..., baseline
+        self.baseline = shards + 1
+        self.size = self.hot_offset + self.copy_size * self.n_copies
         self.metrics = {m.attr: m for m in metrics}
-        self.tables = [m for m in metrics if isinstance(m.spec, TopK)]
-        self.size = offset
+        self.tables = [m for m in metrics if m.spec.kind == "topk"]
         self.description = json.dumps({
             "format": "engram-numba.metric-set",
             "layout_version": LAYOUT_VERSION,
@@ -101,8 +100,11 @@ class SetLayout:
             "alignment": alignment,
             "shards": shards,
             "size": self.size,
-            "metrics": [dict(m.spec.describe(), attr=m.attr, offset=m.offset, stride=m.stride,
-                             shards=m.shards) for m in metrics],
+            "hot_offset": self.hot_offset,
+            "copy_size": self.copy_size,
+            "metrics": [dict(m.spec.describe(), attr=m.attr, shared_offset=m.shared_offset,
+                             block_offset=m.block_offset, slot_bytes=m.slot_bytes)
+                        for m in metrics],
         }, sort_keys=True, separators=(",", ":"))
         self.hash = description_hash(self.description).hex()
         self.type_key = f"{self.hash[:16]}.{FINGERPRINT}"
@@ -111,13 +113,15 @@ class SetLayout:
     def n_words(self) -> int:
         return self.size // 8
 
-    def initial_words(self) -> np.ndarray:
-        """The region's contents when empty: zeros, histogram min=+inf and max=-inf."""
-        words = np.zeros(self.n_words, dtype=np.uint64)
-        for m in self.metrics.values():
-            if isinstance(m.spec, Histogram):
-                for slot in range(m.spec.slots * m.shards):
-                    base = (m.offset + slot * m.stride) // 8
-                    words[base + R.H_MIN // 8] = _POS_INF_BITS
-                    words[base + R.H_MAX // 8] = _NEG_INF_BITS
-        return words
+    @property
+    def bytes_per_copy(self) -> int:
+        return self.copy_size
+
+    def copy_offset(self, copy: int) -> int:
+        return self.hot_offset + copy * self.copy_size
+
+    def copies(self, words: np.ndarray) -> np.ndarray:
+        """The hot-block words of every copy: shape (copies + 2, copy words)."""
+        first = self.hot_offset // 8
+        return words[first:first + self.n_copies * self.copy_size // 8].reshape(
+            self.n_copies, self.copy_size // 8)

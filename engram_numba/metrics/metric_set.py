@@ -22,9 +22,11 @@ counted in ``invalid_records`` and nothing else is written.
 
 from __future__ import annotations
 
-import functools
+import enum
 import json
+import math
 import re
+import threading
 import typing
 
 import numpy as np
@@ -35,8 +37,10 @@ from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
 from .._values import as_integer, as_number
 from . import _njit
 from . import _record as R
-from .buckets import exponential_tables
-from .layout import INVALID_OFFSET, SetLayout, check_shards
+from .buckets import ExplicitBuckets, exponential_tables
+from .. import _kernel_arg
+from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
+                     check_shards)
 from .snapshot import HistogramData, MetricSetSnapshot
 from .spec import MetricSpec, snake_case, spec_from_description
 
@@ -51,13 +55,15 @@ class MetricSet(KernelArgument):
 
     Subclass keywords: ``name`` sets the set's name (default: the class name in
     snake case), used for ``<name>_invalid_records_total`` in exports;
-    ``shards=N`` keeps N copies of every counter and histogram so that up to N
-    threads recording at the same time never write the same cache line (see
-    :mod:`.layout`; reading adds the copies up).  Both are inherited.
+    ``shards=N`` (default 16) is the number of recording threads that get a copy
+    of the set's hot values of their own, updated without locked instructions
+    (see :mod:`.layout`; readers add the copies up); more threads record into a
+    shared copy with atomic instructions.  Both are inherited.
     """
 
+    _mv = None                      # a writable view of the words (None: disabled/closed)
     set_name: typing.ClassVar[str] = "metric_set"
-    shards: typing.ClassVar[int] = 1
+    shards: typing.ClassVar[int] = DEFAULT_SHARDS
     _specs: typing.ClassVar[dict] = {}
     _kernel_methods: typing.ClassVar[dict] = {}
     _layouts: typing.ClassVar[dict] = {}
@@ -100,14 +106,12 @@ class MetricSet(KernelArgument):
         layout = type(self)._layout(alignment)
         region = Region.anonymous(KIND_METRICS, layout.size, layout.description, alignment)
         self._bind(region, layout)
-        R.write_words(region.address, layout.initial_words())
 
     @classmethod
     def create(cls, path, *, alignment: int = CACHE_LINE):
         """A new set backed by the file ``path`` (mode 0600), which other processes can attach."""
         layout = cls._layout(alignment)
         region = Region.create(path, KIND_METRICS, layout.size, layout.description, alignment)
-        R.write_words(region.address, layout.initial_words())
         region.publish()
         return cls._new(region, layout)
 
@@ -144,18 +148,31 @@ class MetricSet(KernelArgument):
     def _bind(self, region, layout):
         self._region = region
         self._base = region.address
+        self._wbase = self._base if region.writable else None
         self._layout_ = layout
         self._nbtype = _njit.MetricSetType(type(self), layout, enabled=True)
         self._callers = {}
-        if region.path is None:
-            self._track()
+        self._threads = threading.local()
+        # Python records into the calling thread's own copy go through this view
+        # (aligned 8-byte loads and stores, as a kernel's relaxed atomics compile to)
+        self._mv = memoryview(region.data).cast("Q") if region.writable else None
+        self._track()
 
     def _after_fork_in_child(self):
-        # anonymous memory is the child's private copy: the parent's threads own
-        # nothing in it, so its shard claims are freed (the values stay, like any state)
-        if self._base is not None and self._layout_.shards > 1:
-            from .._claim import ENTRY_BYTES, clear
-            clear(self._base + self._layout_.claim_offset, ENTRY_BYTES, self._layout_.shards)
+        # a forked child's threads are new owners (the pid is part of the key), so
+        # what this thread claimed in the parent is forgotten; anonymous memory is
+        # moreover the child's private copy, where the parent's threads own
+        # nothing, so its claims are freed (the values stay, like any state)
+        if self._base is not None:
+            self._threads = threading.local()
+            if self._region.path is None:
+                from .._claim import ENTRY_BYTES, clear
+                clear(self._base + self._layout_.claim_offset, ENTRY_BYTES, self._layout_.shards)
+
+    def close(self) -> None:
+        """Release the memory (kernels must not be running on it)."""
+        self._mv = None
+        super().close()
 
     @classmethod
     def _layout(cls, alignment: int) -> SetLayout:
@@ -188,13 +205,71 @@ class MetricSet(KernelArgument):
 
     def _words(self) -> np.ndarray:
         if self._region is None:
-            return self._layout_.initial_words()
-        words = R.read_words(self._kernel_address, self._layout_.n_words)
+            return np.zeros(self._layout_.n_words, dtype=np.uint64)
+        base = self._kernel_address
+        words = R.read_words(base, self._layout_.n_words)
         for m in self._layout_.tables:
-            first = m.offset // 8
+            first = m.shared_offset // 8
             n = m.spec.k * m.spec.entry_words
-            words[first + 1:first + 1 + n] = R.read_table(self._kernel_address + m.offset, n, 1000)
+            words[first + 1:first + 1 + n] = R.read_table(base + m.shared_offset, n, 1000)
         return words
+
+    def _thread(self) -> list:
+        """The calling Python thread's ``[copy, first word of the copy, its address, ready]``.
+
+        ``copy`` is 1..N for a copy of its own, 0 for the shared copy when all are
+        taken.  ``ready``: the thread owns its copy and is not in the middle of a
+        record into it (see ``_BoundCounter.inc``).  Claimed once per thread (and
+        again in a forked child).
+        """
+        try:
+            return self._threads.state
+        except AttributeError:
+            pass
+        lay = self._layout_
+        copy = int(_njit.py_claim_copy(self._base + lay.claim_offset, lay.shards,
+                                       _kernel_arg.current_pid()))
+        offset = lay.copy_offset(copy)
+        state = self._threads.state = [copy, offset // 8, self._base + offset, copy > 0]
+        return state
+
+    def _copy(self) -> int:
+        return self._thread()[0]
+
+    def release_thread(self) -> int:
+        """Hand the calling thread's copy back, for a thread that is about to finish.
+
+        Its counts stay in the copy (readers keep adding them), and the next
+        thread that claims the copy goes on from there.  It must be the thread's
+        last call on the set (kernels: ``m.release_thread()`` at the end).
+        Returns the copy released (0-based), or -1.
+        """
+        if self._region is None:
+            return -1
+        base = self._address()
+        lay = self._layout_
+        self._threads.__dict__.pop("state", None)
+        return int(_njit.py_release_copy(base + lay.claim_offset, lay.shards,
+                                         _kernel_arg.current_pid()))
+
+    def memory(self) -> dict:
+        """What the set's memory holds: a copy of the hot values per owning thread.
+
+        ``bytes_per_copy``: one copy; ``owned_copies``: the bound (the class's
+        ``shards``); ``claimed``: copies owned now; ``region_bytes``: the whole
+        region (allocated up front); ``bytes_in_use``: what has been touched,
+        the shared block and the shared and baseline copies included (pages of
+        copies nobody claimed are never written).
+        """
+        lay = self._layout_
+        claimed = 0
+        if self._region is not None:
+            first = lay.claim_offset // 8
+            table = self._words()[first:first + 2 * lay.shards:2]
+            claimed = int(np.count_nonzero(table))
+        return {"bytes_per_copy": lay.copy_size, "owned_copies": lay.shards, "claimed": claimed,
+                "region_bytes": lay.size,
+                "bytes_in_use": lay.hot_offset + lay.copy_size * (claimed + 2)}
 
     def collect(self) -> MetricSetSnapshot:
         """An immutable reading of every metric (what exporters consume)."""
@@ -208,22 +283,32 @@ class MetricSet(KernelArgument):
         """Count a record dropped as invalid (kernel methods call this for a bad argument)."""
         base = self._address()
         if base is not None:
-            R.py_counter_add(base + INVALID_OFFSET, 1)
+            _njit.py_counter_add(base + INVALID_OFFSET, 1, False)
 
     @property
     def invalid_records(self) -> int:
         """Kernel records dropped for an out-of-range label or a negative counter increment."""
-        return int(self._words()[INVALID_OFFSET // 8])
+        return self.collect().invalid_records
 
     def reset(self) -> None:
         """Set every value back to empty.
 
-        Each word is reset atomically, but a kernel recording at the same time
-        may see a histogram half-reset (its record then lands before or after).
+        Counts and sums are not cleared in the copies (their owners may be
+        writing them): the reading at the moment of the reset becomes the
+        baseline that readers subtract, so a record landing at the same time is
+        counted before or after the reset, never lost or counted twice.  Gauges
+        are set to 0, top-k tables emptied, and min/max start afresh (a record
+        racing the reset may leave an extreme from before it).
         """
         base = self._address()
-        if base is not None:
-            R.write_words(base, self._layout_.initial_words())
+        if base is None:
+            return
+        words = self._words()
+        for m in self._layout_.metrics.values():
+            _reset_metric(self, m, words)
+        _njit.py_counter_add(base + INVALID_BASELINE_OFFSET, 0, False)
+        R.write_words(base + INVALID_BASELINE_OFFSET,
+                      np.array([words[INVALID_OFFSET // 8]], dtype=np.uint64))
 
     def __repr__(self) -> str:
         state = "disabled" if self._region is None else (self._region.path or "anonymous")
@@ -300,42 +385,104 @@ def attach_metrics(path, *, writable: bool = False) -> MetricSet:
 # Python-side handles
 # --------------------------------------------------------------------------
 
+def _reset_metric(owner, m, words) -> None:
+    """Reset one metric: the baseline takes the copies' sums, gauges 0, extremes afresh."""
+    base = owner._base
+    lay = owner._layout_
+    spec = m.spec
+    if spec.kind == "topk":
+        R.write_table(base + m.shared_offset, np.zeros(spec.k * spec.entry_words, np.uint64))
+        return
+    if spec.kind == "gauge":
+        for k in range(spec.slots):
+            _njit.py_gauge_set(base + m.shared_offset + k * m.shared_stride, 0.0)
+        return
+    copies = lay.copies(words)
+    first, n = m.block_offset // 8, m.block_bytes // 8
+    live = copies[:-1, first:first + n]
+    baseline = live.sum(axis=0, dtype=np.uint64)
+    if spec.kind == "histogram":
+        per = m.slot_bytes // 8
+        lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
+        sums = live.reshape(live.shape[0], spec.slots, per)[:, :, lanes]
+        baseline = baseline.reshape(spec.slots, per)
+        baseline[:, lanes] = 0
+        baseline[:, R.H_SUM // 8] = sums.view(np.float64).sum(axis=(0, 2)).view(np.uint64)
+        baseline[:, R.H_LANE // 8] = baseline[:, R.H_MIN // 8] = baseline[:, R.H_MAX // 8] = 0
+        baseline = baseline.reshape(-1)
+        empty = np.zeros(2, dtype=np.uint64)           # min, max of every copy: none yet
+        for c in range(lay.n_copies - 1):
+            for k in range(spec.slots):
+                slot = base + lay.copy_offset(c) + m.block_offset + k * m.slot_bytes
+                R.write_words(slot + R.H_MIN, empty)
+    R.write_words(base + lay.copy_offset(lay.baseline) + m.block_offset, baseline)
+
+
 class _BoundMetric:
-    """A declared metric bound to one set instance (what ``m.<metric>`` returns in Python)."""
+    """A declared metric bound to one set instance (what ``m.<metric>`` returns in Python).
+
+    Recording from Python takes the same paths as a kernel: the calling
+    thread's own copy (claimed once per thread), or the shared copy with
+    atomic instructions when every copy is taken.  The common case is kept
+    short: labels seen before map to their slot through a dict, the thread's
+    copy is a ``threading.local`` attribute, and a counter's word is updated
+    through a memoryview without leaving Python (a thread is its copy's only
+    writer).  Anything else (new labels, a disabled, closed or read-only set,
+    bad values) takes the slow path, which validates and raises.
+    """
 
     def __init__(self, owner: MetricSet, m):
         self._owner = owner
         self._m = m
         self.spec = m.spec
+        self._slots = {}                  # label tuple -> slot, for labels seen before
+        self._offsets = {}                # label tuple -> byte offset of the slot in a copy
+        self._words = {}                  # label tuple -> its first word in a copy
 
     def _slot(self, labels) -> int:
+        try:
+            slot = self._slots.get(labels)
+        except TypeError:                 # an unhashable label: validated below
+            slot = None
+        if slot is not None:
+            return slot
         dims = self.spec.labels
-        if not labels and not dims:
-            return 0
         if len(labels) != len(dims):
             raise ValueError(f"{self.spec.name} takes {len(dims)} label(s) "
                              f"{list(self.spec.label_names)}, got {len(labels)}")
         slot = 0
         for dim, label in zip(dims, labels):
             slot = slot * len(dim.values) + dim.index(label)
+        if all(type(x) in (int, str) or isinstance(x, enum.Enum) for x in labels) \
+                and len(self._slots) < 4096:
+            self._slots[labels] = slot    # only values that index the same way every time
+            self._offsets[labels] = self._m.block_offset + slot * self._m.slot_bytes
+            self._words[labels] = self._offsets[labels] // 8
         return slot
 
-    def _slot_address(self, labels) -> int | None:
+    def _copy_address(self, labels):
+        """(address of the slot in the caller's copy, owned?), or (None, False) when disabled.
+
+        A thread in the middle of a record into its own copy (a signal handler or
+        a finalizer recording meanwhile) uses the shared copy.
+        """
         slot = self._slot(labels)
-        base = self._owner._address()
-        return None if base is None else base + self._m.offset + slot * self._m.stride
+        owner = self._owner
+        if owner._address() is None:
+            return None, False
+        state = owner._thread()
+        copy = state[0] if state[3] else 0
+        return owner._base + owner._layout_.copy_offset(copy) + self._m.block_offset \
+            + slot * self._m.slot_bytes, copy > 0
 
     def _read(self):
         return self._owner.collect()[self._m.attr]
 
     def reset(self) -> None:
-        """Empty this metric (every label combination); atomic per value, like the set's reset."""
-        base = self._owner._address()
-        if base is not None:
-            m = self._m   # every shard
-            first = m.offset // 8
-            words = self._owner.layout.initial_words()[first:first + m.size // 8]
-            R.write_words(base + m.offset, words)
+        """Empty this metric (every label combination), as the set's reset() does."""
+        owner = self._owner
+        if owner._address() is not None:
+            _reset_metric(owner, self._m, owner._words())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__[1:]} {self.spec.name}>"
@@ -343,20 +490,49 @@ class _BoundMetric:
 
 class _BoundCounter(_BoundMetric):
     def inc(self, *labels) -> bool:
-        addr = self._slot_address(labels)
-        if addr is None:
-            return False
-        R.py_counter_add(addr, 1)
-        return True
+        word = self._words.get(labels)
+        mv = self._owner._mv
+        if word is not None and mv is not None:
+            try:
+                state = self._owner._threads.state
+            except AttributeError:
+                state = self._owner._thread()
+            if state[3]:
+                # the thread's own copy: a plain read-modify-write of one word (it is the
+                # only writer); marked busy meanwhile, so that Python code running in
+                # between on this thread (a signal handler) records elsewhere
+                state[3] = False
+                i = state[1] + word
+                try:
+                    mv[i] += 1
+                except ValueError:            # past 2**64 - 1: wraps, as u64 words do
+                    mv[i] = 0
+                finally:
+                    state[3] = True
+                return True
+        return self._add(1, labels)
 
     def add(self, n, *labels) -> bool:
-        n = as_integer(n, f"{self.spec.name}: n (counters add whole numbers)")
+        if type(n) is not int:
+            n = as_integer(n, f"{self.spec.name}: n (counters add whole numbers)")
         if not 0 <= n <= _U64_MAX:
             raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
-        addr = self._slot_address(labels)
+        return self._add(n, labels)
+
+    def _add(self, n, labels) -> bool:
+        addr, owned = self._copy_address(labels)
         if addr is None:
             return False
-        R.py_counter_add(addr, n if n < 1 << 63 else np.uint64(n))
+        n = n if n < 1 << 63 else np.uint64(n)
+        if owned:
+            state = self._owner._thread()
+            state[3] = False
+            try:
+                _njit.py_counter_add(addr, n, True)
+            finally:
+                state[3] = True
+        else:
+            _njit.py_counter_add(addr, n, False)
         return True
 
     def value(self, *labels) -> int:
@@ -372,22 +548,25 @@ class _BoundCounter(_BoundMetric):
 
 class _BoundGauge(_BoundMetric):
     def _value(self, value) -> float:
-        return as_number(value, f"{self.spec.name}: value")
+        return value if type(value) is float else as_number(value, f"{self.spec.name}: value")
 
     def set(self, value, *labels) -> bool:
         v = self._value(value)
-        addr = self._slot_address(labels)
-        if addr is None:
+        slot = self._slot(labels)
+        base = self._owner._address()
+        if base is None:
             return False
-        R.py_gauge_set(addr, v)
+        _njit.py_gauge_set(base + self._m.shared_offset + slot * self._m.shared_stride, v)
         return True
 
     def add(self, value, *labels) -> bool:
         v = self._value(value)
-        addr = self._slot_address(labels)
+        addr, owned = self._copy_address(labels)
         if addr is None:
             return False
-        R.py_gauge_add(addr, v)
+        slot = self._slot(labels)
+        shared = self._owner._base + self._m.shared_offset + slot * self._m.shared_stride
+        _njit.py_gauge_add(shared, addr, v, owned)
         return True
 
     def sub(self, value, *labels) -> bool:
@@ -401,17 +580,26 @@ class _BoundGauge(_BoundMetric):
 
 
 class _BoundHistogram(_BoundMetric):
+    def __init__(self, owner, m):
+        super().__init__(owner, m)
+        self._owned, self._shared = _njit.python_observers(m.spec.scheme)
+
     def observe(self, value, *labels) -> bool:
-        v = as_number(value, f"{self.spec.name}: value")
-        addr = self._slot_address(labels)
+        v = value if type(value) is float else as_number(value, f"{self.spec.name}: value")
+        owner = self._owner
+        offset = self._offsets.get(labels) if owner._mv is not None else None
+        if offset is not None:
+            try:
+                state = owner._threads.state
+            except AttributeError:
+                state = owner._thread()
+            if state[3]:
+                self._owned(state[2] + offset, v)
+                return True
+        addr, owned = self._copy_address(labels)
         if addr is None:
             return False
-        s = self.spec
-        if s.mode == "explicit":
-            R.py_observe_explicit(addr, v, _explicit_bounds(s.bounds))
-        else:
-            lut, bnd = exponential_tables(s.scale)
-            R.py_observe_exponential(addr, v, s.scale, lut, bnd, s.lo_index, s.n_buckets, s.negative)
+        (self._owned if owned else self._shared)(addr, v)
         return True
 
     def read(self, *labels) -> HistogramData:
@@ -420,13 +608,6 @@ class _BoundHistogram(_BoundMetric):
 
     def values(self) -> dict:
         return _keyed(self.spec, self._read().items())
-
-
-@functools.lru_cache(maxsize=None)
-def _explicit_bounds(bounds: tuple) -> np.ndarray:
-    arr = np.array(bounds, dtype=np.float64)
-    arr.setflags(write=False)
-    return arr
 
 
 def _keyed(spec, items) -> dict:
@@ -466,7 +647,7 @@ class _BoundTopK(_BoundMetric):
             words[i * s.entry_words + len(key)] = as_integer(count, f"{s.name}: count", 1, _U64_MAX)
         base = self._owner._address()
         if base is not None:
-            R.write_table(base + self._m.offset, words)
+            R.write_table(base + self._m.shared_offset, words)
 
     def items(self) -> list:
         """``[(key tuple, count), ...]`` as last set."""

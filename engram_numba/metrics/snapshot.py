@@ -10,12 +10,11 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from functools import lru_cache
 
 import numpy as np
 
 from . import _record as R
-from .buckets import _octave_boundaries, estimate_quantile, relative_error_bound
+from .buckets import estimate_quantile
 from .spec import Histogram, MetricSpec
 
 __all__ = ["MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot",
@@ -33,26 +32,18 @@ def label_values(spec: MetricSpec) -> list:
     return list(itertools.product(*[d.values for d in spec.labels]))
 
 
-@lru_cache(maxsize=256)
-def _exponential_edges(scale: int, lo_index: int, n_buckets: int) -> np.ndarray:
-    """Lower boundaries of buckets lo..lo+n-1 plus the upper boundary of the last."""
-    octave = np.array(_octave_boundaries(scale))
-    idx = np.arange(lo_index, lo_index + n_buckets + 1)
-    edges = np.ldexp(octave[idx % (1 << scale)], idx >> scale)
-    edges.setflags(write=False)
-    return edges
-
-
 class HistogramData:
     """One histogram (one label combination) at a point in time.
 
     ``count`` and ``sum`` cover the finite observations in the histogram's
     domain; NaN, +-inf and (without negative buckets) negative values are
-    counted apart in ``nan``, ``pos_inf``, ``neg_inf`` and ``negative``.
+    counted apart in ``nan``, ``pos_inf``, ``neg_inf`` and ``negative``.  The
+    bucket layout is the spec's scheme's business (``spec.scheme``).
     """
 
     def __init__(self, spec: Histogram, words: np.ndarray):
         self.spec = spec
+        scheme = spec.scheme
         self.sum = _f64(words[R.H_SUM // 8])
         lo, hi = _f64(words[R.H_MIN // 8]), _f64(words[R.H_MAX // 8])
         self.zero_count = int(words[R.H_ZERO // 8])
@@ -62,11 +53,8 @@ class HistogramData:
         self.pos_inf = int(words[R.H_POS_INF // 8])
         self.neg_inf = int(words[R.H_NEG_INF // 8])
         self.negative = int(words[R.H_NEGATIVE // 8])
-        counts = words[R.H_BUCKETS // 8:R.H_BUCKETS // 8 + spec.total_buckets].astype(np.int64)
-        if spec.mode == "exponential" and spec.negative:
-            self.negative_counts, self.counts = counts[:spec.n_buckets], counts[spec.n_buckets:]
-        else:
-            self.negative_counts, self.counts = counts[:0], counts
+        counts = words[R.H_BUCKETS // 8:R.H_BUCKETS // 8 + scheme.total_buckets].astype(np.int64)
+        self.negative_counts, self.counts = scheme.split(counts)
         self.count = int(self.counts.sum() + self.negative_counts.sum()) + self.zero_count \
             + self.overflow + self.neg_overflow
         # a writer updates min/max just before its bucket: a reader may catch one
@@ -86,60 +74,21 @@ class HistogramData:
     @property
     def relative_error_bound(self) -> float:
         """Bound on a quantile's relative error inside an exponential bucket (nan if explicit)."""
-        return relative_error_bound(self.spec.scale) if self.spec.mode == "exponential" else math.nan
+        return self.spec.scheme.relative_error
 
     def buckets(self):
-        """Non-empty and empty buckets in value order: ``(lower, upper, count)`` tuples.
+        """Every bucket in value order: ``(lower, upper, count)`` tuples.
 
         Exponential: negative buckets hold ``[-upper, -lower)`` mirrored, the zero
         bucket ``[-t, t]`` (``[0, t]`` without negative buckets), positive buckets
         ``(lower, upper]``, overflow ``(2**max_exponent, inf)``.  Explicit: ``(b[k-1], b[k]]``
         with ``-inf`` and ``inf`` closing the ends.
         """
-        s = self.spec
-        out = []
-        if s.mode == "explicit":
-            edges = (-math.inf,) + s.bounds + (math.inf,)
-            for k, n in enumerate(self.counts.tolist()):
-                out.append((edges[k], edges[k + 1], n))
-            return out
-        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets).tolist()
-        top = edges[-1]
-        if s.negative:
-            out.append((-math.inf, -top, self.neg_overflow))
-            for k in range(s.n_buckets - 1, -1, -1):
-                out.append((-edges[k + 1], -edges[k], int(self.negative_counts[k])))
-        t = s.zero_threshold
-        out.append((-t if s.negative else 0.0, t, self.zero_count))
-        for k, n in enumerate(self.counts.tolist()):
-            out.append((edges[k], edges[k + 1], n))
-        out.append((top, math.inf, self.overflow))
-        return out
-
-    def _bins(self):
-        """(count, estimate) in value order, for quantiles."""
-        s = self.spec
-        if s.mode == "explicit":
-            edges = (self.min,) + s.bounds + (self.max,)
-            for k, n in enumerate(self.counts.tolist()):
-                if n:
-                    lo, hi = max(edges[k], self.min), min(edges[k + 1], self.max)
-                    yield n, 0.5 * (lo + hi)
-            return
-        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets)
-        mids = np.sqrt(edges[:-1] * edges[1:])
-        if s.negative:
-            yield self.neg_overflow, self.min
-            for k in np.flatnonzero(self.negative_counts)[::-1]:
-                yield int(self.negative_counts[k]), -float(mids[k])
-        yield self.zero_count, 0.0
-        for k in np.flatnonzero(self.counts):
-            yield int(self.counts[k]), float(mids[k])
-        yield self.overflow, self.max
+        return self.spec.scheme.buckets(self)
 
     def quantile(self, q: float) -> float:
         """Estimate of quantile ``q`` in [0, 1] (error bounds: :mod:`.buckets`); nan when empty."""
-        return estimate_quantile(q, self._bins(), self.count, self.min, self.max)
+        return estimate_quantile(q, self.spec.scheme.bins(self), self.count, self.min, self.max)
 
     def cumulative(self):
         """Prometheus classic buckets: ``[(le, cumulative count), ...]`` ending with ``(inf, count)``.
@@ -147,28 +96,7 @@ class HistogramData:
         The boundary list depends only on the declaration, never on the data,
         and the ``+Inf`` bucket equals ``count`` by construction.
         """
-        s = self.spec
-        out, seen = [], 0
-        if s.mode == "explicit":
-            for b, n in zip(s.bounds, self.counts.tolist()):
-                seen += n
-                out.append((b, seen))
-            out.append((math.inf, self.count))
-            return out
-        edges = _exponential_edges(s.scale, s.lo_index, s.n_buckets).tolist()
-        if s.negative:
-            seen = self.neg_overflow
-            out.append((-edges[-1], seen))
-            for k in range(s.n_buckets - 1, -1, -1):
-                seen += int(self.negative_counts[k])
-                out.append((-edges[k], seen))
-        seen += self.zero_count
-        out.append((edges[0], seen))
-        for k, n in enumerate(self.counts.tolist()):
-            seen += n
-            out.append((edges[k + 1], seen))
-        out.append((math.inf, self.count))
-        return out
+        return self.spec.scheme.cumulative(self)
 
     def to_dict(self, quantiles=(0.5, 0.9, 0.95, 0.99)) -> dict:
         """Plain JSON values: NaN and the open ends of outer buckets become ``None``."""
@@ -282,45 +210,17 @@ def _labelled_dict(snap, convert) -> dict:
     return {"type": snap.kind, "help": snap.spec.help, "labels": list(names), "samples": samples}
 
 
-def _merge_shards(shards: list) -> np.ndarray:
-    """One histogram slot from its shards: counts and sums added, min and max combined."""
-    if len(shards) == 1:
-        return shards[0]
-    stack = np.stack(shards)
-    merged = stack.sum(axis=0, dtype=np.uint64)
-    floats = stack.view(np.float64)
-    merged[R.H_SUM // 8] = np.float64(floats[:, R.H_SUM // 8].sum()).view(np.uint64)
-    merged[R.H_MIN // 8] = np.float64(floats[:, R.H_MIN // 8].min()).view(np.uint64)
-    merged[R.H_MAX // 8] = np.float64(floats[:, R.H_MAX // 8].max()).view(np.uint64)
-    return merged
-
-
 class MetricSetSnapshot:
     """Every metric of a set at one moment (``timestamp_ns``: unix time of the reading)."""
 
     def __init__(self, name: str, layout, words: np.ndarray, timestamp_ns: int | None = None):
+        from .layout import INVALID_BASELINE_OFFSET, INVALID_OFFSET
         self.name = name
         self.timestamp_ns = time.time_ns() if timestamp_ns is None else timestamp_ns
-        self.invalid_records = int(words[0])
-        self.metrics = {}
-        for attr, m in layout.metrics.items():
-            spec = m.spec
-            base = m.offset // 8
-            step = m.stride // 8
-            if spec.kind == "counter":
-                block = words[base:base + step * spec.slots * m.shards:step]
-                vals = block.reshape(m.shards, spec.slots).sum(axis=0, dtype=np.uint64).tolist()
-                self.metrics[attr] = CounterSnapshot(spec, [int(v) for v in vals])
-            elif spec.kind == "gauge":
-                vals = words[base:base + step * spec.slots:step].view(np.float64).tolist()
-                self.metrics[attr] = GaugeSnapshot(spec, vals)
-            elif spec.kind == "topk":
-                self.metrics[attr] = TopKSnapshot(spec, words[base:base + step])
-            else:
-                data = [HistogramData(spec, _merge_shards(
-                    [words[base + (s * spec.slots + k) * step:base + (s * spec.slots + k + 1) * step]
-                     for s in range(m.shards)])) for k in range(spec.slots)]
-                self.metrics[attr] = HistogramSnapshot(spec, data)
+        invalid, base = int(words[INVALID_OFFSET // 8]), int(words[INVALID_BASELINE_OFFSET // 8])
+        self.invalid_records = invalid - base if invalid >= base else 0
+        copies = layout.copies(words)
+        self.metrics = {attr: m.spec.read(m, words, copies) for attr, m in layout.metrics.items()}
 
     def __getitem__(self, attr):
         return self.metrics[attr]

@@ -15,7 +15,8 @@ import re
 
 import numpy as np
 
-from .buckets import check_bounds, check_scale
+from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets,
+                      scheme_from_description)
 
 __all__ = ["Counter", "Gauge", "Histogram", "TopK", "LabelDim"]
 
@@ -119,9 +120,15 @@ def _label_dims(labels) -> tuple:
 
 
 class MetricSpec:
-    """Base of the declarations; a descriptor returning the bound handle on instances."""
+    """Base of the declarations; a descriptor returning the bound handle on instances.
+
+    A kind is an object: each subclass says how many bytes a slot takes in a
+    copy of the hot block and in the shared block, and how to read its values
+    back from a region's words (the copies added up, the baseline subtracted).
+    """
 
     kind = ""
+    shared_per_slot = True      # shared_bytes() is per label combination (else per metric)
 
     def __init__(self, name: str, help: str = "", labels=None):
         if not isinstance(name, str) or not _METRIC_NAME.match(name):
@@ -149,6 +156,18 @@ class MetricSpec:
             return self
         return obj._handle(self.attr)
 
+    def copy_bytes(self) -> int:
+        """Bytes of one slot in a copy of the hot block (0: not in the hot block)."""
+        return 0
+
+    def shared_bytes(self, alignment: int) -> int:
+        """Bytes of one slot (or of the metric) in the shared block."""
+        return 0
+
+    def read(self, m, words: np.ndarray, copies: np.ndarray):
+        """This metric's snapshot from a region's words and its copies (see .layout)."""
+        raise NotImplementedError
+
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "help": self.help,
                 "labels": [d.describe() for d in self.labels]}
@@ -156,6 +175,18 @@ class MetricSpec:
     def __repr__(self) -> str:
         labels = f", labels={list(self.label_names)}" if self.labels else ""
         return f"{type(self).__name__}({self.name!r}{labels})"
+
+
+def since_reset(total: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Counts since the last reset; 0 where a reset raced the read (never a wrap)."""
+    return np.where(total >= baseline, total - baseline, np.uint64(0))
+
+
+def _block(m, copies, words_per_slot):
+    """The metric's words in every copy: shape (copies, slots, words per slot)."""
+    first = m.block_offset // 8
+    part = copies[:, first:first + m.spec.slots * words_per_slot]
+    return part.reshape(copies.shape[0], m.spec.slots, words_per_slot)
 
 
 class Counter(MetricSpec):
@@ -173,88 +204,125 @@ class Counter(MetricSpec):
             raise ValueError(f"invalid counter name {name!r}")
         self.name = self.family + "_total"
 
+    def copy_bytes(self) -> int:
+        return 8
+
+    def read(self, m, words, copies):
+        from .snapshot import CounterSnapshot
+        block = _block(m, copies, 1)[:, :, 0]
+        values = since_reset(block[:-1].sum(axis=0, dtype=np.uint64), block[-1])
+        return CounterSnapshot(self, [int(v) for v in values.tolist()])
+
 
 class Gauge(MetricSpec):
     """A float64 value that goes up and down; ``set``, ``add``, ``sub``."""
 
     kind = "gauge"
 
+    def copy_bytes(self) -> int:
+        from ._record import G_SLOT
+        return G_SLOT                               # epoch, lane, delta[4]
+
+    def shared_bytes(self, alignment: int) -> int:
+        return alignment                            # epoch, value[2]: a line each
+
+    def read(self, m, words, copies):
+        from . import _record as R
+        from .snapshot import GaugeSnapshot
+        block = _block(m, copies, R.G_SLOT // 8)[1:-1]     # the owned copies
+        values = []
+        for k in range(self.slots):
+            base = (m.shared_offset + k * m.shared_stride) // 8
+            epoch = words[base]
+            value = words[base + 1 + int(epoch & np.uint64(1))].view(np.float64)
+            mine = block[:, k, R.G_EPOCH // 8] == epoch
+            lanes = block[:, k, R.G_DELTA // 8:R.G_SLOT // 8][mine]
+            values.append(float(value + lanes.view(np.float64).sum()))
+        return GaugeSnapshot(self, values)
+
 
 class Histogram(MetricSpec):
     """A distribution; recorded with ``observe(value, *labels)``.
 
-    Exponential mode (default): ``scale`` in [0, 8] (``2**scale`` buckets per
+    Exponential scheme (default): ``scale`` in [0, 8] (``2**scale`` buckets per
     power of two) over ``range=(lowest, highest)``, widened outward to powers
     of two.  Magnitudes at or below the lowest power go to the zero bucket,
     finite values above the highest to the overflow slot.  Negative values get
     mirrored buckets only with ``negative=True``; otherwise they are out of
     the histogram's domain and counted apart, like NaN and +-inf.
 
-    Explicit mode: ``bounds=[b0, b1, ...]`` (Prometheus ``le`` upper bounds).
+    Explicit scheme: ``bounds=[b0, b1, ...]`` (Prometheus ``le`` upper bounds).
+    The scheme is an object (:class:`ExponentialBuckets`,
+    :class:`ExplicitBuckets`) in ``histogram.scheme``.
     """
 
     kind = "histogram"
     _RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
     def __init__(self, name: str, help: str = "", labels=None, *, scale: int = 3,
-                 range=(2.0 ** -20, 2.0 ** 20), negative: bool = False, bounds=None):
+                 range=(2.0 ** -20, 2.0 ** 20), negative: bool = False, bounds=None,
+                 scheme=None):
         super().__init__(name, help, labels)
         if name.endswith(self._RESERVED_SUFFIXES):
             raise ValueError(f"histogram name {name!r} must not end with one of {self._RESERVED_SUFFIXES}")
-        if bounds is not None:
-            self.mode = "explicit"
-            self.bounds = check_bounds(bounds)
-            self.n_buckets = len(self.bounds) + 1
-            self.scale = self.min_exponent = self.max_exponent = None
-            self.negative = True
-            self.lo_index = 0
+        if scheme is not None:
+            if not isinstance(scheme, BucketScheme):
+                raise ValueError(f"scheme must be ExponentialBuckets or ExplicitBuckets, "
+                                 f"got {scheme!r}")
+            self.scheme = scheme
+        elif bounds is not None:
+            self.scheme = ExplicitBuckets(bounds)
         else:
-            self.mode = "exponential"
-            self.scale = check_scale(scale)
-            try:
-                lowest, highest = (float(x) for x in range)
-            except (TypeError, ValueError):
-                raise ValueError(f"range must be (lowest, highest), got {range!r}") from None
-            if not (0.0 < lowest < highest < math.inf):
-                raise ValueError(f"range must satisfy 0 < lowest < highest < inf, got {range!r}")
-            if lowest < 2.0 ** -1000 or highest > 2.0 ** 1000:
-                raise ValueError("range must lie within [2**-1000, 2**1000]")
-            self.min_exponent = math.frexp(lowest)[1] - 1          # 2**min <= lowest
-            self.max_exponent = math.frexp(highest)[1] - (1 if math.frexp(highest)[0] == 0.5 else 0)
-            self.negative = bool(negative)
-            self.bounds = None
-            self.lo_index = self.min_exponent << self.scale
-            self.n_buckets = (self.max_exponent - self.min_exponent) << self.scale
-            if self.n_buckets * (2 if self.negative else 1) > 1 << 16:
-                raise ValueError(f"{name}: {self.n_buckets} buckets; narrow the range or lower the scale")
+            self.scheme = ExponentialBuckets(scale, range, negative)
+            if self.scheme.total_buckets > 1 << 16:
+                raise ValueError(f"{name}: {self.scheme.total_buckets} buckets; narrow the range "
+                                 f"or lower the scale")
 
-    @property
-    def total_buckets(self) -> int:
-        return self.n_buckets * (2 if self.mode == "exponential" and self.negative else 1)
+    # the scheme's figures, for readers that predate the scheme objects
+    mode = property(lambda self: self.scheme.kind)
+    scale = property(lambda self: self.scheme.scale)
+    negative = property(lambda self: self.scheme.negative)
+    n_buckets = property(lambda self: self.scheme.n_buckets)
+    total_buckets = property(lambda self: self.scheme.total_buckets)
+    zero_threshold = property(lambda self: self.scheme.zero_threshold)
+    bounds = property(lambda self: getattr(self.scheme, "bounds", None))
+    lo_index = property(lambda self: getattr(self.scheme, "lo_index", 0))
+    min_exponent = property(lambda self: getattr(self.scheme, "min_exponent", None))
+    max_exponent = property(lambda self: getattr(self.scheme, "max_exponent", None))
 
-    @property
-    def zero_threshold(self) -> float:
-        return math.ldexp(1.0, self.min_exponent) if self.mode == "exponential" else 0.0
+    def copy_bytes(self) -> int:
+        from ._record import H_BUCKETS
+        return H_BUCKETS + 8 * self.scheme.total_buckets
+
+    def read(self, m, words, copies):
+        from . import _record as R
+        from .snapshot import HistogramData, HistogramSnapshot
+        per = self.copy_bytes() // 8
+        block = _block(m, copies, per)
+        live, base = block[:-1], block[-1]
+        counts = since_reset(live.sum(axis=0, dtype=np.uint64), base)     # (slots, words)
+        lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
+        sums = live[:, :, lanes].view(np.float64).sum(axis=(0, 2)) \
+            - base[:, lanes].view(np.float64).sum(axis=1)
+        data = []
+        for k in range(self.slots):
+            slot = counts[k].copy()
+            slot[R.H_SUM // 8] = np.float64(sums[k]).view(np.uint64)
+            lo, hi = R.decode_extremes(live[:, k, R.H_MIN // 8], live[:, k, R.H_MAX // 8])
+            slot[R.H_MIN // 8] = np.float64(lo).view(np.uint64)
+            slot[R.H_MAX // 8] = np.float64(hi).view(np.uint64)
+            data.append(HistogramData(self, slot))
+        return HistogramSnapshot(self, data)
 
     def describe(self) -> dict:
         d = super().describe()
-        if self.mode == "explicit":
-            d["histogram"] = {"mode": "explicit", "bounds": list(self.bounds)}
-        else:
-            d["histogram"] = {"mode": "exponential", "scale": self.scale,
-                              "min_exponent": self.min_exponent,
-                              "max_exponent": self.max_exponent, "negative": self.negative}
+        d["histogram"] = self.scheme.describe()
         return d
 
     @classmethod
     def from_description(cls, d: dict) -> "Histogram":
-        h = d["histogram"]
         labels = [(x["name"], x["values"]) for x in d["labels"]]
-        if h["mode"] == "explicit":
-            return cls(d["name"], d["help"], labels, bounds=h["bounds"])
-        return cls(d["name"], d["help"], labels, scale=h["scale"],
-                   range=(2.0 ** h["min_exponent"], 2.0 ** h["max_exponent"]),
-                   negative=h["negative"])
+        return cls(d["name"], d["help"], labels, scheme=scheme_from_description(d["histogram"]))
 
 
 class TopK(MetricSpec):
@@ -262,11 +330,12 @@ class TopK(MetricSpec):
 
     Its label values are not fixed: each of the ``k`` slots holds one key (one
     u64 per label, exported as decimal strings) and its count.  Maintained from
-    Python (e.g. by the trace collector) with :meth:`set`; kernels cannot write
-    it.  Exported as a counter family with one sample per occupied slot.
+    Python (e.g. by a trace collector hook) with :meth:`set`; kernels cannot
+    write it.  Exported as a counter family with one sample per occupied slot.
     """
 
     kind = "topk"
+    shared_per_slot = False
 
     def __init__(self, name: str, help: str = "", key_labels=("key",), k: int = 10):
         super().__init__(name, help, None)
@@ -290,22 +359,32 @@ class TopK(MetricSpec):
     def entry_words(self) -> int:
         return len(self.key_labels) + 1
 
+    def shared_bytes(self, alignment: int) -> int:
+        from .._region import round_up
+        return round_up(8 + 8 * self.k * self.entry_words, alignment)
+
+    def read(self, m, words, copies):
+        from .snapshot import TopKSnapshot
+        base = m.shared_offset // 8
+        return TopKSnapshot(self, words[base:base + 1 + self.k * self.entry_words])
+
     def describe(self) -> dict:
         d = super().describe()
         d["topk"] = {"key_labels": list(self.key_labels), "k": self.k}
         return d
 
 
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram, "topk": TopK}
+
+
 def spec_from_description(d: dict) -> MetricSpec:
     """Rebuild a declaration from a region's layout description (labels become strings)."""
-    kind = d.get("kind")
-    labels = [(x["name"], x["values"]) for x in d["labels"]]
-    if kind == "counter":
-        return Counter(d["name"], d["help"], labels)
-    if kind == "gauge":
-        return Gauge(d["name"], d["help"], labels)
-    if kind == "histogram":
+    cls = _KINDS.get(d.get("kind"))
+    if cls is None:
+        raise ValueError(f"unknown metric kind {d.get('kind')!r}")
+    if cls is Histogram:
         return Histogram.from_description(d)
-    if kind == "topk":
+    if cls is TopK:
         return TopK(d["name"], d["help"], d["topk"]["key_labels"], d["topk"]["k"])
-    raise ValueError(f"unknown metric kind {kind!r}")
+    labels = [(x["name"], x["values"]) for x in d["labels"]]
+    return cls(d["name"], d["help"], labels)

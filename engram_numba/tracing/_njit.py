@@ -21,6 +21,7 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, overload_method, register_model, unbox)
 
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
+from .._inline import always_inline
 from .._kernel_arg import AddressModel, unbox_address
 from .._methods import _star
 from . import _ring as R
@@ -252,10 +253,12 @@ def _pack(typingctx, handle, args):
 
 # -- methods ----------------------------------------------------------------------------------
 # ``emit`` and ``begin`` take the fields as positional arguments; their functions are
-# generated with explicit parameters (up to MAX_FIELDS, the rest defaulting to None)
-# because numba inlines only such functions.  A disabled handle's methods are inlined
-# by numba itself and return a constant, so they vanish before LLVM ever sees a call:
-# the kernel's machine code is that of the same kernel without the calls.
+# generated with explicit parameters (up to MAX_FIELDS, the rest defaulting to None),
+# once per event shape.  LLVM always inlines them (see .._inline): the recording
+# code is part of the loop it is in (so LLVM can hoist the ring lookup out of it).
+# A disabled handle's methods are inlined by numba itself and return a constant,
+# so they vanish before LLVM ever sees a call: the kernel's machine code is that
+# of the same kernel without the calls.
 
 MAX_FIELDS = 44                      # one-byte fields filling the whole payload
 _PARAMS = ", ".join(["h"] + [f"a{i}=None" for i in range(MAX_FIELDS)])
@@ -267,7 +270,7 @@ def _generate(key, body, **names):
     if fn is None:
         ns = {"np": np, "R": R, "_pack": _pack, **names}
         exec(f"def f({_PARAMS}):\n" + body, ns)
-        fn = _generated[key] = ns["f"]
+        fn = _generated[key] = always_inline(ns["f"])   # not for disabled handles: see _inline
     return fn
 
 
@@ -281,6 +284,7 @@ def _tuple(n):
 
 
 def _inline_disabled(expr, caller, callee):
+    """numba inlines a disabled handle's methods itself: they vanish before LLVM sees a call."""
     return not callee.signature.args[0].enabled
 
 
@@ -338,7 +342,7 @@ def _end(h):
 
     def impl(h):
         return R.span_end(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
-    return impl
+    return always_inline(impl)
 
 
 @overload_method(TracerType, "release_thread")

@@ -65,7 +65,8 @@ from numba import njit
 
 from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
                      store_u64, store_u64_release, thread_id)
-from .._claim import claim, release
+from .._claim import entry_of, release
+from .._inline import always_inline
 from ..clock import cycles, monotonic_ns
 from .schema import FLAG_BEGIN, FLAG_END
 
@@ -184,20 +185,23 @@ def open_spans(words: np.ndarray, n_types: int, n_rings: int) -> list:
 
 # -- producer ----------------------------------------------------------------------------------
 
+@always_inline
 @njit
 def ring_header(base, th_end, ring):
     return base + th_end + RING_HEADER_SIZE * ring
 
 
+@always_inline
 @njit
 def claim_ring(base, pid, th_end, n_rings):
     """Index of the calling thread's ring, claiming a free one; -1 when all are taken.
 
     Rings are keyed by (pthread id, process id) (see :mod:`engram_numba._claim`)
     and kept until released: a ring never has two live producers, even across
-    processes sharing a file or a forked child.
+    processes sharing a file or a forked child.  The lookup is hoisted out of
+    recording loops (``entry_of``): a loop finds its ring once.
     """
-    return claim(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
+    return entry_of(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, pid)
 
 
 @njit
@@ -216,6 +220,7 @@ def py_release_ring(base, pid, th_end, n_rings):
     return release_ring(base, pid, th_end, n_rings)
 
 
+@always_inline
 @njit
 def sampled(header, thresh):
     """Keep this event?  ALWAYS keeps without a draw; else a xorshift64 draw < thresh."""
@@ -229,6 +234,7 @@ def sampled(header, thresh):
     return x < thresh
 
 
+@always_inline
 @njit
 def _now(clock):
     if clock == CLOCK_TSC:
@@ -236,22 +242,26 @@ def _now(clock):
     return np.uint64(monotonic_ns())
 
 
+@always_inline
 @njit
 def threshold(base, index):
     """The type's threshold word: 0 = off (see .config)."""
     return load_u64(base + TH_OFF + 8 * index)
 
 
+@always_inline
 @njit
 def count_invalid(base):
     add_u64(base + INVALID_OFF, _ONE)
 
 
+@always_inline
 @njit
 def count_no_ring(base):
     add_u64(base + NO_RING_OFF, _ONE)
 
 
+@always_inline
 @njit
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
@@ -272,6 +282,7 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
     store_u64_release(header + R_WRITE, p + _ONE)
 
 
+@always_inline
 @njit
 def emit(base, pid, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
     """Record one event into the calling thread's ring; True if it was written.
@@ -291,6 +302,7 @@ def emit(base, pid, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4,
     return True
 
 
+@always_inline
 @njit
 def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
                w5, w6, w7):
@@ -328,6 +340,7 @@ def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, t
     return span_id
 
 
+@always_inline
 @njit
 def span_end(base, pid, th_end, slots, n_rings, capacity, clock, type_index, w2):
     """Close the calling thread's innermost span, which must be of ``type_index``.
@@ -363,6 +376,7 @@ def span_end(base, pid, th_end, slots, n_rings, capacity, clock, type_index, w2)
     return False
 
 
+@always_inline
 @njit
 def _store_type(header, depth, value):
     word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
@@ -372,6 +386,7 @@ def _store_type(header, depth, value):
     store_u64(word, new)
 
 
+@always_inline
 @njit
 def _load_type(header, depth):
     word = header + R_STACK_TYPES + (depth & ~np.uint64(7))

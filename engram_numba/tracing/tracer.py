@@ -104,6 +104,7 @@ class Tracer(KernelArgument):
         self.layout = event_set.layout
         self._region = region
         self._base = region.address if region is not None else None
+        self._wbase = self._base if region is not None and region.writable else None
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         self._n_types = len(self.layout.types)
         self._th_end = R.ring_headers_offset(self._n_types)
