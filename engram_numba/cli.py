@@ -44,10 +44,12 @@ rate = _number(float, 0.0, 1.0, what="a sampling rate in [0, 1]")
 
 def _cmd_demo(args) -> int:
     from .engram.demo import run_demo
-    if args.trials is not None and args.trials < 16:
-        raise UsageError("--trials: at least 16 (the run is split into 16 interleaved chunks)")
+    if args.trials is not None and args.trials < args.rounds:
+        raise UsageError(f"--trials: at least --rounds ({args.rounds}): each round runs a "
+                         f"slice of the trials")
     run_demo(args.out, nodes=args.nodes, trials=args.trials, duration=args.duration,
-             threads=args.threads, seed=args.seed, serve=args.serve, port=args.port,
+             rounds=args.rounds, threads=args.threads, seed=args.seed, serve=args.serve,
+             port=args.port,
              metrics_path=args.metrics_path, trace_path=args.trace_path,
              figures=not args.no_figures)
     return 0
@@ -343,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=positive_int,
                       help="numba threads (default: all cores; more than numba has is reduced, "
                            "with a note)")
+    demo.add_argument("--rounds", type=_number(int, 2, what="a number of rounds (>= 2)"),
+                      default=100, help="interleaved rounds of the overhead measurement "
+                                        "(default 100)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
     demo.add_argument("--port", type=port_number, default=9464, help="port for --serve")

@@ -146,7 +146,7 @@ def rings_figure(stats: dict) -> Figure:
 
 
 def overhead_figure(instrumented_s, disabled_s) -> Figure:
-    """Interleaved chunk times with and without instrumentation, and the overhead."""
+    """Interleaved round times with and without instrumentation, and the overhead."""
     a, b = np.asarray(instrumented_s), np.asarray(disabled_s)
     ratio = (a / b - 1) * 100
     fig = Figure(figsize=(8, 3.2), layout="constrained")
@@ -154,14 +154,14 @@ def overhead_figure(instrumented_s, disabled_s) -> Figure:
     x = np.arange(a.size)
     ax.plot(x, a * 1e3, "o-", color="#1f77b4", label="instrumented")
     ax.plot(x, b * 1e3, "s-", color="#7f7f7f", label="disabled (same code as none)")
-    ax.set_xlabel("chunk (interleaved)")
-    ax.set_ylabel("ms per chunk")
+    ax.set_xlabel("round (interleaved)")
+    ax.set_ylabel("ms per round")
     ax.legend(fontsize=8)
     ax2 = fig.add_subplot(1, 2, 2)
     ax2.bar(x, ratio, color=np.where(ratio >= 0, "#d62728", "#2ca02c"))
     med = float(np.median(ratio)) if ratio.size else float("nan")
     ax2.axhline(med, color="k", ls="--", lw=1, label=f"median {med:+.1f}%")
-    ax2.set_xlabel("chunk")
+    ax2.set_xlabel("round")
     ax2.set_ylabel("overhead %")
     ax2.legend(fontsize=8)
     fig.suptitle("Instrumentation overhead (interleaved A/B)")

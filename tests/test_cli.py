@@ -67,7 +67,8 @@ import pytest  # noqa: E402
     (["metrics", "push", "--attach", "x", "--otlp", "h:1", "--count", "0"], "positive integer"),
     (["demo", "--trials", "-1"], "positive integer"),
     (["demo", "--trials", "0"], "positive integer"),
-    (["demo", "--trials", "5"], "at least 16"),
+    (["demo", "--trials", "5"], "at least --rounds (100)"),
+        (["demo", "--trials", "50", "--rounds", "1"], ">= 2"),
     (["demo", "--duration", "-1"], "positive, finite number of seconds"),
     (["demo", "--threads", "0"], "positive integer"),
     (["demo", "--nodes", "1"], ">= 2"),
@@ -95,7 +96,7 @@ def test_runtime_failures_exit_1(tmp_path):
 
 def test_demo_says_when_it_reduces_the_threads(tmp_path):
     r = run_cli("demo", "--out", str(tmp_path / "r"), "--nodes", "500", "--trials", "64",
-                "--threads", "64", "--no-figures")
+                "--rounds", "4", "--threads", "64", "--no-figures")
     assert r.returncode == 0, r.stderr
     assert "--threads 64 reduced to" in r.stderr
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())

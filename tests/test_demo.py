@@ -20,7 +20,7 @@ from .processes import free_port
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    summary = run_demo(out, nodes=3000, trials=40_000, chunks=4, seed=3, stream=io.StringIO())
+    summary = run_demo(out, nodes=3000, trials=40_000, rounds=8, seed=3, stream=io.StringIO())
     return out, summary
 
 
@@ -75,7 +75,9 @@ def test_summary_figures(report):
     _, s = report
     assert s["workload"]["trials"] == 40_000
     assert 0 < s["reconsolidation_window_hit_rate"] < 1 and s["spacing_ratio"] > 1
-    assert len(s["overhead"]["chunk_percent"]) == 4
+    o = s["overhead"]
+    assert o["rounds"] == len(o["round_percent"]) == 8 and o["confidence"] == 0.95
+    assert o["ci_percent"][0] <= o["median_percent"] <= o["ci_percent"][1]
     assert s["tracing"]["dropped"] == 0 and s["tracing"]["no_free_ring"] == 0
 
 
@@ -98,9 +100,29 @@ def test_serve_while_running(tmp_path):
     t = threading.Thread(target=scrape)
     t.start()
     try:
-        run_demo(tmp_path, nodes=3000, trials=200_000, chunks=8, serve=True, port=port,
+        run_demo(tmp_path, nodes=3000, trials=200_000, rounds=8, serve=True, port=port,
                  figures=False, stream=io.StringIO())
     finally:
         done.set()
         t.join()
     assert any(v > 0 for v in seen), "never scraped a running workload"
+
+
+def test_overhead_estimate_covers_the_true_median_and_refuses_bad_input():
+    import numpy as np
+    import pytest
+
+    from engram_numba._stats import overhead_estimate
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.9, 1.1, 400)
+    est = overhead_estimate(base * 1.02 * rng.normal(1, 0.01, 400), base)
+    assert est["ci_percent"][0] < 2.0 < est["ci_percent"][1]
+    assert est["ci_percent"][1] - est["ci_percent"][0] < 1.0 and est["rounds"] == 400
+    # noisier rounds, wider interval
+    noisy = overhead_estimate(base * 1.02 * rng.normal(1, 0.05, 400), base)
+    assert noisy["ci_percent"][1] - noisy["ci_percent"][0] > \
+        est["ci_percent"][1] - est["ci_percent"][0]
+    for a, b in (([1.0], [1.0]), ([1.0, 2.0], [1.0]), ([1.0, 2.0], [0.0, 1.0]),
+                 ([np.nan, 1.0], [1.0, 1.0])):
+        with pytest.raises(ValueError):
+            overhead_estimate(a, b)

@@ -1,9 +1,11 @@
 """``engram-numba demo``: the reference workload, instrumented, measured and reported.
 
 It runs :mod:`engram_numba.workload` in parallel with the cognitive metrics and
-tracer, interleaving chunks with a disabled twin (the same kernel, which then
-compiles to the same code as no instrumentation) to measure the overhead; a
-background collector streams events to files.  The report folder gets
+tracer, in many short rounds that each run a slice of the trials instrumented
+and on a disabled twin (the same kernel, which then compiles to the same code
+as no instrumentation), in alternating order, to measure the overhead: the
+median of the rounds' ratios with a bootstrap 95 % confidence interval.  A
+background collector streams events to files meanwhile.  The report folder gets
 ``metrics.prom``, ``events.jsonl``, ``trace.json`` (Perfetto / chrome://tracing),
 ``summary.json`` and PNG figures.
 """
@@ -20,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..export.chrome import ChromeTraceExporter
-from ..export.json import JsonLinesExporter
+from ..export.json import JsonLinesExporter, events_to_jsonl
 from ..export.prometheus import exposition
+from .._stats import overhead_estimate
 from ..tracing import TraceCollector, TracingConfig
 from ..tracing.schema import concat
 from .events import CognitiveEvents, CognitiveTracer
@@ -79,8 +82,8 @@ class _Progress:
         self.stream.flush()
 
 
-# One long-lived thread runs every chunk: a recording thread keeps its ring for the
-# tracer's lifetime, so starting a new thread per chunk would use up the rings.
+# One long-lived thread runs every round: a recording thread keeps its ring for the
+# tracer's lifetime, so starting a new thread per round would use up the rings.
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-workload")
 
 
@@ -91,7 +94,7 @@ def _timed(args):
 
 
 def _run_chunk(args, progress_fn, progress_arr):
-    """Run one chunk on the worker thread while the caller polls the kernels' progress counter."""
+    """Run one slice on the worker thread while the caller polls the kernels' progress counter."""
     future = _worker.submit(_timed, args)
     while True:
         try:
@@ -102,7 +105,7 @@ def _run_chunk(args, progress_fn, progress_arr):
 
 def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None,
              duration: float = 20.0, threads: int | None = None, seed: int = 7,
-             chunks: int = 16, serve: bool = False, port: int = 9464,
+             rounds: int = 100, serve: bool = False, port: int = 9464,
              metrics_path: str | None = None, trace_path: str | None = None,
              figures: bool = True, stream=None) -> dict:
     """Run the demo; returns the summary (also written to ``out_dir/summary.json``).
@@ -116,8 +119,10 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda msg: print(msg, file=stream, flush=True))
-    if trials is not None and (isinstance(trials, bool) or int(trials) < chunks):
-        raise ValueError(f"trials must be at least {chunks} (one per interleaved chunk), "
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 2:
+        raise ValueError(f"rounds must be an integer of at least 2, got {rounds!r}")
+    if trials is not None and (isinstance(trials, bool) or int(trials) < rounds):
+        raise ValueError(f"trials must be at least {rounds} (one per interleaved round), "
                          f"got {trials!r}")
     if not duration > 0:
         raise ValueError(f"duration must be positive, got {duration!r}")
@@ -156,31 +161,32 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
     t0 = time.perf_counter()
     _worker.submit(run_trials, metrics, tracer, *g, 0, 64, seed, progress).result()
     _worker.submit(run_trials, disabled_m, disabled_t, *g, 0, 64, seed, progress).result()
+    warm = tracer.drain()            # the encoder compiles now, not in the collector's CPU time
+    events_to_jsonl(warm[:64] if warm.size else np.zeros(1, dtype=warm.dtype))
     compile_s = time.perf_counter() - t0
     say(f"compiled the instrumented and disabled kernels in {compile_s:.1f} s "
         f"(cached for the next run)")
     metrics.reset()
-    tracer.drain()
     tracer_reset = tracer.stats()["total"]["written"]
 
     if trials is None:
         probe = 20_000
         _, sec = _run_chunk((metrics, tracer, *g, 0, probe, seed, progress), lambda d: None,
                             progress)
-        trials = max(chunks * 64, int(probe / sec * duration / 2))
+        trials = max(rounds * 64, int(probe / sec * duration / 2))
         metrics.reset()
         tracer.drain()
         tracer_reset = tracer.stats()["total"]["written"]
     trials = int(trials)
     collector.start()
-    say(f"running {trials:,} trials twice, in {chunks} interleaved chunks: instrumented, and on "
+    say(f"running {trials:,} trials twice, in {rounds} interleaved rounds: instrumented, and on "
         f"the disabled twin (the same kernel compiled without the calls)")
     bar = _Progress(2 * trials, stream, unit="trial runs")
     progress[:] = 0
-    bounds = np.linspace(0, trials, chunks + 1).astype(np.int64)
+    bounds = np.linspace(0, trials, rounds + 1).astype(np.int64)
     on_times, off_times, checksums = [], [], []
     run_start = time.perf_counter()
-    for i in range(chunks):
+    for i in range(rounds):
         first, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
         order = ("on", "off") if i % 2 == 0 else ("off", "on")   # ABBA: no systematic order bias
         for which in order:
@@ -200,7 +206,7 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
     # -- report -------------------------------------------------------------------
     (out / "metrics.prom").write_text(exposition(metrics))
     stats = tracer.stats()
-    overhead = (np.array(on_times) / np.array(off_times) - 1) * 100
+    overhead = overhead_estimate(on_times, off_times)
     summary = _summary(metrics, stats, collector, trials, n_threads, seed, nodes, graph,
                        on_times, off_times, overhead, compile_s, wall, float(np.sum(checksums)),
                        tracer_reset)
@@ -256,12 +262,11 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
                     "exported": {k: v["exported_events"] for k, v in exporters.items()},
                     "export_dropped": {k: v["dropped_events"] for k, v in exporters.items()},
                     "sample_rates": dict(DEMO_SAMPLE_RATES)},
-        "overhead": {"median_percent": float(np.median(overhead)),
-                     "iqr_percent": [float(np.percentile(overhead, 25)),
-                                     float(np.percentile(overhead, 75))],
-                     "chunk_percent": [float(x) for x in overhead],
-                     "method": "interleaved ABBA chunks: instrumented vs disabled objects "
-                               "(identical machine code to an uninstrumented kernel)"},
+        "overhead": {**overhead,
+                     "round_percent": [float(x) for x in (np.array(on) / np.array(off) - 1) * 100],
+                     "method": "interleaved rounds in alternating order: instrumented vs disabled "
+                               "objects (identical machine code to an uninstrumented kernel); "
+                               "median of the rounds' ratios, percentile bootstrap interval"},
         "collector": {"cpu_seconds": collector.stats()["cpu_seconds"],
                       "percent_of_one_core": 100 * collector.stats()["cpu_seconds"] / wall},
         "invalid_records": m.invalid_records,
@@ -285,9 +290,9 @@ def _print_summary(s, out, stream=None):
       f"on {w['threads']} threads, run twice ({2 * w['trials']:,} trial runs: instrumented and "
       f"disabled twin)")
     p(f"  instrumented {s['seconds']['instrumented']:.2f} s, disabled twin "
-      f"{s['seconds']['disabled']:.2f} s -> overhead {s['overhead']['median_percent']:+.1f}% "
-      f"(median of {len(s['overhead']['chunk_percent'])} interleaved chunks, IQR "
-      f"{s['overhead']['iqr_percent'][0]:+.1f} to {s['overhead']['iqr_percent'][1]:+.1f}%; "
+      f"{s['seconds']['disabled']:.2f} s -> overhead {s['overhead']['median_percent']:+.2f}% "
+      f"(median of {s['overhead']['rounds']} interleaved rounds, 95% CI "
+      f"{s['overhead']['ci_percent'][0]:+.2f} to {s['overhead']['ci_percent'][1]:+.2f}%; "
       f"the collector, "
       f"draining and writing files meanwhile, used {s['collector']['percent_of_one_core']:.1f}% "
       f"of a core)")
