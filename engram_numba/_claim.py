@@ -38,7 +38,8 @@ ENTRY_BYTES = 16
 def home(tid, pid, n):
     """Where a thread starts probing a table of ``n`` entries."""
     key = (np.uint64(tid) ^ (np.uint64(pid) * _HASH)) * _HASH
-    return np.int64((key >> np.uint64(32)) % np.uint64(n))
+    # the high 32 bits scaled to [0, n) by a multiply, not a division
+    return np.int64(((key >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
 @njit
@@ -119,7 +120,10 @@ def _claim_function(module):
         return fn
     i64 = ir.IntType(64)
     fn = ir.Function(module, ir.FunctionType(i64, [i64, i64, i64, i64]), _CLAIM_FN)
-    fn.linkage = "internal"
+    # one definition for every module that uses it: numba links each kernel from
+    # several modules, and copies under different names would not be merged, so
+    # LLVM could not see that two calls are one
+    fn.linkage = "linkonce_odr"
     for attr in ("noinline", "readnone", "nounwind", "willreturn", "speculatable"):
         set.add(fn.attributes, attr)     # llvmlite does not list the last two
     table, stride, n, pid = fn.args
@@ -137,7 +141,7 @@ def _claim_function(module):
     tid = b.call(self_fn, [])
     h = ir.Constant(i64, int(_HASH))
     key = b.mul(b.xor(tid, b.mul(pid, h)), h)
-    start = b.urem(b.lshr(key, ir.Constant(i64, 32)), n)
+    start = b.lshr(b.mul(b.lshr(key, ir.Constant(i64, 32)), n), ir.Constant(i64, 32))
     b.branch(loop)
     b.position_at_end(loop)
     i = b.phi(i64, "i")

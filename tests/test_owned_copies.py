@@ -379,6 +379,38 @@ def test_the_recording_loop_has_no_locked_instruction_and_no_copy_lookup():
     assert not [line for line in lines if "lock" in line]
 
 
+@njit(nogil=True)
+def _record_a(m, v):
+    m.hits.inc(0)
+
+
+@njit(nogil=True)
+def _record_b(m, v):
+    m.level.add(v)
+
+
+@njit(nogil=True)
+def records_from_two_functions(m, values, n):
+    for i in range(n):
+        _record_a(m, values[i & 7])
+        _record_b(m, values[i & 7])
+
+
+def test_records_compiled_in_several_functions_share_one_copy_lookup():
+    """Each njit function is compiled in a module of its own; the lookup must be one
+    function after linking (not a renamed copy per module), so that LLVM sees one
+    lookup and hoists it once."""
+    m = Hot()
+    records_from_two_functions(m, VALUES, 10)
+    lines = native_lines(records_from_two_functions)
+    names = {w.strip("$*,") for line in lines for w in line.split()
+             if "engram_numba_claim_entry" in w}
+    assert names == {"$engram_numba_claim_entry_v1".strip("$")}, names
+    claims = [i for i, line in enumerate(lines) if "engram_numba_claim_entry" in line]
+    assert not any(first <= i <= last for first, last in loops(lines) for i in claims)
+    assert m.hits.value(0) == 10 and m.level.value() == float(np.sum(VALUES[np.arange(10) & 7]))
+
+
 # -- gauges across copies ---------------------------------------------------------------------
 
 @njit(nogil=True)
