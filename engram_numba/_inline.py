@@ -63,9 +63,6 @@ class _Listener(event.Listener):
         if attribute is None:
             return
         for cres in list(dispatcher.overloads.values()):
-            args = getattr(getattr(cres, "signature", None), "args", ())
-            if attribute == "alwaysinline" and args and getattr(args[0], "enabled", True) is False:
-                continue        # a disabled object's method: left to LLVM's usual inlining
             library = getattr(cres, "library", None)
             name = getattr(getattr(cres, "fndesc", None), "llvm_func_name", None)
             if library is None or name is None:

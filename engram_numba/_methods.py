@@ -327,17 +327,40 @@ def register_kernel_method(km, owner_type) -> None:
                                                     types.Omitted)):
                 raise errors.TypingError(
                     f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
-        body = method.jitted() if self.enabled else method.jitted_disabled()
+        if self.enabled:
+            return _wrapper(method.jitted(), len(given))
+        body = method.jitted_disabled()
+        if _returns_none(body, (self, *given)):
+            return _nothing         # numba inlines it: the call leaves no trace at all
         return _wrapper(body, len(given))
 
     ns = {"_method": _method}
     exec(f"def typer({_PARAMS}):\n    return _method(self, {', '.join(f'a{i}' for i in range(MAX_ARGS))})\n", ns)
-    overload_method(owner_type, name, inline=_inline_disabled)(ns["typer"])
+    overload_method(owner_type, name, inline=_inline_nothing)(ns["typer"])
 
 
-def _inline_disabled(expr, caller, callee):
-    """numba inlines the methods of a disabled object itself (see kernel_method.jitted_disabled)."""
-    return not callee.signature.args[0].enabled
+def _returns_none(body, arg_types) -> bool:
+    """Whether ``body`` (a disabled object's method) returns nothing for these arguments."""
+    from numba.core.registry import cpu_target
+    context = cpu_target.typing_context
+    try:
+        sig = context.resolve_value_type(body).get_call_type(context, tuple(arg_types), {})
+    except Exception:           # a typing error surfaces when the wrapper is compiled
+        return False
+    return sig is not None and sig.return_type == types.none
+
+
+_ns: dict = {}
+exec(f"def _nothing({_PARAMS}):\n    return None\n", _ns)
+_nothing = _ns["_nothing"]
+
+
+def _inline_nothing(expr, caller, callee):
+    """numba inlines only the empty implementation (a disabled object's method that
+    returns nothing): the call leaves no trace in the kernel's IR.  Inlining the
+    method's own body as well made numba's parfor pass warn about its variables."""
+    func_id = getattr(getattr(callee, "func_ir", None), "func_id", None)
+    return getattr(func_id, "func", None) is _nothing
 
 
 def _star(args):

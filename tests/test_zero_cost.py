@@ -52,3 +52,30 @@ def test_disabled_argument_takes_no_register():
     ty = typeof(Shop.disabled())
     model = cpu_target.target_context.data_model_manager[ty]
     assert len(model.get_value_type().elements) == 0
+
+
+
+def test_disabled_kernel_methods_in_a_parallel_loop_compile_without_warnings(tmp_path):
+    """numba's parfor pass warned about the variables of a disabled method's body
+    (NumbaIRAssumptionWarning) when numba inlined the body into the engram workload,
+    whose trials run in a ``prange`` loop.  A fresh compile, in a subprocess with an
+    empty cache directory."""
+    import os
+    import subprocess
+    import sys
+    code = """
+import warnings
+import numpy as np
+warnings.simplefilter("always")
+from engram_numba.engram import CognitivePatternMetrics, CognitiveTracer
+from engram_numba.engram.workload import build_graph, run_trials
+g = build_graph(500, 1)
+run_trials(CognitivePatternMetrics.disabled(), CognitiveTracer.disabled(), g.indptr, g.indices,
+           g.weights, 0, 8, 1, np.zeros(1, np.int64))
+print("compiled")
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0 and "compiled" in r.stdout, r.stderr
+    assert "NumbaIRAssumptionWarning" not in r.stderr, r.stderr[:2000]
