@@ -180,6 +180,13 @@ def _claim_function(module):
     return fn
 
 
+def call_claim(builder, table, stride: int, n: int, pid):
+    """Emit ``claim(table, stride, n, pid)`` (i64 values ``table``, ``pid``): the entry, or -1."""
+    i64 = ir.IntType(64)
+    fn = _claim_function(builder.module)
+    return builder.call(fn, [table, ir.Constant(i64, stride), ir.Constant(i64, n), pid])
+
+
 @intrinsic
 def entry_of(typingctx, table, stride, n, pid):
     """The calling thread's entry of a table (claimed if needed), or -1; hoistable."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import weakref
 
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import NativeValue, models
@@ -57,6 +58,55 @@ class AddressModel(models.StructModel):
         super().__init__(dmm, fe_type, members)
 
 
+def with_entry(builder, fe_type, value):
+    """``value`` (a struct whose members start with base, pid, entry) with ``entry`` set
+    to the calling thread's entry of ``fe_type.claim_table``."""
+    if not fe_type.enabled:
+        return value
+    from ._claim import call_claim
+    offset, stride, n = fe_type.claim_table
+    base = builder.extract_value(value, 0)
+    table = builder.add(base, ir.Constant(base.type, offset))
+    entry = call_claim(builder, table, stride, n, builder.extract_value(value, 1))
+    return builder.insert_value(value, entry, 2)
+
+
+_PARFOR_BODY = "__numba_parfor_gufunc"
+
+
+class OwnedAddressModel(models.StructModel):
+    """:class:`AddressModel` plus ``entry``: the calling thread's entry of the object's
+    claim table (its copy of a metric set's hot values, its trace ring), or -1.
+
+    The entry is looked up where a thread receives the value: when a kernel
+    unboxes it from Python, when a ``prange`` worker enters the loop body numba
+    outlined for it (a function numba names ``__numba_parfor_gufunc_*``; the
+    tests check every threading layer), and when it is loaded from memory
+    (generators, containers).  A call from one compiled function to another
+    stays on its thread, so the entry travels with the value as an argument, and
+    a kernel's records use it without any lookup.  The type's ``claim_table``
+    gives ``(offset of the table from base, bytes per entry, entries)``.
+    """
+
+    def __init__(self, dmm, fe_type):
+        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] \
+            if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+    def from_argument(self, builder, value):
+        value = super().from_argument(builder, value)
+        if _PARFOR_BODY in builder.function.name:
+            return with_entry(builder, self.fe_type, value)     # a worker thread's own
+        return value
+
+    def from_data(self, builder, value):
+        return with_entry(builder, self.fe_type, super().from_data(builder, value))
+
+    def load_from_data_pointer(self, builder, ptr, align=None):
+        return with_entry(builder, self.fe_type,
+                          super().load_from_data_pointer(builder, ptr, align))
+
+
 def unbox_address(typ, obj, c):
     """Unbox ``_kernel_address`` (which raises for a closed or unusable object) and the pid."""
     value = cgutils.create_struct_proxy(typ)(c.context, c.builder)
@@ -72,6 +122,8 @@ def unbox_address(typ, obj, c):
         with c.builder.if_then(cgutils.is_not_null(c.builder, pid), likely=True):
             value.pid = c.pyapi.long_as_ulonglong(pid)
             c.pyapi.decref(pid)
+            if getattr(typ, "claim_table", None) is not None:
+                value._setvalue(with_entry(c.builder, typ, value._getvalue()))
             c.builder.store(cgutils.false_bit, failed)
     return NativeValue(value._getvalue(), is_error=c.builder.load(failed))
 

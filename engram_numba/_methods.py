@@ -376,7 +376,8 @@ _callers: dict = {}
 
 
 def object_from_address(nbtype):
-    """An intrinsic building a value of ``nbtype`` (an AddressModel type) from (base, pid)."""
+    """An intrinsic building a value of ``nbtype`` (an AddressModel type) from (base, pid)
+    (and the calling thread's entry, for a type with a ``claim_table``)."""
     @intrinsic
     def make(typingctx, base, pid):
         sig = nbtype(base, pid)
@@ -385,6 +386,8 @@ def object_from_address(nbtype):
             value = cgutils.create_struct_proxy(nbtype)(context, builder)
             value.base = context.cast(builder, args[0], sig.args[0], types.uintp)
             value.pid = context.cast(builder, args[1], sig.args[1], types.uint64)
+            if getattr(nbtype, "claim_table", None) is not None:
+                return _kernel_arg.with_entry(builder, nbtype, value._getvalue())
             return value._getvalue()
 
         return sig, codegen

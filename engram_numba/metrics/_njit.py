@@ -36,7 +36,7 @@ from .._addr import add_u64, thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._claim import ENTRY_BYTES, claim, entry_of, release
 from .._inline import always_inline
-from .._kernel_arg import AddressModel, unbox_address
+from .._kernel_arg import OwnedAddressModel, unbox_address
 from . import _record as R
 from .buckets import ExplicitBuckets, ExponentialBuckets, exponential_tables, scheme_from_key
 from .layout import INVALID_OFFSET
@@ -57,6 +57,11 @@ class MetricSetType(types.Type):
         self.handle_types = {attr: _handle_type(m, layout, enabled)
                              for attr, m in layout.metrics.items() if m.spec.kind != "topk"}
         self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind == "topk"}
+
+    @property
+    def claim_table(self):
+        """(offset, bytes per entry, entries) of the table of owned copies (see OwnedAddressModel)."""
+        return (self.layout.claim_offset, ENTRY_BYTES, self.layout.shards)
 
     @property
     def key(self):
@@ -159,15 +164,15 @@ def _handle_type(m, layout, enabled):
 
 
 class HandleModel(models.StructModel):
-    """Enabled: base, pid and the metric's place; disabled: nothing at all."""
+    """Enabled: base, pid, the thread's entry and the metric's place; disabled: nothing at all."""
 
     def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("pid", types.uint64)] + \
+        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] + \
             [(f, types.int64) for f in PLACE] if fe_type.enabled else []
         super().__init__(dmm, fe_type, members)
 
 
-register_model(MetricSetType)(AddressModel)
+register_model(MetricSetType)(OwnedAddressModel)
 for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleType):
     if _t is not MetricSetType:
         register_model(_t)(HandleModel)
@@ -175,6 +180,7 @@ for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleTyp
             make_attribute_wrapper(_t, _f, _f)
     make_attribute_wrapper(_t, "base", "base")
     make_attribute_wrapper(_t, "pid", "pid")
+    make_attribute_wrapper(_t, "entry", "entry")
 unbox(MetricSetType)(unbox_address)
 
 
@@ -196,6 +202,7 @@ def _lower_handle(context, builder, typ, value, attr):
         owner = cgutils.create_struct_proxy(typ)(context, builder, value=value)
         handle.base = owner.base
         handle.pid = owner.pid
+        handle.entry = owner.entry
         i64 = context.get_value_type(types.int64)
         for field, v in zip(PLACE, _place(typ.layout.metrics[attr], typ.layout)):
             setattr(handle, field, ir.Constant(i64, v))
@@ -277,7 +284,7 @@ _LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
 _generated: dict = {}
 
 # the copy that records: the caller's own (1..N), or 0, the shared one
-_COPY = "copy = entry_of(h.base + h.claim, ENTRY_BYTES, h.shards, h.pid) + 1"
+_COPY = "copy = h.entry + 1"      # the entry found where the set entered the function
 _INVALID = """    if slot < 0{extra}:
         R.shared_add(h.base + INVALID_OFFSET, 1)
         return False

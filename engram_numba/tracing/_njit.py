@@ -17,12 +17,13 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils, errors
 from numba.core.typing.templates import AttributeTemplate
-from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
+from numba.extending import (infer_getattr, models, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, overload_method, register_model, unbox)
 
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._inline import always_inline
-from .._kernel_arg import AddressModel, unbox_address
+from .._claim import ENTRY_BYTES
+from .._kernel_arg import OwnedAddressModel, unbox_address
 from .._methods import _star
 from . import _ring as R
 from .schema import FLAG_EVENT
@@ -46,6 +47,11 @@ class TracerType(types.Type):
         geometry = f"{n_rings}x{capacity},clock={clock}" if enabled else ""
         super().__init__(name=f"{state}Tracer[{set_class.__qualname__}@{layout.hash[:16]}"
                               f"{',' if geometry else ''}{geometry}]")
+
+    @property
+    def claim_table(self):
+        """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
+        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
 
     @property
     def key(self):
@@ -80,6 +86,11 @@ class HandleType(types.Type):
         state = "" if enabled else "Disabled"
         super().__init__(name=f"{state}{type(self).__name__[:-4]}[{type_name}#{index}"
                               f"{[f[0] for f in fields]}]")
+
+    @property
+    def claim_table(self):
+        """The tracer's ring owners (see OwnedAddressModel)."""
+        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
 
     @property
     def key(self):
@@ -121,10 +132,22 @@ def _handle_type(t, layout, enabled, geometry):
     return cls(enabled, geometry, t.index, t.name, tuple(fields))
 
 
+class _HandleModel(models.StructModel):
+    """An event or span of an enabled tracer: base, pid and the thread's ring."""
+
+    def __init__(self, dmm, fe_type):
+        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] \
+            if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+
+register_model(TracerType)(OwnedAddressModel)
+for _t in (EventHandleType, SpanHandleType):
+    register_model(_t)(_HandleModel)
 for _t in (TracerType, EventHandleType, SpanHandleType):
-    register_model(_t)(AddressModel)
     make_attribute_wrapper(_t, "base", "base")
     make_attribute_wrapper(_t, "pid", "pid")
+    make_attribute_wrapper(_t, "entry", "entry")
 unbox(TracerType)(unbox_address)
 
 
@@ -144,6 +167,7 @@ def _lower_handle(context, builder, typ, value, attr):
         tracer = cgutils.create_struct_proxy(typ)(context, builder, value=value)
         handle.base = tracer.base
         handle.pid = tracer.pid
+        handle.entry = tracer.entry
     return handle._getvalue()
 
 
@@ -313,7 +337,7 @@ def _emit_typer(h, a0=None, a1=None, a2=None, a3=None, a4=None, a5=None, a6=None
                 f"    if not ok:\n"
                 f"        R.count_invalid(h.base)\n"
                 f"        return False\n"
-                f"    return R.emit(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, thresh, w2, w3,"
+                f"    return R.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh, w2, w3,"
                 f" w4, w5, w6, w7)\n")
     else:
         # a span of a type that is off is still pushed (unrecorded), so that its end
@@ -323,7 +347,7 @@ def _emit_typer(h, a0=None, a1=None, a2=None, a3=None, a4=None, a5=None, a6=None
                 f"    if not ok:\n"
                 f"        R.count_invalid(h.base)\n"
                 f"        thresh = np.uint64(0)\n"
-                f"    return R.span_begin(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, INDEX,"
+                f"    return R.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX,"
                 f" thresh, w2, w5, w6, w7)\n")
     return _generate((kind, n) + tuple(sorted(consts.items())), body, **consts)
 
@@ -341,7 +365,7 @@ def _end(h):
     W2 = np.uint64(INDEX)
 
     def impl(h):
-        return R.span_end(h.base, h.pid, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
+        return R.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
     return always_inline(impl)
 
 

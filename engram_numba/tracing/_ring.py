@@ -284,14 +284,13 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
 
 @always_inline
 @njit
-def emit(base, pid, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
+def emit(base, ring, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
     """Record one event into the calling thread's ring; True if it was written.
 
     ``thresh`` is the type's non-zero threshold; ``w2`` holds bytes 16..23 (type,
     flags, payload bytes 20..23; the ring id is added here), ``w3``..``w7``
     bytes 24..63.
     """
-    ring = claim_ring(base, pid, th_end, n_rings)
     if ring < 0:
         count_no_ring(base)
         return False
@@ -304,7 +303,7 @@ def emit(base, pid, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4,
 
 @always_inline
 @njit
-def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
+def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
                w5, w6, w7):
     """Open a span of ``type_index`` on the calling thread; returns its id (0 if none).
 
@@ -313,7 +312,6 @@ def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, t
     and begin flag, ``w5``..``w7`` the declared fields (bytes 40..63); the span
     id and parent id go to bytes 24..39, the depth into the flags.
     """
-    ring = claim_ring(base, pid, th_end, n_rings)
     if ring < 0:
         count_no_ring(base)
         return np.uint64(0)
@@ -342,14 +340,13 @@ def span_begin(base, pid, th_end, slots, n_rings, capacity, clock, type_index, t
 
 @always_inline
 @njit
-def span_end(base, pid, th_end, slots, n_rings, capacity, clock, type_index, w2):
+def span_end(base, ring, th_end, slots, n_rings, capacity, clock, type_index, w2):
     """Close the calling thread's innermost span, which must be of ``type_index``.
 
     An end without a begin of this type at the top of the stack is counted as
     invalid and changes nothing.  The end event is written when the begin was
     (whatever the type's switch says now).  Returns True when it was written.
     """
-    ring = claim_ring(base, pid, th_end, n_rings)
     if ring < 0:
         count_no_ring(base)
         return False
