@@ -42,13 +42,21 @@ positive_seconds = _number(float, 0, low_open=True, what="a positive, finite num
 rate = _number(float, 0.0, 1.0, what="a sampling rate in [0, 1]")
 
 
+DEFAULT_ROUNDS = 400
+
+
 def _cmd_demo(args) -> int:
     from .engram.demo import run_demo
-    if args.trials is not None and args.trials < args.rounds:
-        raise UsageError(f"--trials: at least --rounds ({args.rounds}): each round runs a "
+    rounds = args.rounds
+    if rounds is None:          # default: 400, or one trial per round for fewer trials
+        rounds = DEFAULT_ROUNDS if args.trials is None else min(DEFAULT_ROUNDS, args.trials)
+        if rounds < 2:
+            raise UsageError("--trials: at least 2 (the overhead needs two rounds)")
+    elif args.trials is not None and args.trials < rounds:
+        raise UsageError(f"--trials: at least --rounds ({rounds}): each round runs a "
                          f"slice of the trials")
     run_demo(args.out, nodes=args.nodes, trials=args.trials, duration=args.duration,
-             rounds=args.rounds, threads=args.threads, seed=args.seed, serve=args.serve,
+             rounds=rounds, threads=args.threads, seed=args.seed, serve=args.serve,
              port=args.port,
              metrics_path=args.metrics_path, trace_path=args.trace_path,
              figures=not args.no_figures)
@@ -346,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="numba threads (default: all cores; more than numba has is reduced, "
                            "with a note)")
     demo.add_argument("--rounds", type=_number(int, 2, what="a number of rounds (>= 2)"),
-                      default=100, help="interleaved rounds of the overhead measurement "
-                                        "(default 100)")
+                      help=f"interleaved rounds of the overhead measurement (default "
+                           f"{DEFAULT_ROUNDS}, or one per trial for fewer --trials)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
     demo.add_argument("--port", type=port_number, default=9464, help="port for --serve")

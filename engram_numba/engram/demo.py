@@ -105,7 +105,7 @@ def _run_chunk(args, progress_fn, progress_arr):
 
 def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None,
              duration: float = 20.0, threads: int | None = None, seed: int = 7,
-             rounds: int = 100, serve: bool = False, port: int = 9464,
+             rounds: int = 400, serve: bool = False, port: int = 9464,
              metrics_path: str | None = None, trace_path: str | None = None,
              figures: bool = True, stream=None) -> dict:
     """Run the demo; returns the summary (also written to ``out_dir/summary.json``).
