@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit
 from numba.core import cgutils
-from numba.extending import intrinsic
 
 from ._addr import cas_u64, load_u64, load_u64_acquire, store_u64, store_u64_release
 
@@ -99,16 +98,17 @@ def clear(table, stride, n):
         store_u64_release(table + stride * i, np.uint64(0))
 
 
-# -- the claim, resolved once per kernel ----------------------------------------------------
+# -- the claim in compiled code ------------------------------------------------------------
 # Recording code needs the calling thread's entry on every record; looking it up
 # (a hash and a probe of the table) on every record would cost more than the
-# record.  ``entry_of`` calls a small function declared ``readnone speculatable
-# willreturn``: to LLVM its result depends on its arguments only, so a recording
-# loop computes it once, before the loop, and every record uses the register.
-# That is sound because a thread's entry, once claimed, never changes until the
-# thread releases it (``release`` must be a thread's last call on the table).
-# The price: a kernel that might record claims its entry on entry, even when it
-# then records nothing.
+# record.  It is looked up where a thread receives an object (see
+# ``_kernel_arg.OwnedAddressModel``) by a call of one small function, defined
+# once for every module that uses it.  It is declared ``readnone speculatable
+# willreturn``: to LLVM its result depends on its arguments only, so calls that
+# meet in one function merge into one.  That is sound because a thread's entry,
+# once claimed, never changes until the thread releases it (``release`` must be
+# a thread's last call on the table).  The price: a kernel claims its entry when
+# it receives the object, even when it then records nothing.
 
 _CLAIM_FN = "engram_numba_claim_entry_v1"
 
@@ -185,18 +185,3 @@ def call_claim(builder, table, stride: int, n: int, pid):
     i64 = ir.IntType(64)
     fn = _claim_function(builder.module)
     return builder.call(fn, [table, ir.Constant(i64, stride), ir.Constant(i64, n), pid])
-
-
-@intrinsic
-def entry_of(typingctx, table, stride, n, pid):
-    """The calling thread's entry of a table (claimed if needed), or -1; hoistable."""
-    sig = types.int64(table, stride, n, pid)
-
-    def codegen(context, builder, sig, args):
-        fn = _claim_function(builder.module)
-        i64 = ir.IntType(64)
-        casted = [context.cast(builder, v, t, types.uint64) for v, t in zip(args, sig.args)]
-        return builder.call(fn, [builder.bitcast(v, i64) if v.type != i64 else v
-                                 for v in casted])
-
-    return sig, codegen

@@ -5,13 +5,14 @@ they recorded and False when they dropped the record (bad label; always False
 on a disabled set, where the branch then folds away).
 
 * A set's numba type carries its class and layout hash.  Its native value is
-  the region's base address and the caller's pid; every metric attribute
+  the region's base address, the caller's pid and the calling thread's entry
+  in the table of copies (see ``OwnedAddressModel``); every metric attribute
   (``m.requests``) becomes a *handle* type whose offsets, label sizes and
   bucket parameters are compile-time constants.
 * Each recording thread owns a copy of the set's hot values (see
-  :mod:`.layout`).  Which one is resolved by :func:`~engram_numba._claim.entry_of`,
-  which LLVM computes once before a recording loop; each record then updates
-  the copy with plain loads and stores: ``m.requests.inc(k)`` is a bounds
+  :mod:`.layout`).  Which one is looked up once, where the thread receives the
+  set (unboxing from Python, a ``prange`` worker's loop body); each record then
+  updates the copy with plain loads and stores: ``m.requests.inc(k)`` is a bounds
   check, a load, an add and a store.  A thread that found no free copy records
   into the shared copy with atomic instructions (exact, slower).
 * A disabled set has its own type with an empty native value: it occupies no
@@ -34,7 +35,7 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
 
 from .._addr import add_u64, thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
-from .._claim import ENTRY_BYTES, claim, entry_of, release
+from .._claim import ENTRY_BYTES, claim, release
 from .._inline import always_inline
 from .._kernel_arg import OwnedAddressModel, unbox_address
 from . import _record as R
@@ -276,8 +277,8 @@ def _check_number(h, method, what, t, integer=False):
 # one flat function whose labels are explicit parameters (up to
 # MAX_LABEL_DIMS, the rest defaulting to None) and whose offsets are
 # constants: numba compiles it once per call signature, and LLVM inlines it
-# into the kernel, sees the recording loop whole, hoists the copy lookup
-# (``entry_of``) out of it and keeps each record to its few loads and stores.
+# into the kernel, sees the recording loop whole and keeps each record to its
+# few loads and stores (the copy comes with the set: ``h.entry``).
 # --------------------------------------------------------------------------
 
 _LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
@@ -321,7 +322,7 @@ def _generate(body, h, n_labels, value_param, **constants):
     if fn is not None:
         return fn
     ns = dict(G_SLOT=R.G_SLOT, ENTRY_BYTES=ENTRY_BYTES,
-              INVALID_OFFSET=INVALID_OFFSET, R=R, entry_of=entry_of, add_u64=add_u64,
+              INVALID_OFFSET=INVALID_OFFSET, R=R, add_u64=add_u64,
               _label_slot=_label_slot, **constants)
     labels = "(" + "".join(f"l{i}, " for i in range(n_labels)) + ")"
     head = f"h, {value_param}, " if value_param else "h, "

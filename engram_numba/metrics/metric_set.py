@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 import threading
 import typing
@@ -37,7 +36,6 @@ from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
 from .._values import as_integer, as_number
 from . import _njit
 from . import _record as R
-from .buckets import ExplicitBuckets, exponential_tables
 from .. import _kernel_arg
 from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
                      check_shards)

@@ -22,7 +22,6 @@ from numba.extending import (infer_getattr, models, intrinsic, lower_getattr_gen
 
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._inline import always_inline
-from .._claim import ENTRY_BYTES
 from .._kernel_arg import OwnedAddressModel, unbox_address
 from .._methods import _star
 from . import _ring as R

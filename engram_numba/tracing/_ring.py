@@ -65,7 +65,7 @@ from numba import njit
 
 from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
                      store_u64, store_u64_release, thread_id)
-from .._claim import entry_of, release
+from .._claim import release
 from .._inline import always_inline
 from ..clock import cycles, monotonic_ns
 from .schema import FLAG_BEGIN, FLAG_END
@@ -189,19 +189,6 @@ def open_spans(words: np.ndarray, n_types: int, n_rings: int) -> list:
 @njit
 def ring_header(base, th_end, ring):
     return base + th_end + RING_HEADER_SIZE * ring
-
-
-@always_inline
-@njit
-def claim_ring(base, pid, th_end, n_rings):
-    """Index of the calling thread's ring, claiming a free one; -1 when all are taken.
-
-    Rings are keyed by (pthread id, process id) (see :mod:`engram_numba._claim`)
-    and kept until released: a ring never has two live producers, even across
-    processes sharing a file or a forked child.  The lookup is hoisted out of
-    recording loops (``entry_of``): a loop finds its ring once.
-    """
-    return entry_of(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, pid)
 
 
 @njit
