@@ -4,10 +4,13 @@ How an object reaches a kernel (numba's extension API, in call order)::
 
     typeof hook       ``obj._numba_type_`` (a :class:`numba.types.Type` that carries the
                       layout, so code compiled for one layout never runs on another)
-    data model        :class:`AddressModel`: ``{base: uintp, pid: u64}`` enabled, ``{}``
-                      disabled (an empty struct: no register, no code)
+    data model        :class:`OwnedAddressModel`: ``{base: uintp, pid: u64, entry: i64}``
+                      enabled, ``{}`` disabled (an empty struct: no register, no code);
+                      ``entry`` is the thread's copy or ring, looked up where a thread
+                      receives the object
     unbox             :func:`unbox_address` reads ``obj._kernel_address`` (raises for a
-                      closed object) and ``obj._kernel_pid`` (this process's id)
+                      closed object) and ``obj._kernel_pid`` (this process's id), and
+                      looks the entry up
     attribute typing  ``@infer_getattr`` templates map ``obj.<name>`` to handle types
     lowering          ``@lower_getattr_generic`` builds the handle (base + constant offset)
     methods           ``@overload_method`` on the handle types: the recording code
