@@ -62,9 +62,9 @@ def median_ms(fn, repeats: int) -> float:
 
 def timed(op):
     """A kernel ``(obj, vals, batch, out)`` timing ``out.size`` batches of ``batch`` calls of
-    ``op(obj, vals, i)`` with the TSC.  ``op`` is a small ``@njit`` function that LLVM
-    inlines (numba-level ``inline="always"`` would leave an empty loop behind when a
-    disabled op's arguments are dead, so the disabled/bare comparison would differ)."""
+    ``op(obj, vals, i)`` with the TSC.  ``op`` is an ``@njit(inline="always")`` function:
+    numba inlines it, so the timed loop holds the recording code itself, as a user's
+    loop would, and LLVM optimises it whole (hoisting what a loop computes once)."""
     @njit(nogil=True)
     def kernel(obj, vals, batch, out):
         for b in range(out.size):

@@ -26,6 +26,8 @@ from engram_numba import Counter, Gauge, Histogram, MetricSet, atomic_add  # noq
 from engram_numba._asm import native_asm  # noqa: E402
 from engram_numba.clock import calibrate, cycles  # noqa: E402
 from engram_numba.export import exposition  # noqa: E402
+from engram_numba._stats import overhead_estimate  # noqa: E402
+from engram_numba.engram import CognitiveTracer, PrimingType  # noqa: E402
 from engram_numba.engram.metrics import CognitivePatternMetrics  # noqa: E402
 
 
@@ -37,63 +39,60 @@ class Bench(MetricSet):
     explicit = Histogram("bench_explicit", "sizes", bounds=list(np.geomspace(1e-3, 1e3, 64)))
 
 
-class ShardedBench(Bench, shards=4):
-    """The same metrics, a copy per thread (up to 4)."""
-
-
 VALUES = np.random.default_rng(42).lognormal(0.0, 1.5, 4096)
 STRENGTHS = np.random.default_rng(43).uniform(0.01, 1.0, 4096)
+TYPES = np.random.default_rng(44).integers(0, 3, 4096)     # priming types
 
 
 # -- kernels: each times `out.size` batches of `batch` operations --------------------
 
-@njit
+@njit(inline="always")
 def _lock_add(arr, vals, i):
     atomic_add(arr, 0, 1)
 
 
-@njit
+@njit(inline="always")
 def _counter(m, vals, i):
     m.counter.inc()
 
 
-@njit
+@njit(inline="always")
 def _counter_label(m, vals, i):
     m.labelled.inc(i & 3)
 
 
-@njit
+@njit(inline="always")
 def _gauge_set(m, vals, i):
     m.gauge.set(vals[i & 4095])
 
 
-@njit
+@njit(inline="always")
 def _gauge_add(m, vals, i):
     m.gauge.add(1.0)
 
 
-@njit
+@njit(inline="always")
 def _histogram(m, vals, i):
     m.hist.observe(vals[i & 4095])
 
 
-@njit
+@njit(inline="always")
 def _explicit(m, vals, i):
     m.explicit.observe(vals[i & 4095])
 
 
-@njit
+@njit(inline="always")
 def _counter_and_histogram(m, vals, i):
     m.counter.inc()
     m.hist.observe(vals[i & 4095])
 
 
-@njit
+@njit(inline="always")
 def _record_priming(m, vals, i):
-    m.record_priming(i % 3, vals[i & 4095])
+    m.record_priming(TYPES[i & 4095], vals[i & 4095])
 
 
-@njit
+@njit(inline="always")
 def _nothing(m, vals, i):
     pass
 
@@ -152,6 +151,17 @@ def k_shared_counter(m, batch, out, flag, parties):
 
 
 @njit(nogil=True)
+def k_shared_word(arr, batch, out, flag, parties):
+    """The design without copies: every thread's lock add on one word."""
+    H.spin_barrier(flag, parties)
+    for b in range(out.size):
+        t0 = cycles()
+        for i in range(batch):
+            atomic_add(arr, 0, 1)
+        out[b] = cycles() - t0
+
+
+@njit(nogil=True)
 def k_own_slot(arr, slot, batch, out, flag, parties):
     H.spin_barrier(flag, parties)
     for b in range(out.size):
@@ -192,46 +202,50 @@ def single_thread(rounds, batches, batch, ticks):
 
 
 def multi_thread(rounds, batches, batch, ticks):
+    """Aggregate throughput of two threads: each owns a copy of the set's hot values."""
     results = {}
     flag = np.zeros(1, dtype=np.int64)
     m = Bench()
-    sharded = ShardedBench()
-    k_shared_counter(m, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
-    k_shared_counter(sharded, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
     arr = np.zeros(32, dtype=np.int64)
+    k_shared_counter(m, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    k_shared_word(arr, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
     k_own_slot(arr, 0, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
 
-    def shared(nthreads, metrics=m):
-        def run():
+    def run(kernel, args_per_thread):
+        def go():
             flag[:] = 0
-            outs = [np.empty(batches, dtype=np.uint64) for _ in range(nthreads)]
-            H.run_threads(k_shared_counter, [(metrics, batch, o, flag, nthreads) for o in outs])
+            outs = [np.empty(batches, dtype=np.uint64) for _ in args_per_thread]
+            H.run_threads(kernel, [(*a, batch, o, flag, len(args_per_thread))
+                                   for a, o in zip(args_per_thread, outs)])
             return np.concatenate(outs)
-        return run
-
-    def own(slots):
-        def run():
-            flag[:] = 0
-            outs = [np.empty(batches, dtype=np.uint64) for _ in slots]
-            H.run_threads(k_own_slot, [(arr, s, batch, o, flag, len(slots)) for s, o in zip(slots, outs)])
-            return np.concatenate(outs)
-        return run
+        return go
 
     variants = {
-        "1 thread, counter.inc()": shared(1),
-        "2 threads, one shared counter": shared(2),
-        "1 thread, counter.inc(), set with shards=4": shared(1, sharded),
-        "2 threads, one counter, set with shards=4": shared(2, sharded),
-        "2 threads, own slots 64 B apart (padded)": own((0, 8)),
-        "2 threads, own slots 8 B apart (same line)": own((0, 1)),
+        "1 thread, counter.inc()": run(k_shared_counter, [(m,)]),
+        "2 threads, counter.inc() on one counter (a copy each)": run(k_shared_counter, [(m,), (m,)]),
+        "1 thread, lock add on one word": run(k_shared_word, [(arr,)]),
+        "2 threads, lock add on one word (no copies)": run(k_shared_word, [(arr,), (arr,)]),
+        "2 threads, lock add, words 64 B apart": run(k_own_slot, [(arr, 0), (arr, 8)]),
+        "2 threads, lock add, words 8 B apart (one line)": run(k_own_slot, [(arr, 0), (arr, 1)]),
     }
     raw = H.interleave(variants, rounds)
     for k, v in raw.items():
         results[k] = H.batch_stats(np.concatenate(v), batch, ticks)
-    base = results["1 thread, counter.inc()"]["median_ns"]
-    for s in results.values():
-        s["ratio_to_1_thread"] = s["median_ns"] / base
+    for one, two in (("1 thread, counter.inc()",
+                      "2 threads, counter.inc() on one counter (a copy each)"),
+                     ("1 thread, lock add on one word",
+                      "2 threads, lock add on one word (no copies)")):
+        # two threads each doing one op per t2 ns against one thread's one op per t1 ns
+        results[two]["aggregate_throughput_vs_1_thread"] = \
+            2 * results[one]["median_ns"] / results[two]["median_ns"]
     return results
+
+
+def memory_report():
+    """Bytes per copy of the hot values, and the bound, for the cognitive set."""
+    m = CognitivePatternMetrics()
+    k_record_priming(m, STRENGTHS, 10, np.empty(1, dtype=np.uint64))
+    return m.memory()
 
 
 def engram_workload(rounds, batches, ticks):
@@ -246,12 +260,13 @@ def engram_workload(rounds, batches, ticks):
     raw = H.interleave_batches(variants, rounds, batches)
     # paired per round: same conditions for both sides of each ratio
     per_round = {k: [np.median(x) for x in v] for k, v in raw.items()}
-    twin = np.array(per_round["twin (no calls)"])
+    twin = per_round["twin (no calls)"]
     out = {}
     for k, v in per_round.items():
         ns_per_op = float(np.median(np.concatenate(raw[k]))) / ticks / ops
-        out[k] = {"ns_per_op": ns_per_op,
-                  "overhead_pct": float(np.median((np.array(v) / twin - 1) * 100))}
+        est = overhead_estimate(v, twin)
+        out[k] = {"ns_per_op": ns_per_op, "overhead_pct": est["median_percent"],
+                  "ci95_pct": est["ci_percent"]}
     out["records_per_op"] = 10
     out["ns_per_record"] = (out["instrumented"]["ns_per_op"] - out["twin (no calls)"]["ns_per_op"]) / 10
     return out
@@ -281,33 +296,49 @@ def exposition_cost(repeats):
     return out
 
 
-def python_peers(n):
-    """prometheus_client from Python and through objmode, and our own Python path."""
-    out = {}
+def python_peers(n, rounds):
+    """Our Python calls next to prometheus_client's, in interleaved rounds (medians)."""
     m = Bench()
-
-    def per_call(fn, count):
-        fn()
-        t = time.perf_counter_ns()
-        for _ in range(count):
-            fn()
-        return (time.perf_counter_ns() - t) / count
-
-    out["engram_numba counter.inc() from Python"] = per_call(m.counter.inc, n)
-    out["engram_numba histogram.observe(0.5) from Python"] = per_call(lambda: m.hist.observe(0.5), n)
+    cognitive, tracer = CognitivePatternMetrics(), CognitiveTracer()
+    semantic = PrimingType.SEMANTIC
+    calls = {
+        "engram_numba counter.inc()": m.counter.inc,
+        "engram_numba histogram.observe(0.5)": lambda: m.hist.observe(0.5),
+        "engram_numba record_priming(SEMANTIC, 0.5)":
+            lambda: cognitive.record_priming(semantic, 0.5),
+        "engram_numba trace_priming(SEMANTIC, 0.5, 1, 2)":
+            lambda: tracer.trace_priming(semantic, 0.5, 1, 2),
+    }
     try:
         import prometheus_client as pc
     except ImportError:
+        pc = None
+    if pc is not None:
+        reg = pc.CollectorRegistry()
+        c = pc.Counter("peer_ops", "ops", registry=reg)
+        h15 = pc.Histogram("peer_sizes", "sizes", registry=reg)
+        h64 = pc.Histogram("peer_sizes64", "sizes", buckets=list(np.geomspace(1e-3, 1e3, 64)),
+                           registry=reg)
+        calls["prometheus_client Counter.inc()"] = c.inc
+        calls["prometheus_client Histogram.observe(0.5), 15 buckets"] = lambda: h15.observe(0.5)
+        calls["prometheus_client Histogram.observe(0.5), 64 buckets"] = lambda: h64.observe(0.5)
+
+    def loop(fn):
+        def run():
+            t = time.perf_counter_ns()
+            for _ in range(n):
+                fn()
+            return (time.perf_counter_ns() - t) / n
+        return run
+
+    for fn in calls.values():
+        fn()
+    raw = H.interleave({k: loop(fn) for k, fn in calls.items()}, rounds)
+    out = {k: float(np.median(v)) for k, v in raw.items()}
+    tracer.drain()
+    if pc is None:
         out["prometheus_client"] = "not installed (pip install engram-numba[prometheus])"
         return out
-    reg = pc.CollectorRegistry()
-    c = pc.Counter("peer_ops", "ops", registry=reg)
-    h15 = pc.Histogram("peer_sizes", "sizes", registry=reg)
-    h64 = pc.Histogram("peer_sizes64", "sizes", buckets=list(np.geomspace(1e-3, 1e3, 64)),
-                       registry=reg)
-    out["prometheus_client Counter.inc()"] = per_call(c.inc, n)
-    out["prometheus_client Histogram.observe() 15 buckets"] = per_call(lambda: h15.observe(0.5), n)
-    out["prometheus_client Histogram.observe() 64 buckets"] = per_call(lambda: h64.observe(0.5), n)
 
     @njit
     def objmode_loop(count):
@@ -328,6 +359,10 @@ def python_peers(n):
         fn(n)
         out[name] = (time.perf_counter_ns() - t) / n
     return out
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def main(argv=None) -> int:
@@ -355,16 +390,17 @@ def main(argv=None) -> int:
     if info["cpus_available"] and info["cpus_available"] >= 2:
         # threads run 10x longer per round so that their loops overlap despite scheduling
         multi = multi_thread(max(rounds // 2, 1), batches * 10, batch, ticks)
-        print("\n## two threads")
+        print("\n## two threads (per-thread ns/op; aggregate throughput against one thread)")
         print(H.table([dict(case=k, **v) for k, v in multi.items()],
-                      ["case", "median_ns", "p99_ns", "ratio_to_1_thread"]))
+                      ["case", "median_ns", "p99_ns", "aggregate_throughput_vs_1_thread"]))
     else:
         print("\n## two threads: skipped (fewer than 2 CPUs available)")
 
     workload = engram_workload(rounds, max(batches // 10, 5), ticks)
     print("\n## engram overhead workload: 100 sin() per op, record_priming every 10th")
-    print(H.table([dict(variant=k, **v) for k, v in workload.items() if isinstance(v, dict)],
-                  ["variant", "ns_per_op", "overhead_pct"]))
+    print(H.table([dict(variant=k, **v, ci95=_ci(v["ci95_pct"]))
+                   for k, v in workload.items() if isinstance(v, dict)],
+                  ["variant", "ns_per_op", "overhead_pct", "ci95"]))
     print(f"= {workload['ns_per_record']:.1f} ns per record_priming inside the workload")
 
     expo = exposition_cost(20 if args.quick else 200)
@@ -372,14 +408,21 @@ def main(argv=None) -> int:
     print(H.table([{"renderer": k, "ms": v} for k, v in expo.items() if k != "samples"],
                   ["renderer", "ms"]))
 
-    peers = python_peers(20_000 if args.quick else 200_000)
-    print("\n## from Python, per call (plain loop)")
+    peers = python_peers(5_000 if args.quick else 20_000, 3 if args.quick else 15)
+    print("\n## from Python, per call (interleaved rounds of a plain loop, medians)")
     print(H.table([{"call": k, "ns": v} for k, v in peers.items()], ["call", "ns"]))
+
+    memory = memory_report()
+    print(f"\n## memory: {memory['bytes_per_copy']:,} bytes per copy of the cognitive set's hot "
+          f"values, at most {memory['owned_copies']} owned copies (shards); region "
+          f"{memory['region_bytes']:,} bytes, {memory['bytes_in_use']:,} in use with "
+          f"{memory['claimed']} copy claimed")
 
     path = H.save(args.output, {"machine": info, "ticks_per_ns": ticks, "single_thread": single,
                                 "disabled_identical_machine_code": identical,
                                 "two_threads": multi, "python": peers,
                                 "engram_workload": workload, "exposition_ms": expo,
+                                "memory": memory,
                                 "rounds": rounds, "batches": batches, "batch": batch})
     print(f"\nsaved {path}")
     return 0
