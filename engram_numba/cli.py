@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram-numba",
         description="Lock-free metrics and tracing for numba kernels.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the instrumented cognitive workload and report")
@@ -347,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nodes", type=_number(int, 2, what="a number of memories (>= 2)"),
                       default=20_000, help="memories in the graph (default 20,000)")
     demo.add_argument("--trials", type=positive_int,
-                      help="recall trials, at least 16 (default: sized by --duration)")
+                      help="recall trials, at least 2 (default: sized by --duration)")
     demo.add_argument("--duration", type=positive_seconds, default=20.0,
                       help="seconds of workload when --trials is not given (default 20)")
     demo.add_argument("--threads", type=positive_int,

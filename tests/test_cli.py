@@ -104,3 +104,12 @@ def test_demo_says_when_it_reduces_the_threads(tmp_path):
     assert summary["workload"]["trials"] == 64
     assert "64 recall trials" in r.stdout and "128 trial runs" in r.stdout
     assert "/128 trial runs" in r.stderr                 # the progress bar counts the same runs
+
+
+def test_version_is_the_package_version():
+    import engram_numba
+    from importlib.metadata import version
+    r = run_cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"engram-numba {engram_numba.__version__}"
+    assert version("engram-numba") == engram_numba.__version__      # one source
