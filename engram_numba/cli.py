@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+
+# secrets for exporters, read from the environment (never shown in the process list)
+PASSWORD_ENV = "ENGRAM_NUMBA_PASSWORD"
+HEADERS_ENV = "ENGRAM_NUMBA_HEADERS"
 
 
 class UsageError(Exception):
@@ -165,13 +170,31 @@ def _output(args):
     return open(args.output, "wb") if getattr(args, "output", None) else sys.stdout.buffer
 
 
-def _headers(items) -> dict:
+def _pairs(items, where: str) -> dict:
     out = {}
-    for item in items or []:
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--header takes KEY=VALUE, got {item!r}")
+        if not sep or not key.strip():
+            raise UsageError(f"{where} takes KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
+    return out
+
+
+def _headers(args) -> dict:
+    """Request headers: $ENGRAM_NUMBA_HEADERS (K=V,K=V), then --header-file (a K=V per
+    line), then --header; a later source wins for the same key.  Secrets such as
+    tokens belong in the first two, which other users cannot read in the process list."""
+    env = os.environ.get(HEADERS_ENV, "")
+    out = _pairs([i for i in env.split(",") if i.strip()], f"${HEADERS_ENV}")
+    if getattr(args, "header_file", None):
+        try:
+            with open(args.header_file, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except OSError as exc:
+            raise UsageError(f"--header-file: cannot read {args.header_file}: "
+                             f"{exc.strerror}") from None
+        out.update(_pairs([x for x in lines if x and not x.startswith("#")], "--header-file"))
+    out.update(_pairs(args.header or [], "--header"))
     return out
 
 
@@ -197,9 +220,23 @@ def _deliver(send, what: str, attempts: int = 5) -> None:
 
 
 def _otlp_options(args) -> dict:
-    return dict(protocol=args.protocol, headers=_headers(args.header),
+    return dict(protocol=args.protocol, headers=_headers(args),
                 compression=None if args.no_gzip else "gzip", timeout=args.timeout,
                 insecure=args.insecure, ca_file=args.ca_file, service_name=args.service)
+
+
+def _password(args) -> str:
+    """--password, else the first line of --password-file, else $ENGRAM_NUMBA_PASSWORD."""
+    if args.password is not None:
+        return args.password
+    if args.password_file is not None:
+        try:
+            with open(args.password_file, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"--password-file: cannot read {args.password_file}: "
+                             f"{exc.strerror}") from None
+    return os.environ.get(PASSWORD_ENV, "")
 
 
 def _cmd_trace_export(args) -> int:
@@ -214,9 +251,9 @@ def _cmd_trace_export(args) -> int:
             exporter = OtlpLogExporter(args.endpoint, **_otlp_options(args))
         else:
             from .export.loki import LokiExporter
-            auth = (args.user, args.password or "") if args.user else None
+            auth = (args.user, _password(args)) if args.user else None
             exporter = LokiExporter(args.endpoint, service=args.service, tenant=args.tenant,
-                                    basic_auth=auth, headers=_headers(args.header),
+                                    basic_auth=auth, headers=_headers(args),
                                     compression=None if args.no_gzip else "gzip",
                                     timeout=args.timeout, insecure=args.insecure,
                                     ca_file=args.ca_file)
@@ -307,7 +344,7 @@ def _cmd_metrics_push(args) -> int:
     from .export.otlp import OtlpMetricExporter
     from .metrics import attach_metrics
     sets = [attach_metrics(path) for path in args.attach]
-    exporter = OtlpMetricExporter(args.otlp, **_otlp_options(args))
+    exporter = OtlpMetricExporter(args.endpoint, **_otlp_options(args))
     pushes = 0
     try:
         while True:
@@ -318,13 +355,17 @@ def _cmd_metrics_push(args) -> int:
             time.sleep(args.interval)
     except KeyboardInterrupt:
         pass
-    print(f"pushed {len(sets)} metric set(s) {pushes} time(s) to {args.otlp}", file=sys.stderr)
+    print(f"pushed {len(sets)} metric set(s) {pushes} time(s) to {args.endpoint}", file=sys.stderr)
     return 0
 
 
 def _add_transport_options(p, gzip_default=True):
     p.add_argument("--header", action="append", metavar="K=V",
-                   help="extra request header (repeatable), e.g. Authorization=Bearer ...")
+                   help="extra request header (repeatable); for secrets prefer --header-file "
+                        f"or ${HEADERS_ENV} (K=V,K=V)")
+    p.add_argument("--header-file", metavar="FILE",
+                   help="request headers, one K=V per line (# comments), e.g. "
+                        "authorization=Bearer <token>")
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc",
                    help="OTLP transport (default grpc)")
     p.add_argument("--no-gzip", action="store_true", help="send uncompressed")
@@ -336,15 +377,68 @@ def _add_transport_options(p, gzip_default=True):
     p.add_argument("--service", default="engram", help="service.name / service label")
 
 
+_EXAMPLES = {
+    "engram-numba": """\
+  engram-numba demo                                   run the instrumented workload, write report/
+  engram-numba metrics serve --attach app.metrics     serve a running program's metrics
+  engram-numba trace stream --attach app.rings        follow its traced events
+  engram-numba demo --help                            options of one command""",
+    "demo": """\
+  engram-numba demo                                   about 20 s of workload, figures in report/
+  engram-numba demo --trials 200000 --threads 2       the same work every time
+  engram-numba demo --serve --port 9464               with /metrics up while it runs""",
+    "metrics": """\
+  engram-numba metrics show --attach app.metrics --format json
+  engram-numba metrics serve --attach a.metrics --attach b.metrics --port 9464
+  engram-numba metrics push --attach app.metrics --endpoint localhost:4317 --insecure""",
+    "show": """\
+  engram-numba metrics show --attach app.metrics
+  engram-numba metrics show --attach app.metrics --format json""",
+    "serve": """\
+  engram-numba metrics serve --attach app.metrics
+  engram-numba metrics serve --attach a.metrics --attach b.metrics --port 0""",
+    "push": """\
+  engram-numba metrics push --attach app.metrics --endpoint localhost:4317 --insecure
+  engram-numba metrics push --attach app.metrics --endpoint https://otel.example:4318 \\
+      --protocol http --header-file otlp-headers.txt --interval 10s""",
+    "trace": """\
+  engram-numba trace export --attach app.rings --format jsonl --output events.jsonl
+  engram-numba trace stream --attach app.rings --types priming
+  engram-numba trace config --attach app.rings --enable priming --sample-rate 0.01""",
+    "export": """\
+  engram-numba trace export --attach app.rings --since 5m --output recent.jsonl
+  engram-numba trace export --attach app.rings --format chrome --output trace.json
+  engram-numba trace export --attach app.rings --format otlp --endpoint localhost:4317 --insecure
+  ENGRAM_NUMBA_PASSWORD=... engram-numba trace export --attach app.rings --format loki \\
+      --endpoint https://loki.example --user me""",
+    "stream": """\
+  engram-numba trace stream --attach app.rings
+  engram-numba trace stream --attach app.rings --types priming,interference --interval 1""",
+    "stats": """\
+  engram-numba trace stats --attach app.rings
+  engram-numba trace stats --attach app.rings --json""",
+    "config": """\
+  engram-numba trace config --attach app.rings                          show the thresholds
+  engram-numba trace config --attach app.rings --disable interference
+  engram-numba trace config --attach app.rings --enable priming --sample-rate 0.1""",
+}
+
+
+def _parser_options(name: str) -> dict:
+    return dict(epilog="examples:\n" + _EXAMPLES[name],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engram-numba",
-        description="Lock-free metrics and tracing for numba kernels.")
+        description="Lock-free metrics and tracing for numba kernels.",
+        **_parser_options("engram-numba"))
     from . import __version__
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the instrumented cognitive workload and report")
+    demo = sub.add_parser("demo", help="run the instrumented cognitive workload and report", **_parser_options("demo"))
     demo.add_argument("--out", default="report", metavar="DIR", help="report folder (default report/)")
     demo.add_argument("--nodes", type=_number(int, 2, what="a number of memories (>= 2)"),
                       default=20_000, help="memories in the graph (default 20,000)")
@@ -368,23 +462,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     demo.set_defaults(func=_cmd_demo)
 
-    metrics = sub.add_parser("metrics", help="read metric sets").add_subparsers(
+    metrics = sub.add_parser("metrics", help="read metric sets", **_parser_options("metrics")).add_subparsers(
         dest="metrics_command", required=True)
-    show = metrics.add_parser("show", help="print a file-backed metric set")
+    show = metrics.add_parser("show", help="print a file-backed metric set", **_parser_options("show"))
     show.add_argument("--attach", required=True, metavar="PATH", help="metric-set file")
-    show.add_argument("--format", choices=["prometheus", "json"], default="prometheus")
+    show.add_argument("--format", choices=["prometheus", "json"], default="prometheus",
+                      help="Prometheus text (default) or the snapshot as JSON")
     show.set_defaults(func=_cmd_metrics_show)
-    serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics")
+    serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics", **_parser_options("serve"))
     serve.add_argument("--attach", required=True, action="append", metavar="PATH",
                        help="metric-set file written by another process (repeatable)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=port_number, default=9464,
                        help="port (default 9464; 0 = any free)")
     serve.set_defaults(func=_cmd_metrics_serve)
-    push = metrics.add_parser("push", help="push file-backed metric sets over OTLP")
-    push.add_argument("--attach", required=True, action="append", metavar="PATH")
-    push.add_argument("--otlp", required=True, metavar="ENDPOINT",
-                      help="host:port (grpc) or http(s)://host:port (http)")
+    push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
+    push.add_argument("--attach", required=True, action="append", metavar="PATH",
+                      help="metric-set file written by another process (repeatable)")
+    push.add_argument("--endpoint", "--otlp", dest="endpoint", required=True, metavar="URL",
+                      help="OTLP endpoint: host:port (grpc) or http(s)://host:port (http); "
+                           "--otlp is the former name")
     push.add_argument("--interval", type=parse_duration, metavar="DURATION",
                       help="push again every DURATION until interrupted (default: once)")
     push.add_argument("--count", type=positive_int,
@@ -392,13 +489,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transport_options(push)
     push.set_defaults(func=_cmd_metrics_push)
 
-    trace = sub.add_parser("trace", help="read and steer file-backed event rings").add_subparsers(
+    trace = sub.add_parser("trace", help="read and steer file-backed event rings", **_parser_options("trace")).add_subparsers(
         dest="trace_command", required=True)
 
     def attach(p):
         p.add_argument("--attach", required=True, metavar="PATH", help="trace-ring file")
 
-    export = trace.add_parser("export", help="write the events still held in the rings")
+    export = trace.add_parser("export", help="write the events still held in the rings", **_parser_options("export"))
     attach(export)
     export.add_argument("--format", choices=["json", "jsonl", "otlp", "loki", "chrome"],
                         default="jsonl",
@@ -409,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="events per request (default 5000)")
     export.add_argument("--tenant", help="Loki tenant (X-Scope-OrgID)")
     export.add_argument("--user", help="Loki basic-auth user")
-    export.add_argument("--password", help="Loki basic-auth password")
+    secret = export.add_mutually_exclusive_group()
+    secret.add_argument("--password", help=f"Loki basic-auth password (visible to other users "
+                                           f"in the process list: prefer --password-file or "
+                                           f"${PASSWORD_ENV})")
+    secret.add_argument("--password-file", metavar="FILE",
+                        help="read the Loki basic-auth password from the first line of FILE")
     _add_transport_options(export)
     export.add_argument("--output", metavar="FILE", help="default: standard output")
     export.add_argument("--since", type=parse_since, metavar="WHEN",
@@ -419,22 +521,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only these event types (priming,interference,...)")
     export.set_defaults(func=_cmd_trace_export)
 
-    stream = trace.add_parser("stream", help="follow new events as JSON lines until interrupted")
+    stream = trace.add_parser("stream", help="follow new events as JSON lines until interrupted", **_parser_options("stream"))
     attach(stream)
-    stream.add_argument("--types", type=parse_types, metavar="T1,T2")
+    stream.add_argument("--types", type=parse_types, metavar="T1,T2",
+                        help="only these event types (default: all)")
     stream.add_argument("--interval", type=positive_seconds, default=0.2,
                         help="poll interval, seconds (default 0.2)")
     stream.set_defaults(func=_cmd_trace_stream)
 
-    stats = trace.add_parser("stats", help="written / delivered / dropped per ring")
+    stats = trace.add_parser("stats", help="written / delivered / dropped per ring", **_parser_options("stats"))
     attach(stats)
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.set_defaults(func=_cmd_trace_stats)
 
-    config = trace.add_parser("config", help="show or change the running program's tracing")
+    config = trace.add_parser("config", help="show or change the running program's tracing", **_parser_options("config"))
     attach(config)
-    config.add_argument("--enable", type=parse_types, action="extend", metavar="T1,T2")
-    config.add_argument("--disable", type=parse_types, action="extend", metavar="T1,T2")
+    config.add_argument("--enable", type=parse_types, action="extend", metavar="T1,T2",
+                        help="record these event types (repeatable)")
+    config.add_argument("--disable", type=parse_types, action="extend", metavar="T1,T2",
+                        help="stop recording these event types (repeatable)")
     config.add_argument("--sample-rate", type=rate, metavar="R",
                         help="rate in [0, 1] for the --enable'd types (default: all enabled)")
     config.set_defaults(func=_cmd_trace_config)

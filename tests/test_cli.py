@@ -113,3 +113,88 @@ def test_version_is_the_package_version():
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"engram-numba {engram_numba.__version__}"
     assert version("engram-numba") == engram_numba.__version__      # one source
+
+
+def _subparsers(parser, path=("engram-numba",)):
+    import argparse
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, path + (name,))
+
+
+def test_every_help_screen_has_examples_and_every_option_has_help():
+    from engram_numba.cli import build_parser
+    screens = list(_subparsers(build_parser()))
+    assert len(screens) == 11
+    for path, parser in screens:
+        text = parser.format_help()
+        assert "examples:\n  engram-numba" in text, path
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (path, action.option_strings)
+
+
+def _rings_with_events(tmp_path, n=5):
+    from engram_numba.engram import CognitiveTracer
+    from engram_numba.tracing import TracingConfig
+    path = tmp_path / "t.rings"
+    tr = CognitiveTracer(TracingConfig(ring_buffer_size=1024, max_threads=2, path=str(path)))
+    for i in range(n):
+        tr.trace_priming(0, 0.5, i, i + 1)
+    return tr, path
+
+
+def test_secrets_come_from_a_file_or_the_environment(tmp_path):
+    """Passwords and tokens need not be arguments (which every user sees in ps)."""
+    import base64
+    import os
+
+    from .receivers import HttpReceiver
+    tr, rings = _rings_with_events(tmp_path)
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "headers").write_text("# tokens\nx-token=from-file\nx-b=2\n")
+    env = dict(os.environ, ENGRAM_NUMBA_PASSWORD="from-env", ENGRAM_NUMBA_HEADERS="x-a=1,x-b=env")
+
+    def export(*extra, env=None):
+        return subprocess.run([sys.executable, "-m", "engram_numba", "trace", "export",
+                               "--attach", str(rings), "--format", "loki", "--endpoint", rx.url,
+                               "--no-gzip", *extra], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    def auth(request):
+        return base64.b64decode(request[1]["Authorization"].split()[1]).decode()
+
+    with HttpReceiver() as rx:
+        r = export("--user", "me", "--password-file", str(tmp_path / "pw"),
+                   "--header-file", str(tmp_path / "headers"))
+        assert r.returncode == 0, r.stderr
+        r = export("--user", "me", env=env)
+        assert r.returncode == 0, r.stderr
+        r = export("--user", "me", "--password", "arg", "--header", "x-b=arg",
+                   "--header-file", str(tmp_path / "headers"), env=env)
+        assert r.returncode == 0, r.stderr
+    first, second, third = rx.requests
+    assert auth(first) == "me:s3cret"
+    assert first[1]["x-token"] == "from-file" and first[1]["x-b"] == "2"
+    assert auth(second) == "me:from-env"
+    assert second[1]["x-a"] == "1" and second[1]["x-b"] == "env"
+    assert auth(third) == "me:arg"                          # an argument wins
+    assert third[1]["x-a"] == "1" and third[1]["x-b"] == "arg"
+    assert third[1]["x-token"] == "from-file"
+    assert not rx.problems
+
+
+def test_an_unreadable_secret_file_is_a_usage_error(tmp_path):
+    tr, rings = _rings_with_events(tmp_path)
+    for option in ("--password-file", "--header-file"):
+        r = run_cli("trace", "export", "--attach", str(rings), "--format", "loki",
+                    "--endpoint", "http://127.0.0.1:9", "--user", "me", option,
+                    str(tmp_path / "missing"))
+        assert r.returncode == 2, (option, r.returncode, r.stderr)
+        assert f"{option}: cannot read" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "bad").write_text("no equals sign\n")
+    r = run_cli("trace", "export", "--attach", str(rings), "--format", "loki",
+                "--endpoint", "http://127.0.0.1:9", "--header-file", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "--header-file takes KEY=VALUE" in r.stderr

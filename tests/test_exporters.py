@@ -410,7 +410,7 @@ def test_cli_sends_events_and_metrics(tmp_path):
             grx.endpoint, "--insecure", "--header", "authorization=Bearer x")
         cli("trace", "export", "--attach", str(rings), "--format", "loki", "--endpoint",
             hrx.url, "--tenant", "t1")
-        cli("metrics", "push", "--attach", str(metrics_path), "--otlp", hrx.url,
+        cli("metrics", "push", "--attach", str(metrics_path), "--endpoint", hrx.url,
             "--protocol", "http", "--interval", "0.2", "--count", "2")
     # another process converted the same ticks: the shared anchor keeps it within a microsecond
     check_log_records(grx.logs, tr.read(), time_tolerance_ns=1000)
