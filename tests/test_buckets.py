@@ -109,3 +109,23 @@ def test_quantile_is_monotonic_and_hits_the_extremes():
     assert math.isnan(estimate_quantile(0.5, [], 0, math.nan, math.nan))
     with pytest.raises(ValueError):
         estimate_quantile(1.5, bins, 10, 0.9, 9.0)
+
+
+def test_le_bounds_are_the_boundaries_of_cumulative():
+    """Exporters build the ``le`` label strings once from le_bounds(): they must be the
+    boundaries cumulative() gives for any data."""
+    from engram_numba import Histogram, MetricSet
+
+    class Shapes(MetricSet):
+        pos = Histogram("t_pos", "p", scale=2, range=(1e-3, 1e3))
+        both = Histogram("t_both", "b", scale=1, range=(1e-2, 1e2), negative=True)
+        explicit = Histogram("t_explicit", "e", bounds=[-1.0, 0.0, 2.5, 10.0])
+
+    m = Shapes()
+    for v in (-50.0, -0.5, 0.0, 0.3, 7.0, 1e4):
+        m.pos.observe(v)
+        m.both.observe(v)
+        m.explicit.observe(v)
+    for attr in ("pos", "both", "explicit"):
+        h = getattr(m, attr).read()
+        assert [le for le, _ in h.cumulative()] == h.spec.scheme.le_bounds(), attr

@@ -174,7 +174,7 @@ def test_otlp_metrics_are_exact(protocol):
     w = metrics["lab_wait_seconds"].histogram.data_points[0]
     assert list(w.explicit_bounds) == [0.1, 0.5, 1.0] and list(w.bucket_counts) == [1, 1, 1, 1]
     excluded = {_attrs(p.attributes)["reason"]: p.as_int
-                for p in metrics["lab_wait_seconds_excluded"].sum.data_points}
+                for p in metrics["lab_wait_seconds_excluded_total"].sum.data_points}
     assert excluded["nan"] == 1
     trials = {_attrs(p.attributes)["arm"]: p.as_int for p in metrics["lab_trials_total"].sum.data_points}
     assert trials == {"a": 0, "b": 3}

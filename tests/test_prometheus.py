@@ -75,3 +75,45 @@ def test_many_sets_in_one_exposition():
     text = exposition(a, b.collect())
     assert text.count("# TYPE visits_total counter") == 2
     assert np.isclose(_samples(exposition(a))[("visits_total", ())], 1)
+
+
+def test_text_and_the_prometheus_client_collector_give_the_same_samples():
+    """Both are rendered from the snapshot's families: one path, the same series."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from engram_numba.export.prometheus import MetricSetCollector
+    m = Shop()
+    record_everything(m, *_data(200))
+    m.price.observe(float("nan"))
+    snap = m.collect()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricSetCollector(snap))
+    ours = _samples(exposition(snap))
+    theirs = _samples(generate_latest(registry).decode())
+    theirs = {k: v for k, v in theirs.items() if not k[0].endswith("_created")}
+    # prometheus_client leaves out _sum and _count of a histogram with negative
+    # buckets (the OpenMetrics rule); the text format keeps them
+    assert {k for k in set(ours) - set(theirs)} == {("price_delta_sum", ()),
+                                                      ("price_delta_count", ())}
+    assert all(ours[k] == v for k, v in theirs.items())
+    assert set(theirs) <= set(ours)
+    assert ("price_euros_excluded_total", (("reason", "nan"),)) in ours
+    assert len(ours) > 50
+
+
+def test_exporters_read_the_snapshot_not_the_live_set():
+    from engram_numba.export.otlp import metrics_request
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+    m = Shop()
+    m.visits.add(5)
+    snap = m.collect()
+    m.visits.add(7)                         # after the snapshot: no exporter may see it
+    assert _samples(exposition(snap))[("visits_total", ())] == 5
+    req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(snap))
+    metrics = {x.name: x for x in req.resource_metrics[0].scope_metrics[0].metrics}
+    assert metrics["visits_total"].sum.data_points[0].as_int == 5
+    assert all(p.start_time_unix_nano == snap.start_ns
+               for p in metrics["visits_total"].sum.data_points)
+    fams = {f.name: f for f in snap.families()}
+    assert fams["visits_total"].points == (((), 5),)
+    assert fams["shop_invalid_records_total"].kind is fams["visits_total"].kind

@@ -38,6 +38,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .. import __version__
+from ..metrics.families import COUNTER, GAUGE
 from ..metrics.snapshot import MetricSetSnapshot
 from ..tracing.schema import as_events
 from ..tracing.collector import ExportError, PermanentExportError
@@ -162,68 +163,46 @@ def metrics_request(*metric_sets, service_name: str | None = None,
     resource, scope = _envelope(service_name, resource_attributes)
     now = time.time_ns()
     metrics = []
+    cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
     for m in metric_sets:
         snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
-        start = getattr(getattr(m, "_region", None), "created_ns", None) or snap.timestamp_ns
-        for s in snap.metrics.values():
-            spec = s.spec
-            names = list(spec.label_names)
-            if spec.kind in ("counter", "topk"):
-                items = s.items() if spec.kind == "counter" else \
-                    [(tuple(str(k) for k in key), c) for key, c in s.items()]
-                points = [pb.NumberDataPoint(attributes=_attributes(common_pb2, _labels(names, lv)),
-                                             start_time_unix_nano=start, time_unix_nano=now,
-                                             as_int=int(v)) for lv, v in items]
-                metrics.append(pb.Metric(name=spec.name, description=spec.help, sum=pb.Sum(
-                    data_points=points, is_monotonic=True,
-                    aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
-            elif spec.kind == "gauge":
-                points = [pb.NumberDataPoint(attributes=_attributes(common_pb2, _labels(names, lv)),
-                                             time_unix_nano=now, as_double=float(v))
-                          for lv, v in s.items()]
-                metrics.append(pb.Metric(name=spec.name, description=spec.help,
+        for fam in snap.families():
+            start = fam.start_ns
+
+            def attrs(labels):
+                return _attributes(common_pb2, _labels(fam.label_names, labels))
+            if fam.kind is COUNTER:
+                points = [pb.NumberDataPoint(attributes=attrs(lv), start_time_unix_nano=start,
+                                             time_unix_nano=now, as_int=int(v))
+                          for lv, v in fam.points]
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
+                                         sum=pb.Sum(data_points=points, is_monotonic=True,
+                                                    aggregation_temporality=cumulative)))
+            elif fam.kind is GAUGE:
+                points = [pb.NumberDataPoint(attributes=attrs(lv), time_unix_nano=now,
+                                             as_double=float(v)) for lv, v in fam.points]
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
                                          gauge=pb.Gauge(data_points=points)))
+            elif fam.spec.mode == "exponential":
+                points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
+                metrics.append(pb.Metric(
+                    name=fam.name, description=fam.help, unit=fam.unit,
+                    exponential_histogram=pb.ExponentialHistogram(
+                        data_points=points, aggregation_temporality=cumulative)))
             else:
-                excluded = []
-                if spec.mode == "exponential":
-                    points = [_exponential_point(pb, h, _attributes(common_pb2, _labels(names, lv)),
-                                                 start, now) for lv, h in s.items()]
-                    metrics.append(pb.Metric(name=spec.name, description=spec.help,
-                                             exponential_histogram=pb.ExponentialHistogram(
-                                                 data_points=points,
-                                                 aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
-                else:
-                    points = []
-                    for lv, h in s.items():
-                        p = pb.HistogramDataPoint(
-                            attributes=_attributes(common_pb2, _labels(names, lv)),
-                            start_time_unix_nano=start, time_unix_nano=now, count=h.count,
-                            sum=h.sum, explicit_bounds=list(spec.bounds),
-                            bucket_counts=h.counts.tolist())
-                        if h.count:
-                            p.min, p.max = h.min, h.max
-                        points.append(p)
-                    metrics.append(pb.Metric(name=spec.name, description=spec.help,
-                                             histogram=pb.Histogram(
-                                                 data_points=points,
-                                                 aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
-                for lv, h in s.items():
-                    for reason, n in h.excluded.items():
-                        excluded.append(pb.NumberDataPoint(
-                            attributes=_attributes(common_pb2, {**_labels(names, lv), "reason": reason}),
-                            start_time_unix_nano=start, time_unix_nano=now, as_int=n))
-                metrics.append(pb.Metric(name=f"{spec.name}_excluded", description=(
-                    f"Observations of {spec.name} kept out of its count and sum"), sum=pb.Sum(
-                    data_points=excluded, is_monotonic=True,
-                    aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
-        metrics.append(pb.Metric(
-            name=f"{snap.name}_invalid_records_total",
-            description="Kernel records dropped for an out-of-range label or a negative increment",
-            sum=pb.Sum(data_points=[pb.NumberDataPoint(start_time_unix_nano=start,
-                                                       time_unix_nano=now,
-                                                       as_int=snap.invalid_records)],
-                       is_monotonic=True,
-                       aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE)))
+                points = []
+                for lv, h in fam.points:
+                    p = pb.HistogramDataPoint(
+                        attributes=attrs(lv), start_time_unix_nano=start, time_unix_nano=now,
+                        count=h.count, sum=h.sum, explicit_bounds=list(fam.spec.bounds),
+                        bucket_counts=h.counts.tolist())
+                    if h.count:
+                        p.min, p.max = h.min, h.max
+                    points.append(p)
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
+                                         histogram=pb.Histogram(
+                                             data_points=points,
+                                             aggregation_temporality=cumulative)))
     request = metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[
         pb.ResourceMetrics(resource=resource, scope_metrics=[
             pb.ScopeMetrics(scope=scope, metrics=metrics)])])

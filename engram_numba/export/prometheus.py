@@ -12,18 +12,20 @@ Families, per declared metric:
   buckets) are counted in ``x_excluded_total{reason=...}``;
 
 plus ``<set>_invalid_records_total`` (kernel records dropped for an out-of-range
-label).  Text format version 0.0.4; the sample prefixes are built once per
-layout, so a scrape only formats numbers.
+label).  Both this text and :class:`MetricSetCollector` render a snapshot's
+families (:mod:`..metrics.families`), where those derived series are defined.
+Text format version 0.0.4; the sample prefixes are built once per layout and
+label set, so a scrape only formats numbers.
 """
 
 from __future__ import annotations
 
 import math
 
+from ..metrics.families import COUNTER, GAUGE, HISTOGRAM
 from ..metrics.snapshot import MetricSetSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_EXCLUDED_REASONS = ("nan", "+inf", "-inf", "negative")
 
 
 def escape_label(value: str) -> str:
@@ -53,88 +55,62 @@ def _labels(pairs) -> str:
     return "{" + ",".join(f'{k}="{escape_label(v)}"' for k, v in pairs) + "}"
 
 
-def _histogram_prefixes(spec, combo_pairs, cumulative):
-    """Per label combination: the ``x_bucket{...,le="b"} `` prefixes of every boundary."""
-    out = []
-    for pairs in combo_pairs:
-        out.append([f"{spec.name}_bucket{_labels(pairs + [('le', format_float(le))])} "
-                    for le, _ in cumulative])
-    return out
+class _Prefixes:
+    """Sample-line prefixes (``name{labels} ``) of one layout, built once per label set:
+    a scrape then only formats numbers."""
 
+    def __init__(self):
+        self.heads = {}
+        self.points = {}
 
-class _Plan:
-    """Precomputed sample prefixes for one layout."""
+    def head(self, fam) -> str:
+        text = self.heads.get(fam.name)
+        if text is None:
+            text = f"# HELP {fam.name} {escape_help(fam.help)}\n" if fam.help else ""
+            text += f"# TYPE {fam.name} {fam.kind.name}\n"
+            self.heads[fam.name] = text
+        return text
 
-    def __init__(self, snapshot: MetricSetSnapshot):
-        self.parts = []
-        for snap in snapshot.metrics.values():
-            spec = snap.spec
-            head = ""
-            if spec.help:
-                head += f"# HELP {spec.name} {escape_help(spec.help)}\n"
-            if spec.kind == "topk":
-                head += f"# TYPE {spec.name} counter\n"
-                self.parts.append(("topk", head, spec.key_labels))
-                continue
-            head += f"# TYPE {spec.name} {spec.kind}\n"
-            combos = [list(zip(spec.label_names, labels)) for labels, _ in snap.items()]
-            if spec.kind == "histogram":
-                first = snap.items()[0][1] if combos else None
-                buckets = _histogram_prefixes(spec, combos, first.cumulative()) if first else []
-                sums = [f"{spec.name}_sum{_labels(p)} " for p in combos]
-                counts = [f"{spec.name}_count{_labels(p)} " for p in combos]
-                excl_name = f"{spec.name}_excluded_total"
-                excl_head = (f"# HELP {excl_name} Observations of {spec.name} kept out of its "
-                             f"count and sum (NaN, infinities, out-of-domain negatives).\n"
-                             f"# TYPE {excl_name} counter\n")
-                excl = [[f"{excl_name}{_labels(p + [('reason', r)])} " for r in _EXCLUDED_REASONS]
-                        for p in combos]
-                self.parts.append(("histogram", head, (buckets, sums, counts, excl_head, excl)))
+    def point(self, fam, labels):
+        key = (fam.name, labels)
+        got = self.points.get(key)
+        if got is None:
+            pairs = list(zip(fam.label_names, labels))
+            if fam.kind is HISTOGRAM:
+                buckets = [f"{fam.name}_bucket{_labels(pairs + [('le', format_float(le))])} "
+                           for le in fam.spec.scheme.le_bounds()]
+                got = (buckets, f"{fam.name}_sum{_labels(pairs)} ",
+                       f"{fam.name}_count{_labels(pairs)} ")
             else:
-                prefixes = [f"{spec.name}{_labels(p)} " for p in combos]
-                self.parts.append((spec.kind, head, prefixes))
-        inv = f"{snapshot.name}_invalid_records_total"
-        self.invalid = (f"# HELP {inv} Kernel records dropped for an out-of-range label or a "
-                        f"negative counter increment.\n# TYPE {inv} counter\n{inv} ")
+                got = f"{fam.name}{_labels(pairs)} "
+            self.points[key] = got
+        return got
 
 
 _plans: dict = {}
 
 
-def _plan_for(snapshot: MetricSetSnapshot, layout_key) -> _Plan:
-    plan = _plans.get(layout_key)
-    if plan is None:
-        plan = _plans[layout_key] = _Plan(snapshot)
-    return plan
+def render_families(fams, layout_key=None) -> str:
+    """Families (see :mod:`..metrics.families`) in the Prometheus text format."""
+    plan = _plans.setdefault(layout_key, _Prefixes()) if layout_key is not None else _Prefixes()
+    out = []
+    for fam in fams:
+        out.append(plan.head(fam))
+        if fam.kind is HISTOGRAM:
+            for labels, h in fam.points:
+                buckets, sum_prefix, count_prefix = plan.point(fam, labels)
+                out.extend(f"{p}{n}\n" for p, (_, n) in zip(buckets, h.cumulative()))
+                out.append(f"{sum_prefix}{format_float(h.sum)}\n{count_prefix}{h.count}\n")
+        elif fam.kind is GAUGE:
+            out.extend(f"{plan.point(fam, labels)}{format_float(v)}\n" for labels, v in fam.points)
+        else:
+            out.extend(f"{plan.point(fam, labels)}{v}\n" for labels, v in fam.points)
+    return "".join(out)
 
 
 def render(snapshot: MetricSetSnapshot, layout_key=None) -> str:
     """One snapshot in the Prometheus text format."""
-    plan = _plan_for(snapshot, layout_key) if layout_key is not None else _Plan(snapshot)
-    out = []
-    for (kind, head, data), snap in zip(plan.parts, snapshot.metrics.values()):
-        out.append(head)
-        if kind == "topk":
-            out.extend(f"{snap.spec.name}{_labels(list(zip(data, map(str, key))))} {count}\n"
-                       for key, count in snap.items())
-            continue
-        values = [v for _, v in snap.items()]
-        if kind == "counter":
-            out.extend(f"{p}{v}\n" for p, v in zip(data, values))
-        elif kind == "gauge":
-            out.extend(f"{p}{format_float(v)}\n" for p, v in zip(data, values))
-        else:
-            buckets, sums, counts, excl_head, excl = data
-            for k, h in enumerate(values):
-                cum = h.cumulative()
-                out.extend(f"{p}{n}\n" for p, (_, n) in zip(buckets[k], cum))
-                out.append(f"{sums[k]}{format_float(h.sum)}\n{counts[k]}{h.count}\n")
-            out.append(excl_head)
-            for k, h in enumerate(values):
-                e = h.excluded
-                out.extend(f"{p}{e[r]}\n" for p, r in zip(excl[k], _EXCLUDED_REASONS))
-    out.append(f"{plan.invalid}{snapshot.invalid_records}\n")
-    return "".join(out)
+    return render_families(snapshot.families(), layout_key)
 
 
 def exposition(*metric_sets) -> str:
@@ -179,42 +155,23 @@ class MetricSetCollector:
                               "pip install 'engram-numba[prometheus]'") from exc
         for m in self.metric_sets:
             snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
-            for s in snap.metrics.values():
-                spec = s.spec
-                names = list(spec.label_names)
-                if spec.kind == "topk":
-                    fam = CounterMetricFamily(spec.family, spec.help, labels=names)
-                    for key, count in s.items():
-                        fam.add_metric([str(k) for k in key], count)
-                    yield fam
-                elif spec.kind == "counter":
-                    fam = CounterMetricFamily(spec.family, spec.help, labels=names)
-                    for labels, v in s.items():
-                        fam.add_metric(list(labels), v)
-                    yield fam
-                elif spec.kind == "gauge":
-                    fam = GaugeMetricFamily(spec.name, spec.help, labels=names)
-                    for labels, v in s.items():
-                        fam.add_metric(list(labels), v)
-                    yield fam
+            for fam in snap.families():
+                names = list(fam.label_names)
+                if fam.kind is COUNTER:
+                    out = CounterMetricFamily(fam.base_name, fam.help, labels=names,
+                                              unit=fam.unit)
+                    for labels, v in fam.points:
+                        out.add_metric(list(labels), v)
+                elif fam.kind is GAUGE:
+                    out = GaugeMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
+                    for labels, v in fam.points:
+                        out.add_metric(list(labels), v)
                 else:
-                    fam = HistogramMetricFamily(spec.name, spec.help, labels=names)
-                    excl = CounterMetricFamily(
-                        f"{spec.name}_excluded",
-                        f"Observations of {spec.name} kept out of its count and sum (NaN, "
-                        f"infinities, out-of-domain negatives).", labels=names + ["reason"])
-                    for labels, h in s.items():
-                        fam.add_metric(list(labels), [(format_float(le), n) for le, n in h.cumulative()],
-                                       h.sum)
-                        for r in _EXCLUDED_REASONS:
-                            excl.add_metric(list(labels) + [r], h.excluded[r])
-                    yield fam
-                    yield excl
-            inv = CounterMetricFamily(
-                f"{snap.name}_invalid_records",
-                "Kernel records dropped for an out-of-range label or a negative counter increment.")
-            inv.add_metric([], snap.invalid_records)
-            yield inv
+                    out = HistogramMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
+                    for labels, h in fam.points:
+                        out.add_metric(list(labels),
+                                       [(format_float(le), n) for le, n in h.cumulative()], h.sum)
+                yield out
 
 
 def openmetrics_exposition(*metric_sets) -> str:

@@ -280,6 +280,11 @@ class BucketScheme:
     def cumulative(self, h) -> list:
         raise NotImplementedError
 
+    def le_bounds(self) -> list:
+        """The ``le`` boundaries of :meth:`cumulative`, in order (``inf`` last): they depend
+        only on the declaration."""
+        raise NotImplementedError
+
     @property
     def total_buckets(self) -> int:
         raise NotImplementedError
@@ -376,6 +381,16 @@ class ExponentialBuckets(BucketScheme):
             yield int(h.counts[k]), float(mids[k])
         yield h.overflow, h.max
 
+    def le_bounds(self) -> list:
+        edges = self.edges().tolist()
+        out = []
+        if self.negative:
+            out.append(-edges[-1])
+            out.extend(-edges[k] for k in range(self.n_buckets - 1, -1, -1))
+        out.extend(edges[:self.n_buckets + 1])
+        out.append(math.inf)
+        return out
+
     def cumulative(self, h) -> list:
         edges = self.edges().tolist()
         out, seen = [], 0
@@ -442,6 +457,9 @@ class ExplicitBuckets(BucketScheme):
             if n:
                 lo, hi = max(edges[k], h.min), min(edges[k + 1], h.max)
                 yield n, 0.5 * (lo + hi)
+
+    def le_bounds(self) -> list:
+        return list(self.bounds) + [math.inf]
 
     def cumulative(self, h) -> list:
         out, seen = [], 0

@@ -271,7 +271,9 @@ class MetricSet(KernelArgument):
 
     def collect(self) -> MetricSetSnapshot:
         """An immutable reading of every metric (what exporters consume)."""
-        return MetricSetSnapshot(self.set_name, self._layout_, self._words())
+        region = self._region
+        return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
+                                 start_ns=getattr(region, "created_ns", None))
 
     def snapshot(self) -> dict:
         """Every metric as a plain, JSON-serialisable dict."""

@@ -211,16 +211,24 @@ def _labelled_dict(snap, convert) -> dict:
 
 
 class MetricSetSnapshot:
-    """Every metric of a set at one moment (``timestamp_ns``: unix time of the reading)."""
+    """Every metric of a set at one moment (``timestamp_ns``: unix time of the reading;
+    ``start_ns``: when the set started counting, its creation)."""
 
-    def __init__(self, name: str, layout, words: np.ndarray, timestamp_ns: int | None = None):
+    def __init__(self, name: str, layout, words: np.ndarray, timestamp_ns: int | None = None,
+                 start_ns: int | None = None):
         from .layout import INVALID_BASELINE_OFFSET, INVALID_OFFSET
         self.name = name
         self.timestamp_ns = time.time_ns() if timestamp_ns is None else timestamp_ns
+        self.start_ns = self.timestamp_ns if start_ns is None else start_ns
         invalid, base = int(words[INVALID_OFFSET // 8]), int(words[INVALID_BASELINE_OFFSET // 8])
         self.invalid_records = invalid - base if invalid >= base else 0
         copies = layout.copies(words)
         self.metrics = {attr: m.spec.read(m, words, copies) for attr, m in layout.metrics.items()}
+
+    def families(self) -> list:
+        """The snapshot as families, derived series included (what exporters consume)."""
+        from .families import families
+        return families(self)
 
     def __getitem__(self, attr):
         return self.metrics[attr]
