@@ -117,3 +117,39 @@ def test_exporters_read_the_snapshot_not_the_live_set():
     fams = {f.name: f for f in snap.families()}
     assert fams["visits_total"].points == (((), 5),)
     assert fams["shop_invalid_records_total"].kind is fams["visits_total"].kind
+
+
+def test_units_name_the_metric_and_reach_openmetrics_and_otlp(tmp_path):
+    import pytest
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+    from engram_numba import Gauge, Histogram, attach_metrics
+    from engram_numba.export.otlp import metrics_request
+    from engram_numba.export.prometheus import openmetrics_exposition
+
+    class Io(MetricSet, name="io"):
+        sent = Counter("io_sent", "Bytes sent", unit="bytes")
+        latency = Histogram("io_latency", "Request latency", unit="seconds", range=(1e-6, 10))
+        level = Gauge("io_fill_ratio", "Buffer fill", unit="ratio")
+
+    assert (Io.sent.name, Io.latency.name, Io.level.name) == \
+        ("io_sent_bytes_total", "io_latency_seconds", "io_fill_ratio")
+    assert Counter("x_bytes_total", unit="bytes").name == "x_bytes_total"    # not doubled
+    for bad in ("Seconds", "two words", "_s", 3):
+        with pytest.raises(ValueError, match="unit"):
+            Counter("x", unit=bad)
+    m = Io.create(tmp_path / "io.metrics")
+    m.sent.add(100)
+    m.latency.observe(0.25)
+    m.level.set(0.5)
+    text = openmetrics_exposition(m)
+    assert "# UNIT io_sent_bytes bytes" in text
+    assert "# UNIT io_latency_seconds seconds" in text
+    assert "# UNIT io_fill_ratio ratio" in text
+    req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(m))
+    units = {x.name: x.unit for x in req.resource_metrics[0].scope_metrics[0].metrics}
+    assert units["io_sent_bytes_total"] == "By" and units["io_latency_seconds"] == "s"
+    assert units["io_fill_ratio"] == "1" and units["io_invalid_records_total"] == ""
+    # a file's layout keeps the units: a reader without the class sees them too
+    fams = {f.name: f for f in attach_metrics(tmp_path / "io.metrics").collect().families()}
+    assert fams["io_latency_seconds"].unit == "seconds" and fams["io_sent_bytes_total"].unit == "bytes"

@@ -108,6 +108,18 @@ def logs_request(events: np.ndarray, *, service_name: str | None = None,
 
 # -- metrics ------------------------------------------------------------------------------
 
+# Prometheus names a unit in words, OTLP in UCUM (the OpenTelemetry <-> Prometheus
+# compatibility table); other units are sent as they are declared
+_UCUM = {"seconds": "s", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns",
+         "bytes": "By", "kilobytes": "kBy", "megabytes": "MBy", "ratio": "1", "percent": "%",
+         "hertz": "Hz", "meters": "m", "volts": "V", "amperes": "A", "joules": "J",
+         "watts": "W", "grams": "g", "celsius": "Cel"}
+
+
+def otlp_unit(unit: str) -> str:
+    return _UCUM.get(unit, unit)
+
+
 def _labels(names, values):
     return dict(zip(names, values))
 
@@ -175,18 +187,18 @@ def metrics_request(*metric_sets, service_name: str | None = None,
                 points = [pb.NumberDataPoint(attributes=attrs(lv), start_time_unix_nano=start,
                                              time_unix_nano=now, as_int=int(v))
                           for lv, v in fam.points]
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
                                          sum=pb.Sum(data_points=points, is_monotonic=True,
                                                     aggregation_temporality=cumulative)))
             elif fam.kind is GAUGE:
                 points = [pb.NumberDataPoint(attributes=attrs(lv), time_unix_nano=now,
                                              as_double=float(v)) for lv, v in fam.points]
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
                                          gauge=pb.Gauge(data_points=points)))
             elif fam.spec.mode == "exponential":
                 points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
                 metrics.append(pb.Metric(
-                    name=fam.name, description=fam.help, unit=fam.unit,
+                    name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
                     exponential_histogram=pb.ExponentialHistogram(
                         data_points=points, aggregation_temporality=cumulative)))
             else:
@@ -199,7 +211,7 @@ def metrics_request(*metric_sets, service_name: str | None = None,
                     if h.count:
                         p.min, p.max = h.min, h.max
                     points.append(p)
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=fam.unit,
+                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
                                          histogram=pb.Histogram(
                                              data_points=points,
                                              aggregation_temporality=cumulative)))

@@ -119,6 +119,21 @@ def _label_dims(labels) -> tuple:
     return tuple(dims)
 
 
+_UNIT = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$|^[a-z]$")
+
+
+def with_unit(name: str, unit: str) -> str:
+    """``name`` with the unit as its last word (before a counter's ``_total``), as the
+    Prometheus naming rule asks: ``request_latency`` + seconds -> ``request_latency_seconds``."""
+    if not unit:
+        return name
+    total = name.endswith("_total")
+    base = name[:-len("_total")] if total else name
+    if not base.endswith("_" + unit) and base != unit:
+        base = f"{base}_{unit}"
+    return base + ("_total" if total else "")
+
+
 class MetricSpec:
     """Base of the declarations; a descriptor returning the bound handle on instances.
 
@@ -130,12 +145,17 @@ class MetricSpec:
     kind = ""
     shared_per_slot = True      # shared_bytes() is per label combination (else per metric)
 
-    def __init__(self, name: str, help: str = "", labels=None):
+    def __init__(self, name: str, help: str = "", labels=None, unit: str = ""):
         if not isinstance(name, str) or not _METRIC_NAME.match(name):
             raise ValueError(f"invalid metric name {name!r}")
         if not isinstance(help, str):
             raise ValueError(f"help must be a string, got {help!r}")
-        self.name = name
+        if not isinstance(unit, str) or (unit and not _UNIT.match(unit)):
+            raise ValueError(f"{name}: unit must be a word such as 'seconds' or 'bytes' "
+                             f"([a-z][a-z0-9_]*, base units as Prometheus names them), "
+                             f"got {unit!r}")
+        self.unit = unit
+        self.name = with_unit(name, unit)
         self.help = help
         self.labels = _label_dims(labels)
         slots = math.prod(len(d.values) for d in self.labels)
@@ -169,8 +189,11 @@ class MetricSpec:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "name": self.name, "help": self.help,
-                "labels": [d.describe() for d in self.labels]}
+        d = {"kind": self.kind, "name": self.name, "help": self.help,
+             "labels": [d.describe() for d in self.labels]}
+        if self.unit:
+            d["unit"] = self.unit           # only when given: older layouts keep their hash
+        return d
 
     def __repr__(self) -> str:
         labels = f", labels={list(self.label_names)}" if self.labels else ""
@@ -197,8 +220,9 @@ class Counter(MetricSpec):
 
     kind = "counter"
 
-    def __init__(self, name: str, help: str = "", labels=None):
-        super().__init__(name, help, labels)
+    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
+        super().__init__(name, help, labels, unit)
+        name = self.name
         self.family = name[:-len("_total")] if name.endswith("_total") else name
         if not self.family:
             raise ValueError(f"invalid counter name {name!r}")
@@ -218,6 +242,9 @@ class Gauge(MetricSpec):
     """A float64 value that goes up and down; ``set``, ``add``, ``sub``."""
 
     kind = "gauge"
+
+    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
+        super().__init__(name, help, labels, unit)
 
     def copy_bytes(self) -> int:
         from ._record import G_SLOT
@@ -261,8 +288,8 @@ class Histogram(MetricSpec):
 
     def __init__(self, name: str, help: str = "", labels=None, *, scale: int = 3,
                  range=(2.0 ** -20, 2.0 ** 20), negative: bool = False, bounds=None,
-                 scheme=None):
-        super().__init__(name, help, labels)
+                 scheme=None, unit: str = ""):
+        super().__init__(name, help, labels, unit)
         if name.endswith(self._RESERVED_SUFFIXES):
             raise ValueError(f"histogram name {name!r} must not end with one of {self._RESERVED_SUFFIXES}")
         if scheme is not None:
@@ -322,7 +349,8 @@ class Histogram(MetricSpec):
     @classmethod
     def from_description(cls, d: dict) -> "Histogram":
         labels = [(x["name"], x["values"]) for x in d["labels"]]
-        return cls(d["name"], d["help"], labels, scheme=scheme_from_description(d["histogram"]))
+        return cls(d["name"], d["help"], labels, scheme=scheme_from_description(d["histogram"]),
+                   unit=d.get("unit", ""))
 
 
 class TopK(MetricSpec):
@@ -387,4 +415,4 @@ def spec_from_description(d: dict) -> MetricSpec:
     if cls is TopK:
         return TopK(d["name"], d["help"], d["topk"]["key_labels"], d["topk"]["k"])
     labels = [(x["name"], x["values"]) for x in d["labels"]]
-    return cls(d["name"], d["help"], labels)
+    return cls(d["name"], d["help"], labels, unit=d.get("unit", ""))
