@@ -68,10 +68,20 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _const_labels(args) -> dict:
+    """--label K=V (repeatable): constant labels on every exported series."""
+    import re
+    labels = _pairs(args.label or [], "--label")
+    for key in labels:
+        if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", key) or key.startswith("__"):
+            raise UsageError(f"--label: invalid label name {key!r}")
+    return labels
+
+
 def _cmd_metrics_show(args) -> int:
     from .export.prometheus import exposition
     from .metrics import attach_metrics
-    metrics = attach_metrics(args.attach)
+    metrics = attach_metrics(args.attach, const_labels=_const_labels(args))
     if args.format == "json":
         print(json.dumps(metrics.snapshot(), indent=2))
     else:
@@ -82,7 +92,9 @@ def _cmd_metrics_show(args) -> int:
 def _cmd_metrics_serve(args) -> int:
     from .export.server import MetricsServer
     from .metrics import attach_metrics
-    sets = [attach_metrics(path) for path in args.attach]
+    sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
+    from .export.prometheus import exposition
+    exposition(*sets)       # two files of one set with the same labels: refused before serving
     server = MetricsServer(*sets, host=args.host, port=args.port)
     print(f"serving {server.url} ({len(sets)} metric set(s)); Ctrl-C to stop",
           file=sys.stderr, flush=True)
@@ -343,7 +355,7 @@ def _cmd_metrics_push(args) -> int:
 
     from .export.otlp import OtlpMetricExporter
     from .metrics import attach_metrics
-    sets = [attach_metrics(path) for path in args.attach]
+    sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
     exporter = OtlpMetricExporter(args.endpoint, **_otlp_options(args))
     pushes = 0
     try:
@@ -468,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--attach", required=True, metavar="PATH", help="metric-set file")
     show.add_argument("--format", choices=["prometheus", "json"], default="prometheus",
                       help="Prometheus text (default) or the snapshot as JSON")
+    show.add_argument("--label", action="append", metavar="K=V",
+                      help="constant label on every series (repeatable), e.g. worker=3")
     show.set_defaults(func=_cmd_metrics_show)
     serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics", **_parser_options("serve"))
     serve.add_argument("--attach", required=True, action="append", metavar="PATH",
@@ -475,6 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=port_number, default=9464,
                        help="port (default 9464; 0 = any free)")
+    serve.add_argument("--label", action="append", metavar="K=V",
+                      help="constant label on every series (repeatable), e.g. worker=3")
     serve.set_defaults(func=_cmd_metrics_serve)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
     push.add_argument("--attach", required=True, action="append", metavar="PATH",
@@ -487,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--count", type=positive_int,
                       help="with --interval: stop after this many pushes")
     _add_transport_options(push)
+    push.add_argument("--label", action="append", metavar="K=V",
+                      help="constant label on every series (repeatable), e.g. worker=3")
     push.set_defaults(func=_cmd_metrics_push)
 
     trace = sub.add_parser("trace", help="read and steer file-backed event rings", **_parser_options("trace")).add_subparsers(

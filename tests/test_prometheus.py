@@ -70,11 +70,19 @@ def test_label_values_and_help_are_escaped():
 
 
 def test_many_sets_in_one_exposition():
-    a, b = Shop(), Shop.disabled()
+    import pytest
+
+    class Other(MetricSet, name="other"):
+        jobs = Counter("jobs_total", "Jobs")
+
+    a, b = Shop(), Other()
     a.visits.inc()
-    text = exposition(a, b.collect())
-    assert text.count("# TYPE visits_total counter") == 2
+    b.jobs.add(2)
+    s = _samples(exposition(a, b.collect()))
+    assert s[("visits_total", ())] == 1 and s[("jobs_total", ())] == 2
     assert np.isclose(_samples(exposition(a))[("visits_total", ())], 1)
+    with pytest.raises(ValueError, match="exported twice"):     # was two TYPE lines
+        exposition(a, Shop.disabled().collect())
 
 
 def test_text_and_the_prometheus_client_collector_give_the_same_samples():
@@ -153,3 +161,59 @@ def test_units_name_the_metric_and_reach_openmetrics_and_otlp(tmp_path):
     # a file's layout keeps the units: a reader without the class sees them too
     fams = {f.name: f for f in attach_metrics(tmp_path / "io.metrics").collect().families()}
     assert fams["io_latency_seconds"].unit == "seconds" and fams["io_sent_bytes_total"].unit == "bytes"
+
+
+def test_instances_told_apart_by_const_labels_merge_into_one_family_each(tmp_path):
+    import pytest
+    from prometheus_client import CollectorRegistry, generate_latest
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+    from engram_numba.export.otlp import metrics_request
+    from engram_numba.export.prometheus import MetricSetCollector
+    a = Shop(const_labels={"worker": "1"})
+    b = Shop.create(tmp_path / "b.metrics", const_labels={"worker": 2})
+    a.visits.add(3)
+    b.visits.add(4)
+    text = exposition(a, b)
+    assert text.count("# TYPE visits_total counter") == 1
+    assert text.count("# TYPE shop_invalid_records_total counter") == 1
+    s = _samples(text)
+    assert s[("visits_total", (("worker", "1"),))] == 3
+    assert s[("visits_total", (("worker", "2"),))] == 4
+    sold = [k for k in s if k[0] == "items_sold_total"]
+    assert {dict(k[1])["worker"] for k in sold} == {"1", "2"} and all(len(k[1]) == 2 for k in sold)
+    # the prometheus_client collector accepts them (it refuses duplicate series)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricSetCollector(a, b))
+    assert _samples(generate_latest(registry).decode())[("visits_total", (("worker", "2"),))] == 4
+    req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(a, b))
+    visits = [x for x in req.resource_metrics[0].scope_metrics[0].metrics if x.name == "visits_total"]
+    assert len(visits) == 1 and sorted(p.as_int for p in visits[0].sum.data_points) == [3, 4]
+    # a reader attaching the file gives its own labels
+    reader = Shop.attach(tmp_path / "b.metrics", const_labels={"worker": "2b"})
+    assert _samples(exposition(reader))[("visits_total", (("worker", "2b"),))] == 4
+    # true duplicates and bad labels are refused
+    with pytest.raises(ValueError, match="exported twice.*const_labels"):
+        exposition(Shop(), Shop())
+    with pytest.raises(ValueError, match="exported twice"):
+        exposition(a, Shop(const_labels={"worker": "1"}))
+    with pytest.raises(ValueError, match="already a label"):
+        Shop(const_labels={"color": "x"})
+    for bad in ({"le": "1"}, {"1x": "a"}, {"w": 1.5}, {"w": None}, "worker=1"):
+        with pytest.raises(ValueError, match="const_labels"):
+            Shop(const_labels=bad)
+
+
+def test_metrics_commands_take_constant_labels(tmp_path):
+    from .test_cli import run_cli
+    m = Shop.create(tmp_path / "s.metrics")
+    m.visits.add(2)
+    r = run_cli("metrics", "show", "--attach", str(tmp_path / "s.metrics"), "--label", "worker=7",
+                "--label", "zone=eu")
+    assert r.returncode == 0, r.stderr
+    assert _samples(r.stdout)[("visits_total", (("worker", "7"), ("zone", "eu")))] == 2
+    r = run_cli("metrics", "show", "--attach", str(tmp_path / "s.metrics"), "--label", "9x=1")
+    assert r.returncode == 2 and "invalid label name" in r.stderr
+    r = run_cli("metrics", "serve", "--attach", str(tmp_path / "s.metrics"), "--attach",
+                str(tmp_path / "s.metrics"), "--port", "0")
+    assert r.returncode == 1 and "exported twice" in r.stderr and "Traceback" not in r.stderr

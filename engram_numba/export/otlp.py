@@ -39,7 +39,6 @@ import numpy as np
 
 from .. import __version__
 from ..metrics.families import COUNTER, GAUGE
-from ..metrics.snapshot import MetricSetSnapshot
 from ..tracing.schema import as_events
 from ..tracing.collector import ExportError, PermanentExportError
 from . import _http
@@ -176,45 +175,45 @@ def metrics_request(*metric_sets, service_name: str | None = None,
     now = time.time_ns()
     metrics = []
     cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
-    for m in metric_sets:
-        snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
-        for fam in snap.families():
-            start = fam.start_ns
+    from .prometheus import snapshot_families
+    fams, _ = snapshot_families(metric_sets)
+    for fam in fams:
+        start = fam.start_ns
 
-            def attrs(labels):
-                return _attributes(common_pb2, _labels(fam.label_names, labels))
-            if fam.kind is COUNTER:
-                points = [pb.NumberDataPoint(attributes=attrs(lv), start_time_unix_nano=start,
-                                             time_unix_nano=now, as_int=int(v))
-                          for lv, v in fam.points]
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
-                                         sum=pb.Sum(data_points=points, is_monotonic=True,
-                                                    aggregation_temporality=cumulative)))
-            elif fam.kind is GAUGE:
-                points = [pb.NumberDataPoint(attributes=attrs(lv), time_unix_nano=now,
-                                             as_double=float(v)) for lv, v in fam.points]
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
-                                         gauge=pb.Gauge(data_points=points)))
-            elif fam.spec.mode == "exponential":
-                points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
-                metrics.append(pb.Metric(
-                    name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
-                    exponential_histogram=pb.ExponentialHistogram(
-                        data_points=points, aggregation_temporality=cumulative)))
-            else:
-                points = []
-                for lv, h in fam.points:
-                    p = pb.HistogramDataPoint(
-                        attributes=attrs(lv), start_time_unix_nano=start, time_unix_nano=now,
-                        count=h.count, sum=h.sum, explicit_bounds=list(fam.spec.bounds),
-                        bucket_counts=h.counts.tolist())
-                    if h.count:
-                        p.min, p.max = h.min, h.max
-                    points.append(p)
-                metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
-                                         histogram=pb.Histogram(
-                                             data_points=points,
-                                             aggregation_temporality=cumulative)))
+        def attrs(labels):
+            return _attributes(common_pb2, _labels(fam.label_names, labels))
+        if fam.kind is COUNTER:
+            points = [pb.NumberDataPoint(attributes=attrs(lv), start_time_unix_nano=start,
+                                         time_unix_nano=now, as_int=int(v))
+                      for lv, v in fam.points]
+            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+                                     sum=pb.Sum(data_points=points, is_monotonic=True,
+                                                aggregation_temporality=cumulative)))
+        elif fam.kind is GAUGE:
+            points = [pb.NumberDataPoint(attributes=attrs(lv), time_unix_nano=now,
+                                         as_double=float(v)) for lv, v in fam.points]
+            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+                                     gauge=pb.Gauge(data_points=points)))
+        elif fam.spec.mode == "exponential":
+            points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
+            metrics.append(pb.Metric(
+                name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+                exponential_histogram=pb.ExponentialHistogram(
+                    data_points=points, aggregation_temporality=cumulative)))
+        else:
+            points = []
+            for lv, h in fam.points:
+                p = pb.HistogramDataPoint(
+                    attributes=attrs(lv), start_time_unix_nano=start, time_unix_nano=now,
+                    count=h.count, sum=h.sum, explicit_bounds=list(fam.spec.bounds),
+                    bucket_counts=h.counts.tolist())
+                if h.count:
+                    p.min, p.max = h.min, h.max
+                points.append(p)
+            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+                                     histogram=pb.Histogram(
+                                         data_points=points,
+                                         aggregation_temporality=cumulative)))
     request = metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[
         pb.ResourceMetrics(resource=resource, scope_metrics=[
             pb.ScopeMetrics(scope=scope, metrics=metrics)])])

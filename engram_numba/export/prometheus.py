@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from ..metrics.families import COUNTER, GAUGE, HISTOGRAM
+from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, merge
 from ..metrics.snapshot import MetricSetSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,7 +74,7 @@ class _Prefixes:
     def point(self, fam, labels):
         key = (fam.name, labels)
         got = self.points.get(key)
-        if got is None:
+        if got is None or not fam.fixed_labels:
             pairs = list(zip(fam.label_names, labels))
             if fam.kind is HISTOGRAM:
                 buckets = [f"{fam.name}_bucket{_labels(pairs + [('le', format_float(le))])} "
@@ -83,7 +83,8 @@ class _Prefixes:
                        f"{fam.name}_count{_labels(pairs)} ")
             else:
                 got = f"{fam.name}{_labels(pairs)} "
-            self.points[key] = got
+            if fam.fixed_labels:        # top-k keys change with the data: not kept
+                self.points[key] = got
         return got
 
 
@@ -113,15 +114,29 @@ def render(snapshot: MetricSetSnapshot, layout_key=None) -> str:
     return render_families(snapshot.families(), layout_key)
 
 
-def exposition(*metric_sets) -> str:
-    """The Prometheus text of one or more metric sets (or their snapshots)."""
-    parts = []
+def snapshot_families(metric_sets) -> tuple:
+    """``(families, cache key)`` of metric sets or snapshots, merged across instances
+    (:func:`..metrics.families.merge`: one family per name, duplicates refused)."""
+    lists, key = [], []
     for m in metric_sets:
         if isinstance(m, MetricSetSnapshot):
-            parts.append(render(m))
+            lists.append(m.families())
+            key.append(None)
         else:
-            parts.append(render(m.collect(), (type(m), m.layout.hash)))
-    return "".join(parts)
+            lists.append(m.collect().families())
+            key.append((type(m), m.layout.hash))
+    fams = lists[0] if len(lists) == 1 else merge(lists)
+    return fams, (tuple(key) if None not in key else None)
+
+
+def exposition(*metric_sets) -> str:
+    """The Prometheus text of one or more metric sets (or their snapshots).  Instances
+    of one class are told apart by their ``const_labels``; the same series exported
+    twice is a ``ValueError``."""
+    if not metric_sets:
+        return ""
+    fams, key = snapshot_families(metric_sets)
+    return render_families(fams, key)
 
 
 # -- prometheus_client integration (extra: engram-numba[prometheus]) -------------------
@@ -153,25 +168,24 @@ class MetricSetCollector:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("MetricSetCollector needs prometheus_client: "
                               "pip install 'engram-numba[prometheus]'") from exc
-        for m in self.metric_sets:
-            snap = m if isinstance(m, MetricSetSnapshot) else m.collect()
-            for fam in snap.families():
-                names = list(fam.label_names)
-                if fam.kind is COUNTER:
-                    out = CounterMetricFamily(fam.base_name, fam.help, labels=names,
-                                              unit=fam.unit)
-                    for labels, v in fam.points:
-                        out.add_metric(list(labels), v)
-                elif fam.kind is GAUGE:
-                    out = GaugeMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
-                    for labels, v in fam.points:
-                        out.add_metric(list(labels), v)
-                else:
-                    out = HistogramMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
-                    for labels, h in fam.points:
-                        out.add_metric(list(labels),
-                                       [(format_float(le), n) for le, n in h.cumulative()], h.sum)
-                yield out
+        fams, _ = snapshot_families(self.metric_sets)
+        for fam in fams:
+            names = list(fam.label_names)
+            if fam.kind is COUNTER:
+                out = CounterMetricFamily(fam.base_name, fam.help, labels=names,
+                                          unit=fam.unit)
+                for labels, v in fam.points:
+                    out.add_metric(list(labels), v)
+            elif fam.kind is GAUGE:
+                out = GaugeMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
+                for labels, v in fam.points:
+                    out.add_metric(list(labels), v)
+            else:
+                out = HistogramMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
+                for labels, h in fam.points:
+                    out.add_metric(list(labels),
+                                   [(format_float(le), n) for le, n in h.cumulative()], h.sum)
+            yield out
 
 
 def openmetrics_exposition(*metric_sets) -> str:

@@ -18,9 +18,9 @@ when the snapshot was taken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families",
+__all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge",
            "INVALID_RECORDS_HELP", "EXCLUDED_REASONS"]
 
 
@@ -69,6 +69,7 @@ class Family:
     spec: object = field(default=None, compare=False)
     start_ns: int = 0
     timestamp_ns: int = 0
+    fixed_labels: bool = True       # False: label values change with the data (top-k keys)
 
     @property
     def base_name(self) -> str:
@@ -85,22 +86,64 @@ def families(snapshot) -> list:
     """The families of a :class:`~.snapshot.MetricSetSnapshot`, derived series included."""
     out = []
     times = dict(start_ns=snapshot.start_ns, timestamp_ns=snapshot.timestamp_ns)
+    const = getattr(snapshot, "const_labels", ())
+    c_names = tuple(k for k, _ in const)
+    c_values = tuple(v for _, v in const)
     for snap in snapshot.metrics.values():
         spec = snap.spec
         kind = _KINDS[spec.kind]
         unit = getattr(spec, "unit", "") or ""
-        if spec.kind == "topk":
-            names = tuple(spec.key_labels)
-            points = tuple((tuple(str(k) for k in key), count) for key, count in snap.items())
-        else:
+        fixed = spec.kind != "topk"
+        if fixed:
             names = tuple(spec.label_names)
-            points = tuple((tuple(labels), value) for labels, value in snap.items())
-        out.append(Family(spec.name, kind, spec.help, names, points, unit, spec, **times))
+            points = tuple((c_values + tuple(labels), value) for labels, value in snap.items())
+        else:
+            names = tuple(spec.key_labels)
+            points = tuple((c_values + tuple(str(k) for k in key), count)
+                           for key, count in snap.items())
+        out.append(Family(spec.name, kind, spec.help, c_names + names, points, unit, spec,
+                          fixed_labels=fixed, **times))
         if kind is HISTOGRAM:
             excluded = tuple((labels + (reason,), h.excluded[reason])
                              for labels, h in points for reason in EXCLUDED_REASONS)
             out.append(Family(f"{spec.name}_excluded_total", COUNTER, excluded_help(spec.name),
-                              names + ("reason",), excluded, **times))
+                              c_names + names + ("reason",), excluded, **times))
     out.append(Family(f"{snapshot.name}_invalid_records_total", COUNTER, INVALID_RECORDS_HELP,
-                      (), (((), snapshot.invalid_records),), **times))
+                      c_names, ((c_values, snapshot.invalid_records),), **times))
     return out
+
+
+def merge(family_lists) -> list:
+    """The families of several snapshots as one list: a family declared by several
+    instances (of one class, told apart by their constant labels) becomes one family
+    holding all their points.  Raises ``ValueError`` for two series with the same
+    name and labels, and for one name declared with different kinds or labels."""
+    merged, order = {}, []
+    for fams in family_lists:
+        for fam in fams:
+            have = merged.get(fam.name)
+            if have is None:
+                merged[fam.name] = fam
+                order.append(fam.name)
+                continue
+            if (have.kind, set(have.label_names)) != (fam.kind, set(fam.label_names)):
+                raise ValueError(
+                    f"{fam.name}: exported by two sets as different metrics "
+                    f"({have.kind!r} {list(have.label_names)} and {fam.kind!r} "
+                    f"{list(fam.label_names)})")
+            if have.label_names != fam.label_names:
+                position = [fam.label_names.index(n) for n in have.label_names]
+                points = tuple((tuple(labels[i] for i in position), v) for labels, v in fam.points)
+            else:
+                points = fam.points
+            seen = {labels for labels, _ in have.points}
+            for labels, _ in points:
+                if labels in seen:
+                    pairs = ", ".join(f"{k}={v!r}" for k, v in zip(have.label_names, labels))
+                    raise ValueError(
+                        f"{fam.name}{{{pairs}}} is exported twice: give each instance of the "
+                        f"set its own const_labels (e.g. const_labels={{'worker': '1'}})")
+            merged[fam.name] = replace(have, points=have.points + points,
+                                       fixed_labels=have.fixed_labels and fam.fixed_labels,
+                                       start_ns=min(have.start_ns, fam.start_ns))
+    return [merged[name] for name in order]

@@ -46,6 +46,7 @@ __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
 
 _U64_MAX = (1 << 64) - 1
 _SET_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class MetricSet(KernelArgument):
@@ -100,32 +101,74 @@ class MetricSet(KernelArgument):
 
     # -- construction -----------------------------------------------------------
 
-    def __init__(self, *, alignment: int = CACHE_LINE):
+    const_labels: tuple = ()        # ((name, value), ...) on every exported series
+
+    def __init__(self, *, alignment: int = CACHE_LINE, const_labels=None):
+        """A set in anonymous memory.  ``const_labels={"worker": "3"}`` are added to every
+        series it exports, so that instances of one class can be told apart."""
+        labels = self._check_const_labels(const_labels)
         layout = type(self)._layout(alignment)
         region = Region.anonymous(KIND_METRICS, layout.size, layout.description, alignment)
         self._bind(region, layout)
+        self.const_labels = labels
 
     @classmethod
-    def create(cls, path, *, alignment: int = CACHE_LINE):
+    def create(cls, path, *, alignment: int = CACHE_LINE, const_labels=None):
         """A new set backed by the file ``path`` (mode 0600), which other processes can attach."""
+        labels = cls._check_const_labels(const_labels)
         layout = cls._layout(alignment)
         region = Region.create(path, KIND_METRICS, layout.size, layout.description, alignment)
         region.publish()
-        return cls._new(region, layout)
+        obj = cls._new(region, layout)
+        obj.const_labels = labels
+        return obj
 
     @classmethod
-    def attach(cls, path, *, writable: bool = True):
+    def attach(cls, path, *, writable: bool = True, const_labels=None):
         """Attach to a set file created by :meth:`create`, in this or another process.
 
         Raises :class:`RegionError` if the file does not hold exactly this set's layout.
         """
+        labels = cls._check_const_labels(const_labels)
         region = Region.attach(path, KIND_METRICS, writable=writable)
         layout = cls._layout(region.alignment)
         if region.description != layout.description:
             region.close()
             raise RegionError(f"{path}: {_describe_mismatch(region.description, layout)}")
         _check_size(region, layout, path)
-        return cls._new(region, layout)
+        obj = cls._new(region, layout)
+        obj.const_labels = labels
+        return obj
+
+    @classmethod
+    def _check_const_labels(cls, const_labels) -> tuple:
+        """``{name: value}`` or pairs -> sorted ((name, str value), ...); names must be
+        label names that no metric of the set declares."""
+        if const_labels is None:
+            return ()
+        items = const_labels.items() if isinstance(const_labels, dict) else const_labels
+        try:
+            pairs = [(k, v) for k, v in items]
+        except (TypeError, ValueError):
+            raise ValueError(f"const_labels must be a dict {{name: value}}, got "
+                             f"{const_labels!r}") from None
+        declared = {n for spec in cls._specs.values() for n in spec.label_names}
+        declared |= {n for spec in cls._specs.values() for n in getattr(spec, "key_labels", ())}
+        out = {}
+        for k, v in pairs:
+            if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__") \
+                    or k in ("le", "quantile", "reason"):
+                raise ValueError(f"const_labels: invalid label name {k!r}")
+            if not isinstance(v, (str, int)) or isinstance(v, bool):
+                raise ValueError(f"const_labels: {k}: the value must be a string or an "
+                                 f"integer, got {v!r}")
+            if k in declared:
+                raise ValueError(f"const_labels: {k!r} is already a label of a metric of "
+                                 f"{cls.__name__}")
+            if k in out:
+                raise ValueError(f"const_labels: {k!r} given twice")
+            out[k] = str(v)
+        return tuple(sorted(out.items()))
 
     @classmethod
     def disabled(cls):
@@ -273,7 +316,8 @@ class MetricSet(KernelArgument):
         """An immutable reading of every metric (what exporters consume)."""
         region = self._region
         return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
-                                 start_ns=getattr(region, "created_ns", None))
+                                 start_ns=getattr(region, "created_ns", None),
+                                 const_labels=self.const_labels)
 
     def snapshot(self) -> dict:
         """Every metric as a plain, JSON-serialisable dict."""
@@ -353,11 +397,12 @@ def _describe_mismatch(found: str, expected: SetLayout) -> str:
         return "layout mismatch"
 
 
-def attach_metrics(path, *, writable: bool = False) -> MetricSet:
+def attach_metrics(path, *, writable: bool = False, const_labels=None) -> MetricSet:
     """Attach to any metric-set file, rebuilding its declarations from the file.
 
     Labels come back as strings and kernel methods are not available; the
-    result can be read, exported, and (with ``writable=True``) passed to kernels.
+    result can be read, exported (with ``const_labels`` on every series), and
+    (with ``writable=True``) passed to kernels.
     """
     region = Region.attach(path, KIND_METRICS, writable=writable)
     try:
@@ -378,7 +423,14 @@ def attach_metrics(path, *, writable: bool = False) -> MetricSet:
         region.close()
         raise RegionError(f"{path}: layout written by an incompatible version")
     _check_size(region, layout, path)
-    return cls._new(region, layout)
+    try:
+        labels = cls._check_const_labels(const_labels)
+    except ValueError:
+        region.close()
+        raise
+    obj = cls._new(region, layout)
+    obj.const_labels = labels
+    return obj
 
 
 # --------------------------------------------------------------------------

@@ -215,9 +215,10 @@ class MetricSetSnapshot:
     ``start_ns``: when the set started counting, its creation)."""
 
     def __init__(self, name: str, layout, words: np.ndarray, timestamp_ns: int | None = None,
-                 start_ns: int | None = None):
+                 start_ns: int | None = None, const_labels: tuple = ()):
         from .layout import INVALID_BASELINE_OFFSET, INVALID_OFFSET
         self.name = name
+        self.const_labels = tuple(const_labels)
         self.timestamp_ns = time.time_ns() if timestamp_ns is None else timestamp_ns
         self.start_ns = self.timestamp_ns if start_ns is None else start_ns
         invalid, base = int(words[INVALID_OFFSET // 8]), int(words[INVALID_BASELINE_OFFSET // 8])
@@ -240,6 +241,7 @@ class MetricSetSnapshot:
         """A plain, JSON-serialisable dict (no NaN or infinities)."""
         return {
             "name": self.name,
+            "const_labels": dict(self.const_labels),
             "timestamp_ns": self.timestamp_ns,
             "invalid_records": self.invalid_records,
             "metrics": {s.spec.name: s.to_dict() for s in self.metrics.values()},
