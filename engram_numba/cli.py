@@ -232,9 +232,21 @@ def _deliver(send, what: str, attempts: int = 5) -> None:
 
 
 def _otlp_options(args) -> dict:
+    """Options given on the command line; the OTLP exporters take the rest from the
+    OpenTelemetry environment (OTEL_EXPORTER_OTLP_*, OTEL_SERVICE_NAME, ...)."""
     return dict(protocol=args.protocol, headers=_headers(args),
-                compression=None if args.no_gzip else "gzip", timeout=args.timeout,
+                compression=None if args.no_gzip else "default", timeout=args.timeout,
                 insecure=args.insecure, ca_file=args.ca_file, service_name=args.service)
+
+
+def _otlp_endpoint(args, kind: str):
+    """--endpoint, else the OpenTelemetry environment's (checked here for a clear message)."""
+    if args.endpoint:
+        return args.endpoint
+    if os.environ.get(f"OTEL_EXPORTER_OTLP_{kind.upper()}_ENDPOINT") or \
+            os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    raise UsageError("--endpoint URL is needed (or OTEL_EXPORTER_OTLP_ENDPOINT)")
 
 
 def _password(args) -> str:
@@ -253,8 +265,10 @@ def _password(args) -> str:
 
 def _cmd_trace_export(args) -> int:
     from .export.json import events_to_document, events_to_jsonl
-    if args.format in ("otlp", "loki") and not args.endpoint:
-        raise UsageError(f"--format {args.format} needs --endpoint URL")
+    if args.format == "loki" and not args.endpoint:
+        raise UsageError("--format loki needs --endpoint URL")
+    if args.format == "otlp":
+        _otlp_endpoint(args, "logs")
     tracer = _attach_tracer(args.attach)
     events = _select(tracer.read(), args, tracer)
     if args.format in ("otlp", "loki"):
@@ -264,10 +278,12 @@ def _cmd_trace_export(args) -> int:
         else:
             from .export.loki import LokiExporter
             auth = (args.user, _password(args)) if args.user else None
-            exporter = LokiExporter(args.endpoint, service=args.service, tenant=args.tenant,
+            service = args.service or os.environ.get("OTEL_SERVICE_NAME") or tracer.layout.name
+            exporter = LokiExporter(args.endpoint, service=service, tenant=args.tenant,
                                     basic_auth=auth, headers=_headers(args),
                                     compression=None if args.no_gzip else "gzip",
-                                    timeout=args.timeout, insecure=args.insecure,
+                                    timeout=args.timeout or 10.0,
+                                    insecure=bool(args.insecure),
                                     ca_file=args.ca_file)
         for start in range(0, max(events.size, 1), args.batch_size):
             batch = events[start:start + args.batch_size]
@@ -356,7 +372,7 @@ def _cmd_metrics_push(args) -> int:
     from .export.otlp import OtlpMetricExporter
     from .metrics import attach_metrics
     sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
-    exporter = OtlpMetricExporter(args.endpoint, **_otlp_options(args))
+    exporter = OtlpMetricExporter(_otlp_endpoint(args, "metrics"), **_otlp_options(args))
     pushes = 0
     try:
         while True:
@@ -367,7 +383,8 @@ def _cmd_metrics_push(args) -> int:
             time.sleep(args.interval)
     except KeyboardInterrupt:
         pass
-    print(f"pushed {len(sets)} metric set(s) {pushes} time(s) to {args.endpoint}", file=sys.stderr)
+    print(f"pushed {len(sets)} metric set(s) {pushes} time(s) to {exporter.endpoint}",
+          file=sys.stderr)
     return 0
 
 
@@ -378,15 +395,17 @@ def _add_transport_options(p, gzip_default=True):
     p.add_argument("--header-file", metavar="FILE",
                    help="request headers, one K=V per line (# comments), e.g. "
                         "authorization=Bearer <token>")
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc",
-                   help="OTLP transport (default grpc)")
+    p.add_argument("--protocol", choices=["grpc", "http"],
+                   help="OTLP transport (default: $OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)")
     p.add_argument("--no-gzip", action="store_true", help="send uncompressed")
-    p.add_argument("--insecure", action="store_true",
+    p.add_argument("--insecure", action="store_true", default=None,
                    help="gRPC without TLS / https without certificate checks")
     p.add_argument("--ca-file", metavar="PEM", help="CA certificates for TLS")
-    p.add_argument("--timeout", type=positive_seconds, default=10.0,
-                   help="deadline of each request, seconds (default 10)")
-    p.add_argument("--service", default="engram", help="service.name / service label")
+    p.add_argument("--timeout", type=positive_seconds,
+                   help="deadline of each request, seconds (default: "
+                        "$OTEL_EXPORTER_OTLP_TIMEOUT, else 10)")
+    p.add_argument("--service", help="service.name / Loki service label (default: "
+                                     "$OTEL_SERVICE_NAME, else the set's name)")
 
 
 _EXAMPLES = {
@@ -495,9 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
     push.add_argument("--attach", required=True, action="append", metavar="PATH",
                       help="metric-set file written by another process (repeatable)")
-    push.add_argument("--endpoint", "--otlp", dest="endpoint", required=True, metavar="URL",
+    push.add_argument("--endpoint", "--otlp", dest="endpoint", metavar="URL",
                       help="OTLP endpoint: host:port (grpc) or http(s)://host:port (http); "
-                           "--otlp is the former name")
+                           "default $OTEL_EXPORTER_OTLP_ENDPOINT; --otlp is the former name")
     push.add_argument("--interval", type=parse_duration, metavar="DURATION",
                       help="push again every DURATION until interrupted (default: once)")
     push.add_argument("--count", type=positive_int,

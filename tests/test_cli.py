@@ -9,9 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from .test_metric_set import Shop, _data, record_everything
 
 
-def run_cli(*args):
+def run_cli(*args, env=None):
+    import os
+    env = {k: v for k, v in (env or os.environ).items() if not k.startswith("OTEL_")} \
+        if env is None else env
     return subprocess.run([sys.executable, "-m", "engram_numba", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_demo_command_writes_a_report(tmp_path):
@@ -73,7 +76,8 @@ import pytest  # noqa: E402
     (["demo", "--duration", "-1"], "positive, finite number of seconds"),
     (["demo", "--threads", "0"], "positive integer"),
     (["demo", "--nodes", "1"], ">= 2"),
-    (["trace", "export", "--attach", "x", "--format", "otlp"], "needs --endpoint"),
+    (["trace", "export", "--attach", "x", "--format", "otlp"], "--endpoint URL is needed"),
+    (["trace", "export", "--attach", "x", "--format", "loki"], "needs --endpoint"),
 ])
 def test_bad_arguments_are_usage_errors_without_a_traceback(args, message):
     r = run_cli(*args)

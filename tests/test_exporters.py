@@ -452,3 +452,77 @@ def test_tls_with_a_ca_file_and_refused_without(tmp_path):
         LokiExporter(rx.url, insecure=True).export(events)
     check_log_records(rx.logs(), events)
     assert len(rx.loki()) == 2 and not rx.problems
+
+
+def _resource(request) -> dict:
+    return {kv.key: kv.value.string_value for kv in request.resource_metrics[0].resource.attributes}
+
+
+def test_otlp_exporters_follow_the_opentelemetry_environment(monkeypatch, tmp_path):
+    """OTEL_* variables fill what is not given; explicit arguments win."""
+    import os
+
+    from engram_numba.export.otlp import OtlpMetricExporter, instance_id
+    for var in [v for v in os.environ if v.startswith("OTEL_")]:
+        monkeypatch.delenv(var)
+    m = Lab()
+    m.trials.add(3, "b")
+    with HttpReceiver() as rx:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-key=a%20b,x-other=1")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES",
+                           "deployment.environment=test,service.name=overridden")
+        OtlpMetricExporter().export(m)
+        OtlpMetricExporter(rx.url, protocol="http", headers={"x-key": "mine"},
+                           service_name="explicit",
+                           resource_attributes={"deployment.environment": "prod"}).export(m)
+        # a per-signal endpoint is the whole URL
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", rx.url + "/v1/metrics")
+        OtlpMetricExporter().export(m)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        with pytest.raises(ValueError, match="http/protobuf"):
+            OtlpMetricExporter()
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_ENDPOINT"):
+            OtlpMetricExporter()
+    assert not rx.problems
+    (p1, h1, _), (p2, h2, _), (p3, _, _) = rx.requests
+    assert p1 == p2 == p3 == "/v1/metrics"
+    assert h1["x-key"] == "a b" and h1["x-other"] == "1" and h1.get("Content-Encoding") is None
+    assert h2["x-key"] == "mine" and h2["x-other"] == "1"
+    first, second, _ = rx.metrics()
+    assert _resource(first)["service.name"] == "checkout"
+    assert _resource(first)["deployment.environment"] == "test"
+    assert _resource(second)["service.name"] == "explicit"
+    assert _resource(second)["deployment.environment"] == "prod"
+    assert _resource(first)["service.instance.id"] == instance_id() == \
+        _resource(second)["service.instance.id"]
+    # another process is another instance
+    other = subprocess.run([sys.executable, "-c", "from engram_numba.export.otlp import "
+                            "instance_id; print(instance_id())"], capture_output=True,
+                           text=True, timeout=120)
+    assert other.returncode == 0 and len(other.stdout.strip()) == 36
+    assert other.stdout.strip() != instance_id()
+
+
+def test_metrics_push_takes_its_endpoint_from_the_environment(tmp_path):
+    import os
+
+    from engram_numba.engram.metrics import CognitivePatternMetrics
+    m = CognitivePatternMetrics.create(tmp_path / "m.metrics")
+    m.record_priming(0, 0.5)
+    with HttpReceiver() as rx:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=rx.url, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                   OTEL_SERVICE_NAME="memory")
+        r = subprocess.run([sys.executable, "-m", "engram_numba", "metrics", "push", "--attach",
+                            str(tmp_path / "m.metrics")], capture_output=True, text=True,
+                           timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+    (request,) = rx.metrics()
+    assert _resource(request)["service.name"] == "memory"

@@ -82,9 +82,56 @@ def _attributes(common_pb2, items):
     return out
 
 
+# -- the OpenTelemetry environment --------------------------------------------------------
+# The variables of the OTLP exporter specification; an explicit argument wins.
+
+_instance = {"id": None, "pid": None}
+
+
+def instance_id() -> str:
+    """``service.instance.id`` of this process: a random UUID, new in a forked child."""
+    if _instance["pid"] != os.getpid():
+        import uuid
+        _instance["id"], _instance["pid"] = str(uuid.uuid4()), os.getpid()
+    return _instance["id"]
+
+
+def _env(name: str, kind: str):
+    """``OTEL_EXPORTER_OTLP_<KIND>_<NAME>``, else ``OTEL_EXPORTER_OTLP_<NAME>`` (None if unset)."""
+    for var in (f"OTEL_EXPORTER_OTLP_{kind.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return var, value
+    return None, None
+
+
+def _key_values(text: str, var: str) -> dict:
+    """``k=v,k2=v2`` with percent-encoded values (the W3C baggage form the spec uses)."""
+    from urllib.parse import unquote
+    out = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{var}: expected key=value pairs, got {item!r}")
+        out[unquote(key.strip())] = unquote(value.strip())
+    return out
+
+
+def resource_from_environment() -> dict:
+    """``OTEL_RESOURCE_ATTRIBUTES`` with ``OTEL_SERVICE_NAME`` as ``service.name``."""
+    attrs = _key_values(os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), "OTEL_RESOURCE_ATTRIBUTES")
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        attrs["service.name"] = name
+    return attrs
+
+
 def _envelope(service_name, resource_attributes):
     common_pb2, _, resource_pb2 = _proto()
-    attrs = {"service.name": service_name, "telemetry.sdk.name": "engram-numba",
+    attrs = {"service.name": service_name, "service.instance.id": instance_id(),
+             "telemetry.sdk.name": "engram-numba",
              "telemetry.sdk.language": "python", "telemetry.sdk.version": __version__,
              **(resource_attributes or {})}
     resource = resource_pb2.Resource(attributes=_attributes(common_pb2, attrs))
@@ -226,7 +273,7 @@ class _Transport:
     """Sends serialized requests over gRPC or HTTP/protobuf."""
 
     def __init__(self, endpoint: str, protocol: str, headers, compression, timeout,
-                 insecure, ca_file):
+                 insecure, ca_file, full_url: bool = False):
         if protocol not in ("grpc", "http"):
             raise ValueError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
         if compression not in (None, "gzip"):
@@ -240,6 +287,7 @@ class _Transport:
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
             self.base = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+            self.full_url = full_url        # a per-signal endpoint is the whole URL
             self.context = _http.ssl_context(ca_file, insecure) if parsed.scheme == "https" else None
             self.channel = None
         else:
@@ -254,7 +302,8 @@ class _Transport:
 
     def send(self, kind: str, body: bytes, deadline: float | None = None) -> bytes:
         if self.protocol == "http":
-            return _http.post(f"{self.base}/v1/{kind}", body, "application/x-protobuf",
+            url = self.base if self.full_url else f"{self.base}/v1/{kind}"
+            return _http.post(url, body, "application/x-protobuf",
                               headers=self.headers, compress=self.compression == "gzip",
                               timeout=self.timeout, context=self.context, deadline=deadline,
                               describe=_describe_status)
@@ -353,16 +402,57 @@ def _partial_success(kind: str, response: bytes) -> None:
 class _OtlpExporter:
     kind = ""
 
-    def __init__(self, endpoint: str, *, protocol: str = "grpc", headers: dict | None = None,
-                 compression: str | None = "gzip", timeout: float = 10.0, insecure: bool = False,
+    def __init__(self, endpoint: str | None = None, *, protocol: str | None = None,
+                 headers: dict | None = None, compression: str | None = "default",
+                 timeout: float | None = None, insecure: bool | None = None,
                  ca_file: str | None = None, service_name: str | None = None,
                  resource_attributes: dict | None = None):
+        """Every option left out is taken from the OpenTelemetry environment, as the OTLP
+        exporter specification names it (per signal first, e.g.
+        ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``, then ``OTEL_EXPORTER_OTLP_ENDPOINT``):
+        ``_ENDPOINT``, ``_PROTOCOL`` (``grpc`` or ``http/protobuf``), ``_HEADERS``
+        (``k=v,k=v``; explicit headers win per key), ``_TIMEOUT`` (ms), ``_COMPRESSION``
+        (``gzip``/``none``), ``_INSECURE`` and ``_CERTIFICATE``; ``OTEL_SERVICE_NAME`` and
+        ``OTEL_RESOURCE_ATTRIBUTES`` fill the resource under ``resource_attributes``.
+        Defaults otherwise: grpc, gzip, 10 s."""
         _proto()
+        kind = self.kind
+        full_url = False
+        if endpoint is None:
+            var, endpoint = _env("ENDPOINT", kind)
+            if endpoint is None:
+                raise ValueError(f"{type(self).__name__}: no endpoint: pass one, or set "
+                                 f"OTEL_EXPORTER_OTLP_ENDPOINT")
+            full_url = var == f"OTEL_EXPORTER_OTLP_{kind.upper()}_ENDPOINT"
+        if protocol is None:
+            var, value = _env("PROTOCOL", kind)
+            protocol = {"grpc": "grpc", "http/protobuf": "http", None: "grpc"}.get(value)
+            if protocol is None:
+                raise ValueError(f"{var}={value!r}: supported are grpc and http/protobuf")
+        var, value = _env("HEADERS", kind)
+        headers = {**(_key_values(value, var) if value else {}), **(headers or {})}
+        if timeout is None:
+            var, value = _env("TIMEOUT", kind)
+            try:
+                timeout = float(value) / 1000.0 if value else 10.0
+            except ValueError:
+                raise ValueError(f"{var}={value!r}: expected milliseconds") from None
+        if compression == "default":
+            var, value = _env("COMPRESSION", kind)
+            if value not in (None, "gzip", "none"):
+                raise ValueError(f"{var}={value!r}: supported are gzip and none")
+            compression = None if value == "none" else "gzip"
+        if insecure is None:
+            insecure = (_env("INSECURE", kind)[1] or "").lower() == "true"
+        if ca_file is None:
+            ca_file = _env("CERTIFICATE", kind)[1]
+        env = resource_from_environment()
         self.endpoint = endpoint
-        self.service_name = service_name
-        self.resource_attributes = resource_attributes
+        self.service_name = service_name or env.pop("service.name", None)
+        env.pop("service.name", None)
+        self.resource_attributes = {**env, **(resource_attributes or {})} or None
         self.transport = _Transport(endpoint, protocol, headers, compression, timeout, insecure,
-                                    ca_file)
+                                    ca_file, full_url=full_url)
 
     def _send(self, body: bytes, deadline: float | None = None) -> None:
         _partial_success(self.kind, self.transport.send(self.kind, body, deadline))
@@ -469,7 +559,7 @@ class OtlpSpanExporter(_OtlpExporter):
     name = "otlp-spans"
     kind = "traces"
 
-    def __init__(self, endpoint: str, *, attach_events: bool = False,
+    def __init__(self, endpoint: str | None = None, *, attach_events: bool = False,
                  tracer_id: int | None = None, **options):
         super().__init__(endpoint, **options)
         from ..tracing.spans import SpanAssembler
