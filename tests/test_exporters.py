@@ -526,3 +526,26 @@ def test_metrics_push_takes_its_endpoint_from_the_environment(tmp_path):
         assert r.returncode == 0, r.stderr
     (request,) = rx.metrics()
     assert _resource(request)["service.name"] == "memory"
+
+
+def test_periodic_metric_push_counts_deliveries_and_flushes_on_stop():
+    from .receivers import Script
+    m = Lab()
+    m.trials.add(1, "a")
+    with HttpReceiver() as rx:
+        rx.script = Script((None, {}), [(503, {})])      # the first push fails
+        exporter = OtlpMetricExporter(rx.url, protocol="http", compression=None)
+        with pytest.raises(ValueError, match="interval"):
+            exporter.start(m, interval=0)
+        exporter.start(m, interval=0.02)
+        with pytest.raises(RuntimeError, match="already pushing"):
+            exporter.start(m)
+        assert wait_for(lambda: exporter.stats()["pushes"] >= 2, timeout=60)
+        m.trials.add(5, "b")                  # after the last periodic push, before stop()
+        stats = exporter.stop()
+    assert stats["failures"] == 1 and "503" in stats["last_error"]
+    assert stats["pushes"] >= 3
+    last = _metrics_by_name(rx.metrics()[-1:])["lab_trials_total"]
+    assert {_attrs(p.attributes)["arm"]: p.as_int for p in last.sum.data_points} == \
+        {"a": 1, "b": 5}                      # the flush carries the newest values
+    assert exporter.stop() == stats           # a second stop does nothing

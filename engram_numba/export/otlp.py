@@ -476,14 +476,75 @@ class OtlpLogExporter(_OtlpExporter):
 
 
 class OtlpMetricExporter(_OtlpExporter):
-    """Push metric sets as one OTLP metrics request (``export(*sets)``)."""
+    """Push metric sets as one OTLP metrics request (``export(*sets)``), once or
+    periodically from a thread of its own (``start(*sets, interval=10)``)."""
 
     name = "otlp-metrics"
     kind = "metrics"
+    _thread = None
 
     def export(self, *metric_sets) -> None:
         self._send(metrics_request(*metric_sets, service_name=self.service_name,
                                    resource_attributes=self.resource_attributes))
+
+    def start(self, *metric_sets, interval: float = 10.0) -> "OtlpMetricExporter":
+        """Push ``metric_sets`` every ``interval`` seconds until :meth:`stop`.
+
+        A failed push is counted (``stats()``), logged and retried at the next
+        interval; cumulative values lose nothing in between.
+        """
+        import threading
+        if not metric_sets:
+            raise ValueError("start() needs at least one metric set")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or \
+                not 0 < interval < float("inf"):
+            raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+        if self._thread is not None:
+            raise RuntimeError("this exporter is already pushing; stop() it first")
+        metrics_request(*metric_sets)           # refuses duplicate series now, not later
+        self._sets, self._interval = metric_sets, float(interval)
+        self._stats = {"pushes": 0, "failures": 0, "last_error": None}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="engram-numba-otlp-push",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _push_once(self, deadline=None) -> bool:
+        try:
+            self._send(metrics_request(*self._sets, service_name=self.service_name,
+                                       resource_attributes=self.resource_attributes), deadline)
+        except Exception as exc:  # counted and retried at the next interval
+            self._stats["failures"] += 1
+            self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
+            log.warning("OTLP metrics push failed: %s", exc)
+            return False
+        self._stats["pushes"] += 1
+        return True
+
+    def _run(self):
+        while not self._stopping:
+            self._push_once()
+            self._wake.wait(self._interval)
+
+    def stats(self) -> dict:
+        """``pushes`` (succeeded), ``failures`` and ``last_error`` of :meth:`start`'s thread."""
+        return dict(getattr(self, "_stats", {"pushes": 0, "failures": 0, "last_error": None}))
+
+    def stop(self, timeout: float = 10.0) -> dict:
+        """Stop pushing after one last push of the current values (the flush), within
+        ``timeout`` seconds; returns :meth:`stats`."""
+        import time as _time
+        thread = self._thread
+        if thread is None:
+            return self.stats()
+        self._stopping = True
+        self._wake.set()
+        thread.join(timeout)
+        self._thread = None
+        self._push_once(_time.monotonic() + timeout)
+        return self.stats()
 
 
 
