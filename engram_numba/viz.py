@@ -1,8 +1,9 @@
 """Figures of metrics and events (matplotlib), and readable tables for Jupyter.
 
-Every function returns a :class:`matplotlib.figure.Figure` built without
-pyplot's global state, so it works headless, in notebooks (it displays as the
-cell's result) and in scripts (``fig.savefig(path)``).
+Every function returns a :class:`NotebookFigure`, a matplotlib ``Figure`` built
+without pyplot's global state: it works headless, in scripts
+(``fig.savefig(path)``) and in notebooks, where it renders as the cell's result
+in a fresh kernel (it has a ``_repr_png_``; no ``%matplotlib inline`` needed).
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ from matplotlib.ticker import NullFormatter
 
 from .tracing.schema import as_events
 
-__all__ = ["histograms_figure", "event_rates_figure", "timeline_figure", "rings_figure",
-           "overhead_figure", "metric_set_html", "tracer_html"]
+__all__ = ["NotebookFigure", "histograms_figure", "event_rates_figure", "timeline_figure",
+           "rings_figure", "overhead_figure", "metric_set_html", "tracer_html"]
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 QUANTILES = ((0.5, "P50", "#444444"), (0.95, "P95", "#ff7f0e"), (0.99, "P99", "#d62728"))
+
+
+class NotebookFigure(Figure):
+    """A ``Figure`` that Jupyter displays as a PNG without any matplotlib magic."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
 
 
 def _color(index: int) -> str:
@@ -32,15 +43,18 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def histograms_figure(metrics, columns: int = 3) -> Figure:
+def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
     """Every histogram of a metric set: bucket counts on a log axis, P50/P95/P99 marked."""
     snap = metrics.collect()
-    hists = [(s.spec, data) for s in snap if s.kind == "histogram" for _, data in s.items()]
+    hists = [(s.spec, labels, data) for s in snap if s.kind == "histogram"
+             for labels, data in s.items()]
     rows = max(1, math.ceil(len(hists) / columns))
-    fig = Figure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
-    for i, (spec, h) in enumerate(hists):
+    fig = NotebookFigure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
+    for i, (spec, labels, h) in enumerate(hists):
         ax = fig.add_subplot(rows, columns, i + 1)
         title = spec.name.replace("engram_", "")
+        if labels:                      # one panel per label combination: say which
+            title += "{" + ",".join(f"{k}={v}" for k, v in zip(spec.label_names, labels)) + "}"
         buckets = [(lo, hi, n) for lo, hi, n in h.buckets() if n and math.isfinite(lo)
                    and math.isfinite(hi) and lo != hi]
         positive = [(lo, hi, n) for lo, hi, n in buckets if lo > 0]
@@ -55,6 +69,14 @@ def histograms_figure(metrics, columns: int = 3) -> Figure:
             mids = [(lo + hi) / 2 for lo, hi, _ in buckets]
             ax.bar(mids, [n for *_, n in buckets], width=[hi - lo for lo, hi, _ in buckets],
                    color="#5b8db8")
+        if buckets:                     # the axis spans the data, not the declared range
+            lo = min(b[0] for b in buckets)
+            hi = max(b[1] for b in buckets)
+            if ax.get_xscale() == "log":
+                ax.set_xlim(lo / 1.15, hi * 1.15)
+            else:
+                pad = 0.05 * (hi - lo)
+                ax.set_xlim(lo - pad, hi + pad)
         if h.count:
             for q, name, color in QUANTILES:
                 v = h.quantile(q)
@@ -65,10 +87,10 @@ def histograms_figure(metrics, columns: int = 3) -> Figure:
     return fig
 
 
-def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
+def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> NotebookFigure:
     """Events per second over time, one line per event type."""
     events, layout = as_events(events)
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
         t = (events["timestamp"].astype(np.int64) - int(events["timestamp"].min())) / 1e9
@@ -88,10 +110,10 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> Figure:
     return fig
 
 
-def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> Figure:
+def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFigure:
     """Each traced event as a tick on its thread's track."""
     events, layout = as_events(events)
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
         start = int(events["timestamp"].min())
@@ -121,9 +143,9 @@ def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> Figure:
     return fig
 
 
-def rings_figure(stats: dict) -> Figure:
+def rings_figure(stats: dict) -> NotebookFigure:
     """Per ring: events delivered and dropped, and the fill level at the end."""
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     rings = stats["rings"]
     if rings:
@@ -145,11 +167,11 @@ def rings_figure(stats: dict) -> Figure:
     return fig
 
 
-def overhead_figure(instrumented_s, disabled_s) -> Figure:
+def overhead_figure(instrumented_s, disabled_s) -> NotebookFigure:
     """Interleaved round times with and without instrumentation, and the overhead."""
     a, b = np.asarray(instrumented_s), np.asarray(disabled_s)
     ratio = (a / b - 1) * 100
-    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     x = np.arange(a.size)
     ax.plot(x, a * 1e3, "o-", color="#1f77b4", label="instrumented")

@@ -53,3 +53,40 @@ def test_notebook_tables():
     assert "written 200" in tr._repr_html_()
     assert "disabled" in CognitiveTracer.disabled()._repr_html_()
     assert "disabled" in CognitivePatternMetrics.disabled()._repr_html_()
+
+
+def test_labelled_histograms_are_titled_by_label_and_fitted_to_the_data():
+    from engram_numba import Histogram, MetricSet
+
+    class Routes(MetricSet, name="routes"):
+        latency = Histogram("route_latency", "Latency", unit="seconds",
+                            labels={"route": ["home", "search"]}, range=(1e-6, 1e3))
+
+    m = Routes()
+    for v in (0.1, 0.2, 0.5):
+        m.latency.observe(v, "home")
+    m.latency.observe(3.0, "search")
+    fig = viz.histograms_figure(m)
+    axes = fig.get_axes()
+    titles = [ax.get_title() for ax in axes[:2]]
+    assert "route=home" in titles[0] and "route=search" in titles[1]
+    lo, hi = axes[0].get_xlim()
+    assert 0.05 < lo < 0.1 and 0.5 < hi < 1.0, (lo, hi)       # not 1e-6 .. 1e3
+    png = fig._repr_png_()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_figures_render_as_cell_results_in_a_fresh_kernel(tmp_path):
+    """No %matplotlib magic: the returned figure itself becomes an image/png output."""
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from engram_numba import CognitivePatternMetrics, viz\n"
+        "m = CognitivePatternMetrics()\n"
+        "m.record_priming(0, 0.4)\n"
+        "viz.histograms_figure(m)")]
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs), outputs
