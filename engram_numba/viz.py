@@ -11,11 +11,14 @@ from __future__ import annotations
 import html
 import math
 
+import typing
+
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
 from .tracing.schema import as_events
+
+if typing.TYPE_CHECKING:      # the class is built on first use (see _notebook_figure_class)
+    from matplotlib.figure import Figure as NotebookFigure
 
 __all__ = ["NotebookFigure", "histograms_figure", "event_rates_figure", "timeline_figure",
            "rings_figure", "overhead_figure", "metric_set_html", "tracer_html"]
@@ -25,14 +28,42 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 QUANTILES = ((0.5, "P50", "#444444"), (0.95, "P95", "#ff7f0e"), (0.99, "P99", "#d62728"))
 
 
-class NotebookFigure(Figure):
-    """A ``Figure`` that Jupyter displays as a PNG without any matplotlib magic."""
+_figure_class = None
 
-    def _repr_png_(self) -> bytes:
-        import io
-        buf = io.BytesIO()
-        self.savefig(buf, format="png", dpi=100)
-        return buf.getvalue()
+
+def _notebook_figure_class():
+    """``NotebookFigure``, built on first use: matplotlib is an extra (``[viz]``), and
+    the HTML tables below work without it."""
+    global _figure_class
+    if _figure_class is None:
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("engram_numba.viz figures need matplotlib: "
+                              "pip install 'engram-numba[viz]'") from None
+
+        class NotebookFigure(Figure):
+            """A ``Figure`` that Jupyter displays as a PNG without any matplotlib magic."""
+
+            def _repr_png_(self) -> bytes:
+                import io
+                buf = io.BytesIO()
+                self.savefig(buf, format="png", dpi=100)
+                return buf.getvalue()
+
+        NotebookFigure.__module__ = __name__
+        _figure_class = NotebookFigure
+    return _figure_class
+
+
+def __getattr__(name):
+    if name == "NotebookFigure":
+        return _notebook_figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _new_figure(**options):
+    return _notebook_figure_class()(**options)
 
 
 def _color(index: int) -> str:
@@ -49,7 +80,7 @@ def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
     hists = [(s.spec, labels, data) for s in snap if s.kind == "histogram"
              for labels, data in s.items()]
     rows = max(1, math.ceil(len(hists) / columns))
-    fig = NotebookFigure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
+    fig = _new_figure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
     for i, (spec, labels, h) in enumerate(hists):
         ax = fig.add_subplot(rows, columns, i + 1)
         title = spec.name.replace("engram_", "")
@@ -64,6 +95,7 @@ def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
             ax.bar([lo for lo, _, _ in positive], [n for *_, n in positive],
                    width=[hi - lo for lo, hi, _ in positive], align="edge", color="#5b8db8")
             ax.set_xscale("log")
+            from matplotlib.ticker import NullFormatter
             ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             mids = [(lo + hi) / 2 for lo, hi, _ in buckets]
@@ -90,7 +122,7 @@ def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
 def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> NotebookFigure:
     """Events per second over time, one line per event type."""
     events, layout = as_events(events)
-    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
+    fig = _new_figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
         t = (events["timestamp"].astype(np.int64) - int(events["timestamp"].min())) / 1e9
@@ -113,7 +145,7 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> NotebookFig
 def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFigure:
     """Each traced event as a tick on its thread's track."""
     events, layout = as_events(events)
-    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
+    fig = _new_figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     if events.size:
         start = int(events["timestamp"].min())
@@ -145,7 +177,7 @@ def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFig
 
 def rings_figure(stats: dict) -> NotebookFigure:
     """Per ring: events delivered and dropped, and the fill level at the end."""
-    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
+    fig = _new_figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
     rings = stats["rings"]
     if rings:
@@ -171,7 +203,7 @@ def overhead_figure(instrumented_s, disabled_s) -> NotebookFigure:
     """Interleaved round times with and without instrumentation, and the overhead."""
     a, b = np.asarray(instrumented_s), np.asarray(disabled_s)
     ratio = (a / b - 1) * 100
-    fig = NotebookFigure(figsize=(8, 3.2), layout="constrained")
+    fig = _new_figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot(1, 2, 1)
     x = np.arange(a.size)
     ax.plot(x, a * 1e3, "o-", color="#1f77b4", label="instrumented")

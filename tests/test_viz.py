@@ -90,3 +90,25 @@ def test_figures_render_as_cell_results_in_a_fresh_kernel(tmp_path):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = nb.cells[0].outputs
     assert any("image/png" in o.get("data", {}) for o in outputs), outputs
+
+
+def test_without_matplotlib_the_tables_work_and_figures_say_what_to_install(tmp_path):
+    """matplotlib is the [viz] extra: checked in a process where it cannot be imported."""
+    import subprocess
+    import sys
+    code = """
+import sys
+sys.modules["matplotlib"] = None            # as if it were not installed
+from engram_numba import CognitivePatternMetrics, viz
+m = CognitivePatternMetrics()
+m.record_priming(0, 0.5)
+assert "priming" in m._repr_html_()
+try:
+    viz.histograms_figure(m)
+except ImportError as exc:
+    print("refused:", exc)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "refused: engram_numba.viz figures need matplotlib: pip install " \
+           "'engram-numba[viz]'" in r.stdout

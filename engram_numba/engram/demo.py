@@ -212,7 +212,10 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
                        tracer_reset)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if figures:
-        _figures(out, metrics, sample.events(), stats, on_times, off_times)
+        try:
+            _figures(out, metrics, sample.events(), stats, on_times, off_times)
+        except ImportError as exc:          # matplotlib is the [viz] extra
+            say(f"note: no figures: {exc}")
         summary["files"] = sorted(p.name for p in out.iterdir())
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary, out, stream)
