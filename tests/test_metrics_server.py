@@ -125,3 +125,31 @@ def test_early_disconnects_are_quiet(tmp_path):
         server.stop()
         err = server.proc.stderr.read()
     assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err
+
+
+def test_gzip_when_asked_and_keep_alive_over_http_1_1():
+    import gzip
+    import http.client
+    m = CognitivePatternMetrics()
+    m.record_priming(0, 0.5)
+    with MetricsServer(m) as server:
+        host, port = server.address
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        sizes = {}
+        for encoding in ("gzip", "", "gzip;q=0", "br, gzip;q=0.5"):
+            conn.request("GET", "/metrics", headers={"Accept-Encoding": encoding} if encoding
+                         else {})
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200 and r.version == 11          # one connection, HTTP/1.1
+            assert r.getheader("Vary") == "Accept-Encoding"
+            zipped = r.getheader("Content-Encoding") == "gzip"
+            assert zipped == (encoding in ("gzip", "br, gzip;q=0.5")), encoding
+            text = (gzip.decompress(body) if zipped else body).decode()
+            samples = {s.name: s.value for f in text_string_to_metric_families(text)
+                       for s in f.samples if not s.labels}
+            assert samples["engram_priming_strength_count"] == 1
+            sizes[encoding] = len(body)
+        conn.close()
+        assert wait_for(lambda: server.served_connections == 1, timeout=30)
+    assert sizes["gzip"] * 5 < sizes[""]                 # the cognitive set compresses well

@@ -13,6 +13,7 @@ printed as a traceback.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import socket
 import threading
@@ -84,6 +85,21 @@ class _Server(ThreadingHTTPServer):
             log.exception("error serving %s", client_address)
 
 
+def _accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (``q=0`` refuses it)."""
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip()
+            if q.startswith("q="):
+                try:
+                    return float(q[2:]) > 0
+                except ValueError:
+                    return False
+            return True
+    return False
+
+
 class MetricsServer:
     """Serve ``/metrics`` for metric sets (or zero-argument callables returning them).
 
@@ -107,6 +123,8 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"    # keep-alive between scrapes, up to ``timeout`` idle
+
             def setup(self):
                 self.timeout = timeout       # StreamRequestHandler applies it to the socket
                 super().setup()
@@ -127,6 +145,10 @@ class MetricsServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", ctype)
+                if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
+                    body = gzip.compress(body, compresslevel=6)
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Vary", "Accept-Encoding")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
