@@ -217,3 +217,30 @@ def test_metrics_commands_take_constant_labels(tmp_path):
     r = run_cli("metrics", "serve", "--attach", str(tmp_path / "s.metrics"), "--attach",
                 str(tmp_path / "s.metrics"), "--port", "0")
     assert r.returncode == 1 and "exported twice" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_snapshots_as_tidy_dataframes():
+    import pandas as pd
+    import pytest
+    m = Shop(const_labels={"worker": "1"})
+    colors, prices = _data(300)
+    record_everything(m, colors, prices)
+    snap = m.collect()
+    df = snap.to_dataframe()
+    assert list(df.columns[:3]) == ["metric", "kind", "worker"] and (df["worker"] == "1").all()
+    sold = df[df.metric == "items_sold_total"].set_index("color")["value"]
+    assert sold.to_dict() == m.sold.values()
+    hist = df[df.metric == "price_euros"].iloc[0]
+    h = m.price.read()
+    assert hist["kind"] == "histogram" and hist["value"] == h.count
+    assert hist["p50"] == h.quantile(0.5) and hist["sum"] == h.sum
+    assert df[df.metric == "shop_invalid_records_total"]["value"].tolist() == [0]
+    buckets = snap.to_dataframe(histograms="buckets")
+    rows = buckets[buckets.metric == "price_euros"]
+    assert rows["value"].sum() == h.count and (rows["lower"] <= rows["upper"]).all()
+    assert list(snap.to_dataframe(quantiles=(0.25, 0.999)).columns[-2:]) == ["p25", "p99_9"]
+    with pytest.raises(ValueError, match="histograms"):
+        snap.to_dataframe(histograms="cdf")
+    with pytest.raises(ValueError, match="quantiles"):
+        snap.to_dataframe(quantiles=(1.5,))
+    assert isinstance(m.to_dataframe(), pd.DataFrame)

@@ -319,6 +319,10 @@ class MetricSet(KernelArgument):
                                  start_ns=getattr(region, "created_ns", None),
                                  const_labels=self.const_labels)
 
+    def to_dataframe(self, histograms: str = "quantiles", quantiles=(0.5, 0.9, 0.99)):
+        """A tidy pandas DataFrame of a fresh snapshot (see ``MetricSetSnapshot.to_dataframe``)."""
+        return self.collect().to_dataframe(histograms, quantiles)
+
     def snapshot(self) -> dict:
         """Every metric as a plain, JSON-serialisable dict."""
         return self.collect().to_dict()

@@ -226,6 +226,12 @@ class MetricSetSnapshot:
         copies = layout.copies(words)
         self.metrics = {attr: m.spec.read(m, words, copies) for attr, m in layout.metrics.items()}
 
+    def to_dataframe(self, histograms: str = "quantiles", quantiles=(0.5, 0.9, 0.99)):
+        """A tidy pandas DataFrame: a row per series (``histograms="buckets"``: a row per
+        non-empty bucket); see :mod:`engram_numba.export.metric_frames`."""
+        from ..export.metric_frames import metrics_dataframe
+        return metrics_dataframe(self, histograms, quantiles)
+
     def families(self) -> list:
         """The snapshot as families, derived series included (what exporters consume)."""
         from .families import families
