@@ -147,13 +147,13 @@ def test_otlp_metrics_are_exact(protocol):
         endpoint = rx.endpoint if protocol == "grpc" else rx.url
         OtlpMetricExporter(endpoint, protocol=protocol, insecure=True).export(cog, lab)
     metrics = _metrics_by_name(rx.metrics if protocol == "grpc" else rx.metrics())
-    pe = metrics["engram_priming_events_total"]
+    pe = metrics["engram_priming_events"]
     assert pe.sum.is_monotonic and pe.sum.aggregation_temporality == 2
     got = {_attrs(p.attributes)["priming_type"]: p.as_int for p in pe.sum.data_points}
     assert got == {"semantic": 67, "associative": 67, "repetition": 66}
     assert metrics["engram_cognitive_event_buffer_utilization"].gauge.data_points[0].as_double \
         == 42.5
-    pairs = metrics["engram_priming_node_pairs_total"].sum.data_points[0]
+    pairs = metrics["engram_priming_node_pairs"].sum.data_points[0]
     assert _attrs(pairs.attributes) == {"source_node": "1", "target_node": "2"} and pairs.as_int == 7
     # exponential histogram: same scale and bucket indexes as ours
     strength = metrics["engram_priming_strength"].exponential_histogram.data_points[0]
@@ -174,9 +174,9 @@ def test_otlp_metrics_are_exact(protocol):
     w = metrics["lab_wait_seconds"].histogram.data_points[0]
     assert list(w.explicit_bounds) == [0.1, 0.5, 1.0] and list(w.bucket_counts) == [1, 1, 1, 1]
     excluded = {_attrs(p.attributes)["reason"]: p.as_int
-                for p in metrics["lab_wait_seconds_excluded_total"].sum.data_points}
+                for p in metrics["lab_wait_seconds_excluded"].sum.data_points}
     assert excluded["nan"] == 1
-    trials = {_attrs(p.attributes)["arm"]: p.as_int for p in metrics["lab_trials_total"].sum.data_points}
+    trials = {_attrs(p.attributes)["arm"]: p.as_int for p in metrics["lab_trials"].sum.data_points}
     assert trials == {"a": 0, "b": 3}
 
 
@@ -545,7 +545,7 @@ def test_periodic_metric_push_counts_deliveries_and_flushes_on_stop():
         stats = exporter.stop()
     assert stats["failures"] == 1 and "503" in stats["last_error"]
     assert stats["pushes"] >= 3
-    last = _metrics_by_name(rx.metrics()[-1:])["lab_trials_total"]
+    last = _metrics_by_name(rx.metrics()[-1:])["lab_trials"]
     assert {_attrs(p.attributes)["arm"]: p.as_int for p in last.sum.data_points} == \
         {"a": 1, "b": 5}                      # the flush carries the newest values
     assert exporter.stop() == stats           # a second stop does nothing

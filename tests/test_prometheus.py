@@ -119,9 +119,9 @@ def test_exporters_read_the_snapshot_not_the_live_set():
     assert _samples(exposition(snap))[("visits_total", ())] == 5
     req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(snap))
     metrics = {x.name: x for x in req.resource_metrics[0].scope_metrics[0].metrics}
-    assert metrics["visits_total"].sum.data_points[0].as_int == 5
+    assert metrics["visits"].sum.data_points[0].as_int == 5       # OTLP: no _total
     assert all(p.start_time_unix_nano == snap.start_ns
-               for p in metrics["visits_total"].sum.data_points)
+               for p in metrics["visits"].sum.data_points)
     fams = {f.name: f for f in snap.families()}
     assert fams["visits_total"].points == (((), 5),)
     assert fams["shop_invalid_records_total"].kind is fams["visits_total"].kind
@@ -156,8 +156,9 @@ def test_units_name_the_metric_and_reach_openmetrics_and_otlp(tmp_path):
     assert "# UNIT io_fill_ratio ratio" in text
     req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(m))
     units = {x.name: x.unit for x in req.resource_metrics[0].scope_metrics[0].metrics}
-    assert units["io_sent_bytes_total"] == "By" and units["io_latency_seconds"] == "s"
-    assert units["io_fill_ratio"] == "1" and units["io_invalid_records_total"] == ""
+    # OTLP names carry no Prometheus suffixes: the unit is metadata there
+    assert units["io_sent"] == "By" and units["io_latency"] == "s"
+    assert units["io_fill"] == "1" and units["io_invalid_records"] == ""
     # a file's layout keeps the units: a reader without the class sees them too
     fams = {f.name: f for f in attach_metrics(tmp_path / "io.metrics").collect().families()}
     assert fams["io_latency_seconds"].unit == "seconds" and fams["io_sent_bytes_total"].unit == "bytes"
@@ -187,7 +188,7 @@ def test_instances_told_apart_by_const_labels_merge_into_one_family_each(tmp_pat
     registry.register(MetricSetCollector(a, b))
     assert _samples(generate_latest(registry).decode())[("visits_total", (("worker", "2"),))] == 4
     req = metrics_service_pb2.ExportMetricsServiceRequest.FromString(metrics_request(a, b))
-    visits = [x for x in req.resource_metrics[0].scope_metrics[0].metrics if x.name == "visits_total"]
+    visits = [x for x in req.resource_metrics[0].scope_metrics[0].metrics if x.name == "visits"]
     assert len(visits) == 1 and sorted(p.as_int for p in visits[0].sum.data_points) == [3, 4]
     # a reader attaching the file gives its own labels
     reader = Shop.attach(tmp_path / "b.metrics", const_labels={"worker": "2b"})

@@ -166,6 +166,17 @@ def otlp_unit(unit: str) -> str:
     return _UCUM.get(unit, unit)
 
 
+def otlp_name(fam) -> str:
+    """A family's OTLP name, without the suffixes Prometheus adds (the OpenTelemetry
+    <-> Prometheus compatibility rules): a counter's ``_total`` and, when the unit is
+    declared, the ``_<unit>`` it carries as metadata.  A Prometheus exporter of the
+    OTLP data adds both back, giving our Prometheus name."""
+    name = fam.base_name
+    if fam.unit and name.endswith("_" + fam.unit) and len(name) > len(fam.unit) + 1:
+        name = name[:-len(fam.unit) - 1]
+    return name
+
+
 def _labels(names, values):
     return dict(zip(names, values))
 
@@ -233,18 +244,18 @@ def metrics_request(*metric_sets, service_name: str | None = None,
             points = [pb.NumberDataPoint(attributes=attrs(lv), start_time_unix_nano=start,
                                          time_unix_nano=now, as_int=int(v))
                       for lv, v in fam.points]
-            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+            metrics.append(pb.Metric(name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                                      sum=pb.Sum(data_points=points, is_monotonic=True,
                                                 aggregation_temporality=cumulative)))
         elif fam.kind is GAUGE:
             points = [pb.NumberDataPoint(attributes=attrs(lv), time_unix_nano=now,
                                          as_double=float(v)) for lv, v in fam.points]
-            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+            metrics.append(pb.Metric(name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                                      gauge=pb.Gauge(data_points=points)))
         elif fam.spec.mode == "exponential":
             points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
             metrics.append(pb.Metric(
-                name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+                name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                 exponential_histogram=pb.ExponentialHistogram(
                     data_points=points, aggregation_temporality=cumulative)))
         else:
@@ -257,7 +268,7 @@ def metrics_request(*metric_sets, service_name: str | None = None,
                 if h.count:
                     p.min, p.max = h.min, h.max
                 points.append(p)
-            metrics.append(pb.Metric(name=fam.name, description=fam.help, unit=otlp_unit(fam.unit),
+            metrics.append(pb.Metric(name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                                      histogram=pb.Histogram(
                                          data_points=points,
                                          aggregation_temporality=cumulative)))
