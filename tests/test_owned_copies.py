@@ -119,7 +119,8 @@ def test_control_without_the_ownership_check_loses_updates():
     lay = m.layout
     addr = m._kernel_address + lay.copy_offset(1) + lay.metrics["hits"].block_offset
     n = 200_000
-    for _ in range(200):                                # until the race shows (a guard only)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:                  # until the race shows (a guard only)
         before = int(copy_counts(m)[1])
         flag = np.zeros(1, np.int64)
         run_threads(hammer_one_copy_without_ownership, [(addr, n, flag, 2)] * 2)

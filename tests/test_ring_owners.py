@@ -41,7 +41,11 @@ def test_forked_children_get_rings_of_their_own(tmp_path):
 
 @needs_two_cpus
 def test_control_children_sharing_the_parents_ring_lose_events(tmp_path):
-    for attempt in range(5):
+    import time
+    deadline = time.monotonic() + 600                    # a guard: loaded cores need more runs
+    attempt = 0
+    while time.monotonic() < deadline:
+        attempt += 1
         out = _fork(tmp_path / f"c{attempt}.rings", control=True)
         assert out["kept"] == [N, N]                     # every call claimed success...
         if out["written"] < 1 + 2 * N:                   # ...yet events are counted nowhere
