@@ -209,9 +209,14 @@ import json, sys
 import numpy as np
 from numba import threading_layer
 from tests.test_owned_copies import Hot, hammer_prange, owners, copy_counts, _check_exact
-m = Hot()
-hammer_prange(m, 800_000)
-_check_exact(m, 800_000)
+import time
+deadline = time.monotonic() + 300        # on loaded cores one worker may take all the work:
+while True:                              # run again until two took part (a guard only)
+    m = Hot()
+    hammer_prange(m, 800_000)
+    _check_exact(m, 800_000)
+    if len(owners(m)) >= 2 or time.monotonic() > deadline:
+        break
 print(json.dumps({"layer": threading_layer(), "owners": len(owners(m)),
                   "shared": int(copy_counts(m)[0])}))
 '''
