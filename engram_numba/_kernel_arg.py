@@ -53,14 +53,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class AddressModel(models.StructModel):
-    """Enabled: the region's base address and the caller's pid.  Disabled: nothing at all."""
-
-    def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("pid", types.uint64)] if fe_type.enabled else []
-        super().__init__(dmm, fe_type, members)
-
-
 def with_entry(builder, fe_type, value):
     """``value`` (a struct whose members start with base, pid, entry) with ``entry`` set
     to the calling thread's entry of ``fe_type.claim_table``."""
@@ -78,7 +70,8 @@ _PARFOR_BODY = "__numba_parfor_gufunc"
 
 
 class OwnedAddressModel(models.StructModel):
-    """:class:`AddressModel` plus ``entry``: the calling thread's entry of the object's
+    """Enabled: the region's base address, the caller's pid and ``entry``: the calling
+    thread's entry of the object's
     claim table (its copy of a metric set's hot values, its trace ring), or -1.
 
     The entry is looked up where a thread receives the value: when a kernel
@@ -93,7 +86,7 @@ class OwnedAddressModel(models.StructModel):
 
     def __init__(self, dmm, fe_type):
         members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] \
-            if fe_type.enabled else []
+            if fe_type.enabled else []          # disabled: nothing at all (no register, no code)
         super().__init__(dmm, fe_type, members)
 
     def from_argument(self, builder, value):

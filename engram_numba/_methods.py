@@ -376,7 +376,7 @@ _callers: dict = {}
 
 
 def object_from_address(nbtype):
-    """An intrinsic building a value of ``nbtype`` (an AddressModel type) from (base, pid)
+    """An intrinsic building a value of ``nbtype`` (an OwnedAddressModel type) from (base, pid)
     (and the calling thread's entry, for a type with a ``claim_table``)."""
     @intrinsic
     def make(typingctx, base, pid):

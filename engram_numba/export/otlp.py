@@ -38,7 +38,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .. import __version__
-from ..metrics.families import COUNTER, GAUGE
+from ..metrics.families import COUNTER, GAUGE, families_of
 from ..tracing.schema import as_events
 from ..tracing.collector import ExportError, PermanentExportError
 from . import _http
@@ -233,8 +233,7 @@ def metrics_request(*metric_sets, service_name: str | None = None,
     now = time.time_ns()
     metrics = []
     cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
-    from .prometheus import snapshot_families
-    fams, _ = snapshot_families(metric_sets)
+    fams, _ = families_of(metric_sets)
     for fam in fams:
         start = fam.start_ns
 

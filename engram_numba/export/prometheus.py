@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 
-from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, merge
-from ..metrics.snapshot import MetricSetSnapshot
+from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, families_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -109,33 +108,13 @@ def render_families(fams, layout_key=None) -> str:
     return "".join(out)
 
 
-def render(snapshot: MetricSetSnapshot, layout_key=None) -> str:
-    """One snapshot in the Prometheus text format."""
-    return render_families(snapshot.families(), layout_key)
-
-
-def snapshot_families(metric_sets) -> tuple:
-    """``(families, cache key)`` of metric sets or snapshots, merged across instances
-    (:func:`..metrics.families.merge`: one family per name, duplicates refused)."""
-    lists, key = [], []
-    for m in metric_sets:
-        if isinstance(m, MetricSetSnapshot):
-            lists.append(m.families())
-            key.append(None)
-        else:
-            lists.append(m.collect().families())
-            key.append((type(m), m.layout.hash))
-    fams = lists[0] if len(lists) == 1 else merge(lists)
-    return fams, (tuple(key) if None not in key else None)
-
-
 def exposition(*metric_sets) -> str:
     """The Prometheus text of one or more metric sets (or their snapshots).  Instances
     of one class are told apart by their ``const_labels``; the same series exported
     twice is a ``ValueError``."""
     if not metric_sets:
         return ""
-    fams, key = snapshot_families(metric_sets)
+    fams, key = families_of(metric_sets)
     return render_families(fams, key)
 
 
@@ -168,7 +147,7 @@ class MetricSetCollector:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("MetricSetCollector needs prometheus_client: "
                               "pip install 'engram-numba[prometheus]'") from exc
-        fams, _ = snapshot_families(self.metric_sets)
+        fams, _ = families_of(self.metric_sets)
         for fam in fams:
             names = list(fam.label_names)
             if fam.kind is COUNTER:

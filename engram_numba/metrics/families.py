@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge",
+__all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge", "families_of",
            "INVALID_RECORDS_HELP", "EXCLUDED_REASONS"]
 
 
@@ -147,3 +147,20 @@ def merge(family_lists) -> list:
                                        fixed_labels=have.fixed_labels and fam.fixed_labels,
                                        start_ns=min(have.start_ns, fam.start_ns))
     return [merged[name] for name in order]
+
+
+def families_of(metric_sets) -> tuple:
+    """``(families, cache key)`` of metric sets or their snapshots, merged across
+    instances (:func:`merge`); the key (``None`` when a snapshot is given) lets a
+    renderer keep what depends only on the layouts.  What every exporter starts from."""
+    from .snapshot import MetricSetSnapshot
+    lists, key = [], []
+    for m in metric_sets:
+        if isinstance(m, MetricSetSnapshot):
+            lists.append(m.families())
+            key.append(None)
+        else:
+            lists.append(m.collect().families())
+            key.append((type(m), m.layout.hash))
+    fams = lists[0] if len(lists) == 1 else merge(lists)
+    return fams, (tuple(key) if None not in key else None)
