@@ -95,7 +95,8 @@ def _cmd_metrics_serve(args) -> int:
     sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
     from .export.prometheus import exposition
     exposition(*sets)       # two files of one set with the same labels: refused before serving
-    server = MetricsServer(*sets, host=args.host, port=args.port)
+    server = MetricsServer(*sets, host=args.host, port=args.port,
+                           classic_scale=args.classic_scale)
     print(f"serving {server.url} ({len(sets)} metric set(s)); Ctrl-C to stop",
           file=sys.stderr, flush=True)
     try:
@@ -427,7 +428,8 @@ _EXAMPLES = {
   engram-numba metrics show --attach app.metrics --format json""",
     "serve": """\
   engram-numba metrics serve --attach app.metrics
-  engram-numba metrics serve --attach a.metrics --attach b.metrics --port 0""",
+  engram-numba metrics serve --attach a.metrics --attach b.metrics --port 0
+  engram-numba metrics serve --attach app.metrics --classic-scale 1   lighter text scrapes""",
     "push": """\
   engram-numba metrics push --attach app.metrics --endpoint localhost:4317 --insecure
   engram-numba metrics push --attach app.metrics --endpoint https://otel.example:4318 \\
@@ -510,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="port (default 9464; 0 = any free)")
     serve.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
+    serve.add_argument("--classic-scale", type=_number(int, 0, 8, what="a scale in [0, 8]"),
+                       metavar="S", help="text format: export exponential histograms' classic "
+                       "le buckets at this coarser scale (2**S per power of two; counts stay "
+                       "exact); the protobuf format always carries every bucket")
     serve.set_defaults(func=_cmd_metrics_serve)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
     push.add_argument("--attach", required=True, action="append", metavar="PATH",

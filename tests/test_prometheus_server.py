@@ -26,7 +26,7 @@ STEPS_PER_S = 10    # -> 1000 priming events per second
 
 
 class Prometheus:
-    def __init__(self, tmp_path, target):
+    def __init__(self, tmp_path, target, features=()):
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -35,7 +35,8 @@ class Prometheus:
             f"      - targets: ['{target}']\n")
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
+             f"--web.listen-address=127.0.0.1:{self.port}"]
+            + [f"--enable-feature={f}" for f in features],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def api(self, path, **params):
@@ -103,5 +104,43 @@ def test_prometheus_scrapes_and_answers_promql(tmp_path):
             assert p95 == pytest.approx(exact, rel=0.05)
             print(f"prometheus: total {total:.0f} (recorded {recorded}), rate {rate:.1f}/s "
                   f"(recorded {actual:.1f}/s), p95 {p95:.4f} (exact {exact:.4f})")
+        finally:
+            prom.stop()
+
+
+def test_native_histograms_reach_a_real_prometheus(tmp_path):
+    """With native histograms on, Prometheus scrapes the protobuf format, stores the
+    exponential histograms as native histograms and answers histogram_quantile within
+    the bucket holding the exact quantile."""
+    from engram_numba.engram.metrics import CognitivePatternMetrics
+    path = tmp_path / "engram.metrics"
+    with Worker(path, "step", STEP) as worker, Server(path) as server:
+        prom = Prometheus(tmp_path, server.url.split("/")[2], features=["native-histograms"])
+        try:
+            wait_for(lambda: any(t["health"] == "up"
+                                 for t in prom.api("targets")["activeTargets"]), timeout=60)
+            query = "histogram_quantile(0.95, rate(engram_priming_strength[1m]))"
+
+            recorded = [0]
+
+            def answered():
+                recorded[0] = worker.step()    # whole cycles of the 100 strengths
+                result = prom.api("query", query=query)["result"]
+                return result and np.isfinite(float(result[0]["value"][1])) and result
+
+            result = wait_for(answered, timeout=300, interval=0.3)
+            p95 = float(result[0]["value"][1])
+            raw = prom.api("query", query="engram_priming_strength")["result"]
+            assert len(raw) == 1 and "histogram" in raw[0], raw      # stored as native
+            assert prom.api("query", query="engram_priming_strength_bucket")["result"] == []
+            count = prom.value("histogram_count(engram_priming_strength)")
+            assert 0 < count <= recorded[0]
+            scheme = CognitivePatternMetrics.priming_strength.scheme
+            index = scheme.index(0.95)                # the bucket of the exact p95, 0.95
+            lo = 2.0 ** (index / 2 ** scheme.scale)
+            hi = 2.0 ** ((index + 1) / 2 ** scheme.scale)
+            assert lo < p95 <= hi * (1 + 1e-12), (p95, lo, hi)
+            print(f"prometheus native histogram: p95 {p95:.4f} (exact 0.95, bucket "
+                  f"({lo:.4f}, {hi:.4f}], error bound {scheme.relative_error:.2%})")
         finally:
             prom.stop()

@@ -182,40 +182,20 @@ def _labels(names, values):
 
 
 def _exponential_point(pb, h, attrs, start, now):
-    s = h.spec
+    s = h.spec.scheme
     point = pb.ExponentialHistogramDataPoint(
         attributes=attrs, start_time_unix_nano=start, time_unix_nano=now, count=h.count,
         sum=h.sum, scale=s.scale, zero_count=h.zero_count, zero_threshold=s.zero_threshold)
     if h.count:
         point.min, point.max = h.min, h.max
-    pos = h.counts.copy()
-    if h.overflow:
-        pos = _with_extra(pos, s, h.max, h.overflow)
-    first = np.flatnonzero(pos)
-    if first.size:
-        lo, hi = first[0], first[-1] + 1
-        point.positive.offset = int(s.lo_index + lo)
-        point.positive.bucket_counts.extend(pos[lo:hi].tolist())
-    neg = h.negative_counts.copy()
-    if h.neg_overflow:
-        neg = _with_extra(neg, s, -h.min, h.neg_overflow)
-    first = np.flatnonzero(neg)
-    if first.size:
-        lo, hi = first[0], first[-1] + 1
-        point.negative.offset = int(s.lo_index + lo)
-        point.negative.bucket_counts.extend(neg[lo:hi].tolist())
+    (pos_offset, pos), (neg_offset, neg) = s.sparse(h)
+    if pos:
+        point.positive.offset = pos_offset
+        point.positive.bucket_counts.extend(pos)
+    if neg:
+        point.negative.offset = neg_offset
+        point.negative.bucket_counts.extend(neg)
     return point
-
-
-def _with_extra(counts, spec, magnitude, n):
-    """Extend ``counts`` to the bucket of ``magnitude`` and add ``n`` there."""
-    from .. metrics.buckets import exponential_index, exponential_tables
-    lut, bounds = exponential_tables(spec.scale)
-    index = int(exponential_index(float(magnitude), spec.scale, lut, bounds)) - spec.lo_index
-    out = np.zeros(max(index + 1, counts.size), dtype=np.int64)
-    out[:counts.size] = counts
-    out[index] += n
-    return out
 
 
 def metrics_request(*metric_sets, service_name: str | None = None,

@@ -56,11 +56,26 @@ def _labels(pairs) -> str:
 
 class _Prefixes:
     """Sample-line prefixes (``name{labels} ``) of one layout, built once per label set:
-    a scrape then only formats numbers."""
+    a scrape then only formats numbers.  With ``classic_scale``, exponential
+    histograms keep only the ``le`` bounds of that coarser scale."""
 
-    def __init__(self):
+    def __init__(self, classic_scale=None):
         self.heads = {}
         self.points = {}
+        self.classic_scale = classic_scale
+        self.keep = {}
+
+    def positions(self, fam):
+        """Positions of the kept ``le`` bounds (``None``: all of them)."""
+        scheme = fam.spec.scheme
+        if self.classic_scale is None or scheme.kind != "exponential" \
+                or self.classic_scale >= scheme.scale:
+            return None
+        key = scheme.key()
+        got = self.keep.get(key)
+        if got is None:
+            got = self.keep[key] = scheme.coarse_positions(self.classic_scale)
+        return got
 
     def head(self, fam) -> str:
         text = self.heads.get(fam.name)
@@ -76,8 +91,12 @@ class _Prefixes:
         if got is None or not fam.fixed_labels:
             pairs = list(zip(fam.label_names, labels))
             if fam.kind is HISTOGRAM:
+                bounds = fam.spec.scheme.le_bounds()
+                keep = self.positions(fam)
+                if keep is not None:
+                    bounds = [bounds[i] for i in keep]
                 buckets = [f"{fam.name}_bucket{_labels(pairs + [('le', format_float(le))])} "
-                           for le in fam.spec.scheme.le_bounds()]
+                           for le in bounds]
                 got = (buckets, f"{fam.name}_sum{_labels(pairs)} ",
                        f"{fam.name}_count{_labels(pairs)} ")
             else:
@@ -90,16 +109,32 @@ class _Prefixes:
 _plans: dict = {}
 
 
-def render_families(fams, layout_key=None) -> str:
-    """Families (see :mod:`..metrics.families`) in the Prometheus text format."""
-    plan = _plans.setdefault(layout_key, _Prefixes()) if layout_key is not None else _Prefixes()
+def render_families(fams, layout_key=None, classic_scale=None) -> str:
+    """Families (see :mod:`..metrics.families`) in the Prometheus text format.
+
+    ``classic_scale`` (0 .. 8) exports the classic buckets of exponential histograms
+    declared at a finer scale at that scale only: ``2**classic_scale`` ``le`` bounds
+    per power of two instead of ``2**scale``.  Their counts stay exact (each bound
+    of the coarser scale is a bound of the finer one); quantiles computed from
+    them have the coarser scale's error bound."""
+    if classic_scale is not None:
+        from ..metrics.buckets import check_scale
+        check_scale(classic_scale)
+    if layout_key is not None:
+        plan = _plans.setdefault((layout_key, classic_scale), _Prefixes(classic_scale))
+    else:
+        plan = _Prefixes(classic_scale)
     out = []
     for fam in fams:
         out.append(plan.head(fam))
         if fam.kind is HISTOGRAM:
             for labels, h in fam.points:
                 buckets, sum_prefix, count_prefix = plan.point(fam, labels)
-                out.extend(f"{p}{n}\n" for p, (_, n) in zip(buckets, h.cumulative()))
+                cumulative = h.cumulative()
+                keep = plan.positions(fam)
+                if keep is not None:
+                    cumulative = [cumulative[i] for i in keep]
+                out.extend(f"{p}{n}\n" for p, (_, n) in zip(buckets, cumulative))
                 out.append(f"{sum_prefix}{format_float(h.sum)}\n{count_prefix}{h.count}\n")
         elif fam.kind is GAUGE:
             out.extend(f"{plan.point(fam, labels)}{format_float(v)}\n" for labels, v in fam.points)
@@ -108,14 +143,14 @@ def render_families(fams, layout_key=None) -> str:
     return "".join(out)
 
 
-def exposition(*metric_sets) -> str:
+def exposition(*metric_sets, classic_scale: int | None = None) -> str:
     """The Prometheus text of one or more metric sets (or their snapshots).  Instances
     of one class are told apart by their ``const_labels``; the same series exported
-    twice is a ``ValueError``."""
+    twice is a ``ValueError``.  ``classic_scale``: see :func:`render_families`."""
     if not metric_sets:
         return ""
     fams, key = families_of(metric_sets)
-    return render_families(fams, key)
+    return render_families(fams, key, classic_scale)
 
 
 # -- prometheus_client integration (extra: engram-numba[prometheus]) -------------------

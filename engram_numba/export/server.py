@@ -1,8 +1,11 @@
 """A small HTTP server for ``/metrics`` (loopback by default).
 
 Every request reads fresh snapshots of the metric sets it serves; nothing is
-cached between scrapes.  Prometheus text format 0.0.4 by default, OpenMetrics
-when the scraper asks for it and ``prometheus_client`` is installed.
+cached between scrapes.  The format follows the scraper's ``Accept`` header
+(:func:`negotiate`): Prometheus text format 0.0.4 by default, OpenMetrics when
+asked for and ``prometheus_client`` is installed, and the protobuf format with
+native histograms (:mod:`.prometheus_proto`) when asked for and ``protobuf``
+is installed; gzip when the scraper accepts it.
 
 It is built to stay up on a shared machine: each connection has a read/write
 timeout (a half-open or stalled client is dropped), at most
@@ -19,7 +22,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .prometheus import CONTENT_TYPE, exposition, openmetrics_exposition
+from ..metrics.families import families_of
+from .prometheus import CONTENT_TYPE, openmetrics_exposition, render_families
+from .prometheus_proto import CONTENT_TYPE as PROTOBUF_TYPE, PROTO_NAME, render_protobuf
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +36,44 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"too many connections")
 
 
-def _wants_openmetrics(accept: str) -> bool:
-    if "application/openmetrics-text" not in accept:
-        return False
+def _importable(module: str) -> bool:
+    import importlib.util
     try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
         return False
-    return True
+
+
+def negotiate(accept: str) -> str:
+    """The format to answer an ``Accept`` header with: ``"protobuf"``,
+    ``"openmetrics"`` or ``"text"``.  The offered type with the highest ``q`` wins
+    (the first listed among equals); protobuf needs ``protobuf`` and OpenMetrics
+    ``prometheus_client`` installed, and text is the answer to anything else."""
+    best, best_q = "text", -1.0
+    for item in accept.split(","):
+        media, *params = [p.strip() for p in item.split(";")]
+        opts = {}
+        for p in params:
+            k, _, v = p.partition("=")
+            opts[k.strip().lower()] = v.strip().strip('"')
+        try:
+            q = float(opts.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        media = media.lower()
+        if media == "application/vnd.google.protobuf" \
+                and opts.get("proto") == PROTO_NAME and opts.get("encoding") == "delimited" \
+                and _importable("google.protobuf"):
+            fmt = "protobuf"
+        elif media == "application/openmetrics-text" and _importable("prometheus_client"):
+            fmt = "openmetrics"
+        elif media in ("text/plain", "text/*", "*/*"):
+            fmt = "text"
+        else:
+            continue
+        if q > best_q and q > 0:
+            best, best_q = fmt, q
+    return best
 
 
 class _Server(ThreadingHTTPServer):
@@ -105,11 +140,14 @@ class MetricsServer:
 
     ``port=0`` picks a free port; see :attr:`url`.  ``timeout`` is the per-
     connection read/write timeout in seconds, ``max_connections`` the number
-    served at once.  Use as a context manager or call :meth:`start` / :meth:`stop`.
+    served at once.  ``classic_scale`` exports the classic ``le`` buckets of
+    exponential histograms at that coarser scale in the text format (see
+    :func:`~.prometheus.render_families`); the protobuf format carries every
+    bucket as a native histogram.  Use as a context manager or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, *sources, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0,
-                 max_connections: int = 16):
+                 max_connections: int = 16, classic_scale: int | None = None):
         if not sources:
             raise ValueError("MetricsServer needs at least one metric set")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -119,6 +157,10 @@ class MetricsServer:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
                 or max_connections < 1:
             raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
+        if classic_scale is not None:
+            from ..metrics.buckets import check_scale
+            check_scale(classic_scale)
+        self.classic_scale = classic_scale
         self.sources = sources
         server = self
 
@@ -135,10 +177,16 @@ class MetricsServer:
                     return
                 try:
                     sets = server._sets()
-                    if _wants_openmetrics(self.headers.get("Accept", "")):
+                    fmt = negotiate(self.headers.get("Accept", ""))
+                    if fmt == "openmetrics":
                         body, ctype = openmetrics_exposition(*sets).encode(), OPENMETRICS_TYPE
                     else:
-                        body, ctype = exposition(*sets).encode(), CONTENT_TYPE
+                        fams, key = families_of(sets)
+                        if fmt == "protobuf":
+                            body, ctype = render_protobuf(fams), PROTOBUF_TYPE
+                        else:
+                            body = render_families(fams, key, server.classic_scale).encode()
+                            ctype = CONTENT_TYPE
                 except Exception as exc:  # a broken source must not kill the server
                     log.exception("scrape failed")
                     self.send_error(500, f"scrape failed: {exc}")

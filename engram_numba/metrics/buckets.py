@@ -408,6 +408,48 @@ class ExponentialBuckets(BucketScheme):
         out.append((math.inf, h.count))
         return out
 
+    def sparse(self, h) -> tuple:
+        """``((offset, counts), (offset, counts))``: the positive and negative buckets
+        from the first to the last non-empty one, ``offset`` being the absolute index
+        (OpenTelemetry's: bucket i holds ``(base**i, base**(i+1)]``; Prometheus native
+        histograms number the same bucket ``i + 1``).  Finite values above the range
+        have no bucket of their own: they are counted in the bucket of the observed
+        maximum (minimum for negatives), so the buckets still add up to the count."""
+        out = []
+        for counts, extra, magnitude in ((h.counts, h.overflow, h.max),
+                                         (h.negative_counts, h.neg_overflow, -h.min)):
+            counts = np.asarray(counts, dtype=np.int64)
+            if extra:
+                index = self.index(magnitude) - self.lo_index
+                grown = np.zeros(max(index + 1, counts.size), dtype=np.int64)
+                grown[:counts.size] = counts
+                grown[index] += extra
+                counts = grown
+            nonzero = np.flatnonzero(counts)
+            if nonzero.size:
+                lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
+                out.append((self.lo_index + lo, counts[lo:hi].tolist()))
+            else:
+                out.append((0, []))
+        return tuple(out)
+
+    def coarse_positions(self, scale: int) -> list:
+        """Positions in :meth:`le_bounds` of the boundaries that scale ``scale`` (at most
+        this scheme's) also has: cumulative counts there are exact at the coarser scale."""
+        scale = check_scale(scale)
+        if scale > self.scale:
+            raise ValueError(f"a coarser scale must be at most the histogram's scale "
+                             f"{self.scale}, got {scale}")
+        step = 1 << (self.scale - scale)
+        n = self.n_buckets
+        edge_of = []                       # the edge index behind each le bound (None: +-inf)
+        if self.negative:
+            edge_of.append(n)
+            edge_of.extend(range(n - 1, -1, -1))
+        edge_of.extend(range(n + 1))
+        edge_of.append(None)
+        return [i for i, k in enumerate(edge_of) if k is None or k % step == 0]
+
     def index(self, value: float) -> int:
         """The bucket index (absolute, OpenTelemetry's) of a positive finite value."""
         lut, bounds = exponential_tables(self.scale)
