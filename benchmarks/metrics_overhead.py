@@ -273,27 +273,39 @@ def engram_workload(rounds, batches, ticks):
 
 
 def exposition_cost(repeats):
-    """Whole cognitive set: our text exposition vs prometheus_client's generate_latest."""
+    """Whole cognitive set, one scrape in each format: bytes (plain and gzip) and median
+    ms to render, next to prometheus_client's generate_latest of the same collector."""
+    import gzip
+
+    from engram_numba.export.prometheus_proto import protobuf_exposition
     m = CognitivePatternMetrics()
     k_record_priming(m, STRENGTHS, 1000, np.empty(10, dtype=np.uint64))
     m.record_interference(0, 0.5)
-    out = {"samples": sum(1 for line in exposition(m).splitlines() if not line.startswith("#"))}
-
-    def median_ms(fn):
-        return H.median_ms(fn, repeats)
-
-    out["engram_numba exposition()"] = median_ms(lambda: exposition(m))
+    text = exposition(m)
+    samples = sum(1 for line in text.splitlines() if not line.startswith("#"))
+    formats = {
+        "text (every le bucket)": lambda: exposition(m).encode(),
+        "text, classic_scale=1": lambda: exposition(m, classic_scale=1).encode(),
+        "text, classic_scale=0": lambda: exposition(m, classic_scale=0).encode(),
+        "protobuf (native histograms)": lambda: protobuf_exposition(m),
+    }
     try:
         from prometheus_client import CollectorRegistry, generate_latest
 
         from engram_numba.export import MetricSetCollector, openmetrics_exposition
+        reg = CollectorRegistry()
+        reg.register(MetricSetCollector(m))
+        formats["openmetrics via prometheus_client"] = lambda: openmetrics_exposition(m).encode()
+        formats["prometheus_client generate_latest(collector)"] = lambda: generate_latest(reg)
     except ImportError:
-        return out
-    reg = CollectorRegistry()
-    reg.register(MetricSetCollector(m))
-    out["prometheus_client generate_latest(collector)"] = median_ms(lambda: generate_latest(reg))
-    out["openmetrics_exposition() via prometheus_client"] = median_ms(lambda: openmetrics_exposition(m))
-    return out
+        pass
+    rows = []
+    for name, fn in formats.items():
+        body = fn()
+        rows.append({"format": name, "bytes": len(body),
+                     "gzip_bytes": len(gzip.compress(body, compresslevel=6)),
+                     "ms": H.median_ms(fn, repeats)})
+    return {"samples": samples, "formats": rows}
 
 
 def python_peers(n, rounds):
@@ -404,9 +416,9 @@ def main(argv=None) -> int:
     print(f"= {workload['ns_per_record']:.1f} ns per record_priming inside the workload")
 
     expo = exposition_cost(20 if args.quick else 200)
-    print(f"\n## exposition of the whole cognitive set ({expo['samples']} samples), median ms")
-    print(H.table([{"renderer": k, "ms": v} for k, v in expo.items() if k != "samples"],
-                  ["renderer", "ms"]))
+    print(f"\n## one scrape of the whole cognitive set ({expo['samples']} text samples): "
+          f"bytes, gzip bytes (level 6, as the server sends), median ms to render")
+    print(H.table(expo["formats"], ["format", "bytes", "gzip_bytes", "ms"]))
 
     peers = python_peers(5_000 if args.quick else 20_000, 3 if args.quick else 15)
     print("\n## from Python, per call (interleaved rounds of a plain loop, medians)")
