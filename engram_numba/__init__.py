@@ -21,9 +21,9 @@ from . import _cache  # noqa: F401  (installs the cache guard before anything co
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
 from ._region import RegionError
-from .metrics import (Counter, CounterSnapshot, Gauge, GaugeSnapshot, Histogram, HistogramData,
-                      HistogramSnapshot, MetricSet, MetricSetSnapshot, attach_metrics,
-                      kernel_method, relative_error_bound)
+from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
+                      GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
+                      MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
 from .metrics.spec import TopK
 from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
                       Tracer, TracingConfig)
@@ -37,7 +37,7 @@ __all__ = [
     "atomic_load", "atomic_store", "atomic_fence",
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
-    "relative_error_bound", "RegionError",
+    "relative_error_bound", "ExponentialBuckets", "ExplicitBuckets", "RegionError",
     "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
     "ExportError", "PermanentExportError",
     "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",

@@ -15,6 +15,7 @@ import typing
 
 import numpy as np
 
+from .metrics.kinds import HISTOGRAM
 from .tracing.schema import as_events
 
 if typing.TYPE_CHECKING:      # the class is built on first use (see _notebook_figure_class)
@@ -77,7 +78,7 @@ def _label(name: str) -> str:
 def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
     """Every histogram of a metric set: bucket counts on a log axis, P50/P95/P99 marked."""
     snap = metrics.collect()
-    hists = [(s.spec, labels, data) for s in snap if s.kind == "histogram"
+    hists = [(s.spec, labels, data) for s in snap if s.kind is HISTOGRAM
              for labels, data in s.items()]
     rows = max(1, math.ceil(len(hists) / columns))
     fig = _new_figure(figsize=(4.2 * columns, 2.8 * rows), layout="constrained")
@@ -238,26 +239,25 @@ def _fmt(v) -> str:
 
 
 def metric_set_html(metrics) -> str:
-    """An HTML table of a metric set: one row per labelled value, histograms summarised."""
-    snap = metrics.collect()
+    """An HTML table of a metric set (or a snapshot): a row per series of its families,
+    derived series included, histograms summarised."""
+    snap = metrics.collect() if hasattr(metrics, "collect") else metrics
     rows = []
-    for s in snap:
-        spec = s.spec
-        if s.kind == "topk":
-            for key, count in s.items():
-                rows.append((spec.name, ", ".join(f"{n}={k}" for n, k in zip(spec.key_labels, key)),
-                             "top-k", _fmt(count)))
-            continue
-        for labels, v in s.items():
-            lab = ", ".join(f"{n}={x}" for n, x in zip(spec.label_names, labels))
-            if s.kind == "histogram":
+    for fam in snap.families():
+        unit = f" ({fam.unit})" if fam.unit else ""
+        for labels, v in fam.points:
+            lab = ", ".join(f"{n}={x}" for n, x in zip(fam.label_names, labels))
+            if fam.kind is HISTOGRAM:
                 value = (f"n={v.count:,} mean={_fmt(v.mean)} p50={_fmt(v.quantile(0.5))} "
                          f"p95={_fmt(v.quantile(0.95))} p99={_fmt(v.quantile(0.99))}")
             else:
                 value = _fmt(v)
-            rows.append((spec.name, lab, s.kind, value))
-    rows.append((f"{snap.name}_invalid_records_total", "", "counter", _fmt(snap.invalid_records)))
-    title = f"<b>{html.escape(type(metrics).__name__)}</b> ({'enabled' if metrics.enabled else 'disabled'})"
+            rows.append((fam.name + unit, lab, fam.kind.name, value))
+    if hasattr(metrics, "enabled"):
+        state = "enabled" if metrics.enabled else "disabled"
+        title = f"<b>{html.escape(type(metrics).__name__)}</b> ({state})"
+    else:
+        title = f"<b>{html.escape(snap.name)}</b> (snapshot)"
     return title + _table(["metric", "labels", "kind", "value"], rows)
 
 

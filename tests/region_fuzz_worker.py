@@ -12,6 +12,7 @@ stops the output after ``start i``, which tells the parent which case crashed.
 import sys
 from pathlib import Path
 
+from engram_numba.metrics.kinds import COUNTER, GAUGE, HISTOGRAM
 from engram_numba import RegionError, attach_metrics
 from engram_numba.export import exposition
 from engram_numba import CognitiveTracer
@@ -36,11 +37,11 @@ def exercise_metrics(path):
     for attr, spec in writable.metrics().items():
         handle = getattr(writable, attr)
         labels = [d.values[0] for d in spec.labels]
-        if spec.kind == "counter":
+        if spec.kind is COUNTER:
             handle.inc(*labels)
-        elif spec.kind == "gauge":
+        elif spec.kind is GAUGE:
             handle.add(1.0, *labels)
-        elif spec.kind == "histogram":
+        elif spec.kind is HISTOGRAM:
             handle.observe(0.5, *labels)
     writable.reset()
 

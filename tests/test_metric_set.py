@@ -9,6 +9,7 @@ import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
+from engram_numba.metrics.kinds import GAUGE
 from engram_numba import (Counter, Gauge, Histogram, MetricSet, RegionError, attach_metrics,
                           kernel_method)
 
@@ -71,7 +72,7 @@ def test_kernel_and_python_recording_agree():
     in_python.stock.set(42.5, "a")
     a, b = in_kernel.snapshot(), in_python.snapshot()
     for snap in (a, b):
-        snap.pop("timestamp_ns")
+        snap.pop("timestamp_ns"), snap.pop("start_ns")
     assert a == b
     assert in_kernel.sold.values() == {c.name.lower(): int((colors == c).sum()) for c in Color}
     assert in_kernel.visits.value() == 2 * len(colors)
@@ -298,7 +299,7 @@ def test_no_two_writers_share_a_cache_line(alignment):
     assert lay.claim_offset % alignment == 0
     assert lay.hot_offset % alignment == 0 and lay.copy_size % alignment == 0
     for ml in lay.metrics.values():
-        if ml.spec.kind == "gauge":
+        if ml.spec.kind is GAUGE:
             assert ml.shared_offset % alignment == 0 and ml.shared_stride % alignment == 0
         assert ml.block_offset + ml.block_bytes <= lay.copy_size
 
@@ -393,3 +394,29 @@ def test_two_sets_may_have_kernel_methods_of_the_same_name():
     assert f.a.value() == 7
     assert s.c.values() == {"red": 1, "green": 0, "blue": 3}
     assert s.b.read().count == 4
+
+
+def test_kinds_are_objects_from_declaration_to_family():
+    from engram_numba.metrics.kinds import COUNTER as C, HISTOGRAM, TOPK, kind_named
+    from engram_numba.metrics.spec import TopK, spec_from_description
+
+    class Kinds(MetricSet):
+        hits = Counter("kinds_hits", "h")
+        level = Gauge("kinds_level", "l")
+        sizes = Histogram("kinds_sizes", "s")
+        top = TopK("kinds_top", "t")
+
+    m = Kinds()
+    specs = Kinds.metrics()
+    assert [specs[a].kind for a in ("hits", "level", "sizes", "top")] == [C, GAUGE, HISTOGRAM, TOPK]
+    snap = m.collect()
+    assert snap["sizes"].kind is HISTOGRAM and snap["top"].kind is TOPK
+    fams = {f.name: f.kind for f in snap.families()}
+    assert fams["kinds_top_total"] is C and fams["kinds_sizes"] is HISTOGRAM
+    for spec in specs.values():                   # stored by name, read back as the object
+        assert spec_from_description(json.loads(json.dumps(spec.describe()))).kind is spec.kind
+    assert kind_named("gauge") is GAUGE
+    with pytest.raises(ValueError, match="unknown metric kind"):
+        kind_named("summary")
+    with pytest.raises(TypeError, match="kind is HISTOGRAM"):
+        specs["sizes"].kind == "histogram"

@@ -50,6 +50,12 @@ def test_notebook_tables():
     table = m._repr_html_()
     assert "engram_priming_events_total" in table and "priming_type=semantic" in table
     assert "p95=" in table and "<table>" in table
+    # rendered from the families: derived series and constant labels are rows too
+    assert "engram_priming_strength_excluded_total" in table and "reason=nan" in table
+    assert "engram_invalid_records_total" in table
+    labelled = CognitivePatternMetrics(const_labels={"worker": "<3>"})
+    snap_table = labelled.collect()._repr_html_()
+    assert "worker=&lt;3&gt;" in snap_table and "(snapshot)" in snap_table
     assert "written 200" in tr._repr_html_()
     assert "disabled" in CognitiveTracer.disabled()._repr_html_()
     assert "disabled" in CognitivePatternMetrics.disabled()._repr_html_()

@@ -24,6 +24,7 @@ import numpy as np
 from ..export.chrome import ChromeTraceExporter
 from ..export.json import JsonLinesExporter, events_to_jsonl
 from ..export.prometheus import exposition
+from ..metrics.kinds import HISTOGRAM
 from .._stats import overhead_estimate
 from ..tracing import TraceCollector, TracingConfig
 from ..tracing.schema import concat
@@ -226,7 +227,7 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
              compile_s, wall, checksum, tracer_reset):
     hists = {}
     for attr, spec in m.metrics().items():
-        if spec.kind == "histogram":
+        if spec.kind is HISTOGRAM:
             h = getattr(m, attr).read()
             hists[spec.name] = {"count": h.count, "mean": None if not h.count else h.mean,
                                 **{f"p{int(q * 100)}": (h.quantile(q) if h.count else None)

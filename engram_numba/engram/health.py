@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from ..tracing.health import TopKeys
+from ..metrics.kinds import COUNTER, HISTOGRAM
 
 __all__ = ["CognitiveHealth", "OverheadEstimate"]
 
@@ -93,9 +94,9 @@ def _metric_records(metrics) -> int:
     for attr, snap in metrics.collect().metrics.items():
         if attr in _HEALTH:
             continue
-        if snap.kind == "counter":
+        if snap.kind is COUNTER:
             total += snap.total
-        elif snap.kind == "histogram":
+        elif snap.kind is HISTOGRAM:
             total += sum(h.count for _, h in snap.items())
     return total
 

@@ -23,6 +23,7 @@ import enum
 from .._methods import kernel_method
 from .._values import as_enum
 from ..metrics.metric_set import MetricSet
+from ..metrics.kinds import HISTOGRAM
 from ..metrics.snapshot import HistogramData
 from ..metrics.spec import Counter, Gauge, Histogram, TopK
 
@@ -279,7 +280,7 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
         specs = self.metrics()
         attr = name if name in specs else next(
             (a for a, s in specs.items() if s.name in (name, f"engram_{name}")), None)
-        if attr is None or specs[attr].kind != "histogram":
-            names = [a for a, s in specs.items() if s.kind == "histogram"]
+        if attr is None or specs[attr].kind is not HISTOGRAM:
+            names = [a for a, s in specs.items() if s.kind is HISTOGRAM]
             raise ValueError(f"no histogram {name!r}; histograms: {names}")
         return getattr(self, attr).read()

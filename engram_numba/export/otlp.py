@@ -38,6 +38,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .. import __version__
+from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
 from ..tracing.schema import as_events
 from ..tracing.collector import ExportError, PermanentExportError
@@ -231,7 +232,7 @@ def metrics_request(*metric_sets, service_name: str | None = None,
                                          as_double=float(v)) for lv, v in fam.points]
             metrics.append(pb.Metric(name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                                      gauge=pb.Gauge(data_points=points)))
-        elif fam.spec.mode == "exponential":
+        elif isinstance(fam.spec.scheme, ExponentialBuckets):
             points = [_exponential_point(pb, h, attrs(lv), start, now) for lv, h in fam.points]
             metrics.append(pb.Metric(
                 name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),

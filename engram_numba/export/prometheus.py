@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, families_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,7 +69,7 @@ class _Prefixes:
     def positions(self, fam):
         """Positions of the kept ``le`` bounds (``None``: all of them)."""
         scheme = fam.spec.scheme
-        if self.classic_scale is None or scheme.kind != "exponential" \
+        if self.classic_scale is None or not isinstance(scheme, ExponentialBuckets) \
                 or self.classic_scale >= scheme.scale:
             return None
         key = scheme.key()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
 
 __all__ = ["CONTENT_TYPE", "protobuf_exposition", "render_protobuf", "parse_protobuf"]
@@ -151,7 +152,7 @@ def _spans(offset: int, counts: list, span, deltas) -> None:
 def _histogram(M, h):
     scheme = h.spec.scheme
     out = M["Histogram"](sample_count=h.count, sample_sum=h.sum)
-    if scheme.kind == "explicit":
+    if not isinstance(scheme, ExponentialBuckets):
         for le, n in h.cumulative():
             out.bucket.add(cumulative_count=n, upper_bound=le)
         return out

@@ -38,6 +38,7 @@ from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._claim import ENTRY_BYTES, claim, release
 from .._inline import always_inline
 from .._kernel_arg import OwnedAddressModel, unbox_address
+from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from . import _record as R
 from .buckets import ExplicitBuckets, ExponentialBuckets, exponential_tables, scheme_from_key
 from .layout import INVALID_OFFSET
@@ -56,8 +57,8 @@ class MetricSetType(types.Type):
         prefix = "" if enabled else "Disabled"
         super().__init__(name=f"{prefix}MetricSet[{set_class.__qualname__}@{layout.type_key}]")
         self.handle_types = {attr: _handle_type(m, layout, enabled)
-                             for attr, m in layout.metrics.items() if m.spec.kind != "topk"}
-        self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind == "topk"}
+                             for attr, m in layout.metrics.items() if m.spec.kind is not TOPK}
+        self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind is TOPK}
 
     @property
     def claim_table(self):
@@ -120,19 +121,19 @@ class HandleType(types.Type):
     def metric_name(self) -> str:
         """How messages name the metric (its labels, since the type is shared)."""
         labs = ", ".join(k for k, _ in self.labels)
-        return f"{self.kind}[{labs}]" if labs else self.kind
+        return f"{self.kind.name}[{labs}]" if labs else self.kind.name
 
 
 class CounterHandleType(HandleType):
-    kind = "counter"
+    kind = COUNTER
 
 
 class GaugeHandleType(HandleType):
-    kind = "gauge"
+    kind = GAUGE
 
 
 class HistogramHandleType(HandleType):
-    kind = "histogram"
+    kind = HISTOGRAM
 
 
 _HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, HistogramHandleType)}
@@ -160,7 +161,7 @@ def _handle_type(m, layout, enabled):
     spec = m.spec
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
-    extra = spec.scheme.key() if spec.kind == "histogram" else ()
+    extra = spec.scheme.key() if spec.kind is HISTOGRAM else ()
     return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra)
 
 

@@ -11,8 +11,8 @@ defined only here:
 * ``<set>_invalid_records_total``: kernel records dropped for an out-of-range
   label or a negative counter increment.
 
-Exporters branch on ``family.kind`` (an object, :data:`COUNTER`, :data:`GAUGE`
-or :data:`HISTOGRAM`) and never read live memory: the points were read once,
+Exporters branch on ``family.kind`` (an object, :data:`~.kinds.COUNTER`,
+:data:`~.kinds.GAUGE` or :data:`~.kinds.HISTOGRAM`) and never read live memory: the points were read once,
 when the snapshot was taken.
 """
 
@@ -20,24 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, Kind
+
 __all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge", "families_of",
            "INVALID_RECORDS_HELP", "EXCLUDED_REASONS"]
 
-
-class Kind:
-    """A family's kind; exporters map it to their own type names."""
-
-    def __init__(self, name: str, monotonic: bool):
-        self.name = name
-        self.monotonic = monotonic
-
-    def __repr__(self) -> str:
-        return self.name.upper()
-
-
-COUNTER = Kind("counter", monotonic=True)
-GAUGE = Kind("gauge", monotonic=False)
-HISTOGRAM = Kind("histogram", monotonic=True)
 
 INVALID_RECORDS_HELP = ("Kernel records dropped for an out-of-range label or a negative "
                         "counter increment.")
@@ -79,9 +66,6 @@ class Family:
         return self.name
 
 
-_KINDS = {"counter": COUNTER, "gauge": GAUGE, "histogram": HISTOGRAM, "topk": COUNTER}
-
-
 def families(snapshot) -> list:
     """The families of a :class:`~.snapshot.MetricSetSnapshot`, derived series included."""
     out = []
@@ -91,9 +75,9 @@ def families(snapshot) -> list:
     c_values = tuple(v for _, v in const)
     for snap in snapshot.metrics.values():
         spec = snap.spec
-        kind = _KINDS[spec.kind]
+        kind = spec.kind.exported_as
         unit = getattr(spec, "unit", "") or ""
-        fixed = spec.kind != "topk"
+        fixed = spec.kind is not TOPK
         if fixed:
             names = tuple(spec.label_names)
             points = tuple((c_values + tuple(labels), value) for labels, value in snap.items())

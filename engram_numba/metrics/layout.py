@@ -37,6 +37,7 @@ import numpy as np
 from .._cache import FINGERPRINT
 from .._claim import ENTRY_BYTES
 from .._region import check_alignment, description_hash, round_up
+from .kinds import TOPK
 
 LAYOUT_VERSION = 3
 INVALID_OFFSET = 0
@@ -92,7 +93,7 @@ class SetLayout:
         self.baseline = shards + 1
         self.size = self.hot_offset + self.copy_size * self.n_copies
         self.metrics = {m.attr: m for m in metrics}
-        self.tables = [m for m in metrics if m.spec.kind == "topk"]
+        self.tables = [m for m in metrics if m.spec.kind is TOPK]
         self.description = json.dumps({
             "format": "engram-numba.metric-set",
             "layout_version": LAYOUT_VERSION,

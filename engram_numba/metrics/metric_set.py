@@ -35,6 +35,7 @@ from .._methods import kernel_method, register_kernel_method
 from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
 from .._values import as_integer, as_number
 from . import _njit
+from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from . import _record as R
 from .. import _kernel_arg
 from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
@@ -446,10 +447,10 @@ def _reset_metric(owner, m, words) -> None:
     base = owner._base
     lay = owner._layout_
     spec = m.spec
-    if spec.kind == "topk":
+    if spec.kind is TOPK:
         R.write_table(base + m.shared_offset, np.zeros(spec.k * spec.entry_words, np.uint64))
         return
-    if spec.kind == "gauge":
+    if spec.kind is GAUGE:
         for k in range(spec.slots):
             _njit.py_gauge_set(base + m.shared_offset + k * m.shared_stride, 0.0)
         return
@@ -457,7 +458,7 @@ def _reset_metric(owner, m, words) -> None:
     first, n = m.block_offset // 8, m.block_bytes // 8
     live = copies[:-1, first:first + n]
     baseline = live.sum(axis=0, dtype=np.uint64)
-    if spec.kind == "histogram":
+    if spec.kind is HISTOGRAM:
         per = m.slot_bytes // 8
         lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
         sums = live.reshape(live.shape[0], spec.slots, per)[:, :, lanes]
@@ -710,5 +711,5 @@ class _BoundTopK(_BoundMetric):
         return self._read().items()
 
 
-_HANDLES = {"counter": _BoundCounter, "gauge": _BoundGauge, "histogram": _BoundHistogram,
-            "topk": _BoundTopK}
+_HANDLES = {COUNTER: _BoundCounter, GAUGE: _BoundGauge, HISTOGRAM: _BoundHistogram,
+            TOPK: _BoundTopK}

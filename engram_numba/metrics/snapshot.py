@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _record as R
 from .buckets import estimate_quantile
+from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from .spec import Histogram, MetricSpec
 
 __all__ = ["MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot",
@@ -27,7 +28,7 @@ def _f64(word) -> float:
 
 def label_values(spec: MetricSpec) -> list:
     """Label value tuples of every slot, in slot order."""
-    if spec.kind == "topk":
+    if spec.kind is TOPK:
         return [()]
     return list(itertools.product(*[d.values for d in spec.labels]))
 
@@ -146,7 +147,7 @@ class _LabelledSnapshot:
 class CounterSnapshot(_LabelledSnapshot):
     """Counts per label combination (python ints)."""
 
-    kind = "counter"
+    kind = COUNTER
 
     @property
     def total(self) -> int:
@@ -159,7 +160,7 @@ class CounterSnapshot(_LabelledSnapshot):
 class GaugeSnapshot(_LabelledSnapshot):
     """Values per label combination (floats)."""
 
-    kind = "gauge"
+    kind = GAUGE
 
     def to_dict(self) -> dict:
         return _labelled_dict(self, lambda v: None if math.isnan(v) else v)
@@ -168,7 +169,7 @@ class GaugeSnapshot(_LabelledSnapshot):
 class HistogramSnapshot(_LabelledSnapshot):
     """A :class:`HistogramData` per label combination."""
 
-    kind = "histogram"
+    kind = HISTOGRAM
 
     def to_dict(self) -> dict:
         return _labelled_dict(self, lambda v: v.to_dict())
@@ -177,7 +178,7 @@ class HistogramSnapshot(_LabelledSnapshot):
 class TopKSnapshot:
     """The occupied entries of a top-k table: ``[(key tuple, count)]``, largest first."""
 
-    kind = "topk"
+    kind = TOPK
 
     def __init__(self, spec, words: np.ndarray):
         self.spec = spec
@@ -207,7 +208,7 @@ def _labelled_dict(snap, convert) -> dict:
     names = snap.spec.label_names
     samples = [{"labels": dict(zip(names, labels)), "value": convert(v)}
                for labels, v in snap.items()]
-    return {"type": snap.kind, "help": snap.spec.help, "labels": list(names), "samples": samples}
+    return {"type": snap.kind.name, "help": snap.spec.help, "labels": list(names), "samples": samples}
 
 
 class MetricSetSnapshot:
@@ -232,6 +233,10 @@ class MetricSetSnapshot:
         from ..export.metric_frames import metrics_dataframe
         return metrics_dataframe(self, histograms, quantiles)
 
+    def _repr_html_(self) -> str:
+        from ..viz import metric_set_html
+        return metric_set_html(self)
+
     def families(self) -> list:
         """The snapshot as families, derived series included (what exporters consume)."""
         from .families import families
@@ -244,11 +249,29 @@ class MetricSetSnapshot:
         return iter(self.metrics.values())
 
     def to_dict(self) -> dict:
-        """A plain, JSON-serialisable dict (no NaN or infinities)."""
+        """A plain, JSON-serialisable dict (no NaN or infinities: ``None``), rendered from
+        the families like every exporter: ``metrics`` maps each family's exposition
+        name (derived series included) to its type, help, unit, label names and samples;
+        a histogram sample's value is :meth:`HistogramData.to_dict`."""
+        def plain(fam, v):
+            if fam.kind is HISTOGRAM:
+                return v.to_dict()
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            return v
+        metrics = {}
+        for fam in self.families():
+            d = {"type": fam.kind.name, "help": fam.help, "labels": list(fam.label_names),
+                 "samples": [{"labels": dict(zip(fam.label_names, labels)),
+                              "value": plain(fam, v)} for labels, v in fam.points]}
+            if fam.unit:
+                d["unit"] = fam.unit
+            metrics[fam.name] = d
         return {
             "name": self.name,
             "const_labels": dict(self.const_labels),
             "timestamp_ns": self.timestamp_ns,
+            "start_ns": self.start_ns,
             "invalid_records": self.invalid_records,
-            "metrics": {s.spec.name: s.to_dict() for s in self.metrics.values()},
+            "metrics": metrics,
         }

@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 
+from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, kind_named
+
 from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets,
                       scheme_from_description)
 
@@ -142,7 +144,7 @@ class MetricSpec:
     back from a region's words (the copies added up, the baseline subtracted).
     """
 
-    kind = ""
+    kind = None                 # a Kind (see .kinds)
     shared_per_slot = True      # shared_bytes() is per label combination (else per metric)
 
     def __init__(self, name: str, help: str = "", labels=None, unit: str = ""):
@@ -189,7 +191,7 @@ class MetricSpec:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        d = {"kind": self.kind, "name": self.name, "help": self.help,
+        d = {"kind": self.kind.name, "name": self.name, "help": self.help,
              "labels": [d.describe() for d in self.labels]}
         if self.unit:
             d["unit"] = self.unit           # only when given: older layouts keep their hash
@@ -218,7 +220,7 @@ class Counter(MetricSpec):
     Exported as ``<name>_total`` (a trailing ``_total`` in ``name`` is not doubled).
     """
 
-    kind = "counter"
+    kind = COUNTER
 
     def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
         super().__init__(name, help, labels, unit)
@@ -241,7 +243,7 @@ class Counter(MetricSpec):
 class Gauge(MetricSpec):
     """A float64 value that goes up and down; ``set``, ``add``, ``sub``."""
 
-    kind = "gauge"
+    kind = GAUGE
 
     def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
         super().__init__(name, help, labels, unit)
@@ -283,7 +285,7 @@ class Histogram(MetricSpec):
     :class:`ExplicitBuckets`) in ``histogram.scheme``.
     """
 
-    kind = "histogram"
+    kind = HISTOGRAM
     _RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
     def __init__(self, name: str, help: str = "", labels=None, *, scale: int = 3,
@@ -362,7 +364,7 @@ class TopK(MetricSpec):
     write it.  Exported as a counter family with one sample per occupied slot.
     """
 
-    kind = "topk"
+    kind = TOPK
     shared_per_slot = False
 
     def __init__(self, name: str, help: str = "", key_labels=("key",), k: int = 10):
@@ -402,14 +404,12 @@ class TopK(MetricSpec):
         return d
 
 
-_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram, "topk": TopK}
+_CLASSES = {COUNTER: Counter, GAUGE: Gauge, HISTOGRAM: Histogram, TOPK: TopK}
 
 
 def spec_from_description(d: dict) -> MetricSpec:
     """Rebuild a declaration from a region's layout description (labels become strings)."""
-    cls = _KINDS.get(d.get("kind"))
-    if cls is None:
-        raise ValueError(f"unknown metric kind {d.get('kind')!r}")
+    cls = _CLASSES[kind_named(d.get("kind"))]
     if cls is Histogram:
         return Histogram.from_description(d)
     if cls is TopK:
