@@ -510,6 +510,53 @@ def test_otlp_exporters_follow_the_opentelemetry_environment(monkeypatch, tmp_pa
     assert other.stdout.strip() != instance_id()
 
 
+@pytest.mark.parametrize("var, value, message", [
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "milliseconds"),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "milliseconds"),
+    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "nan", "milliseconds"),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "gzip and none"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "x-key", "key=value"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "=v", "key=value"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "team", "key=value"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/protobuf"),
+])
+def test_bad_opentelemetry_environment_is_refused_by_name(monkeypatch, var, value, message):
+    import os
+
+    from engram_numba.export.otlp import OtlpMetricExporter
+    for v in [v for v in os.environ if v.startswith("OTEL_")]:
+        monkeypatch.delenv(v)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv(var, value)
+    explicit = {} if "PROTOCOL" in var else {"protocol": "http"}
+    with pytest.raises(ValueError, match=message) as info:
+        OtlpMetricExporter(**explicit)
+    assert var in str(info.value)
+
+
+def test_opentelemetry_timeout_and_explicit_options(monkeypatch):
+    import os
+
+    from engram_numba.export.otlp import OtlpLogExporter, OtlpMetricExporter
+    for v in [v for v in os.environ if v.startswith("OTEL_")]:
+        monkeypatch.delenv(v)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1500")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "none")
+    assert OtlpMetricExporter(protocol="http").transport.timeout == 1.5     # per signal first
+    assert OtlpLogExporter(protocol="http").transport.timeout == 2.5
+    assert OtlpLogExporter(protocol="http").transport.compression is None
+    assert OtlpLogExporter(protocol="http", timeout=4).transport.timeout == 4.0   # explicit wins
+    assert OtlpLogExporter(protocol="http", compression="gzip").transport.compression == "gzip"
+    for bad in (0, -1.0, float("nan"), float("inf"), "5", True):
+        with pytest.raises(ValueError, match="timeout"):
+            OtlpLogExporter(protocol="http", timeout=bad)
+    for bad in ({"x-a": 1}, {"x-a": "b\r\nInjected: 1"}, {"": "v"}):
+        with pytest.raises(ValueError, match="headers"):
+            OtlpLogExporter(protocol="http", headers=bad)
+
+
 def test_metrics_push_takes_its_endpoint_from_the_environment(tmp_path):
     import os
 

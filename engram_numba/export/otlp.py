@@ -31,6 +31,7 @@ Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from urllib.parse import urlparse
@@ -269,8 +270,17 @@ class _Transport:
             raise ValueError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
         if compression not in (None, "gzip"):
             raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not math.isfinite(timeout) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        headers = dict(headers or {})
+        for k, v in headers.items():
+            if not isinstance(k, str) or not isinstance(v, str) or not k.strip() \
+                    or any(c in k + v for c in "\r\n"):
+                raise ValueError(f"headers must map names to single-line strings, got "
+                                 f"{k!r}: {v!r}")
         self.protocol = protocol
-        self.headers = dict(headers or {})
+        self.headers = headers
         self.compression = compression
         self.timeout = float(timeout)
         if protocol == "http":
@@ -427,7 +437,10 @@ class _OtlpExporter:
             try:
                 timeout = float(value) / 1000.0 if value else 10.0
             except ValueError:
-                raise ValueError(f"{var}={value!r}: expected milliseconds") from None
+                timeout = None
+            if timeout is None or not math.isfinite(timeout) or timeout <= 0:
+                raise ValueError(f"{var}={value!r}: expected a positive number of "
+                                 f"milliseconds") from None
         if compression == "default":
             var, value = _env("COMPRESSION", kind)
             if value not in (None, "gzip", "none"):
