@@ -75,6 +75,20 @@ def timed(op):
     return kernel
 
 
+def timed_together(op):
+    """:func:`timed` for threads: a kernel ``(obj, vals, batch, out, flag, parties)`` whose
+    callers first wait for each other (:func:`spin_barrier`), so their loops overlap."""
+    @njit(nogil=True)
+    def kernel(obj, vals, batch, out, flag, parties):
+        spin_barrier(flag, parties)
+        for b in range(out.size):
+            t0 = cycles()
+            for i in range(batch):
+                op(obj, vals, i)
+            out[b] = cycles() - t0
+    return kernel
+
+
 @njit(nogil=True)
 def spin_barrier(flag, parties):
     """Every caller waits until ``parties`` callers arrived, so their loops overlap."""

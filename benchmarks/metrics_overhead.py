@@ -140,35 +140,14 @@ def k_engram_op_twin(ops, out):
     return acc
 
 
-@njit(nogil=True)
-def k_shared_counter(m, batch, out, flag, parties):
-    H.spin_barrier(flag, parties)
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            m.counter.inc()
-        out[b] = cycles() - t0
+@njit(inline="always")
+def _lock_add_at(arr, slot, i):
+    atomic_add(arr, slot, 1)
 
 
-@njit(nogil=True)
-def k_shared_word(arr, batch, out, flag, parties):
-    """The design without copies: every thread's lock add on one word."""
-    H.spin_barrier(flag, parties)
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            atomic_add(arr, 0, 1)
-        out[b] = cycles() - t0
-
-
-@njit(nogil=True)
-def k_own_slot(arr, slot, batch, out, flag, parties):
-    H.spin_barrier(flag, parties)
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            atomic_add(arr, slot, 1)
-        out[b] = cycles() - t0
+k_shared_counter = H.timed_together(_counter)          # a copy per thread
+k_shared_word = H.timed_together(_lock_add_at)         # the design without copies: one word
+k_own_slot = H.timed_together(_lock_add_at)            # a word each, some bytes apart
 
 
 # -- drivers ------------------------------------------------------------------------------
@@ -207,8 +186,8 @@ def multi_thread(rounds, batches, batch, ticks):
     flag = np.zeros(1, dtype=np.int64)
     m = Bench()
     arr = np.zeros(32, dtype=np.int64)
-    k_shared_counter(m, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
-    k_shared_word(arr, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    k_shared_counter(m, VALUES, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    k_shared_word(arr, 0, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
     k_own_slot(arr, 0, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
 
     def run(kernel, args_per_thread):
@@ -221,10 +200,11 @@ def multi_thread(rounds, batches, batch, ticks):
         return go
 
     variants = {
-        "1 thread, counter.inc()": run(k_shared_counter, [(m,)]),
-        "2 threads, counter.inc() on one counter (a copy each)": run(k_shared_counter, [(m,), (m,)]),
-        "1 thread, lock add on one word": run(k_shared_word, [(arr,)]),
-        "2 threads, lock add on one word (no copies)": run(k_shared_word, [(arr,), (arr,)]),
+        "1 thread, counter.inc()": run(k_shared_counter, [(m, VALUES)]),
+        "2 threads, counter.inc() on one counter (a copy each)":
+            run(k_shared_counter, [(m, VALUES), (m, VALUES)]),
+        "1 thread, lock add on one word": run(k_shared_word, [(arr, 0)]),
+        "2 threads, lock add on one word (no copies)": run(k_shared_word, [(arr, 0), (arr, 0)]),
         "2 threads, lock add, words 64 B apart": run(k_own_slot, [(arr, 0), (arr, 8)]),
         "2 threads, lock add, words 8 B apart (one line)": run(k_own_slot, [(arr, 0), (arr, 1)]),
     }

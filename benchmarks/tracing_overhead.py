@@ -86,14 +86,7 @@ def k_all_types(tr, batch, out):
         out[b] = cycles() - t0
 
 
-@njit(nogil=True)
-def k_threaded(tr, batch, out, flag, parties):
-    H.spin_barrier(flag, parties)
-    for b in range(out.size):
-        t0 = cycles()
-        for i in range(batch):
-            tr.trace_priming(i % 3, 0.5, i, i + 1)
-        out[b] = cycles() - t0
+k_threaded = H.timed_together(_priming)
 
 
 def _tracer(rate=1.0, enabled=True):
@@ -133,14 +126,14 @@ def single(rounds, batches, batch, ticks):
 def threads(rounds, batches, batch, ticks):
     tr = _tracer()
     flag = np.zeros(1, dtype=np.int64)
-    k_threaded(tr, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
+    k_threaded(tr, _NO_VALUES, batch, np.empty(1, dtype=np.uint64), np.array([1]), 1)
     out = {}
     for n in (1, 2):
         samples = []
         for _ in range(rounds):
             flag[:] = 0
             outs = [np.empty(batches, dtype=np.uint64) for _ in range(n)]
-            H.run_threads(k_threaded, [(tr, batch, o, flag, n) for o in outs])
+            H.run_threads(k_threaded, [(tr, _NO_VALUES, batch, o, flag, n) for o in outs])
             samples.extend(outs)
         out[f"{n} thread(s), own rings"] = H.batch_stats(np.concatenate(samples), batch, ticks)
     return out

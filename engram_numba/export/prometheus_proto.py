@@ -33,6 +33,7 @@ from functools import lru_cache
 
 from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
+from ._otlp_logs import varint
 
 __all__ = ["CONTENT_TYPE", "protobuf_exposition", "render_protobuf", "parse_protobuf"]
 
@@ -108,18 +109,6 @@ def messages() -> dict:
             for name, _ in _MESSAGES}
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _spans(offset: int, counts: list, span, deltas) -> None:
     """Buckets ``counts`` from absolute (OpenTelemetry) index ``offset`` as Prometheus
     spans and deltas; a gap of up to two empty buckets is sent as zeros inside a span
@@ -188,7 +177,7 @@ def render_protobuf(fams) -> bytes:
             else:
                 metric.histogram.CopyFrom(_histogram(M, value))
         body = mf.SerializeToString()
-        chunks.append(_varint(len(body)))
+        chunks.append(varint(len(body)))
         chunks.append(body)
     return b"".join(chunks)
 
