@@ -78,21 +78,44 @@ def _const_labels(args) -> dict:
     return labels
 
 
+def _sources(args) -> list:
+    """The sets named by --attach (files) and --dir (directories of per-process files)."""
+    from .metrics import attach_metrics
+    from .metrics.directory import MetricsDirectory
+    attach = args.attach if isinstance(args.attach, list) else [args.attach] if args.attach else []
+    dirs = getattr(args, "dir", None)
+    dirs = dirs if isinstance(dirs, list) else [dirs] if dirs else []
+    if not attach and not dirs:
+        raise UsageError("give --attach PATH or --dir DIR")
+    labels = _const_labels(args)
+    sources = [attach_metrics(path, const_labels=labels) for path in attach]
+    sources += [MetricsDirectory(d, const_labels=labels) for d in dirs]
+    return sources
+
+
 def _cmd_metrics_show(args) -> int:
     from .export.prometheus import exposition
-    from .metrics import attach_metrics
-    metrics = attach_metrics(args.attach, const_labels=_const_labels(args))
+    sources = _sources(args)
     if args.format == "json":
-        print(json.dumps(metrics.snapshot(), indent=2))
+        (source,) = sources
+        print(json.dumps(source.collect().to_dict(), indent=2))
     else:
-        sys.stdout.write(exposition(metrics))
+        sys.stdout.write(exposition(*sources))
+    return 0
+
+
+def _cmd_metrics_compact(args) -> int:
+    from .metrics.directory import MetricsDirectory
+    done = MetricsDirectory(args.dir, compact=False).compact()
+    print(f"{args.dir}: {done['compacted']} exited process file(s) moved to the archive, "
+          f"{done['removed']} leftover(s) removed, {done['files']} file(s) left",
+          file=sys.stderr)
     return 0
 
 
 def _cmd_metrics_serve(args) -> int:
     from .export.server import MetricsServer
-    from .metrics import attach_metrics
-    sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
+    sets = _sources(args)
     from .export.prometheus import exposition
     exposition(*sets)       # two files of one set with the same labels: refused before serving
     server = MetricsServer(*sets, host=args.host, port=args.port,
@@ -371,8 +394,7 @@ def _cmd_metrics_push(args) -> int:
     import time
 
     from .export.otlp import OtlpMetricExporter
-    from .metrics import attach_metrics
-    sets = [attach_metrics(path, const_labels=_const_labels(args)) for path in args.attach]
+    sets = _sources(args)
     exporter = OtlpMetricExporter(_otlp_endpoint(args, "metrics"), **_otlp_options(args))
     pushes = 0
     try:
@@ -429,7 +451,10 @@ _EXAMPLES = {
     "serve": """\
   engram-numba metrics serve --attach app.metrics
   engram-numba metrics serve --attach a.metrics --attach b.metrics --port 0
-  engram-numba metrics serve --attach app.metrics --classic-scale 1   lighter text scrapes""",
+  engram-numba metrics serve --attach app.metrics --classic-scale 1   lighter text scrapes
+  engram-numba metrics serve --dir /run/engram      every worker process, summed""",
+    "compact": """\
+  engram-numba metrics compact --dir /run/engram""",
     "push": """\
   engram-numba metrics push --attach app.metrics --endpoint localhost:4317 --insecure
   engram-numba metrics push --attach app.metrics --endpoint https://otel.example:4318 \\
@@ -498,15 +523,23 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = sub.add_parser("metrics", help="read metric sets", **_parser_options("metrics")).add_subparsers(
         dest="metrics_command", required=True)
     show = metrics.add_parser("show", help="print a file-backed metric set", **_parser_options("show"))
-    show.add_argument("--attach", required=True, metavar="PATH", help="metric-set file")
+    where = show.add_mutually_exclusive_group(required=True)
+    where.add_argument("--attach", metavar="PATH", help="metric-set file")
+    where.add_argument("--dir", metavar="DIR",
+                       help="directory of per-process files (create_in / "
+                            "$ENGRAM_NUMBA_METRICS_DIR): their sum")
     show.add_argument("--format", choices=["prometheus", "json"], default="prometheus",
                       help="Prometheus text (default) or the snapshot as JSON")
     show.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
     show.set_defaults(func=_cmd_metrics_show)
     serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics", **_parser_options("serve"))
-    serve.add_argument("--attach", required=True, action="append", metavar="PATH",
+    serve.add_argument("--attach", action="append", metavar="PATH",
                        help="metric-set file written by another process (repeatable)")
+    serve.add_argument("--dir", action="append", metavar="DIR",
+                       help="directory of per-process files (create_in / "
+                            "$ENGRAM_NUMBA_METRICS_DIR), served as their sum and compacted "
+                            "as processes exit (repeatable)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     serve.add_argument("--port", type=port_number, default=9464,
                        help="port (default 9464; 0 = any free)")
@@ -518,8 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "exact); the protobuf format always carries every bucket")
     serve.set_defaults(func=_cmd_metrics_serve)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
-    push.add_argument("--attach", required=True, action="append", metavar="PATH",
+    push.add_argument("--attach", action="append", metavar="PATH",
                       help="metric-set file written by another process (repeatable)")
+    push.add_argument("--dir", action="append", metavar="DIR",
+                      help="directory of per-process files, pushed as their sum (repeatable)")
     push.add_argument("--endpoint", "--otlp", dest="endpoint", metavar="URL",
                       help="OTLP endpoint: host:port (grpc) or http(s)://host:port (http); "
                            "default $OTEL_EXPORTER_OTLP_ENDPOINT; --otlp is the former name")
@@ -531,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
     push.set_defaults(func=_cmd_metrics_push)
+    compact = metrics.add_parser("compact", help="move exited processes' files into the "
+                                 "directory's archive", **_parser_options("compact"))
+    compact.add_argument("--dir", required=True, metavar="DIR",
+                         help="directory of per-process files")
+    compact.set_defaults(func=_cmd_metrics_compact)
 
     trace = sub.add_parser("trace", help="read and steer file-backed event rings", **_parser_options("trace")).add_subparsers(
         dest="trace_command", required=True)

@@ -161,7 +161,12 @@ def _handle_type(m, layout, enabled):
     spec = m.spec
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
-    extra = spec.scheme.key() if spec.kind is HISTOGRAM else ()
+    if spec.kind is HISTOGRAM:
+        extra = spec.scheme.key()
+    elif spec.kind is GAUGE and spec.multiprocess_mode == "latest":
+        extra = ("latest",)                 # its records time-stamp the shared slot
+    else:
+        extra = ()
     return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra)
 
 
@@ -298,12 +303,16 @@ _BODIES = {
     return True
 """,
     "gauge.set": _INVALID.format(extra="") + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
+    if STAMP:
+        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
     return True
 """,
     "gauge.add": _INVALID.format(extra="") + f"""    {_COPY}
     R.gauge_add(h.base + h.shared + h.sstride * slot,
                 h.base + h.hot + copy * h.copy + h.block + G_SLOT * slot, SIGN * value,
                 copy > 0)
+    if STAMP:
+        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
     return True
 """,
     "histogram": _INVALID.format(extra="") + f"""    {_COPY}
@@ -383,9 +392,10 @@ def _gauge_method(name, sign):
         _check_labels(h, name, labels)
         if not h.enabled:
             return _disabled("value")
+        stamp = h.extra == ("latest",)
         if name == "set":
-            return _generate("gauge.set", h, len(labels), "value")
-        return _generate("gauge.add", h, len(labels), "value", SIGN=sign)
+            return _generate("gauge.set", h, len(labels), "value", STAMP=stamp)
+        return _generate("gauge.add", h, len(labels), "value", SIGN=sign, STAMP=stamp)
     overload_method(GaugeHandleType, name, inline=_inline_disabled)(typer)
 
 
@@ -485,6 +495,11 @@ def py_gauge_set(shared, value):
 @njit(nogil=True, cache=True)
 def py_gauge_add(shared, copy_slot, value, owned):
     R.gauge_add(shared, copy_slot, value, owned)
+
+
+@njit(nogil=True, cache=True)
+def py_gauge_stamp(shared):
+    R.gauge_stamp(shared)
 
 
 _python_observers: dict = {}

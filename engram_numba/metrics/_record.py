@@ -42,7 +42,10 @@ it is the sum of the bucket, zero and overflow words, so a reader's ``+Inf``
 bucket always equals its count, even mid-update.
 
 Gauge copy slot: ``epoch u64, lane u64, delta f64[4]``; the gauge's shared
-slot (one line): ``epoch u64, value[2] f64``.  ``set(v)`` writes ``value[(e + 1) & 1]`` and
+slot (one line): ``epoch u64, value[2] f64, stamp u64``; ``stamp`` (the
+time-stamp counter at the last ``set``/``add``) is written only for gauges
+declared with ``multiprocess_mode="latest"``, so that a directory of
+processes can tell whose write was the last.  ``set(v)`` writes ``value[(e + 1) & 1]`` and
 moves the epoch to ``e + 1``; ``add(d)`` by a copy's owner first drops a
 delta of an older epoch, then adds.  A reader takes ``value[e & 1]`` plus the
 deltas of epoch ``e``: an add racing a set lands before it.
@@ -58,6 +61,7 @@ from numba import njit
 from .._addr import (add_f64, add_u64, cas_u64, fence_release, load_f64, load_u64,
                      load_u64_acquire, max_u64, store_f64, store_u64, store_u64_release)
 from .._inline import always_inline, never_inline
+from ..clock import cycles
 from .buckets import explicit_index, exponential_index, key_of
 
 LANES = 4
@@ -79,6 +83,7 @@ G_LANE = 8
 G_DELTA = 16
 G_SLOT = G_DELTA + 8 * LANES
 G_VALUES = 8
+G_STAMP = 24        # shared gauge slot: time-stamp counter of the last write ("latest" mode)
 
 _ONE = np.uint64(1)
 
@@ -159,6 +164,13 @@ def gauge_add(shared, copy_slot, value, owned):
         store_f64(lane, load_f64(lane) + np.float64(value))
     else:
         _shared_gauge_add(shared, np.float64(value))
+
+
+@always_inline
+@njit
+def gauge_stamp(shared):
+    """Time-stamp a gauge's shared slot (``multiprocess_mode="latest"``)."""
+    store_u64(shared + G_STAMP, cycles())
 
 
 @never_inline

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, Kind
 
 __all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge", "families_of",
+           "families_dict",
            "INVALID_RECORDS_HELP", "EXCLUDED_REASONS"]
 
 
@@ -97,6 +98,28 @@ def families(snapshot) -> list:
     return out
 
 
+def families_dict(fams) -> dict:
+    """Families as plain JSON values: ``{name: {type, help, [unit], labels, samples}}``;
+    a histogram sample's value is its ``to_dict()``, a non-finite gauge ``None``."""
+    import math
+
+    def plain(fam, v):
+        if fam.kind is HISTOGRAM:
+            return v.to_dict()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+    out = {}
+    for fam in fams:
+        d = {"type": fam.kind.name, "help": fam.help, "labels": list(fam.label_names),
+             "samples": [{"labels": dict(zip(fam.label_names, labels)), "value": plain(fam, v)}
+                         for labels, v in fam.points]}
+        if fam.unit:
+            d["unit"] = fam.unit
+        out[fam.name] = d
+    return out
+
+
 def merge(family_lists) -> list:
     """The families of several snapshots as one list: a family declared by several
     instances (of one class, told apart by their constant labels) becomes one family
@@ -134,17 +157,19 @@ def merge(family_lists) -> list:
 
 
 def families_of(metric_sets) -> tuple:
-    """``(families, cache key)`` of metric sets or their snapshots, merged across
-    instances (:func:`merge`); the key (``None`` when a snapshot is given) lets a
-    renderer keep what depends only on the layouts.  What every exporter starts from."""
-    from .snapshot import MetricSetSnapshot
+    """``(families, cache key)`` of metric sets, their snapshots, or anything else with
+    ``collect()`` returning an object with ``families()`` (a directory of sets), merged
+    across instances (:func:`merge`); the key (``None`` unless every source is a metric
+    set) lets a renderer keep what depends only on the layouts.  What every exporter
+    starts from."""
     lists, key = [], []
     for m in metric_sets:
-        if isinstance(m, MetricSetSnapshot):
+        if hasattr(m, "families"):                  # a snapshot
             lists.append(m.families())
             key.append(None)
         else:
             lists.append(m.collect().families())
-            key.append((type(m), m.layout.hash))
+            layout = getattr(m, "layout", None)
+            key.append(None if layout is None else (type(m), layout.hash))
     fams = lists[0] if len(lists) == 1 else merge(lists)
     return fams, (tuple(key) if None not in key else None)

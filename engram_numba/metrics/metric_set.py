@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
 import threading
 import typing
@@ -104,14 +105,41 @@ class MetricSet(KernelArgument):
 
     const_labels: tuple = ()        # ((name, value), ...) on every exported series
 
+    _directory = None               # directory mode: the shared directory of this set's file
+
     def __init__(self, *, alignment: int = CACHE_LINE, const_labels=None):
         """A set in anonymous memory.  ``const_labels={"worker": "3"}`` are added to every
-        series it exports, so that instances of one class can be told apart."""
+        series it exports, so that instances of one class can be told apart.
+
+        With ``ENGRAM_NUMBA_METRICS_DIR`` set, the set is this process's file in that
+        directory instead (see :meth:`create_in`), so pool workers need no code change."""
+        from .directory import create_file, directory_from_env
         labels = self._check_const_labels(const_labels)
         layout = type(self)._layout(alignment)
-        region = Region.anonymous(KIND_METRICS, layout.size, layout.description, alignment)
+        directory = directory_from_env()
+        if directory is not None:
+            region = create_file(directory, self.set_name, layout)
+        else:
+            region = Region.anonymous(KIND_METRICS, layout.size, layout.description, alignment)
         self._bind(region, layout)
+        self._directory = directory
         self.const_labels = labels
+
+    @classmethod
+    def create_in(cls, directory=None, *, alignment: int = CACHE_LINE, const_labels=None):
+        """This process's set in a directory shared by many processes (default:
+        ``$ENGRAM_NUMBA_METRICS_DIR``): a file named by the set, pid and process start
+        time, which :class:`~.directory.MetricsDirectory` and ``engram-numba metrics
+        serve --dir`` add up with the other processes' files.  A forked child gets a
+        file of its own.  See :mod:`.directory`."""
+        from .directory import create_file
+        labels = cls._check_const_labels(const_labels)
+        layout = cls._layout(alignment)
+        region = create_file(directory, cls.set_name, layout)
+        obj = cls._new(region, layout)
+        obj._directory = os.path.dirname(region.path)
+        obj.const_labels = labels
+        return obj
 
     @classmethod
     def create(cls, path, *, alignment: int = CACHE_LINE, const_labels=None):
@@ -205,6 +233,15 @@ class MetricSet(KernelArgument):
         # what this thread claimed in the parent is forgotten; anonymous memory is
         # moreover the child's private copy, where the parent's threads own
         # nothing, so its claims are freed (the values stay, like any state)
+        if self._base is not None and self._directory is not None:
+            # directory mode: the child records into a file of its own (the parent's
+            # counts stay in the parent's file, to be compacted when it exits)
+            from .directory import create_file
+            old = self._region
+            self._bind(create_file(self._directory, self.set_name, self._layout_),
+                       self._layout_)
+            old.close()
+            return
         if self._base is not None:
             self._threads = threading.local()
             if self._region.path is None:
@@ -613,7 +650,10 @@ class _BoundGauge(_BoundMetric):
         base = self._owner._address()
         if base is None:
             return False
-        _njit.py_gauge_set(base + self._m.shared_offset + slot * self._m.shared_stride, v)
+        shared = base + self._m.shared_offset + slot * self._m.shared_stride
+        _njit.py_gauge_set(shared, v)
+        if self.spec.multiprocess_mode == "latest":
+            _njit.py_gauge_stamp(shared)
         return True
 
     def add(self, value, *labels) -> bool:
@@ -624,6 +664,8 @@ class _BoundGauge(_BoundMetric):
         slot = self._slot(labels)
         shared = self._owner._base + self._m.shared_offset + slot * self._m.shared_stride
         _njit.py_gauge_add(shared, addr, v, owned)
+        if self.spec.multiprocess_mode == "latest":
+            _njit.py_gauge_stamp(shared)
         return True
 
     def sub(self, value, *labels) -> bool:

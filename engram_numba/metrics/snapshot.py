@@ -253,25 +253,12 @@ class MetricSetSnapshot:
         the families like every exporter: ``metrics`` maps each family's exposition
         name (derived series included) to its type, help, unit, label names and samples;
         a histogram sample's value is :meth:`HistogramData.to_dict`."""
-        def plain(fam, v):
-            if fam.kind is HISTOGRAM:
-                return v.to_dict()
-            if isinstance(v, float) and not math.isfinite(v):
-                return None
-            return v
-        metrics = {}
-        for fam in self.families():
-            d = {"type": fam.kind.name, "help": fam.help, "labels": list(fam.label_names),
-                 "samples": [{"labels": dict(zip(fam.label_names, labels)),
-                              "value": plain(fam, v)} for labels, v in fam.points]}
-            if fam.unit:
-                d["unit"] = fam.unit
-            metrics[fam.name] = d
+        from .families import families_dict
         return {
             "name": self.name,
             "const_labels": dict(self.const_labels),
             "timestamp_ns": self.timestamp_ns,
             "start_ns": self.start_ns,
             "invalid_records": self.invalid_records,
-            "metrics": metrics,
+            "metrics": families_dict(self.families()),
         }

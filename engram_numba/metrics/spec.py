@@ -240,13 +240,45 @@ class Counter(MetricSpec):
         return CounterSnapshot(self, [int(v) for v in values.tolist()])
 
 
+GAUGE_MODES = ("pid", "sum", "min", "max", "latest")
+# prometheus_client's multiprocess_mode names; gauges of exited processes are always
+# dropped here (their files are compacted), so "all" and "live..." mean the same
+_GAUGE_MODE_ALIASES = {"all": "pid", "liveall": "pid", "livesum": "sum", "livemin": "min",
+                       "livemax": "max", "mostrecent": "latest", "livemostrecent": "latest"}
+
+
 class Gauge(MetricSpec):
-    """A float64 value that goes up and down; ``set``, ``add``, ``sub``."""
+    """A float64 value that goes up and down; ``set``, ``add``, ``sub``.
+
+    ``multiprocess_mode`` says how a directory of per-process files
+    (:mod:`.directory`) shows it: ``"pid"`` (default) one series per running
+    process with a ``pid`` label; ``"sum"``, ``"min"``, ``"max"`` over the
+    running processes; ``"latest"`` the value most recently set by any running
+    process.  prometheus_client's names are accepted too (``"all"``,
+    ``"liveall"`` -> ``"pid"``, ``"livesum"`` -> ``"sum"``, ``"mostrecent"`` ->
+    ``"latest"``, ...); gauges of processes that exited are always dropped.
+    """
 
     kind = GAUGE
 
-    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
+    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = "",
+                 multiprocess_mode: str = "pid"):
         super().__init__(name, help, labels, unit)
+        mode = _GAUGE_MODE_ALIASES.get(multiprocess_mode, multiprocess_mode)
+        if mode not in GAUGE_MODES:
+            raise ValueError(f"{name}: multiprocess_mode must be one of {list(GAUGE_MODES)} "
+                             f"(or prometheus_client's {sorted(_GAUGE_MODE_ALIASES)}), got "
+                             f"{multiprocess_mode!r}")
+        if mode == "pid" and "pid" in self.label_names:
+            raise ValueError(f"{name}: a label named 'pid' clashes with multiprocess_mode "
+                             f"'pid'; rename the label or pick another mode")
+        self.multiprocess_mode = mode
+
+    def describe(self) -> dict:
+        d = super().describe()
+        if self.multiprocess_mode != "pid":
+            d["multiprocess_mode"] = self.multiprocess_mode   # only when given: hashes stay
+        return d
 
     def copy_bytes(self) -> int:
         from ._record import G_SLOT
@@ -415,4 +447,7 @@ def spec_from_description(d: dict) -> MetricSpec:
     if cls is TopK:
         return TopK(d["name"], d["help"], d["topk"]["key_labels"], d["topk"]["k"])
     labels = [(x["name"], x["values"]) for x in d["labels"]]
+    if cls is Gauge:
+        return Gauge(d["name"], d["help"], labels, unit=d.get("unit", ""),
+                     multiprocess_mode=d.get("multiprocess_mode", "pid"))
     return cls(d["name"], d["help"], labels, unit=d.get("unit", ""))

@@ -1,0 +1,71 @@
+"""Processes named by files: this process's identity, and whether a named one still runs.
+
+A pid alone does not name a process: pids are reused, and a forked child keeps
+nothing of its parent's but may get a pid a dead worker had.  A process is
+therefore named by ``(pid, start)``, ``start`` being its start time in clock
+ticks since boot (field 22 of ``/proc/<pid>/stat`` on Linux).  A process whose
+pid is gone, whose pid now belongs to a process started at another time, or
+that is a zombie (killed, not yet reaped) is not running.
+
+Where ``/proc`` is missing, ``start`` is 0 and liveness falls back to
+``kill(pid, 0)`` (pid reuse is then not detected).
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["identity", "start_time", "running"]
+
+_identity: list = []
+
+
+def _stat(pid: int):
+    """(state, start ticks) of a process from /proc, None if there is none, False if no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None if os.path.isdir("/proc/self") else False
+    except OSError:
+        return False
+    # the command name (field 2) is in parentheses and may hold spaces or ')'
+    rest = raw[raw.rfind(b")") + 2:].split()
+    try:
+        return rest[0].decode(), int(rest[19])
+    except (IndexError, ValueError):
+        return False
+
+
+def start_time(pid: int) -> int | None:
+    """``pid``'s start time in clock ticks since boot (0 without /proc; None: no such process)."""
+    st = _stat(pid)
+    if st is False:
+        return 0
+    return None if st is None else st[1]
+
+
+def identity() -> tuple:
+    """``(pid, start)`` of this process (refreshed in a forked child)."""
+    pid = os.getpid()
+    if not _identity or _identity[0][0] != pid:
+        start = start_time(pid)
+        _identity[:] = [(pid, start or 0)]
+    return _identity[0]
+
+
+def running(pid: int, start: int) -> bool:
+    """Whether the process ``(pid, start)`` still runs (a zombie does not)."""
+    st = _stat(pid)
+    if st is None:
+        return False
+    if st is False:                        # no /proc: the pid alone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    state, started = st
+    return state not in ("Z", "X") and (start == 0 or started == start)
