@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["identity", "start_time", "running"]
+__all__ = ["identity", "start_time", "running", "Watcher"]
 
 _identity: list = []
 
@@ -69,3 +69,62 @@ def running(pid: int, start: int) -> bool:
         return True
     state, started = st
     return state not in ("Z", "X") and (start == 0 or started == start)
+
+
+class Watcher:
+    """Whether many processes still run, checked cheaply again and again.
+
+    The first check of a process reads ``/proc`` (:func:`running`); a running one
+    is then held by a pidfd (Linux 5.3+), which names that very process (a reused
+    pid is another process) and becomes readable when it exits, so later checks
+    of all held processes are one ``poll``.  Processes not asked about any more
+    are let go.  Without pidfds every check reads ``/proc``.
+    """
+
+    def __init__(self):
+        self._fds: dict = {}
+
+    def check(self, processes) -> dict:
+        """``{(pid, start): running?}`` for the given processes."""
+        import select
+        processes = set(processes)
+        for who in [w for w in self._fds if w not in processes]:
+            os.close(self._fds.pop(who))
+        ended = set()
+        if self._fds:
+            poller = select.poll()
+            for fd in self._fds.values():
+                poller.register(fd, select.POLLIN)
+            ended = {fd for fd, _ in poller.poll(0)}
+        out = {}
+        for who in processes:
+            fd = self._fds.get(who)
+            if fd is not None:
+                out[who] = fd not in ended
+                continue
+            alive = running(*who)
+            out[who] = alive
+            if alive and hasattr(os, "pidfd_open"):
+                try:
+                    fd = os.pidfd_open(who[0])
+                except OSError:
+                    continue
+                if running(*who):            # still the same process once held
+                    self._fds[who] = fd
+                else:
+                    os.close(fd)
+                    out[who] = False
+        for who in [w for w, fd in self._fds.items() if fd in ended]:
+            os.close(self._fds.pop(who))
+        return out
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -162,6 +162,7 @@ COMPACTOR = textwrap.dedent("""
     import sys
     from engram_numba.metrics.directory import MetricsDirectory
     d = MetricsDirectory(sys.argv[1], compact=False)
+    d.collect()                     # loads the compiled readers before the clock starts
     print("ready", flush=True)
     sys.stdin.readline()
     d.compact()
@@ -194,7 +195,7 @@ def test_compactors_killed_at_random_points_lose_nothing_and_count_nothing_twice
     # a round: 25 more exited processes' files, compacted by compactors killed at random
     # moments (sometimes two at once) until none is left; a scraper reads all along
     reader = None
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 300
     while kills < 8 and time.monotonic() < deadline:
         with MetricsDirectory(directory, compact=False)._lock(exclusive=True):
             _dead_copies(directory, template, pid, 25)
@@ -320,7 +321,7 @@ def test_readers_without_the_lock_miscount_while_compaction_runs(tmp_path):
 
     wrong, rounds, _ = run(Unlocked, "control")
     assert wrong > 0, "the unlocked control never miscounted before the deadline"
-    wrong, done, readings = run(MetricsDirectory, "locked", rounds=max(rounds, 5))
+    wrong, done, readings = run(MetricsDirectory, "locked", rounds=max(rounds, 20))
     print(f"unlocked: miscounted within {rounds} round(s); locked: {done} rounds, "
           f"{readings} readings, {wrong} wrong")
     assert wrong == 0 and readings >= done

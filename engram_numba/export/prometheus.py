@@ -89,7 +89,7 @@ class _Prefixes:
     def point(self, fam, labels):
         key = (fam.name, labels)
         got = self.points.get(key)
-        if got is None or not fam.fixed_labels:
+        if got is None:
             pairs = list(zip(fam.label_names, labels))
             if fam.kind is HISTOGRAM:
                 bounds = fam.spec.scheme.le_bounds()
@@ -102,12 +102,13 @@ class _Prefixes:
                        f"{fam.name}_count{_labels(pairs)} ")
             else:
                 got = f"{fam.name}{_labels(pairs)} "
-            if fam.fixed_labels:        # top-k keys change with the data: not kept
-                self.points[key] = got
+            if fam.fixed_labels or len(self.points) < _MAX_KEPT:
+                self.points[key] = got   # label values that change with the data: a bound
         return got
 
 
 _plans: dict = {}
+_MAX_KEPT = 100_000     # sample prefixes kept per layout, beyond the fixed label sets
 
 
 def render_families(fams, layout_key=None, classic_scale=None) -> str:

@@ -127,7 +127,8 @@ def _mark(name: str) -> int:
 class _File:
     """A set file attached read-only, kept between readings."""
 
-    __slots__ = ("name", "path", "set", "pid", "start", "n", "archive", "metrics", "inode")
+    __slots__ = ("name", "path", "set", "pid", "start", "n", "archive", "metrics", "inode",
+                 "address", "mark")
 
     def __init__(self, directory, name, match, archive, inode):
         from .metric_set import attach_metrics
@@ -137,6 +138,8 @@ class _File:
         self.start = 0 if archive else int(match["start"])
         self.n = 0 if archive else int(match["n"])
         self.metrics = attach_metrics(self.path, writable=False)
+        self.address = self.metrics._region.address
+        self.mark = _mark(name)
 
     @property
     def layout(self):
@@ -146,13 +149,15 @@ class _File:
     def words(self) -> np.ndarray:
         return self.metrics._region.data.view(np.uint64)
 
+
     @property
     def created_ns(self) -> int:
         return self.metrics._region.created_ns
 
 
 class DirectorySnapshot:
-    """One reading of a directory: its families (what exporters consume)."""
+    """One reading of a directory: its families (what exporters consume).  Gauges with a
+    ``pid`` label are marked as changing with the data (``fixed_labels=False``)."""
 
     def __init__(self, family_lists, timestamp_ns, files, running, skipped=()):
         self._lists = family_lists
@@ -193,6 +198,13 @@ class MetricsDirectory:
         self.compact_on_read = bool(compact)
         self._files: dict = {}
         self._skipped: set = set()
+        self._watch = _process.Watcher()
+
+    @property
+    def render_key(self):
+        """What renderers may cache sample prefixes under: the layouts read last time."""
+        return ("directory", self.directory, self.const_labels,
+                tuple(sorted({f.layout.hash for f in self._files.values()})))
 
     def _lock(self, exclusive: bool):
         """The directory's lock: shared by readers, held alone by a compactor."""
@@ -209,9 +221,12 @@ class MetricsDirectory:
             archive = None if live else ARCHIVE.match(name)
             if live is None and archive is None:
                 continue
+            f = self._files.get(name)
+            if f is not None and live is not None:
+                seen[name] = f               # a process's file name is never reused
+                continue
             try:
                 inode = os.stat(os.path.join(self.directory, name)).st_ino
-                f = self._files.get(name)
                 if f is None or f.inode != inode:
                     f = _File(self.directory, name, live or archive, archive is not None, inode)
             except FileNotFoundError:
@@ -228,13 +243,14 @@ class MetricsDirectory:
 
     def collect(self) -> DirectorySnapshot:
         """Read every file (compacting first, unless ``compact=False``)."""
+        running: dict = {}
         if self.compact_on_read:
-            self.compact()
+            self._compact(running)
         with self._lock(exclusive=False):
             files, skipped = self._scan()
             now = time.time_ns()
-            running = {(f.pid, f.start): _process.running(f.pid, f.start)
-                       for f in files if not f.archive}
+            unknown = {(f.pid, f.start) for f in files if not f.archive} - running.keys()
+            running.update(self._watch.check(unknown))
             groups: dict = {}
             for f in files:
                 groups.setdefault(f.layout.hash, []).append(f)
@@ -246,25 +262,20 @@ class MetricsDirectory:
         archives = [f for f in files if f.archive]
         if archives:    # a compactor that died before removing the last file it took
             taken = int(archives[0].words[ARCHIVE_MARK_OFFSET // 8])
-            files = [f for f in files if f.archive or _mark(f.name) != taken]
+            files = [f for f in files if f.archive or f.mark != taken]
         layout = files[0].layout
         plan = plan_of(layout)
-        nets = np.stack([plan.net(f.words) for f in files])
-        total = plan.combine(nets)
-        invalid = sum(plan.invalid(f.words) for f in files)
+        total = plan.combine(plan.nets([f.address for f in files]))
+        invalid = plan.invalid_records([f.address for f in files])
         alive = sorted((f for f in files if not f.archive and running[(f.pid, f.start)]),
                        key=lambda f: (f.pid, f.n))
-        per_file = {}
-        for f in alive:
-            copies = layout.copies(f.words)
-            per_file[f.name] = {m.attr: m.spec.read(m, f.words, copies)._values
-                                for m in plan.gauges}
+        values = plan.gauge_values([f.address for f in alive]) if alive else {}
         gauges = {}
         for m in plan.gauges:
             mode = m.spec.multiprocess_mode
             if mode in ("pid",) or not alive:
                 continue
-            rows = np.array([per_file[f.name][m.attr] for f in alive])
+            rows = values[m.attr]
             if mode == "sum":
                 gauges[m.attr] = rows.sum(axis=0)
             elif mode == "min":
@@ -276,7 +287,7 @@ class MetricsDirectory:
                                                  + R.G_STAMP) // 8]) for k in range(m.spec.slots)]
                                    for f in alive], dtype=np.uint64)
                 gauges[m.attr] = rows[stamps.argmax(axis=0), np.arange(m.spec.slots)]
-        tables = {m.attr: _merge_topk(m, [f.metrics for f in files]) for m in plan.tables}
+        tables = plan.tables([f.address for f in files])
         words = plan.words_of(total, invalid, gauges, tables)
         words[ARCHIVE_MARK_OFFSET // 8] = words[ARCHIVE_FILES_OFFSET // 8] = 0
         snap = MetricSetSnapshot(files[0].metrics.set_name, layout, words, timestamp_ns=now,
@@ -294,13 +305,14 @@ class MetricsDirectory:
                 out.append(replace(fam, points=()))
             elif spec.multiprocess_mode == "pid":
                 points = []
-                for f in alive:
+                rows = values[attr_of[spec.name]].tolist()
+                for f, row in zip(alive, rows):
                     who = str(f.pid) if f.n == 0 else f"{f.pid}.{f.n}"
-                    values = per_file[f.name][attr_of[spec.name]]
                     points.extend((c_values + (who,) + tuple(labels), v)
-                                  for labels, v in zip(label_values(spec), values))
+                                  for labels, v in zip(label_values(spec), row))
                 names = fam.label_names[:n_const] + ("pid",) + fam.label_names[n_const:]
-                out.append(replace(fam, label_names=names, points=tuple(points)))
+                out.append(replace(fam, label_names=names, points=tuple(points),
+                                   fixed_labels=False))
             else:
                 out.append(fam)
         return out
@@ -310,6 +322,10 @@ class MetricsDirectory:
     def compact(self) -> dict:
         """Move the files of exited processes into the archives; returns what it did:
         ``{"compacted": files absorbed, "removed": leftovers removed, "files": files left}``."""
+        return self._compact({})
+
+    def _compact(self, running: dict) -> dict:
+        """:meth:`compact`, filling ``running`` with ``(pid, start) -> running?``."""
         from .metric_set import attach_metrics
         done = {"compacted": 0, "removed": 0}
         with self._lock(exclusive=True):
@@ -323,9 +339,11 @@ class MetricsDirectory:
                 if stale:
                     _unlink(os.path.join(self.directory, name))
                     done["removed"] += 1
-            for name in names:
-                live = LIVE.match(name)
-                if live is None or _process.running(int(live["pid"]), int(live["start"])):
+            lives = [(name, (int(m["pid"]), int(m["start"])))
+                     for name, m in ((n, LIVE.match(n)) for n in names) if m]
+            running.update(self._watch.check({who for _, who in lives} - running.keys()))
+            for name, who in lives:
+                if running[who]:
                     continue
                 path = os.path.join(self.directory, name)
                 try:
@@ -349,7 +367,6 @@ class MetricsDirectory:
         archive_path = os.path.join(self.directory,
                                     f"{src.set_name}.archive.{layout.hash[:16]}.metrics")
         mark = _mark(name)
-        src_words = src._region.data.view(np.uint64)
         arch = None
         if os.path.exists(archive_path):
             arch = attach_metrics(archive_path, writable=False)
@@ -357,11 +374,10 @@ class MetricsDirectory:
             if int(arch_words[ARCHIVE_MARK_OFFSET // 8]) == mark:
                 _unlink(src._region.path)
                 return False
-        parts = [src_words] + ([arch_words] if arch is not None else [])
-        total = plan.combine(np.stack([plan.net(w) for w in parts]))
-        invalid = sum(plan.invalid(w) for w in parts)
-        tables = {m.attr: _merge_topk(m, [x for x in (src, arch) if x is not None])
-                  for m in plan.tables}
+        total = plan.combine(plan.nets([x._region.address for x in (src, arch) if x is not None]))
+        addresses = [x._region.address for x in (src, arch) if x is not None]
+        invalid = plan.invalid_records(addresses)
+        tables = plan.tables(addresses)
         words = plan.words_of(total, invalid, None, tables)
         words[ARCHIVE_MARK_OFFSET // 8] = np.uint64(mark)
         absorbed = int(arch_words[ARCHIVE_FILES_OFFSET // 8]) if arch is not None else 0
@@ -380,15 +396,6 @@ class MetricsDirectory:
         os.replace(tmp, archive_path)
         _unlink(src._region.path)
         return True
-
-
-def _merge_topk(m, sets) -> list:
-    """A top-k table over several sets: counts added per key, largest first."""
-    counts: dict = {}
-    for x in sets:
-        for key, count in m.spec.read(m, x._words(), None).items():
-            counts[key] = counts.get(key, 0) + count
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _unlink(path) -> None:

@@ -170,6 +170,7 @@ def families_of(metric_sets) -> tuple:
         else:
             lists.append(m.collect().families())
             layout = getattr(m, "layout", None)
-            key.append(None if layout is None else (type(m), layout.hash))
+            key.append((type(m), layout.hash) if layout is not None
+                       else getattr(m, "render_key", None))
     fams = lists[0] if len(lists) == 1 else merge(lists)
     return fams, (tuple(key) if None not in key else None)
