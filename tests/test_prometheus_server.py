@@ -26,13 +26,14 @@ STEPS_PER_S = 10    # -> 1000 priming events per second
 
 
 class Prometheus:
-    def __init__(self, tmp_path, target, features=()):
+    def __init__(self, tmp_path, target, features=(), extra_targets=()):
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
+        targets = ", ".join(f"'{t}'" for t in (target, *extra_targets))
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: engram\n    static_configs:\n"
-            f"      - targets: ['{target}']\n")
+            f"      - targets: [{targets}]\n")
         self.proc = subprocess.Popen(
             [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}"]
