@@ -287,12 +287,44 @@ def _password(args) -> str:
     return os.environ.get(PASSWORD_ENV, "")
 
 
+def _cmd_trace_export_dir(args) -> int:
+    from .tracing.directory import TraceDirectory, merged_chrome, merged_jsonl
+    if args.format not in ("jsonl", "chrome", "otlp"):
+        raise UsageError(f"--dir exports jsonl, chrome or otlp, not {args.format}")
+    parts = TraceDirectory(args.dir).read(lambda events, tracer: _select(events, args, tracer))
+    n = sum(int(events.size) for _, events in parts)
+    if args.format == "otlp":
+        from .export.otlp import OtlpLogExporter
+        endpoint = _otlp_endpoint(args, "logs")
+        for p, events in parts:
+            exporter = OtlpLogExporter(endpoint, **_otlp_options(args), resource_attributes={
+                "service.instance.id": p.instance_id, "process.pid": p.pid})
+            for start in range(0, events.size, args.batch_size):
+                batch = events[start:start + args.batch_size]
+                _deliver(lambda: exporter.export(batch), "otlp export")
+            exporter.shutdown()
+        print(f"sent {n} events of {len(parts)} process(es) to {endpoint}", file=sys.stderr)
+        return 0
+    body = json.dumps(merged_chrome(parts)).encode() if args.format == "chrome" \
+        else merged_jsonl(parts)
+    out = _output(args)
+    out.write(body)
+    out.flush()
+    if args.output:
+        out.close()
+        print(f"wrote {n} events of {len(parts)} process(es) to {args.output}",
+              file=sys.stderr)
+    return 0
+
+
 def _cmd_trace_export(args) -> int:
     from .export.json import events_to_document, events_to_jsonl
     if args.format == "loki" and not args.endpoint:
         raise UsageError("--format loki needs --endpoint URL")
     if args.format == "otlp":
         _otlp_endpoint(args, "logs")
+    if args.dir:
+        return _cmd_trace_export_dir(args)
     tracer = _attach_tracer(args.attach)
     events = _select(tracer.read(), args, tracer)
     if args.format in ("otlp", "loki"):
@@ -466,6 +498,7 @@ _EXAMPLES = {
     "export": """\
   engram-numba trace export --attach app.rings --since 5m --output recent.jsonl
   engram-numba trace export --attach app.rings --format chrome --output trace.json
+  engram-numba trace export --dir /run/engram-traces --output all-workers.jsonl
   engram-numba trace export --attach app.rings --format otlp --endpoint localhost:4317 --insecure
   ENGRAM_NUMBA_PASSWORD=... engram-numba trace export --attach app.rings --format loki \\
       --endpoint https://loki.example --user me""",
@@ -579,7 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--attach", required=True, metavar="PATH", help="trace-ring file")
 
     export = trace.add_parser("export", help="write the events still held in the rings", **_parser_options("export"))
-    attach(export)
+    where = export.add_mutually_exclusive_group(required=True)
+    where.add_argument("--attach", metavar="PATH", help="trace-ring file")
+    where.add_argument("--dir", metavar="DIR",
+                       help="directory of per-process rings files (Tracer.create_in / "
+                            "$ENGRAM_NUMBA_TRACE_DIR): every process's events in time order "
+                            "(formats jsonl, chrome, otlp)")
     export.add_argument("--format", choices=["json", "jsonl", "otlp", "loki", "chrome"],
                         default="jsonl",
                         help="jsonl: one event per line; json: one batch document; chrome: "

@@ -27,16 +27,23 @@ __all__ = ["chrome_trace", "ChromeTraceExporter"]
 
 
 def chrome_trace(events: np.ndarray, *, process_name: str | None = None,
-                 rate_window_ms: float = 100.0) -> dict:
-    """The Trace Event Format document (a dict; ``json.dump`` it) for ``events``."""
+                 rate_window_ms: float = 100.0, pid: int = 1,
+                 start_ns: int | None = None) -> dict:
+    """The Trace Event Format document (a dict; ``json.dump`` it) for ``events``.
+
+    ``pid`` names the process the events belong to; ``start_ns`` (default: the first
+    event) is time zero, so that documents of several processes can be merged."""
     events, layout = as_events(events)
     records = event_records(events)
-    start = int(events["timestamp"].min()) if events.size else 0
+    if start_ns is None:
+        start = int(events["timestamp"].min()) if events.size else 0
+    else:
+        start = int(start_ns)
     process_name = layout.name if process_name is None else process_name
-    trace = [{"ph": "M", "pid": 1, "tid": 0, "name": "process_name",
+    trace = [{"ph": "M", "pid": pid, "tid": 0, "name": "process_name",
               "args": {"name": process_name}}]
     for tid in sorted({r["thread"] for r in records}):
-        trace.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_name",
+        trace.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name",
                       "args": {"name": f"ring {tid}"}})
     first_enum = {t.name: next((n for n, ft in t.fields.items() if ft.code == "e"), None)
                   for t in layout.types}
@@ -50,17 +57,17 @@ def chrome_trace(events: np.ndarray, *, process_name: str | None = None,
         sub = first_enum.get(r["event_type"])
         name = f"{r['event_type']}/{r[sub]}" if sub else r["event_type"]
         args = {k: v for k, v in r.items() if k not in ("timestamp", "thread")}
-        trace.append({"ph": "i", "s": "t", "pid": 1, "tid": r["thread"], "ts": us(r["timestamp"]),
+        trace.append({"ph": "i", "s": "t", "pid": pid, "tid": r["thread"], "ts": us(r["timestamp"]),
                       "cat": r["event_type"], "name": name, "args": args})
     if layout.has_spans:
         assembler = SpanAssembler()
         for s in assembler.feed(events):
-            trace.append({"ph": "X", "pid": 1, "tid": s.ring, "ts": us(s.start_ns),
+            trace.append({"ph": "X", "pid": pid, "tid": s.ring, "ts": us(s.start_ns),
                           "dur": s.duration_ns / 1000.0, "cat": "span", "name": s.name,
                           "args": {**s.fields, "span_id": s.span_id,
                                    "parent_span_id": s.parent_id, "depth": s.depth}})
         for s in assembler.open_spans():
-            trace.append({"ph": "B", "pid": 1, "tid": s.ring, "ts": us(s.start_ns),
+            trace.append({"ph": "B", "pid": pid, "tid": s.ring, "ts": us(s.start_ns),
                           "cat": "span", "name": s.name,
                           "args": {**s.fields, "span_id": s.span_id, "open": True}})
     if events.size:
@@ -72,7 +79,7 @@ def chrome_trace(events: np.ndarray, *, process_name: str | None = None,
             if not counts.any():
                 continue
             for k, c in enumerate(counts.tolist()):
-                trace.append({"ph": "C", "pid": 1, "tid": 0, "name": f"{t.name} rate",
+                trace.append({"ph": "C", "pid": pid, "tid": 0, "name": f"{t.name} rate",
                               "ts": k * window / 1000.0,
                               "args": {"events_per_s": c / (rate_window_ms / 1000.0)}})
     return {"traceEvents": trace, "displayTimeUnit": "ms",

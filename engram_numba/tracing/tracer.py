@@ -82,22 +82,48 @@ class Tracer(KernelArgument):
         if not isinstance(config, TracingConfig):
             raise TypeError(f"config must be a TracingConfig, got {config!r}")
         config.validate()
+        self.config = config
+        self._bind(event_set, *self._new_region(event_set, config, config.path), primary=True)
+
+    @staticmethod
+    def _new_region(event_set, config, path):
+        """Rings for ``config``, in a new file at ``path`` or in anonymous memory."""
         layout = event_set.layout
         thresholds = config.thresholds(layout)           # checks the type names
         n_types, n_rings, capacity = len(layout.types), config.max_threads, config.ring_capacity
         clock = R.CLOCK_TSC if tsc_is_reliable() else R.CLOCK_MONOTONIC
         desc = _description(layout, n_rings, capacity, clock)
         size = R.region_size(n_types, n_rings, capacity)
-        if config.path:
-            region = Region.create(config.path, KIND_TRACE, size, desc, CACHE_LINE)
+        if path:
+            region = Region.create(path, KIND_TRACE, size, desc, CACHE_LINE)
         else:
             region = Region.anonymous(KIND_TRACE, size, desc, CACHE_LINE)
         tracer_id = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]) | 1
         R.initialise(region.data.view(np.uint64), n_types, n_rings, capacity, clock, thresholds,
                      now_triple(), tracer_id)
         region.publish()
-        self.config = config
-        self._bind(event_set, region, n_rings, capacity, clock, primary=True)
+        return region, n_rings, capacity, clock
+
+    _directory = None
+
+    @classmethod
+    def create_in(cls, event_set, directory=None, config: TracingConfig | None = None):
+        """This process's tracer in a directory shared by many processes (default:
+        ``$ENGRAM_NUMBA_TRACE_DIR``): a rings file named by the event set, pid and process
+        start time, which ``engram-numba trace export --dir`` merges with the other
+        processes' files in time order.  A forked child gets a file of its own.  See
+        :mod:`.directory`."""
+        from dataclasses import replace
+
+        from .directory import new_path
+        config = TracingConfig() if config is None else config
+        if not isinstance(config, TracingConfig):
+            raise TypeError(f"config must be a TracingConfig, got {config!r}")
+        path = new_path(directory, event_set)
+        obj = cls(event_set, replace(config, path=path))
+        obj._directory = path.rsplit("/", 1)[0]
+        obj._track()
+        return obj
 
     def _bind(self, event_set, region, n_rings, capacity, clock, primary):
         self.event_set = event_set
@@ -121,6 +147,15 @@ class Tracer(KernelArgument):
     def _after_fork_in_child(self):
         # the child's anonymous rings are a private copy: the parent's events and its
         # threads' claims stay with the parent; the child starts with empty rings
+        if self._base is not None and self._directory is not None:
+            # directory mode: the child records into a rings file of its own
+            from .directory import new_path
+            old = self._region
+            self._bind(self.event_set, *self._new_region(
+                self.event_set, self.config, new_path(self._directory, self.event_set)),
+                primary=True)
+            old.close()
+            return
         if self._base is not None:
             R.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
 

@@ -1,0 +1,144 @@
+"""Traces across processes: a rings file per process in one directory, read as one.
+
+``Tracer.create_in(Events, DIR)`` (or ``$ENGRAM_NUMBA_TRACE_DIR``) names each
+process's rings file ``<set>.<pid>.<start>.<n>.rings`` (pid, process start time
+in clock ticks since boot, the process's n-th tracer of that set), so events
+keep the process that recorded them; their ``thread`` field is the recording
+thread's ring in that file.  :class:`TraceDirectory` reads every file (a file
+still being created is skipped until it is valid) and merges the events in time
+order; ``engram-numba trace export --dir DIR`` writes them as JSON Lines (each
+line with ``pid`` and ``process_start``), as a Chrome/Perfetto trace (a process
+per file), or sends them over OTLP with one resource per process
+(``service.instance.id`` = ``<pid>.<start>``, ``process.pid``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import re
+
+import numpy as np
+
+from .. import _process
+from .._region import RegionError
+
+__all__ = ["TRACE_DIRECTORY_ENV", "TraceDirectory", "new_path"]
+
+TRACE_DIRECTORY_ENV = "ENGRAM_NUMBA_TRACE_DIR"
+RINGS = re.compile(r"^(?P<set>[a-zA-Z_][a-zA-Z0-9_]*)\.(?P<pid>\d+)\.(?P<start>\d+)\.(?P<n>\d+)"
+                   r"\.rings$")
+_sequence = itertools.count()
+log = logging.getLogger(__name__)
+
+
+def _resolve(directory) -> str:
+    if directory is None:
+        directory = os.environ.get(TRACE_DIRECTORY_ENV, "").strip() or None
+        if directory is None:
+            raise ValueError(f"no directory: pass one, or set {TRACE_DIRECTORY_ENV}")
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{directory} is not a directory")
+    return directory
+
+
+def new_path(directory, event_set) -> str:
+    """A new rings file name for this process in ``directory`` (created if missing)."""
+    directory = _resolve(directory)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    pid, start = _process.identity()
+    name = event_set.layout.name
+    while True:
+        path = os.path.join(directory, f"{name}.{pid}.{start}.{next(_sequence)}.rings")
+        if not os.path.exists(path):
+            return path
+
+
+class Process:
+    """One rings file of the directory: who wrote it and its attached tracer."""
+
+    def __init__(self, path, match, tracer):
+        self.path = path
+        self.pid, self.start, self.n = int(match["pid"]), int(match["start"]), int(match["n"])
+        self.tracer = tracer
+
+    @property
+    def instance_id(self) -> str:
+        """``<pid>.<start>`` (``.<n>`` for a process's later tracers): unique per process."""
+        base = f"{self.pid}.{self.start}"
+        return base if self.n == 0 else f"{base}.{self.n}"
+
+    @property
+    def running(self) -> bool:
+        return _process.running(self.pid, self.start)
+
+
+class TraceDirectory:
+    """Every rings file in ``directory`` (default ``$ENGRAM_NUMBA_TRACE_DIR``)."""
+
+    def __init__(self, directory=None):
+        self.directory = _resolve(directory)
+        if not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"no directory {self.directory}")
+        self.skipped: list = []
+
+    def processes(self) -> list:
+        """The readable rings files, in (pid, start, n) order; unreadable ones are
+        logged and listed in :attr:`skipped`."""
+        from .tracer import Tracer
+        out, self.skipped = [], []
+        for name in sorted(os.listdir(self.directory)):
+            m = RINGS.match(name)
+            if m is None:
+                continue
+            path = os.path.join(self.directory, name)
+            try:
+                out.append(Process(path, m, Tracer.attach(path)))
+            except FileNotFoundError:
+                continue
+            except (RegionError, ValueError, OSError) as exc:
+                log.warning("%s: skipped: %s", name, exc)
+                self.skipped.append(name)
+        out.sort(key=lambda p: (p.pid, p.start, p.n))
+        return out
+
+    def read(self, select=None) -> list:
+        """``[(process, events)]``: each file's events still in its rings, by time
+        (``select(events, tracer)`` may filter them)."""
+        out = []
+        for p in self.processes():
+            events = p.tracer.read()
+            if select is not None:
+                events = select(events, p.tracer)
+            out.append((p, events[np.argsort(events["timestamp"], kind="stable")]))
+        return out
+
+
+def merged_jsonl(parts) -> bytes:
+    """JSON Lines of every process's events, merged in time order; each line starts
+    with the process: ``{"pid":..,"process_start":..,"timestamp":..``."""
+    from ..export.json import events_to_jsonl
+    def stream(p, events):
+        prefix = f'{{"pid":{p.pid},"process_start":{p.start},'.encode()
+        lines = events_to_jsonl(events).splitlines()
+        for i, (t, line) in enumerate(zip(events["timestamp"].tolist(), lines)):
+            yield t, p.pid, p.n, i, prefix + line[1:]
+
+    streams = [stream(p, events) for p, events in parts if events.size]
+    return b"".join(item[-1] + b"\n" for item in heapq.merge(*streams))
+
+
+def merged_chrome(parts) -> dict:
+    """One Chrome/Perfetto trace: a process per file (named ``<set> pid <pid>``)."""
+    from ..export.chrome import chrome_trace
+    stamps = [int(e["timestamp"].min()) for _, e in parts if e.size]
+    start = min(stamps) if stamps else 0
+    trace = []
+    for p, events in parts:
+        doc = chrome_trace(events, process_name=f"{p.tracer.layout.name} pid {p.pid}",
+                           pid=p.pid, start_ns=start)
+        trace.extend(doc["traceEvents"])
+    return {"traceEvents": trace, "displayTimeUnit": "ns"}
