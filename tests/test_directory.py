@@ -17,7 +17,7 @@ from engram_numba import Counter, Gauge, MetricSet
 from engram_numba.export import exposition
 from engram_numba.metrics.directory import DIRECTORY_ENV, LIVE, MetricsDirectory
 
-from .processes import HERE, wait_for
+from .processes import HERE
 
 WORKER = HERE / "directory_worker.py"
 DEAD_PID = 4_194_305            # above Linux's largest pid: never a running process
