@@ -131,7 +131,7 @@ def _subparsers(parser, path=("engram-numba",)):
 def test_every_help_screen_has_examples_and_every_option_has_help():
     from engram_numba.cli import build_parser
     screens = list(_subparsers(build_parser()))
-    assert len(screens) == 11
+    assert len(screens) == 12
     for path, parser in screens:
         text = parser.format_help()
         assert "examples:\n  engram-numba" in text, path

@@ -111,7 +111,13 @@ def create_file(directory, set_name: str, layout) -> Region:
 
 @contextmanager
 def _locked(directory: str, exclusive: bool):
-    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    path = os.path.join(directory, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except PermissionError:
+        if exclusive:
+            raise
+        fd = os.open(path, os.O_RDONLY)        # a reader without write access still shares it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
@@ -244,8 +250,8 @@ class MetricsDirectory:
     def collect(self) -> DirectorySnapshot:
         """Read every file (compacting first, unless ``compact=False``)."""
         running: dict = {}
-        if self.compact_on_read:
-            self._compact(running)
+        if self.compact_on_read and os.access(self.directory, os.W_OK):
+            self._compact(running)          # (a reader without write access only reads)
         with self._lock(exclusive=False):
             files, skipped = self._scan()
             now = time.time_ns()
