@@ -91,7 +91,7 @@ def test_sums_processes_and_drops_the_gauges_of_exited_ones(tmp_path):
         assert s[("pool_hits_total", (("k", "a"),))] == 600    # counts never go backwards
         assert [k for k in s if k[0] == "pool_level"] == [("pool_level", (("pid", pids[2]),))]
         assert s[("pool_total", ())] == 7.0 and s[("pool_last", ())] == 7.0
-        assert d.compact() == {"compacted": 2, "removed": 0, "files": 2}
+        assert d.compact() == {"compacted": 2, "removed": 0, "left": 0, "files": 2}
         assert live_files(tmp_path) == [os.path.basename(workers[2].path)]
         assert hits(d) == 600
         assert int(workers[2].send("rec 50")) == 350
@@ -247,7 +247,7 @@ def test_a_compactor_that_died_before_removing_a_file_leaves_it_counted_once(tmp
     shutil.copyfile(tmp_path / "saved", path)
     os.unlink(tmp_path / "saved")
     assert hits(d) == 40                       # readers skip the file the archive took
-    assert d.compact() == {"compacted": 0, "removed": 1, "files": 1}
+    assert d.compact() == {"compacted": 0, "removed": 1, "left": 0, "files": 1}
     assert hits(d) == 40
     # leftovers of a compactor that died writing, and of a process that died creating
     archive = next(n for n in os.listdir(tmp_path) if ".archive." in n)
@@ -358,3 +358,26 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path, caplog, monkeypatch
     with pytest.raises(FileNotFoundError):
         MetricsDirectory(tmp_path / "missing")
     m.close()
+
+
+def test_a_damaged_archive_stops_compaction_but_loses_no_count(tmp_path, caplog):
+    workers = [DirWorker(tmp_path) for _ in range(2)]
+    workers[0].send("rec 5")
+    workers[0].exit()
+    d = MetricsDirectory(tmp_path, compact=False)
+    assert d.compact()["compacted"] == 1
+    archive = next(p for p in tmp_path.iterdir() if ".archive." in p.name)
+    data = bytearray(archive.read_bytes())
+    data[200:260] = b"\xff" * 60                      # the layout description: checksum fails
+    archive.write_bytes(bytes(data))
+    workers[1].send("rec 7")
+    workers[1].exit()
+    done = d.compact()
+    assert done["left"] == 1 and done["compacted"] == 0
+    assert "unreadable archive" in caplog.text
+    snap = d.collect()
+    assert snap.skipped == [archive.name]             # reported, and the exited file still read
+    fams = {f.name: f for f in snap.families()}
+    assert dict(fams["pool_hits_total"].points)[("a",)] == 7
+    archive.unlink()                                   # an operator removes it: compaction resumes
+    assert d.compact()["compacted"] == 1 and hits(d) == 7

@@ -327,13 +327,15 @@ class MetricsDirectory:
 
     def compact(self) -> dict:
         """Move the files of exited processes into the archives; returns what it did:
-        ``{"compacted": files absorbed, "removed": leftovers removed, "files": files left}``."""
+        ``{"compacted": files absorbed, "removed": leftovers removed, "left": exited files
+        left in place because their archive is unreadable (logged; they are still read and
+        counted), "files": set files in the directory}``."""
         return self._compact({})
 
     def _compact(self, running: dict) -> dict:
         """:meth:`compact`, filling ``running`` with ``(pid, start) -> running?``."""
         from .metric_set import attach_metrics
-        done = {"compacted": 0, "removed": 0}
+        done = {"compacted": 0, "removed": 0, "left": 0}
         with self._lock(exclusive=True):
             names = sorted(os.listdir(self.directory))
             for name in names:
@@ -358,15 +360,17 @@ class MetricsDirectory:
                     continue
                 except RegionError:
                     continue                            # not ours to judge: left alone
-                done["compacted" if self._absorb(src, name) else "removed"] += 1
+                taken = self._absorb(src, name)
+                done["left" if taken is None else "compacted" if taken else "removed"] += 1
                 self._files.pop(name, None)
             done["files"] = sum(1 for n in os.listdir(self.directory)
                                 if LIVE.match(n) or ARCHIVE.match(n))
         return done
 
-    def _absorb(self, src, name) -> bool:
+    def _absorb(self, src, name):
         """Add one exited process's file to its archive, then remove it.  False when the
-        archive had taken it already (a compactor died before removing it)."""
+        archive had taken it already (a compactor died before removing it); None when the
+        archive cannot be read (the file stays, and is read as it is)."""
         from .metric_set import attach_metrics
         layout = src.layout
         plan = plan_of(layout)
@@ -375,7 +379,14 @@ class MetricsDirectory:
         mark = _mark(name)
         arch = None
         if os.path.exists(archive_path):
-            arch = attach_metrics(archive_path, writable=False)
+            try:
+                arch = attach_metrics(archive_path, writable=False)
+                if arch.layout.description != layout.description:
+                    raise RegionError("its layout is not that of the files it archives")
+            except (RegionError, ValueError, OSError) as exc:
+                log.error("%s: unreadable archive, exited processes' files stay as they are "
+                          "until it is repaired or removed: %s", archive_path, exc)
+                return None
             arch_words = arch._region.data.view(np.uint64)
             if int(arch_words[ARCHIVE_MARK_OFFSET // 8]) == mark:
                 _unlink(src._region.path)
