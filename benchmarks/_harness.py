@@ -78,14 +78,12 @@ def timed(op):
 def timed_together(op):
     """:func:`timed` for threads: a kernel ``(obj, vals, batch, out, flag, parties)`` whose
     callers first wait for each other (:func:`spin_barrier`), so their loops overlap."""
+    loop = timed(op)
+
     @njit(nogil=True)
     def kernel(obj, vals, batch, out, flag, parties):
         spin_barrier(flag, parties)
-        for b in range(out.size):
-            t0 = cycles()
-            for i in range(batch):
-                op(obj, vals, i)
-            out[b] = cycles() - t0
+        loop(obj, vals, batch, out)
     return kernel
 
 

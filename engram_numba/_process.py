@@ -9,13 +9,53 @@ that is a zombie (killed, not yet reaped) is not running.
 
 Where ``/proc`` is missing, ``start`` is 0 and liveness falls back to
 ``kill(pid, 0)`` (pid reuse is then not detected).
+
+A process's files in a shared directory (metric sets, trace rings) are named
+``<set>.<pid>.<start>.<n>.<suffix>``, ``n`` counting the process's files of
+that set: :func:`new_file_path` and :func:`file_pattern`.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 
-__all__ = ["identity", "start_time", "running", "Watcher"]
+__all__ = ["identity", "start_time", "running", "Watcher", "shared_directory", "new_file_path",
+           "file_pattern"]
+
+SET_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_sequence = itertools.count()
+
+
+def shared_directory(directory, env: str) -> str:
+    """``directory``, else the environment variable ``env``; a ``ValueError`` for neither,
+    or for a path that exists and is not a directory."""
+    if directory is None:
+        directory = os.environ.get(env, "").strip() or None
+        if directory is None:
+            raise ValueError(f"no directory: pass one, or set {env}")
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{directory} is not a directory")
+    return directory
+
+
+def new_file_path(directory: str, set_name: str, suffix: str) -> str:
+    """A path no file has yet for this process's next ``set_name`` file in ``directory``
+    (created if missing, mode 0700)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    pid, start = identity()
+    while True:
+        path = os.path.join(directory, f"{set_name}.{pid}.{start}.{next(_sequence)}.{suffix}")
+        if not os.path.exists(path):
+            return path
+
+
+def file_pattern(suffix: str) -> re.Pattern:
+    """The names :func:`new_file_path` gives, with groups set, pid, start and n."""
+    return re.compile(rf"^(?P<set>{SET_NAME})\.(?P<pid>\d+)\.(?P<start>\d+)\.(?P<n>\d+)"
+                      rf"\.{re.escape(suffix)}$")
 
 _identity: list = []
 

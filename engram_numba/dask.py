@@ -118,6 +118,8 @@ class SchedulerMetricsPlugin(SchedulerPlugin):
     """Serve the sum of a directory of worker sets on the scheduler's ``/metrics``."""
 
     def __init__(self, directory, *, const_labels=None):
+        from .metrics import MetricSet
+        MetricSet._check_const_labels(const_labels)          # bad labels: at once
         self.directory = str(directory)
         self.const_labels = const_labels
         self.name = f"engram-numba-directory-{self.directory}"

@@ -17,19 +17,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Worker:
-    """tests/cognitive_worker.py in its own process."""
+class LineWorker:
+    """A test script in its own process: it prints ``ready ...`` once set up, then
+    answers each command line it reads with one line."""
 
-    def __init__(self, path, mode, amount):
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "cognitive_worker.py"), str(path),
-                                      mode, str(amount)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
+    def __init__(self, script, *args, env=None):
+        self.proc = subprocess.Popen([sys.executable, str(HERE / script), *map(str, args)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env)
+        self.ready = self.proc.stdout.readline().split()
+        assert self.ready and self.ready[0] == "ready", self.ready
 
-    def step(self) -> int:
-        self.proc.stdin.write("go\n")
+    def send(self, line) -> str:
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
+        return self.proc.stdout.readline().strip()
 
     def kill(self):
         self.proc.kill()
@@ -41,6 +43,16 @@ class Worker:
     def __exit__(self, *exc):
         if self.proc.poll() is None:
             self.kill()
+
+
+class Worker(LineWorker):
+    """tests/cognitive_worker.py in its own process."""
+
+    def __init__(self, path, mode, amount):
+        super().__init__("cognitive_worker.py", path, mode, amount)
+
+    def step(self) -> int:
+        return int(self.send("go"))
 
 
 class Server:

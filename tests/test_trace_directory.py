@@ -5,28 +5,13 @@ import os
 import subprocess
 import sys
 
-from .processes import HERE
+from .processes import LineWorker
 from .receivers import HttpReceiver
 
-WORKER = HERE / "trace_dir_worker.py"
 
-
-class TraceWorker:
+class TraceWorker(LineWorker):
     def __init__(self, directory):
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), str(directory)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline().split()
-        assert line and line[0] == "ready", line
-        self.path = line[1]
-
-    def send(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(timeout=60)
+        super().__init__("trace_dir_worker.py", directory)
 
 
 def cli(*args):
@@ -89,5 +74,24 @@ def test_events_of_every_process_merge_in_time_order(tmp_path):
         r = cli("trace", "export", "--dir", str(tmp_path / "missing"))
         assert r.returncode == 1 and b"no directory" in r.stderr
     finally:
-        a.stop()
-        b.stop()
+        a.kill()
+        b.kill()
+
+
+def test_create_in_refuses_bad_input_before_making_any_file(tmp_path):
+    import pytest
+
+    from engram_numba import Tracer, TracingConfig
+
+    from .trace_dir_worker import Steps
+    target = tmp_path / "traces"
+    with pytest.raises(TypeError, match="EventSet"):
+        Tracer.create_in(dict, target)
+    with pytest.raises(TypeError, match="TracingConfig"):
+        Tracer.create_in(Steps, target, config={"max_threads": 2})
+    with pytest.raises(ValueError):
+        Tracer.create_in(Steps, target, TracingConfig(enabled_events={"no_such_type"}))
+    assert not target.exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        Tracer.create_in(Steps, tmp_path / "file")

@@ -16,6 +16,7 @@ printed as a traceback.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import socket
@@ -36,7 +37,9 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
          b"too many connections")
 
 
+@functools.lru_cache(maxsize=None)
 def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported (asked once per process, not per scrape)."""
     import importlib.util
     try:
         return importlib.util.find_spec(module) is not None

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import itertools
 import logging
 import os
 import re
@@ -58,21 +57,22 @@ from .._region import KIND_METRICS, Region, RegionError
 from .families import families_dict, merge
 from . import _record as R
 from .kinds import GAUGE
-from .merge import ARCHIVE_FILES_OFFSET, ARCHIVE_MARK_OFFSET, plan_of
+from .merge import plan_of
 from .snapshot import label_values
 
 __all__ = ["DIRECTORY_ENV", "MetricsDirectory", "create_file", "directory_from_env"]
 
 DIRECTORY_ENV = "ENGRAM_NUMBA_METRICS_DIR"
 LOCK_NAME = ".engram-numba.lock"
-_SET = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LIVE = re.compile(rf"^(?P<set>{_SET})\.(?P<pid>\d+)\.(?P<start>\d+)\.(?P<n>\d+)\.metrics$")
-ARCHIVE = re.compile(rf"^(?P<set>{_SET})\.archive\.(?P<layout>[0-9a-f]{{16}})\.metrics$")
-CREATING = re.compile(rf"^(?P<set>{_SET})\.(?P<pid>\d+)\.(?P<start>\d+)\.(?P<n>\d+)"
-                      rf"\.metrics\.creating$")
+LIVE = _process.file_pattern("metrics")
+ARCHIVE = re.compile(rf"^(?P<set>{_process.SET_NAME})\.archive\.(?P<layout>[0-9a-f]{{16}})"
+                     rf"\.metrics$")
+CREATING = _process.file_pattern("metrics.creating")
 ARCHIVE_TMP = re.compile(r"^.+\.archive\.[0-9a-f]{16}\.metrics\.\d+\.tmp$")
+# an archive's words that a set's layout leaves unused (see .layout)
+ARCHIVE_MARK_OFFSET = 16       # tag of the last file the archive absorbed (see _mark)
+ARCHIVE_FILES_OFFSET = 24      # number of files absorbed
 
-_sequence = itertools.count()
 log = logging.getLogger(__name__)
 
 
@@ -82,25 +82,12 @@ def directory_from_env() -> str | None:
 
 
 def _resolve(directory) -> str:
-    if directory is None:
-        directory = directory_from_env()
-        if directory is None:
-            raise ValueError(f"no directory: pass one, or set {DIRECTORY_ENV}")
-    directory = os.fspath(directory)
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"{directory} is not a directory")
-    return directory
+    return _process.shared_directory(directory, DIRECTORY_ENV)
 
 
 def create_file(directory, set_name: str, layout) -> Region:
     """This process's new file for a set in ``directory`` (created if missing, mode 0700)."""
-    directory = _resolve(directory)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    pid, start = _process.identity()
-    while True:
-        final = os.path.join(directory, f"{set_name}.{pid}.{start}.{next(_sequence)}.metrics")
-        if not os.path.exists(final):
-            break
+    final = _process.new_file_path(_resolve(directory), set_name, "metrics")
     tmp = final + ".creating"
     region = Region.create(tmp, KIND_METRICS, layout.size, layout.description, layout.alignment)
     region.publish()
@@ -200,7 +187,7 @@ class MetricsDirectory:
         self.directory = _resolve(directory)
         if not os.path.isdir(self.directory):
             raise FileNotFoundError(f"no directory {self.directory}")
-        self.const_labels = MetricSet._check_const_labels.__func__(MetricSet, const_labels)
+        self.const_labels = MetricSet._check_const_labels(const_labels)
         self.compact_on_read = bool(compact)
         self._files: dict = {}
         self._skipped: set = set()
@@ -295,7 +282,6 @@ class MetricsDirectory:
                 gauges[m.attr] = rows[stamps.argmax(axis=0), np.arange(m.spec.slots)]
         tables = plan.tables([f.address for f in files])
         words = plan.words_of(total, invalid, gauges, tables)
-        words[ARCHIVE_MARK_OFFSET // 8] = words[ARCHIVE_FILES_OFFSET // 8] = 0
         snap = MetricSetSnapshot(files[0].metrics.set_name, layout, words, timestamp_ns=now,
                                  start_ns=min(f.created_ns for f in files),
                                  const_labels=self.const_labels)
@@ -391,8 +377,8 @@ class MetricsDirectory:
             if int(arch_words[ARCHIVE_MARK_OFFSET // 8]) == mark:
                 _unlink(src._region.path)
                 return False
-        total = plan.combine(plan.nets([x._region.address for x in (src, arch) if x is not None]))
         addresses = [x._region.address for x in (src, arch) if x is not None]
+        total = plan.combine(plan.nets(addresses))
         invalid = plan.invalid_records(addresses)
         tables = plan.tables(addresses)
         words = plan.words_of(total, invalid, None, tables)

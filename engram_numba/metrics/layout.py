@@ -5,6 +5,8 @@ Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
     0        invalid_records   u64  records dropped in a kernel (out-of-range label,
                                     negative counter increment), shared, atomic
     8        invalid_baseline  u64  its value at the last reset()
+    16, 24   unused by sets; a directory's archive file keeps its bookkeeping there
+             (see .directory)
     L        claim table       (u64 thread, u64 pid)[copies]: who owns each owned copy
                                     (see .._claim), padded to L
     ...      shared block      each gauge slot on a line of its own (epoch, value[2]),

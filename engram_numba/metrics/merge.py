@@ -30,9 +30,6 @@ from .layout import INVALID_BASELINE_OFFSET, INVALID_OFFSET
 
 __all__ = ["WordPlan", "plan_of"]
 
-ARCHIVE_MARK_OFFSET = 16       # archives (see .directory): hash of the last file absorbed
-ARCHIVE_FILES_OFFSET = 24      # archives: number of files absorbed
-
 
 class WordPlan:
     """Which words of a copy add as integers, as floats, or by max, for one layout."""
@@ -62,7 +59,7 @@ class WordPlan:
         self.extremes = np.array(extremes, dtype=np.intp)
         self.gauge = np.array(gauge, dtype=np.intp)
         self.gauges = [m for m in layout.metrics.values() if m.spec.kind is GAUGE]
-        self.tables_ = [m for m in layout.metrics.values() if m.spec.kind is TOPK]
+        self.topk = [m for m in layout.metrics.values() if m.spec.kind is TOPK]
         # every gauge slot: its shared line's first word, its copy slot's first word
         shared, block = [], []
         for m in self.gauges:
@@ -94,7 +91,7 @@ class WordPlan:
         :func:`._record.read_table`)."""
         out = {}
         addrs = np.asarray(addresses, dtype=np.uint64)
-        for m in self.tables_:
+        for m in self.topk:
             ew, k = m.spec.entry_words, m.spec.k
             rows = _read_tables(addrs, np.uint64(m.shared_offset), k * ew).reshape(-1, ew)
             counts: dict = {}
@@ -239,7 +236,7 @@ _plans: dict = {}
 
 def plan_of(layout) -> WordPlan:
     """The (cached) plan of a layout."""
-    plan = _plans.get(layout.hash)
-    if plan is None or plan.layout is not layout and plan.layout.description != layout.description:
+    plan = _plans.get(layout.hash)           # the hash is the description's
+    if plan is None:
         plan = _plans[layout.hash] = WordPlan(layout)
     return plan

@@ -15,10 +15,8 @@ per file), or sends them over OTLP with one resource per process
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import os
-import re
 
 import numpy as np
 
@@ -28,33 +26,17 @@ from .._region import RegionError
 __all__ = ["TRACE_DIRECTORY_ENV", "TraceDirectory", "new_path"]
 
 TRACE_DIRECTORY_ENV = "ENGRAM_NUMBA_TRACE_DIR"
-RINGS = re.compile(r"^(?P<set>[a-zA-Z_][a-zA-Z0-9_]*)\.(?P<pid>\d+)\.(?P<start>\d+)\.(?P<n>\d+)"
-                   r"\.rings$")
-_sequence = itertools.count()
+RINGS = _process.file_pattern("rings")
 log = logging.getLogger(__name__)
 
 
 def _resolve(directory) -> str:
-    if directory is None:
-        directory = os.environ.get(TRACE_DIRECTORY_ENV, "").strip() or None
-        if directory is None:
-            raise ValueError(f"no directory: pass one, or set {TRACE_DIRECTORY_ENV}")
-    directory = os.fspath(directory)
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise ValueError(f"{directory} is not a directory")
-    return directory
+    return _process.shared_directory(directory, TRACE_DIRECTORY_ENV)
 
 
 def new_path(directory, event_set) -> str:
     """A new rings file name for this process in ``directory`` (created if missing)."""
-    directory = _resolve(directory)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    pid, start = _process.identity()
-    name = event_set.layout.name
-    while True:
-        path = os.path.join(directory, f"{name}.{pid}.{start}.{next(_sequence)}.rings")
-        if not os.path.exists(path):
-            return path
+    return _process.new_file_path(_resolve(directory), event_set.layout.name, "rings")
 
 
 class Process:
@@ -70,10 +52,6 @@ class Process:
         """``<pid>.<start>`` (``.<n>`` for a process's later tracers): unique per process."""
         base = f"{self.pid}.{self.start}"
         return base if self.n == 0 else f"{base}.{self.n}"
-
-    @property
-    def running(self) -> bool:
-        return _process.running(self.pid, self.start)
 
 
 class TraceDirectory:

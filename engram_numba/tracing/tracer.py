@@ -113,15 +113,22 @@ class Tracer(KernelArgument):
         start time, which ``engram-numba trace export --dir`` merges with the other
         processes' files in time order.  A forked child gets a file of its own.  See
         :mod:`.directory`."""
+        import os
         from dataclasses import replace
 
         from .directory import new_path
+        if not (isinstance(event_set, type) and issubclass(event_set, EventSet)) \
+                or event_set.layout is None:
+            raise TypeError(f"Tracer.create_in takes an EventSet class with events, got "
+                            f"{event_set!r}")
         config = TracingConfig() if config is None else config
         if not isinstance(config, TracingConfig):
             raise TypeError(f"config must be a TracingConfig, got {config!r}")
+        config.validate()
+        config.thresholds(event_set.layout)          # bad type names: before any file exists
         path = new_path(directory, event_set)
         obj = cls(event_set, replace(config, path=path))
-        obj._directory = path.rsplit("/", 1)[0]
+        obj._directory = os.path.dirname(path)
         obj._track()
         return obj
 
