@@ -332,11 +332,15 @@ def python_peers(n, rounds):
         out["prometheus_client"] = "not installed (pip install engram-numba[prometheus])"
         return out
 
+    # reached through an imported module: numba before 0.61 pickles an objmode block's
+    # closure cells and __main__'s globals by value, and a Counter holds a lock
+    H.peer_counter = c
+
     @njit
     def objmode_loop(count):
         for _ in range(count):
             with objmode():
-                c.inc()
+                H.peer_counter.inc()
 
     @njit
     def objmode_empty(count):

@@ -23,6 +23,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._compat import atomic_rmw
+
 _LLVM_ORDER = {"relaxed": "monotonic", "acquire": "acquire", "release": "release"}
 
 
@@ -40,7 +42,7 @@ def _make_address_rmw(opcode: str, nbty):
 
         def codegen(context, builder, sig, args):
             ptr = _address_pointer(builder, args[0], context.get_value_type(nbty))
-            return builder.atomic_rmw(opcode, ptr, args[1], "monotonic")
+            return atomic_rmw(builder, opcode, ptr, args[1], "monotonic")
 
         return sig, codegen
 

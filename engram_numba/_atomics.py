@@ -47,6 +47,8 @@ from numba import njit, types
 from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
+from ._compat import atomic_rmw
+
 __all__ = [
     "atomic_add",
     "atomic_sub",
@@ -205,7 +207,7 @@ def _make_rmw_intrinsic(op: str):
             aryty, idxty, valty = sig.args
             ptr = _target_pointer(context, builder, aryty, args[0], idxty, args[1])
             v = context.cast(builder, args[2], valty, ety)
-            return builder.atomic_rmw(_rmw_opcode(op, ety), ptr, v, "monotonic")
+            return atomic_rmw(builder, _rmw_opcode(op, ety), ptr, v, "monotonic")
 
         return sig, codegen
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ._compat import cache_impl_class
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -33,7 +35,7 @@ FINGERPRINT = _fingerprint()
 def _install_locator() -> None:
     try:
         from numba.core import caching
-        impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl   # renamed in numba 0.61
+        impl = cache_impl_class(caching)
         base = caching._CacheLocator
     except (ImportError, AttributeError):
         # numba's internals moved: cached kernels could run stale code after an

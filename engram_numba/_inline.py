@@ -20,18 +20,28 @@ code identical to the kernel written without the calls.
 
 :func:`never_inline` does the opposite for cold paths (a thread without a copy
 of its own recording with atomic instructions): kept out of line, they leave
-no locked instruction and little code in the recording loop.
+no locked instruction and little code in the recording loop.  It wraps the
+compiled function in an intrinsic whose call instruction carries LLVM's
+``noinline`` call-site attribute, which every supported llvmlite can set.
 
 The attribute goes on the function in the compiled library's LLVM module
 (numba's ``CodeLibrary.get_function``), from a listener on numba's
-``numba:compile`` event.  If numba stops firing that event the code still
+``numba:compile`` event; on the llvmlite releases that cannot set it there,
+numba's own ``forceinline`` option does it (see :mod:`._compat`).  If numba stops firing that event the code still
 runs correctly, only slower; ``tests/test_zero_cost.py`` shows the inlined
 machine code of recording loops, so such a change fails the tests.
 """
 
 from __future__ import annotations
 
-from numba.core import event
+import inspect
+
+from numba import types
+from numba.core import cgutils, event
+from numba.core.typing import signature
+from numba.extending import intrinsic
+
+from ._compat import finish_compile, prepare_compile
 
 _MARK = "_engram_numba_inline"
 
@@ -42,10 +52,43 @@ def always_inline(fn):
     return fn
 
 
-def never_inline(fn):
-    """Mark a function that LLVM must keep out of line (a cold path out of a hot loop)."""
-    setattr(getattr(fn, "py_func", fn), _MARK, "noinline")
-    return fn
+def never_inline(dispatcher):
+    """An njit function whose every call from compiled code stays a call (a cold path).
+
+    Returns a callable for compiled code only: each call site is an LLVM call
+    with the ``noinline`` attribute.  The function is compiled with
+    ``forceinline=False`` so that it never takes a caller's (see :mod:`._compat`).
+    """
+    dispatcher.targetoptions["forceinline"] = False
+    target = types.Dispatcher(dispatcher)
+
+    def typer(typingctx, args):
+        resolved = typingctx.resolve_function_type(target, args, {})
+        if resolved is None:
+            return None
+
+        def codegen(context, builder, sig, values):
+            cres = dispatcher.get_compile_result(resolved)
+            context.add_linking_libs([cres.library])
+            fn = context.declare_function(builder.module, cres.fndesc)
+            cast = [context.cast(builder, v, have, want)
+                    for v, have, want in zip(values, sig.args, resolved.args)]
+            status, result = context.call_conv.call_function(
+                builder, fn, resolved.return_type, resolved.args, cast, attrs=("noinline",))
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            return result
+
+        return signature(resolved.return_type, *args), codegen
+
+    # numba types an intrinsic's parameters one by one: give it the function's own
+    params = ", ".join(inspect.signature(dispatcher.py_func).parameters)
+    namespace = {"typer": typer}
+    exec(f"def out_of_line(typingctx, {params}):\n    return typer(typingctx, ({params},))\n",
+         namespace)
+    wrapper = namespace["out_of_line"]
+    wrapper.__name__ = wrapper.__qualname__ = f"out_of_line_{dispatcher.py_func.__name__}"
+    return intrinsic(wrapper)
 
 
 def marked(py_func):
@@ -54,7 +97,10 @@ def marked(py_func):
 
 class _Listener(event.Listener):
     def on_start(self, ev):
-        pass
+        dispatcher = (ev.data or {}).get("dispatcher")
+        attribute = marked(getattr(dispatcher, "py_func", None))
+        if attribute is not None:
+            prepare_compile(dispatcher, attribute)
 
     def on_end(self, ev):
         data = ev.data or {}
@@ -67,10 +113,7 @@ class _Listener(event.Listener):
             name = getattr(getattr(cres, "fndesc", None), "llvm_func_name", None)
             if library is None or name is None:
                 continue
-            fn = library.get_function(name)
-            if attribute not in {a.decode() if isinstance(a, bytes) else str(a)
-                                 for a in fn.attributes}:
-                fn.add_function_attribute(attribute)
+            finish_compile(library.get_function(name), attribute)
 
 
 _listener = _Listener()

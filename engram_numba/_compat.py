@@ -1,0 +1,128 @@
+"""Where the numba and llvmlite releases this package supports differ (internal).
+
+Supported: numba 0.60 (June 2024, the first release for numpy 2) to the newest,
+with the llvmlite and numpy each of them allows.  Every difference between
+those releases that this package meets is handled here, and nowhere else, so
+that the rest of the code is written against one numba.
+
+* **Function attributes** (llvmlite 0.43-0.47, numba 0.60-0.65): llvmlite's
+  ``ValueRef.add_function_attribute`` puts the attribute on the function's
+  *return value*, and LLVM's verifier then rejects the module ("Attribute
+  'alwaysinline' does not apply to function return values").  Fixed in
+  llvmlite 0.48 (numba 0.66).  Where it is broken, ``alwaysinline`` is set
+  through numba's own ``forceinline`` compile option instead, before the
+  function is compiled, and a function that must stay out of line is compiled
+  with ``forceinline=False`` (so that it does not inherit its caller's) but
+  without ``noinline``: LLVM may then inline a cold path, which costs a few
+  bytes of code, not correctness.  The release is detected by probing
+  llvmlite, not by its version number.
+* **Cache implementation class** (numba 0.61 renamed ``caching._CacheImpl`` to
+  ``caching.CacheImpl``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import llvmlite
+import numba
+
+__all__ = ["NUMBA_VERSION", "LLVMLITE_VERSION", "function_attributes_work", "cache_impl_class",
+           "prepare_compile", "finish_compile"]
+
+
+def _version(text: str) -> tuple:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+NUMBA_VERSION = _version(numba.__version__)
+LLVMLITE_VERSION = _version(llvmlite.__version__)
+
+
+@functools.lru_cache(maxsize=None)
+def function_attributes_work() -> bool:
+    """Whether llvmlite's ``add_function_attribute`` sets a *function* attribute.
+
+    Probed on a one-line module: the broken releases put ``noinline`` on the
+    return value of a ``void`` function, which LLVM's verifier rejects.
+    """
+    from llvmlite import binding as llvm
+    module = llvm.parse_assembly("define void @probe() {\n  ret void\n}\n")
+    module.get_function("probe").add_function_attribute("noinline")
+    try:
+        module.verify()
+    except RuntimeError:
+        return False
+    return True
+
+
+def cache_impl_class(caching):
+    """numba's cache implementation class (``CacheImpl`` from 0.61, ``_CacheImpl`` before)."""
+    return getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+
+def prepare_compile(dispatcher, attribute: str) -> None:
+    """Before ``dispatcher`` compiles: on llvmlite releases that cannot set function
+    attributes afterwards, ask numba itself for ``alwaysinline`` (``forceinline``), and
+    keep a function meant to stay out of line from inheriting its caller's."""
+    if function_attributes_work():
+        return
+    options = getattr(dispatcher, "targetoptions", None)
+    if isinstance(options, dict):
+        options["forceinline"] = attribute == "alwaysinline"
+
+
+def finish_compile(fn, attribute: str) -> None:
+    """After compiling: put ``attribute`` on the compiled LLVM function ``fn``
+    where llvmlite can (see :func:`prepare_compile` for the others)."""
+    if not function_attributes_work():
+        return
+    present = {a.decode() if isinstance(a, bytes) else str(a) for a in fn.attributes}
+    if attribute not in present:
+        fn.add_function_attribute(attribute)
+
+
+# -- atomic read-modify-write ---------------------------------------------------------------
+
+def _llvm_major() -> int:
+    from llvmlite import binding as llvm
+    return llvm.llvm_version_info[0]
+
+
+def atomic_rmw(builder, opcode: str, ptr, value, ordering: str):
+    """``atomicrmw opcode ptr, value`` (returns the previous value).
+
+    ``fmax`` and ``fmin`` exist in LLVM 15 and later (llvmlite 0.44, numba 0.61);
+    on LLVM 14 (llvmlite 0.43, numba 0.60) they become a compare-and-swap loop on
+    the value's bits around ``llvm.maxnum`` / ``llvm.minnum``, which is what LLVM
+    itself emits for them on x86-64.
+    """
+    if opcode not in ("fmax", "fmin") or _llvm_major() >= 15:
+        return builder.atomic_rmw(opcode, ptr, value, ordering)
+    from llvmlite import ir
+    fty = value.type
+    ity = ir.IntType(64 if isinstance(fty, ir.DoubleType) else 32)
+    name = "llvm.maxnum" if opcode == "fmax" else "llvm.minnum"
+    name += ".f64" if isinstance(fty, ir.DoubleType) else ".f32"
+    module = builder.module
+    fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(fty, [fty, fty]), name)
+    iptr = builder.bitcast(ptr, ity.as_pointer())
+    first = builder.load_atomic(iptr, "monotonic", ity.width // 8)
+    entry = builder.block
+    loop = builder.append_basic_block("rmw.loop")
+    done = builder.append_basic_block("rmw.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    old_bits = builder.phi(ity)
+    old_bits.add_incoming(first, entry)
+    new = builder.call(fn, [builder.bitcast(old_bits, fty), value])
+    pair = builder.cmpxchg(iptr, old_bits, builder.bitcast(new, ity), ordering, "monotonic")
+    seen = builder.extract_value(pair, 0)
+    old_bits.add_incoming(seen, loop)
+    builder.cbranch(builder.extract_value(pair, 1), done, loop)
+    builder.position_at_end(done)
+    return builder.bitcast(old_bits, fty)
