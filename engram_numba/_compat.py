@@ -11,10 +11,9 @@ that the rest of the code is written against one numba.
   'alwaysinline' does not apply to function return values").  Fixed in
   llvmlite 0.48 (numba 0.66).  Where it is broken, ``alwaysinline`` is set
   through numba's own ``forceinline`` compile option instead, before the
-  function is compiled, and a function that must stay out of line is compiled
-  with ``forceinline=False`` (so that it does not inherit its caller's) but
-  without ``noinline``: LLVM may then inline a cold path, which costs a few
-  bytes of code, not correctness.  The release is detected by probing
+  function is compiled (numba then passes it on to the functions it compiles
+  for that one, which is harmless for these small bodies; a cold path opts out,
+  see :func:`._inline.never_inline`).  The release is detected by probing
   llvmlite, not by its version number.
 * **Cache implementation class** (numba 0.61 renamed ``caching._CacheImpl`` to
   ``caching.CacheImpl``).
@@ -24,23 +23,8 @@ from __future__ import annotations
 
 import functools
 
-import llvmlite
-import numba
-
-__all__ = ["NUMBA_VERSION", "LLVMLITE_VERSION", "function_attributes_work", "cache_impl_class",
-           "prepare_compile", "finish_compile"]
-
-
-def _version(text: str) -> tuple:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-NUMBA_VERSION = _version(numba.__version__)
-LLVMLITE_VERSION = _version(llvmlite.__version__)
+__all__ = ["function_attributes_work", "cache_impl_class",
+           "prepare_always_inline", "finish_always_inline", "atomic_rmw"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,25 +49,24 @@ def cache_impl_class(caching):
     return getattr(caching, "CacheImpl", None) or caching._CacheImpl
 
 
-def prepare_compile(dispatcher, attribute: str) -> None:
+def prepare_always_inline(dispatcher) -> None:
     """Before ``dispatcher`` compiles: on llvmlite releases that cannot set function
-    attributes afterwards, ask numba itself for ``alwaysinline`` (``forceinline``), and
-    keep a function meant to stay out of line from inheriting its caller's."""
+    attributes afterwards, ask numba itself for ``alwaysinline`` (``forceinline``)."""
     if function_attributes_work():
         return
     options = getattr(dispatcher, "targetoptions", None)
     if isinstance(options, dict):
-        options["forceinline"] = attribute == "alwaysinline"
+        options["forceinline"] = True
 
 
-def finish_compile(fn, attribute: str) -> None:
-    """After compiling: put ``attribute`` on the compiled LLVM function ``fn``
-    where llvmlite can (see :func:`prepare_compile` for the others)."""
+def finish_always_inline(fn) -> None:
+    """After compiling: put ``alwaysinline`` on the compiled LLVM function ``fn`` where
+    llvmlite can (:func:`prepare_always_inline` did it for the others)."""
     if not function_attributes_work():
         return
     present = {a.decode() if isinstance(a, bytes) else str(a) for a in fn.attributes}
-    if attribute not in present:
-        fn.add_function_attribute(attribute)
+    if "alwaysinline" not in present:
+        fn.add_function_attribute("alwaysinline")
 
 
 # -- atomic read-modify-write ---------------------------------------------------------------

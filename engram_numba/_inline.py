@@ -21,8 +21,8 @@ code identical to the kernel written without the calls.
 :func:`never_inline` does the opposite for cold paths (a thread without a copy
 of its own recording with atomic instructions): kept out of line, they leave
 no locked instruction and little code in the recording loop.  It wraps the
-compiled function in an intrinsic whose call instruction carries LLVM's
-``noinline`` call-site attribute, which every supported llvmlite can set.
+compiled function in an intrinsic that calls it through a ``noinline``
+trampoline (see :func:`never_inline`).
 
 The attribute goes on the function in the compiled library's LLVM module
 (numba's ``CodeLibrary.get_function``), from a listener on numba's
@@ -36,28 +36,36 @@ from __future__ import annotations
 
 import inspect
 
+from llvmlite import ir
 from numba import types
-from numba.core import cgutils, event
+from numba.core import event
 from numba.core.typing import signature
 from numba.extending import intrinsic
 
-from ._compat import finish_compile, prepare_compile
+from ._compat import finish_always_inline, prepare_always_inline
 
 _MARK = "_engram_numba_inline"
 
 
 def always_inline(fn):
     """Mark a Python function (before ``njit``) or an njit dispatcher: always inlined by LLVM."""
-    setattr(getattr(fn, "py_func", fn), _MARK, "alwaysinline")
+    setattr(getattr(fn, "py_func", fn), _MARK, True)
     return fn
 
 
 def never_inline(dispatcher):
     """An njit function whose every call from compiled code stays a call (a cold path).
 
-    Returns a callable for compiled code only: each call site is an LLVM call
-    with the ``noinline`` attribute.  The function is compiled with
-    ``forceinline=False`` so that it never takes a caller's (see :mod:`._compat`).
+    Returns a callable for compiled code only.  A call site becomes a plain call
+    to a small trampoline, a function of the caller's module carrying LLVM's
+    ``noinline`` attribute (set on llvmlite's IR, which every supported llvmlite
+    can do), which calls the compiled function the way numba calls one (return
+    slot, exception pointer).  Keeping that convention inside the trampoline
+    keeps its stack stores out of the caller's loop: LLVM 14 speculated them
+    into the hot path when the call sat there directly.  The function must not
+    raise (an atomic update does not): the trampoline drops the status.  It is
+    compiled with ``forceinline=False`` so that it never takes a caller's (see
+    :mod:`._compat`).
     """
     dispatcher.targetoptions["forceinline"] = False
     target = types.Dispatcher(dispatcher)
@@ -70,14 +78,28 @@ def never_inline(dispatcher):
         def codegen(context, builder, sig, values):
             cres = dispatcher.get_compile_result(resolved)
             context.add_linking_libs([cres.library])
-            fn = context.declare_function(builder.module, cres.fndesc)
+            void = resolved.return_type in (types.none, types.void)
+            ret = ir.VoidType() if void else context.get_value_type(resolved.return_type)
+            fnty = ir.FunctionType(ret, [context.get_value_type(t) for t in resolved.args])
+            module = builder.module
+            name = f"engram_numba.out_of_line.{cres.fndesc.mangled_name}"
+            trampoline = module.globals.get(name)
+            if trampoline is None:
+                trampoline = ir.Function(module, fnty, name)
+                trampoline.linkage = "internal"
+                trampoline.attributes.add("noinline")
+                inner = ir.IRBuilder(trampoline.append_basic_block("entry"))
+                callee = context.declare_function(module, cres.fndesc)
+                _, result = context.call_conv.call_function(
+                    inner, callee, resolved.return_type, resolved.args, list(trampoline.args))
+                if void:
+                    inner.ret_void()
+                else:
+                    inner.ret(result)
             cast = [context.cast(builder, v, have, want)
                     for v, have, want in zip(values, sig.args, resolved.args)]
-            status, result = context.call_conv.call_function(
-                builder, fn, resolved.return_type, resolved.args, cast, attrs=("noinline",))
-            with cgutils.if_unlikely(builder, status.is_error):
-                context.call_conv.return_status_propagate(builder, status)
-            return result
+            result = builder.call(trampoline, cast)
+            return context.get_dummy_value() if void else result
 
         return signature(resolved.return_type, *args), codegen
 
@@ -91,29 +113,26 @@ def never_inline(dispatcher):
     return intrinsic(wrapper)
 
 
-def marked(py_func):
-    return getattr(py_func, _MARK, None)
+def marked(py_func) -> bool:
+    return getattr(py_func, _MARK, False) is True
 
 
 class _Listener(event.Listener):
     def on_start(self, ev):
         dispatcher = (ev.data or {}).get("dispatcher")
-        attribute = marked(getattr(dispatcher, "py_func", None))
-        if attribute is not None:
-            prepare_compile(dispatcher, attribute)
+        if marked(getattr(dispatcher, "py_func", None)):
+            prepare_always_inline(dispatcher)
 
     def on_end(self, ev):
-        data = ev.data or {}
-        dispatcher = data.get("dispatcher")
-        attribute = marked(getattr(dispatcher, "py_func", None))
-        if attribute is None:
+        dispatcher = (ev.data or {}).get("dispatcher")
+        if not marked(getattr(dispatcher, "py_func", None)):
             return
         for cres in list(dispatcher.overloads.values()):
             library = getattr(cres, "library", None)
             name = getattr(getattr(cres, "fndesc", None), "llvm_func_name", None)
             if library is None or name is None:
                 continue
-            finish_compile(library.get_function(name), attribute)
+            finish_always_inline(library.get_function(name))
 
 
 _listener = _Listener()
