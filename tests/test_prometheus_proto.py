@@ -188,6 +188,20 @@ def test_content_negotiation(accept, want):
     assert negotiate(accept) == want
 
 
+def test_every_answer_varies_with_accept_and_accept_encoding():
+    """The body depends on Accept (format) and Accept-Encoding (gzip): a cache must key on
+    both, gzipped or not."""
+    m = Mixed()
+    with MetricsServer(m) as server:
+        for accept in (PROTOBUF_ACCEPT, "application/openmetrics-text;version=1.0.0", ""):
+            for encoding in ("gzip", ""):
+                req = urllib.request.Request(server.url, headers={"Accept": accept,
+                                                                  "Accept-Encoding": encoding})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    vary = {v.strip().lower() for v in r.headers["Vary"].split(",")}
+                    assert vary == {"accept", "accept-encoding"}, (accept, encoding)
+
+
 def test_server_answers_protobuf_with_gzip_and_the_text_at_a_coarser_scale():
     m = Mixed()
     for v in (0.1, 1.0, 10.0):

@@ -201,7 +201,7 @@ class MetricsServer:
                 if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
                     body = gzip.compress(body, compresslevel=6)
                     self.send_header("Content-Encoding", "gzip")
-                self.send_header("Vary", "Accept-Encoding")
+                self.send_header("Vary", "Accept, Accept-Encoding")   # both pick the body
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
