@@ -16,9 +16,10 @@ text format (:mod:`..metrics.families`); only the encoding differs.
   ``i``, OpenTelemetry (and :mod:`..metrics.buckets`) as ``i - 1``.  Once values
   above the range were recorded, the histogram goes out at a coarser schema
   that holds them exactly (0: a bucket per octave, or -4: 16 octaves a bucket,
-  see :meth:`~..metrics.buckets.ExponentialBuckets.sparse`).  A histogram with no observation gets the no-op span ``(0, 0)``, which marks it
-  as native.  No classic ``le`` buckets are sent: a Prometheus that does not
-  store native histograms should scrape the text format;
+  see :meth:`~..metrics.buckets.ExponentialBuckets.sparse`).  A histogram with
+  no observation gets the no-op span ``(0, 0)``, which marks it as native.  No
+  classic ``le`` buckets are sent: a Prometheus that does not store native
+  histograms should scrape the text format;
 * explicit histograms -> classic buckets (``cumulative_count``, ``upper_bound``).
 
 The message classes are made by the ``protobuf`` library from a descriptor

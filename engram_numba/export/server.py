@@ -146,7 +146,8 @@ class MetricsServer:
     served at once.  ``classic_scale`` exports the classic ``le`` buckets of
     exponential histograms at that scale in the text formats instead of each
     one's declared ``classic_scale`` (see :func:`~.prometheus.render_families`);
-    the protobuf format carries every bucket as a native histogram.  Use as a context manager or call :meth:`start` / :meth:`stop`.
+    the protobuf format carries every bucket as a native histogram.  Use as a
+    context manager or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, *sources, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0,

@@ -227,13 +227,12 @@ def _observed(slot, v, key, bucket, owned):
 def overflow_word(magnitude, max_exponent, near_top):
     """The overflow bucket (0-based) of a finite ``magnitude > 2**max_exponent``: its
     octave ``o`` (``2**o < magnitude <= 2**(o+1)``) below ``near_top``, else its group of
-    16 octaves (see the module doc)."""
-    bits = f64_bits(magnitude)
-    exponent = np.int64(bits >> np.uint64(52)) - 1023
-    octave = exponent - np.int64((bits & np.uint64(0xFFFFFFFFFFFFF)) == np.uint64(0))
-    if octave < near_top:
-        return octave - max_exponent
-    return near_top - max_exponent + (octave >> 4) - (near_top >> 4)
+    16 octaves (see the module doc).  Branch-free: ``bits - 1`` borrows from the
+    exponent exactly when the mantissa is zero (a power of two closes the octave
+    below it)."""
+    octave = np.int64((f64_bits(magnitude) - np.uint64(1)) >> np.uint64(52)) - 1023
+    return (min(octave, near_top) - max_exponent) + (max(octave >> 4, near_top >> 4)
+                                                     - (near_top >> 4))
 
 
 @always_inline

@@ -568,10 +568,13 @@ class ExponentialBuckets(BucketScheme):
                 else:
                     out.append((0, []))
                 continue
-            index = np.concatenate([
+            if not counts.size:                      # no negative buckets
+                out.append((0, []))
+                continue
+            index = np.concatenate([                 # each word's index at the export scale
                 (self.lo_index + np.arange(counts.size)) >> (self.scale - scale),
                 (self.max_exponent + np.arange(near)) >> -scale,
-                self.near_top // FAR_OCTAVES + np.arange(self.far_words)])[:counts.size + tier.size]
+                self.near_top // FAR_OCTAVES + np.arange(self.far_words)])
             values = np.concatenate([counts, np.asarray(tier, dtype=np.int64)])
             keep = values > 0
             index, values = index[keep], values[keep]
@@ -661,5 +664,5 @@ def scheme_from_description(d: dict) -> BucketScheme:
         return ExplicitBuckets(d["bounds"])
     if d.get("mode") == "exponential":
         return ExponentialBuckets(d["scale"], (2.0 ** d["min_exponent"], 2.0 ** d["max_exponent"]),
-                                  d["negative"], d["classic_scale"])
+                                  d["negative"], d.get("classic_scale"))
     raise ValueError(f"unknown histogram mode {d.get('mode')!r}")

@@ -75,7 +75,11 @@ class HistogramData:
 
     @property
     def relative_error_bound(self) -> float:
-        """Bound on a quantile's relative error inside an exponential bucket (nan if explicit)."""
+        """Bound on the relative error of a quantile that falls in the range of an
+        exponential histogram (nan if explicit).  Above the range the bound is 41 %,
+        and a factor 256 beyond ``2**near_top`` (at least 2**16 times its top); in
+        the zero bucket it is ``2**min_exponent``, absolute (:mod:`.buckets` has the
+        whole list)."""
         return self.spec.scheme.relative_error
 
     def buckets(self):
