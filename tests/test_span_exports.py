@@ -20,13 +20,13 @@ class Mode(enum.IntEnum):
 
 
 class Jobs(EventSet, name="jobs"):
-    job = Span("One job", mode=Mode, size=np.uint32)
+    job = Span("One job", mode=Mode, size=np.uint32, urgent=np.bool_)
     checked = Event("A check inside a job", passed=np.bool_, score=np.float32)
 
 
 def recorded():
     tr = Tracer(Jobs, TracingConfig(ring_buffer_size=1 << 10, max_threads=2))
-    tr.job.begin(Mode.SLOW, 7)
+    tr.job.begin(Mode.SLOW, 7, True)
     tr.checked.emit(True, 0.5)
     tr.checked.emit(False, 0.25)
     tr.job.end()
@@ -37,7 +37,7 @@ def attributes(kvs) -> dict:
     return {kv.key: kv.value for kv in kvs}
 
 
-def test_a_bool_field_of_a_span_event_is_a_bool_as_in_the_log_record():
+def test_bool_fields_of_a_span_and_its_events_are_bools_as_in_the_log_record():
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     tr, events = recorded()
@@ -45,6 +45,8 @@ def test_a_bool_field_of_a_span_event_is_a_bool_as_in_the_log_record():
     req = trace_service_pb2.ExportTraceServiceRequest.FromString(
         spans_request(spans, Jobs.layout, tracer_id=tr.tracer_id))
     (span,) = req.resource_spans[0].scope_spans[0].spans
+    urgent = attributes(span.attributes)["jobs.urgent"]
+    assert (urgent.WhichOneof("value"), urgent.bool_value) == ("bool_value", True)
     assert [e.name for e in span.events] == ["checked", "checked"]
     passed = [attributes(e.attributes)["jobs.passed"] for e in span.events]
     assert [v.WhichOneof("value") for v in passed] == ["bool_value", "bool_value"]
