@@ -483,7 +483,7 @@ _EXAMPLES = {
     "serve": """\
   engram-numba metrics serve --attach app.metrics
   engram-numba metrics serve --attach a.metrics --attach b.metrics --port 0
-  engram-numba metrics serve --attach app.metrics --classic-scale 1   lighter text scrapes
+  engram-numba metrics serve --attach app.metrics --classic-scale 1   classic le buckets at scale 1
   engram-numba metrics serve --dir /run/engram      every worker process, summed""",
     "compact": """\
   engram-numba metrics compact --dir /run/engram""",
@@ -579,9 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
     serve.add_argument("--classic-scale", type=_number(int, 0, 8, what="a scale in [0, 8]"),
-                       metavar="S", help="text format: export exponential histograms' classic "
-                       "le buckets at this coarser scale (2**S per power of two; counts stay "
-                       "exact); the protobuf format always carries every bucket")
+                       metavar="S", help="text formats: export exponential histograms' classic "
+                       "le buckets at this scale (2**S per power of two, at most each one's "
+                       "scale; counts stay exact) instead of each one's declared classic_scale; "
+                       "the protobuf format always carries every bucket")
     serve.set_defaults(func=_cmd_metrics_serve)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
     push.add_argument("--attach", action="append", metavar="PATH",

@@ -59,8 +59,18 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path):
     assert r.returncode != 0 and "EngramEventBufferNearlyFull" in r.stdout + r.stderr
 
 
+def alert_queries():
+    import yaml
+    doc = yaml.safe_load(RULES.read_text())
+    return [(r["alert"], r["expr"]) for g in doc["groups"] for r in g["rules"]]
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed")
 def test_every_dashboard_query_answers_against_a_real_prometheus(tmp_path):
+    """Two Prometheus servers scrape one running workload: one stores classic histograms
+    (text format, ``_bucket`` series), the other native histograms (protobuf, no
+    ``_bucket`` series).  Every dashboard query answers on both, and every metric the
+    alert rules use is there, with each rule's expression accepted."""
     from .test_prometheus_server import Prometheus
     m = CognitivePatternMetrics()
     m.event_buffer_utilization.set(12.0)
@@ -83,20 +93,38 @@ def test_every_dashboard_query_answers_against_a_real_prometheus(tmp_path):
     with MetricsServer(m) as server:
         thread = threading.Thread(target=workload)
         thread.start()
-        prom = Prometheus(tmp_path, server.url.split("/")[2])
+        target = server.url.split("/")[2]
+        servers = {}
         try:
-            wait_for(lambda: any(t["health"] == "up"
-                                 for t in prom.api("targets")["activeTargets"]), timeout=120)
-            for title, expr in queries():
-                promql = expr.replace("$__rate_interval", "1m")
+            for kind, features in (("classic", ()), ("native", ("native-histograms",))):
+                (tmp_path / kind).mkdir()
+                servers[kind] = Prometheus(tmp_path / kind, target, features=features)
+            for kind, prom in servers.items():
+                wait_for(lambda: any(t["health"] == "up"
+                                     for t in prom.api("targets")["activeTargets"]), timeout=120)
+            for kind, prom in servers.items():
+                for title, expr in queries():
+                    promql = expr.replace("$__rate_interval", "1m")
 
-                def answered():
-                    result = prom.api("query", query=promql)["result"]
-                    values = [float(r["value"][1]) for r in result]
-                    return values and all(math.isfinite(v) for v in values) and values
-                values = wait_for(answered, timeout=120)
-                assert values, (title, promql)
+                    def answered():
+                        result = prom.api("query", query=promql)["result"]
+                        values = [float(r["value"][1]) for r in result]
+                        return values and all(math.isfinite(v) for v in values) and values
+                    values = wait_for(answered, timeout=120)
+                    assert values, (kind, title, promql)
+                for alert, expr in alert_queries():
+                    prom.api("query", query=expr)            # a valid expression here
+                    for name in set(re.findall(r"\b(engram_[a-z_]+)", expr)):
+                        assert wait_for(lambda: prom.api("query", query=f"count({name})")[
+                            "result"], timeout=120), (kind, alert, name)
+            # each server stored the histograms its own way
+            classic, native = servers["classic"], servers["native"]
+            assert classic.api("query", query="engram_priming_strength_bucket")["result"]
+            assert native.api("query", query="engram_priming_strength_bucket")["result"] == []
+            raw = native.api("query", query="engram_priming_strength")["result"]
+            assert raw and "histogram" in raw[0]
         finally:
             stop.set()
             thread.join()
-            prom.stop()
+            for prom in servers.values():
+                prom.stop()

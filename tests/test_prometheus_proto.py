@@ -16,6 +16,8 @@ from engram_numba.export.prometheus_proto import (CONTENT_TYPE, parse_protobuf,
 from engram_numba.export.server import MetricsServer, negotiate
 from engram_numba.metrics.buckets import ExponentialBuckets
 
+from .test_exact_histograms import ref_index
+
 PROTOBUF_ACCEPT = ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
                    "encoding=delimited;q=0.8,application/openmetrics-text;version=1.0.0;q=0.5,"
                    "text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
@@ -49,17 +51,15 @@ def native_buckets(h, field):
     return out
 
 
-def expected_native(data, sign):
-    """{Prometheus bucket index: count} computed from the values themselves."""
+def expected_native(data, sign, schema):
+    """{Prometheus bucket index: count} at ``schema``, computed from the values themselves
+    (the reference index of tests/test_exact_histograms.py, from math.frexp)."""
     scheme = data["scheme"]
     out = {}
     for v in data["values"]:
         if not math.isfinite(v) or abs(v) <= scheme.zero_threshold or (v > 0) != (sign > 0):
             continue
-        mag = abs(v)
-        if mag > 2.0 ** scheme.max_exponent:          # overflow: in the extreme's bucket
-            mag = data["max"] if v > 0 else -data["min"]
-        i = scheme.index(mag) + 1
+        i = ref_index(abs(v), schema) + 1
         out[i] = out.get(i, 0) + 1
     return out
 
@@ -112,13 +112,15 @@ def test_native_histogram_buckets_hold_every_observation(values):
     data = snap.metrics["latency"].get("a")
     h = by_name(parse_protobuf(protobuf_exposition(snap)))["mixed_latency"].metric[0].histogram
     scheme = Mixed.latency.scheme
-    assert h.schema == 3 and h.zero_threshold == scheme.zero_threshold
+    above = any(abs(v) > 2.0 ** scheme.max_exponent for v in values)
+    assert h.schema == (0 if above else 3)      # an octave a bucket once values overflow
+    assert h.zero_threshold == scheme.zero_threshold
     assert h.sample_count == data.count == len(values)
     assert h.sample_sum == pytest.approx(sum(values), abs=1e-6 * (1 + sum(map(abs, values))))
     assert h.zero_count == sum(1 for v in values if abs(v) <= scheme.zero_threshold)
-    ref = {"scheme": scheme, "values": values, "min": data.min, "max": data.max}
-    assert native_buckets(h, "positive") == expected_native(ref, +1)
-    assert native_buckets(h, "negative") == expected_native(ref, -1)
+    ref = {"scheme": scheme, "values": values}
+    assert native_buckets(h, "positive") == expected_native(ref, +1, h.schema)
+    assert native_buckets(h, "negative") == expected_native(ref, -1, h.schema)
     assert h.zero_count + sum(native_buckets(h, "positive").values()) \
         + sum(native_buckets(h, "negative").values()) == h.sample_count
     assert not h.bucket                         # native only: no classic buckets
@@ -160,15 +162,16 @@ def test_classic_buckets_at_a_coarser_scale_equal_a_histogram_declared_there():
         fine.h.observe(v)
         coarse.h.observe(v)
     got = exposition(fine, classic_scale=1).replace("fine_invalid", "coarse_invalid")
-    assert got == exposition(coarse)
-    assert exposition(fine, classic_scale=4) == exposition(fine)
-    assert exposition(fine, classic_scale=8) == exposition(fine)     # finer than declared: all
-    assert len(exposition(fine, classic_scale=0)) < len(exposition(fine)) / 8
+    assert got == exposition(coarse, classic_scale=1)
+    # 20 octaves: scale 1 is the finest with at most 40 classic buckets, the default
+    assert Fine.h.classic_scale == 1 and exposition(fine) == exposition(fine, classic_scale=1)
+    assert exposition(fine, classic_scale=8) == exposition(fine, classic_scale=4)   # capped
+    assert len(exposition(fine, classic_scale=0)) < len(exposition(fine, classic_scale=4)) / 8
     for bad in (-1, 9, 1.5, "1"):
         with pytest.raises(ValueError, match="scale"):
             exposition(fine, classic_scale=bad)
     with pytest.raises(ValueError, match="at most"):
-        ExponentialBuckets(2).coarse_positions(3)
+        ExponentialBuckets(2, classic_scale=3)
 
 
 @pytest.mark.parametrize("accept, want", [
@@ -183,6 +186,20 @@ def test_classic_buckets_at_a_coarser_scale_equal_a_histogram_declared_there():
 ])
 def test_content_negotiation(accept, want):
     assert negotiate(accept) == want
+
+
+def test_every_answer_varies_with_accept_and_accept_encoding():
+    """The body depends on Accept (format) and Accept-Encoding (gzip): a cache must key on
+    both, gzipped or not."""
+    m = Mixed()
+    with MetricsServer(m) as server:
+        for accept in (PROTOBUF_ACCEPT, "application/openmetrics-text;version=1.0.0", ""):
+            for encoding in ("gzip", ""):
+                req = urllib.request.Request(server.url, headers={"Accept": accept,
+                                                                  "Accept-Encoding": encoding})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    vary = {v.strip().lower() for v in r.headers["Vary"].split(",")}
+                    assert vary == {"accept", "accept-encoding"}, (accept, encoding)
 
 
 def test_server_answers_protobuf_with_gzip_and_the_text_at_a_coarser_scale():

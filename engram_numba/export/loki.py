@@ -10,7 +10,8 @@ Streams are labelled only by ``service``, ``event_set``, ``event_type`` and the
 type's enum fields (member names): their number is bounded by the set's
 declaration (types times enum members), whatever the workload, as Loki wants.
 Everything else (ids, strengths, ...) is in the line, which is exactly the
-JSON export of the event.  Values are sorted by time within each stream.
+JSON export of the event.  A span's end, which carries no fields, is filed in
+its begin's stream.  Values are sorted by time within each stream.
 Options: gzip, tenant (``X-Scope-OrgID``), basic auth, extra headers, TLS.
 Success is 204; failures follow the shared HTTP rules.
 """
@@ -21,16 +22,25 @@ import json
 
 import numpy as np
 
-from ..tracing.schema import as_events
+from ..tracing.schema import FLAG_BEGIN, FLAG_END, as_events
 from . import _http
 from .json import _encode_events
 
 __all__ = ["LokiExporter", "push_body"]
 
 
+MAX_OPEN_SPANS = 1 << 16      # span begins remembered for the labels of their ends
+
+
 def push_body(events: np.ndarray, service: str | None = None,
-              extra_labels: dict | None = None) -> bytes:
-    """The JSON body of one push request for ``events`` (``service`` defaults to the set name)."""
+              extra_labels: dict | None = None, open_spans: dict | None = None) -> bytes:
+    """The JSON body of one push request for ``events`` (``service`` defaults to the set name).
+
+    A span's end carries no fields of its own: it goes to the stream of its begin
+    (the begin's enum fields), found in this batch or in ``open_spans`` (span id ->
+    stream, updated here; an exporter keeps one across batches).  An end whose
+    begin was never seen gets ``unknown`` for its enum labels.
+    """
     events, layout = as_events(events)
     if events.size == 0:
         return b'{"streams":[]}'
@@ -57,6 +67,8 @@ def push_body(events: np.ndarray, service: str | None = None,
                               == values), codes, len(ft.values))
             keys[rows] += codes * radix
             radix *= len(ft.values) + 1
+    _span_end_keys(events, layout, types, keys, label_fields, stride,
+                   {} if open_spans is None else open_spans)
     streams = []
     for key in np.unique(keys):
         rows = np.flatnonzero(keys == key)
@@ -76,6 +88,32 @@ def push_body(events: np.ndarray, service: str | None = None,
         streams.append({"stream": labels,
                         "values": [[str(int(timestamps[i])), lines[i].decode()] for i in rows]})
     return json.dumps({"streams": streams}, separators=(",", ":")).encode()
+
+
+def _span_end_keys(events, layout, types, keys, label_fields, stride, open_spans) -> None:
+    """Give every span end the stream key of its begin (see :func:`push_body`)."""
+    labelled = [t.index for t in layout.types if t.kind == "span" and label_fields[t.index]]
+    if not labelled:
+        return
+    rows = np.flatnonzero(np.isin(types, labelled))
+    if not rows.size:
+        return
+    phases = (events["flags"][rows] & 3).tolist()
+    ids = events["span_id"][rows].tolist()
+    for i, phase, span_id in zip(rows.tolist(), phases, ids):
+        if phase == FLAG_BEGIN:
+            open_spans[span_id] = int(keys[i])
+            if len(open_spans) > MAX_OPEN_SPANS:         # ends lost: forget the oldest
+                del open_spans[next(iter(open_spans))]
+        elif phase == FLAG_END:
+            key = open_spans.pop(span_id, None)
+            if key is None:                               # its begin was never seen
+                t = int(types[i])
+                key, radix = t, stride
+                for _, ft in label_fields[t]:
+                    key += len(ft.values) * radix
+                    radix *= len(ft.values) + 1
+            keys[i] = key
 
 
 class LokiExporter:
@@ -103,11 +141,17 @@ class LokiExporter:
         self.compress = compression == "gzip"
         self.timeout = timeout
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
+        self._open_spans = {}        # span id -> stream of its begin, across batches
 
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
-        """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
+        """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request.
+        A span's end goes to the stream of its begin, even when an earlier batch held
+        the begin; a retried batch pairs the same way (the spans still open are kept
+        only once a push succeeded)."""
         events, _ = as_events(events)
         if events.size:
-            _http.post(self.url, push_body(events, self.service, self.labels), "application/json",
-                       headers=self.headers, compress=self.compress, timeout=self.timeout,
-                       context=self.context, deadline=deadline)
+            open_spans = dict(self._open_spans)
+            _http.post(self.url, push_body(events, self.service, self.labels, open_spans),
+                       "application/json", headers=self.headers, compress=self.compress,
+                       timeout=self.timeout, context=self.context, deadline=deadline)
+            self._open_spans = open_spans

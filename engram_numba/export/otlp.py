@@ -14,9 +14,12 @@ Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
   as ``ExponentialHistogram`` with the same scale and bucket indexes (the
   schemes are identical: bucket i holds (base**i, base**(i+1)]), zero bucket,
   negative buckets, and ``zero_threshold = 2**min_exponent``; explicit ones as
-  ``Histogram``.  Finite values above the histogram's range have no bucket of
-  their own: they are counted in the bucket of the observed maximum (minimum
-  for negatives), so counts stay consistent.  Observations kept out of a
+  ``Histogram``.  Once values above the histogram's range were recorded, the
+  point goes out at a coarser scale that holds them exactly (0, or -4 for
+  values more than 2**16 times the range's top; see
+  :meth:`~..metrics.buckets.ExponentialBuckets.sparse`).  ``sum`` is left out
+  of a point that recorded a negative value, as the OTLP data model requires
+  (``min`` and ``max`` are always sent).  Observations kept out of a
   histogram (NaN, infinities, out-of-domain negatives) go to a
   ``<name>_excluded`` Sum with a ``reason`` attribute; top-k tables to a Sum
   per key.
@@ -183,14 +186,24 @@ def _labels(names, values):
     return dict(zip(names, values))
 
 
-def _exponential_point(pb, h, attrs, start, now):
-    s = h.spec.scheme
-    point = pb.ExponentialHistogramDataPoint(
-        attributes=attrs, start_time_unix_nano=start, time_unix_nano=now, count=h.count,
-        sum=h.sum, scale=s.scale, zero_count=h.zero_count, zero_threshold=s.zero_threshold)
+def _extremes_and_sum(point, h):
+    """min and max of a non-empty point; the sum only when no negative value was
+    recorded (the OTLP data model: a sum with negative events must be left out)."""
     if h.count:
         point.min, point.max = h.min, h.max
-    (pos_offset, pos), (neg_offset, neg) = s.sparse(h)
+        if not h.min < 0:
+            point.sum = h.sum
+    else:
+        point.sum = 0.0
+
+
+def _exponential_point(pb, h, attrs, start, now):
+    s = h.spec.scheme
+    scale, (pos_offset, pos), (neg_offset, neg) = s.sparse(h)
+    point = pb.ExponentialHistogramDataPoint(
+        attributes=attrs, start_time_unix_nano=start, time_unix_nano=now, count=h.count,
+        scale=scale, zero_count=h.zero_count, zero_threshold=s.zero_threshold)
+    _extremes_and_sum(point, h)
     if pos:
         point.positive.offset = pos_offset
         point.positive.bucket_counts.extend(pos)
@@ -244,10 +257,9 @@ def metrics_request(*metric_sets, service_name: str | None = None,
             for lv, h in fam.points:
                 p = pb.HistogramDataPoint(
                     attributes=attrs(lv), start_time_unix_nano=start, time_unix_nano=now,
-                    count=h.count, sum=h.sum, explicit_bounds=list(fam.spec.bounds),
+                    count=h.count, explicit_bounds=list(fam.spec.bounds),
                     bucket_counts=h.counts.tolist())
-                if h.count:
-                    p.min, p.max = h.min, h.max
+                _extremes_and_sum(p, h)
                 points.append(p)
             metrics.append(pb.Metric(name=otlp_name(fam), description=fam.help, unit=otlp_unit(fam.unit),
                                      histogram=pb.Histogram(

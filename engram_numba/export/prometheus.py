@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 
-from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, HISTOGRAM, families_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,26 +56,13 @@ def _labels(pairs) -> str:
 
 class _Prefixes:
     """Sample-line prefixes (``name{labels} ``) of one layout, built once per label set:
-    a scrape then only formats numbers.  With ``classic_scale``, exponential
-    histograms keep only the ``le`` bounds of that coarser scale."""
+    a scrape then only formats numbers.  ``classic_scale``: the classic resolution of
+    exponential histograms (``None``: each one's declared ``classic_scale``)."""
 
     def __init__(self, classic_scale=None):
         self.heads = {}
         self.points = {}
         self.classic_scale = classic_scale
-        self.keep = {}
-
-    def positions(self, fam):
-        """Positions of the kept ``le`` bounds (``None``: all of them)."""
-        scheme = fam.spec.scheme
-        if self.classic_scale is None or not isinstance(scheme, ExponentialBuckets) \
-                or self.classic_scale >= scheme.scale:
-            return None
-        key = scheme.key()
-        got = self.keep.get(key)
-        if got is None:
-            got = self.keep[key] = scheme.coarse_positions(self.classic_scale)
-        return got
 
     def head(self, fam) -> str:
         text = self.heads.get(fam.name)
@@ -92,10 +78,7 @@ class _Prefixes:
         if got is None:
             pairs = list(zip(fam.label_names, labels))
             if fam.kind is HISTOGRAM:
-                bounds = fam.spec.scheme.le_bounds()
-                keep = self.positions(fam)
-                if keep is not None:
-                    bounds = [bounds[i] for i in keep]
+                bounds = fam.spec.scheme.le_bounds(self.classic_scale)
                 buckets = [f"{fam.name}_bucket{_labels(pairs + [('le', format_float(le))])} "
                            for le in bounds]
                 got = (buckets, f"{fam.name}_sum{_labels(pairs)} ",
@@ -114,11 +97,14 @@ _MAX_KEPT = 100_000     # sample prefixes kept per layout, beyond the fixed labe
 def render_families(fams, layout_key=None, classic_scale=None) -> str:
     """Families (see :mod:`..metrics.families`) in the Prometheus text format.
 
-    ``classic_scale`` (0 .. 8) exports the classic buckets of exponential histograms
-    declared at a finer scale at that scale only: ``2**classic_scale`` ``le`` bounds
-    per power of two instead of ``2**scale``.  Their counts stay exact (each bound
-    of the coarser scale is a bound of the finer one); quantiles computed from
-    them have the coarser scale's error bound."""
+    Exponential histograms export their classic buckets at their declared
+    ``classic_scale`` (at most 40 ``le`` buckets across the range by default);
+    ``classic_scale`` (0 .. 8) here overrides it for every histogram:
+    ``2**classic_scale`` ``le`` bounds per power of two, capped at the histogram's
+    own scale.  Counts are exact at any of them (each bound of a coarser scale is
+    a bound of the finer one); a quantile read anywhere inside a classic bucket
+    (as ``histogram_quantile`` does) is within a factor ``2**(2**-classic_scale)``
+    of the truth for values in the range."""
     if classic_scale is not None:
         from ..metrics.buckets import check_scale
         check_scale(classic_scale)
@@ -132,10 +118,7 @@ def render_families(fams, layout_key=None, classic_scale=None) -> str:
         if fam.kind is HISTOGRAM:
             for labels, h in fam.points:
                 buckets, sum_prefix, count_prefix = plan.point(fam, labels)
-                cumulative = h.cumulative()
-                keep = plan.positions(fam)
-                if keep is not None:
-                    cumulative = [cumulative[i] for i in keep]
+                cumulative = h.cumulative(classic_scale)
                 out.extend(f"{p}{n}\n" for p, (_, n) in zip(buckets, cumulative))
                 out.append(f"{sum_prefix}{format_float(h.sum)}\n{count_prefix}{h.count}\n")
         elif fam.kind is GAUGE:
@@ -166,13 +149,21 @@ class MetricSetCollector:
         REGISTRY.register(MetricSetCollector(metrics))
 
     Each scrape takes a fresh snapshot; the families and names are those of
-    :func:`exposition`.
+    :func:`exposition` (``classic_scale`` likewise).  A histogram's ``_sum`` (and
+    with it ``_count``, which prometheus_client drops together) is left out when it
+    is not a counter, as OpenMetrics requires: when the histogram has negative
+    ``le`` bounds or has recorded a negative value; the ``+Inf`` bucket still gives
+    the count.
     """
 
-    def __init__(self, *metric_sets):
+    def __init__(self, *metric_sets, classic_scale: int | None = None):
         if not metric_sets:
             raise ValueError("MetricSetCollector needs at least one metric set")
+        if classic_scale is not None:
+            from ..metrics.buckets import check_scale
+            check_scale(classic_scale)
         self.metric_sets = metric_sets
+        self.classic_scale = classic_scale
 
     def describe(self):
         return list(self.collect())
@@ -199,15 +190,18 @@ class MetricSetCollector:
             else:
                 out = HistogramMetricFamily(fam.name, fam.help, labels=names, unit=fam.unit)
                 for labels, h in fam.points:
-                    out.add_metric(list(labels),
-                                   [(format_float(le), n) for le, n in h.cumulative()], h.sum)
+                    buckets = h.cumulative(self.classic_scale)
+                    counter_sum = buckets[0][0] >= 0 and not h.min < 0
+                    out.add_metric(list(labels), [(format_float(le), n) for le, n in buckets],
+                                   h.sum if counter_sum else None)
             yield out
 
 
-def openmetrics_exposition(*metric_sets) -> str:
-    """The OpenMetrics text of one or more metric sets (rendered by prometheus_client)."""
+def openmetrics_exposition(*metric_sets, classic_scale: int | None = None) -> str:
+    """The OpenMetrics text of one or more metric sets (rendered by prometheus_client);
+    see :class:`MetricSetCollector`."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.openmetrics.exposition import generate_latest
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MetricSetCollector(*metric_sets))
+    registry.register(MetricSetCollector(*metric_sets, classic_scale=classic_scale))
     return generate_latest(registry).decode("utf-8")

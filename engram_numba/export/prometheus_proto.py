@@ -13,11 +13,13 @@ text format (:mod:`..metrics.families`); only the encoding differs.
   ``schema`` is the histogram's scale (the schemes are identical), the zero
   bucket is ``[-2**min_exponent, 2**min_exponent]``, and the buckets are sent
   as spans and deltas.  Prometheus numbers bucket ``(base**(i-1), base**i]`` as
-  ``i``, OpenTelemetry (and :mod:`..metrics.buckets`) as ``i - 1``.  Finite values
-  above the range are counted in the bucket of the observed maximum, as in OTLP.
-  A histogram with no observation gets the no-op span ``(0, 0)``, which marks it
-  as native.  No classic ``le`` buckets are sent: a Prometheus that does not
-  store native histograms should scrape the text format;
+  ``i``, OpenTelemetry (and :mod:`..metrics.buckets`) as ``i - 1``.  Once values
+  above the range were recorded, the histogram goes out at a coarser schema
+  that holds them exactly (0: a bucket per octave, or -4: 16 octaves a bucket,
+  see :meth:`~..metrics.buckets.ExponentialBuckets.sparse`).  A histogram with
+  no observation gets the no-op span ``(0, 0)``, which marks it as native.  No
+  classic ``le`` buckets are sent: a Prometheus that does not store native
+  histograms should scrape the text format;
 * explicit histograms -> classic buckets (``cumulative_count``, ``upper_bound``).
 
 The message classes are made by the ``protobuf`` library from a descriptor
@@ -145,10 +147,10 @@ def _histogram(M, h):
         for le, n in h.cumulative():
             out.bucket.add(cumulative_count=n, upper_bound=le)
         return out
-    out.schema = scheme.scale
+    schema, (pos_offset, pos), (neg_offset, neg) = scheme.sparse(h)
+    out.schema = schema
     out.zero_threshold = scheme.zero_threshold
     out.zero_count = h.zero_count
-    (pos_offset, pos), (neg_offset, neg) = scheme.sparse(h)
     _spans(pos_offset, pos, out.positive_span, out.positive_delta)
     _spans(neg_offset, neg, out.negative_span, out.negative_delta)
     if not pos and not neg:

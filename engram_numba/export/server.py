@@ -144,9 +144,10 @@ class MetricsServer:
     ``port=0`` picks a free port; see :attr:`url`.  ``timeout`` is the per-
     connection read/write timeout in seconds, ``max_connections`` the number
     served at once.  ``classic_scale`` exports the classic ``le`` buckets of
-    exponential histograms at that coarser scale in the text format (see
-    :func:`~.prometheus.render_families`); the protobuf format carries every
-    bucket as a native histogram.  Use as a context manager or call :meth:`start` / :meth:`stop`.
+    exponential histograms at that scale in the text formats instead of each
+    one's declared ``classic_scale`` (see :func:`~.prometheus.render_families`);
+    the protobuf format carries every bucket as a native histogram.  Use as a
+    context manager or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, *sources, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0,
@@ -182,7 +183,9 @@ class MetricsServer:
                     sets = server._sets()
                     fmt = negotiate(self.headers.get("Accept", ""))
                     if fmt == "openmetrics":
-                        body, ctype = openmetrics_exposition(*sets).encode(), OPENMETRICS_TYPE
+                        body = openmetrics_exposition(
+                            *sets, classic_scale=server.classic_scale).encode()
+                        ctype = OPENMETRICS_TYPE
                     else:
                         fams, key = families_of(sets)
                         if fmt == "protobuf":
@@ -199,7 +202,7 @@ class MetricsServer:
                 if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
                     body = gzip.compress(body, compresslevel=6)
                     self.send_header("Content-Encoding", "gzip")
-                self.send_header("Vary", "Accept-Encoding")
+                self.send_header("Vary", "Accept, Accept-Encoding")   # both pick the body
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -427,11 +427,13 @@ def observer(scheme):
         SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
         LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
         LUT, BND = exponential_tables(SCALE)
+        OVER = (scheme.max_exponent, scheme.near_top, scheme.overflow_words)
 
         @always_inline
         @njit
         def fn(slot, value, owned):
-            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, owned)
+            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, OVER,
+                                  owned)
     else:
         raise TypeError(f"no recording function for bucket scheme {scheme!r}")
     _observers[scheme.key()] = fn
@@ -446,7 +448,7 @@ def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
         return _disabled("value")
     scheme = scheme_from_key(h.extra)
     return _generate("histogram", h, len(labels), "value", OBSERVE=observer(scheme),
-                     SLOT=R.H_BUCKETS + 8 * scheme.total_buckets)
+                     SLOT=R.H_BUCKETS + 8 * scheme.count_words)
 
 
 overload_method(HistogramHandleType, "observe", inline=_inline_disabled)(_histogram_observe)

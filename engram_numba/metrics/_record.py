@@ -15,14 +15,23 @@ Histogram slot layout (byte offsets from the slot start)::
     40   min        u64   largest ~key of the values (see below); 0 = none yet
     48   max        u64   largest key of the values; 0 = none yet
     56   zero       u64   |v| <= zero threshold (exponential) - includes 0.0
-    64   overflow   u64   v > 2**max_exponent (exponential)
-    72   neg_overflow u64 v < -2**max_exponent (exponential, negative=True)
-    80   nan        u64   NaN: not in count, sum, min or max
-    88   pos_inf    u64   +inf: not in count or sum
-    96   neg_inf    u64   -inf: not in count or sum
-    104  negative   u64   v < 0 when the histogram has no negative buckets:
+    64   nan        u64   NaN: not in count, sum, min or max
+    72   pos_inf    u64   +inf: not in count or sum
+    80   neg_inf    u64   -inf: not in count or sum
+    88   negative   u64   v < 0 when the histogram has no negative buckets:
                           out of its domain, not in count or sum
-    112  buckets    u64[] negative buckets (if any) then positive/explicit ones
+    96   buckets    u64[] negative buckets (if any) then positive/explicit ones
+         overflow   u64[] exponential: positive overflow buckets, then (negative=True)
+                          the negative ones, ``overflow_words`` each (see below)
+
+Overflow buckets (exponential): a finite magnitude above ``2**max_exponent``
+(``M``) is counted at a coarser resolution that is still exact: one bucket per
+octave, ``(2**o, 2**(o+1)]`` for ``o`` from ``M`` up to ``near_top`` (the first
+multiple of 16 at least 16 octaves above ``M``), then one bucket per 16 octaves,
+``(2**(16i), 2**(16i+16)]``, up to ``2**1024``: ``overflow_words`` per sign,
+89 for the default range (:mod:`.buckets` says why and what it costs).  The
+word comes from the magnitude's exponent bits, on the branch that only values
+outside the range take: the in-range path is unchanged.
 
 Sum lanes: adding to one float in memory, record after record, waits each
 time for the previous add (a float add and a store-to-load round trip: 3.3 ns
@@ -58,7 +67,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._addr import (add_f64, add_u64, cas_u64, fence_release, load_f64, load_u64,
+from .._addr import (add_f64, add_u64, cas_u64, f64_bits, fence_release, load_f64, load_u64,
                      load_u64_acquire, max_u64, store_f64, store_u64, store_u64_release)
 from .._inline import always_inline, never_inline
 from ..clock import cycles
@@ -70,13 +79,11 @@ H_LANE = 32
 H_MIN = 40
 H_MAX = 48
 H_ZERO = 56
-H_OVERFLOW = 64
-H_NEG_OVERFLOW = 72
-H_NAN = 80
-H_POS_INF = 88
-H_NEG_INF = 96
-H_NEGATIVE = 104
-H_BUCKETS = 112
+H_NAN = 64
+H_POS_INF = 72
+H_NEG_INF = 80
+H_NEGATIVE = 88
+H_BUCKETS = 96
 
 G_EPOCH = 0
 G_LANE = 8
@@ -217,38 +224,52 @@ def _observed(slot, v, key, bucket, owned):
 
 @always_inline
 @njit
+def overflow_word(magnitude, max_exponent, near_top):
+    """The overflow bucket (0-based) of a finite ``magnitude > 2**max_exponent``: its
+    octave ``o`` (``2**o < magnitude <= 2**(o+1)``) below ``near_top``, else its group of
+    16 octaves (see the module doc).  Branch-free: ``bits - 1`` borrows from the
+    exponent exactly when the mantissa is zero (a power of two closes the octave
+    below it)."""
+    octave = np.int64((f64_bits(magnitude) - np.uint64(1)) >> np.uint64(52)) - 1023
+    return (min(octave, near_top) - max_exponent) + (max(octave >> 4, near_top >> 4)
+                                                     - (near_top >> 4))
+
+
+@always_inline
+@njit
 def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
-                        high, owned):
+                        high, over, owned):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``.
 
     The owner's code is inlined; the shared copy's is called out of line.
     """
     if owned:
         _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
-                             low, high, True)
+                             low, high, over, True)
     else:
         _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets,
-                                    negative, low, high)
+                                    negative, low, high, over)
 
 
 @never_inline
 @njit
 def _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
-                                low, high):
+                                low, high, over):
     _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
-                         high, False)
+                         high, over, False)
 
 
 @always_inline
 @njit
 def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
-                         high, owned):
+                         high, over, owned):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``.
 
     ``low`` and ``high`` are the scheme's range: ``2**min_exponent`` (the zero
     threshold) and ``2**max_exponent``.  The common case, a magnitude in
     ``(low, high]``, is tested first with two comparisons (NaN fails both);
-    every other value takes the slow path below.
+    every other value takes the slow path below.  ``over`` is ``(max_exponent,
+    near_top, overflow_words)`` of the scheme (see the module doc).
     """
     v = np.float64(value)
     magnitude = abs(v) if negative else v
@@ -269,7 +290,10 @@ def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, n
     elif abs(v) <= low:
         _observed(slot, v, key_of(v), H_ZERO, owned)
     else:
-        _observed(slot, v, key_of(v), H_NEG_OVERFLOW if v < 0.0 else H_OVERFLOW, owned)
+        max_exponent, near_top, words = over
+        word = (n_buckets * (2 if negative else 1) + (words if v < 0.0 else 0)
+                + overflow_word(abs(v), max_exponent, near_top))
+        _observed(slot, v, key_of(v), H_BUCKETS + 8 * word, owned)
 
 
 @always_inline

@@ -26,10 +26,51 @@ The boundaries are the doubles nearest ``2**(k/2**s)``, the same numbers
 boundaries always agree (the invariant tests check every bucket of every
 scale).
 
-A histogram covers ``(2**min_exponent, 2**max_exponent]``.  Smaller magnitudes
-(and zero) go to the *zero bucket* (OpenTelemetry's ``zero_count`` with
-``zero_threshold = 2**min_exponent``), larger finite ones to an *overflow*
-slot.
+A histogram covers ``(2**min_exponent, 2**max_exponent]`` (``m``, ``M``).
+Smaller magnitudes (and zero) go to the *zero bucket* (OpenTelemetry's
+``zero_count`` with ``zero_threshold = 2**min_exponent``), an exact bucket in
+every format.
+
+Above the range: overflow buckets
+---------------------------------
+Every export must be exact at the resolution it states: no bucket may count a
+value outside its bounds.  A finite magnitude above ``2**M`` is therefore kept
+at a coarser resolution that is still exact, and the native and OTLP exports
+drop to that resolution only when such values exist:
+
+* *near* overflow: one bucket per octave (scale 0), ``(2**o, 2**(o+1)]`` for
+  ``o`` from ``M`` up to ``near_top``, the first multiple of 16 at least
+  :data:`NEAR_OCTAVES` (16) octaves above ``M``: values up to at least 65,536
+  times the top of the range;
+* *far* overflow: 16 octaves a bucket (scale -4, Prometheus' coarsest schema),
+  ``(2**(16i), 2**(16i+16)]``, up to ``2**1024``, above every finite double.
+
+Each is one word per bucket in the histogram's slot, found from the exponent
+bits on the branch that only out-of-range values take.  The alternative, the
+OpenTelemetry SDKs' way of rescaling a histogram until its values fit, would
+put the scale in the recording path (a per-copy scale read and a rescale
+while other threads' copies stay finer) and still needs the values' positions;
+one word per bucket keeps the in-range path as it was.  The cost is memory:
+``near_top - M`` + ``64 - near_top / 16`` words per sign (89 for the default
+range ``(2**-20, 2**20]``, 712 bytes, against 320 words of buckets), in every
+thread's copy, and as much more to read per snapshot.  Pages of a copy nobody
+wrote stay untouched.
+
+Exports (:meth:`ExponentialBuckets.sparse`): at the histogram's scale while no
+value lies above the range, at scale 0 while they all lie below
+``2**near_top``, at scale -4 beyond.  Classic ``le`` buckets and snapshots keep
+their resolution: the ``+Inf`` line counts the overflow exactly, and
+:meth:`~.snapshot.HistogramData.buckets` lists the overflow buckets themselves.
+
+Classic ``le`` buckets
+----------------------
+An exponential histogram exports its classic buckets at ``classic_scale``
+(``2**classic_scale`` per octave, at most its scale): by default the finest
+scale that keeps at most :data:`CLASSIC_BUCKETS` (40) buckets per sign across
+the range, at least one per octave.  Every ``le`` of a coarser scale is a
+boundary of the finer one, so the counts stay exact.  A negative bucket holds
+``[-upper, -lower)``: its ``le`` is the double just below ``-lower``, so that
+each line is the exact count of the values ``<= le``.
 
 Explicit buckets
 ----------------
@@ -55,12 +96,19 @@ bucket's midpoint (geometric for exponential buckets, arithmetic for explicit
 ones) clamped to the observed ``[min, max]``; ``q = 0`` and ``q = 1`` return
 min and max exactly.  The estimate is monotonic in ``q``.  Error bounds:
 
-* exponential bucket: relative error <= ``sqrt(base) - 1``
+* exponential bucket in the range: relative error <= ``sqrt(base) - 1``
   (:func:`relative_error_bound`: 4.43 % at scale 3, 2.19 % at scale 4);
 * zero bucket: absolute error <= ``2**min_exponent`` (the estimate is 0);
+* above the range, up to ``2**near_top`` (an octave a bucket): relative error
+  <= ``sqrt(2) - 1`` (41.4 %); beyond (16 octaves a bucket): relative error
+  <= ``2**8 - 1`` (the estimate is within a factor 256);
 * explicit bucket: absolute error <= half the bucket's width, the outer
-  buckets being closed by the observed min and max;
-* overflow: the estimate is the observed max (no bound beyond it).
+  buckets being closed by the observed min and max.
+
+Any value inside the right bucket (Prometheus' ``histogram_quantile``
+interpolates inside it) is within a factor ``base`` of the truth: from classic
+buckets at ``classic_scale`` ``c``, ``2**(2**-c)`` for values in the range
+(:attr:`ExponentialBuckets.classic_relative_error` is that factor minus one).
 """
 
 from __future__ import annotations
@@ -83,11 +131,17 @@ __all__ = [
     "exponential_lower_boundary",
     "relative_error_bound",
     "explicit_index",
+    "CLASSIC_BUCKETS",
     "estimate_quantile",
 ]
 
 MIN_SCALE = 0
 MAX_SCALE = 8
+NEAR_OCTAVES = 16       # above the range: a bucket per octave for at least this many octaves,
+FAR_OCTAVES = 16        # then this many octaves a bucket,
+FAR_SCALE = -4          # which is scale -4 (Prometheus' coarsest schema)
+TOP_EXPONENT = 1024     # 2**1024: above every finite double
+CLASSIC_BUCKETS = 40    # default classic resolution: at most this many le buckets per sign
 MANTISSA_BITS = 52
 MANTISSA_MASK = (1 << MANTISSA_BITS) - 1
 
@@ -268,8 +322,9 @@ class BucketScheme:
     negative = False
 
     def split(self, counts: np.ndarray) -> tuple:
-        """(negative bucket counts, other bucket counts) of a slot's bucket words."""
-        return counts[:0], counts
+        """(negative bucket counts, other bucket counts, overflow counts, negative
+        overflow counts) of a slot's count words (:attr:`count_words` of them)."""
+        return counts[:0], counts, counts[:0], counts[:0]
 
     def buckets(self, h) -> list:
         raise NotImplementedError
@@ -277,17 +332,25 @@ class BucketScheme:
     def bins(self, h):
         raise NotImplementedError
 
-    def cumulative(self, h) -> list:
+    def cumulative(self, h, scale: int | None = None) -> list:
+        """Prometheus classic buckets ``[(le, count of values <= le)]``, ``+Inf`` last;
+        ``scale``: the classic resolution of an exponential scheme (see
+        :meth:`le_bounds`)."""
         raise NotImplementedError
 
-    def le_bounds(self) -> list:
+    def le_bounds(self, scale: int | None = None) -> list:
         """The ``le`` boundaries of :meth:`cumulative`, in order (``inf`` last): they depend
-        only on the declaration."""
+        only on the declaration (and ``scale``)."""
         raise NotImplementedError
 
     @property
     def total_buckets(self) -> int:
         raise NotImplementedError
+
+    @property
+    def count_words(self) -> int:
+        """Words of a slot after its header: buckets (and overflow buckets)."""
+        return self.total_buckets
 
     def describe(self) -> dict:
         raise NotImplementedError
@@ -305,11 +368,15 @@ class BucketScheme:
 
 class ExponentialBuckets(BucketScheme):
     """Base-2 exponential buckets at ``scale`` over ``(2**min_exponent, 2**max_exponent]``
-    (OpenTelemetry's exponential histogram, Prometheus native histograms)."""
+    (OpenTelemetry's exponential histogram, Prometheus native histograms), with the
+    overflow buckets above the range (see the module doc) and ``classic_scale``, the
+    resolution of the classic ``le`` buckets (default: at most :data:`CLASSIC_BUCKETS`
+    across the range)."""
 
     kind = "exponential"
 
-    def __init__(self, scale: int = 3, range=(2.0 ** -20, 2.0 ** 20), negative: bool = False):
+    def __init__(self, scale: int = 3, range=(2.0 ** -20, 2.0 ** 20), negative: bool = False,
+                 classic_scale: int | None = None):
         self.scale = check_scale(scale)
         try:
             lowest, highest = (float(x) for x in range)
@@ -324,10 +391,40 @@ class ExponentialBuckets(BucketScheme):
         self.negative = bool(negative)
         self.lo_index = self.min_exponent << self.scale
         self.n_buckets = (self.max_exponent - self.min_exponent) << self.scale
+        # overflow: an octave a bucket up to near_top, then FAR_OCTAVES a bucket up to 2**1024
+        self.near_top = -(-(self.max_exponent + NEAR_OCTAVES) // FAR_OCTAVES) * FAR_OCTAVES
+        self.near_words = self.near_top - self.max_exponent
+        self.far_words = TOP_EXPONENT // FAR_OCTAVES - self.near_top // FAR_OCTAVES
+        self.overflow_words = self.near_words + self.far_words
+        octaves = self.max_exponent - self.min_exponent
+        if classic_scale is None:
+            classic_scale = self.scale
+            while classic_scale > 0 and octaves << classic_scale > CLASSIC_BUCKETS:
+                classic_scale -= 1
+        self.classic_scale = self.check_classic(classic_scale)
+
+    def check_classic(self, classic_scale) -> int:
+        """``classic_scale`` if it is an integer in ``[0, scale]``, else a ``ValueError``."""
+        if not isinstance(classic_scale, (int, np.integer)) or isinstance(classic_scale, bool) \
+                or not 0 <= classic_scale <= self.scale:
+            raise ValueError(f"classic_scale must be an integer in [0, {self.scale}] (at most "
+                             f"the histogram's scale), got {classic_scale!r}")
+        return int(classic_scale)
+
+    def _classic(self, scale) -> int:
+        """The classic resolution to export: the declared one, or ``scale`` capped at the
+        histogram's scale."""
+        if scale is None:
+            return self.classic_scale
+        return min(check_scale(scale), self.scale)
 
     @property
     def total_buckets(self) -> int:
         return self.n_buckets * (2 if self.negative else 1)
+
+    @property
+    def count_words(self) -> int:
+        return (self.n_buckets + self.overflow_words) * (2 if self.negative else 1)
 
     @property
     def zero_threshold(self) -> float:
@@ -337,9 +434,16 @@ class ExponentialBuckets(BucketScheme):
     def relative_error(self) -> float:
         return relative_error_bound(self.scale)
 
+    @property
+    def classic_relative_error(self) -> float:
+        """Largest relative error of a quantile taken anywhere inside a classic bucket (as
+        Prometheus' ``histogram_quantile`` does) in the range: ``2**(2**-classic_scale) - 1``."""
+        return 2.0 ** (2.0 ** -self.classic_scale) - 1.0
+
     def describe(self) -> dict:
         return {"mode": "exponential", "scale": self.scale, "min_exponent": self.min_exponent,
-                "max_exponent": self.max_exponent, "negative": self.negative}
+                "max_exponent": self.max_exponent, "negative": self.negative,
+                "classic_scale": self.classic_scale}
 
     def key(self) -> tuple:
         return ("exponential", self.scale, self.lo_index, self.n_buckets, self.negative)
@@ -348,107 +452,140 @@ class ExponentialBuckets(BucketScheme):
         """Lower boundaries of the positive buckets plus the upper boundary of the last."""
         return _exponential_edges(self.scale, self.lo_index, self.n_buckets)
 
+    def overflow_edges(self) -> list:
+        """Boundaries of the overflow buckets, from ``2**max_exponent`` to ``inf`` (the
+        ``2**1024`` that no double reaches): ``overflow_words + 1`` values."""
+        exps = list(range(self.max_exponent, self.near_top + 1)) + \
+            [self.near_top + FAR_OCTAVES * (i + 1) for i in range(self.far_words)]
+        return [math.ldexp(1.0, e) if e < TOP_EXPONENT else math.inf for e in exps]
+
+    def overflow_mids(self) -> list:
+        """Geometric midpoints of the overflow buckets (quantile estimates)."""
+        near = [math.ldexp(math.sqrt(2.0), self.max_exponent + j)
+                for j in range(self.near_words)]
+        far = [math.ldexp(1.0, self.near_top + FAR_OCTAVES * i + FAR_OCTAVES // 2)
+               for i in range(self.far_words)]
+        return near + far
+
     def split(self, counts):
+        n, w = self.n_buckets, self.overflow_words
         if self.negative:
-            return counts[:self.n_buckets], counts[self.n_buckets:]
-        return counts[:0], counts
+            return (counts[:n], counts[n:2 * n], counts[2 * n:2 * n + w], counts[2 * n + w:])
+        return counts[:0], counts[:n], counts[n:n + w], counts[:0]
 
     def buckets(self, h) -> list:
         edges = self.edges().tolist()
-        top = edges[-1]
+        over = self.overflow_edges()
         out = []
         if self.negative:
-            out.append((-math.inf, -top, h.neg_overflow))
+            for j in range(self.overflow_words - 1, -1, -1):
+                out.append((-over[j + 1], -over[j], int(h.neg_overflow_counts[j])))
             for k in range(self.n_buckets - 1, -1, -1):
                 out.append((-edges[k + 1], -edges[k], int(h.negative_counts[k])))
         t = self.zero_threshold
         out.append((-t if self.negative else 0.0, t, h.zero_count))
         for k, n in enumerate(h.counts.tolist()):
             out.append((edges[k], edges[k + 1], n))
-        out.append((top, math.inf, h.overflow))
+        for j, n in enumerate(h.overflow_counts.tolist()):
+            out.append((over[j], over[j + 1], n))
         return out
 
     def bins(self, h):
         """(count, estimate) in value order: the geometric midpoint of each bucket."""
         edges = self.edges()
-        mids = np.sqrt(edges[:-1] * edges[1:])
+        mids = np.sqrt(edges[:-1]) * np.sqrt(edges[1:])      # no overflow near 2**1000
+        over = self.overflow_mids()
         if self.negative:
-            yield h.neg_overflow, h.min
+            for j in np.flatnonzero(h.neg_overflow_counts)[::-1]:
+                yield int(h.neg_overflow_counts[j]), -over[j]
             for k in np.flatnonzero(h.negative_counts)[::-1]:
                 yield int(h.negative_counts[k]), -float(mids[k])
         yield h.zero_count, 0.0
         for k in np.flatnonzero(h.counts):
             yield int(h.counts[k]), float(mids[k])
-        yield h.overflow, h.max
+        for j in np.flatnonzero(h.overflow_counts):
+            yield int(h.overflow_counts[j]), over[j]
 
-    def le_bounds(self) -> list:
-        edges = self.edges().tolist()
+    def le_bounds(self, scale: int | None = None) -> list:
+        """The ``le`` boundaries at classic resolution ``scale`` (default: the declared
+        ``classic_scale``).  A negative bucket holds ``[-upper, -lower)``, so the count
+        up to it is that of the values *below* ``-lower``: its ``le`` is the double just
+        below ``-lower``, which makes every line the exact count of values ``<= le``."""
+        step = 1 << (self.scale - self._classic(scale))
+        edges = self.edges()[::step].tolist()
         out = []
         if self.negative:
-            out.append(-edges[-1])
-            out.extend(-edges[k] for k in range(self.n_buckets - 1, -1, -1))
-        out.extend(edges[:self.n_buckets + 1])
+            out.extend(math.nextafter(-e, -math.inf) for e in reversed(edges))
+        out.extend(edges)
         out.append(math.inf)
         return out
 
-    def cumulative(self, h) -> list:
-        edges = self.edges().tolist()
-        out, seen = [], 0
+    def cumulative(self, h, scale: int | None = None) -> list:
+        step = 1 << (self.scale - self._classic(scale))
+        bounds = self.le_bounds(scale)
+        counts = []
+        seen = 0
         if self.negative:
             seen = h.neg_overflow
-            out.append((-edges[-1], seen))
-            for k in range(self.n_buckets - 1, -1, -1):
-                seen += int(h.negative_counts[k])
-                out.append((-edges[k], seen))
+            counts.append(seen)
+            for n in h.negative_counts.reshape(-1, step).sum(axis=1)[::-1].tolist():
+                seen += n
+                counts.append(seen)
         seen += h.zero_count
-        out.append((edges[0], seen))
-        for k, n in enumerate(h.counts.tolist()):
+        counts.append(seen)
+        for n in h.counts.reshape(-1, step).sum(axis=1).tolist():
             seen += n
-            out.append((edges[k + 1], seen))
-        out.append((math.inf, h.count))
-        return out
+            counts.append(seen)
+        counts.append(h.count)
+        return list(zip(bounds, counts))
 
     def sparse(self, h) -> tuple:
-        """``((offset, counts), (offset, counts))``: the positive and negative buckets
-        from the first to the last non-empty one, ``offset`` being the absolute index
-        (OpenTelemetry's: bucket i holds ``(base**i, base**(i+1)]``; Prometheus native
-        histograms number the same bucket ``i + 1``).  Finite values above the range
-        have no bucket of their own: they are counted in the bucket of the observed
-        maximum (minimum for negatives), so the buckets still add up to the count."""
+        """``(scale, (offset, counts), (offset, counts))``: the scale of the export and
+        the positive and negative buckets from the first to the last non-empty one,
+        ``offset`` being the absolute index (OpenTelemetry's: bucket i holds
+        ``(base**i, base**(i+1)]``; Prometheus native histograms number the same bucket
+        ``i + 1``).  The scale is the histogram's while no value lies above the range;
+        then 0 (a bucket per octave) while they all lie below ``2**near_top``, and
+        ``FAR_SCALE`` beyond: every bucket still counts exactly the values inside it."""
+        near = self.near_words
+        tiers = (h.overflow_counts, h.neg_overflow_counts)
+        overflowed = any(t.any() for t in tiers)
+        if any(t[near:].any() for t in tiers):
+            scale = FAR_SCALE
+        elif overflowed:
+            scale = 0
+        else:
+            scale = self.scale
         out = []
-        for counts, extra, magnitude in ((h.counts, h.overflow, h.max),
-                                         (h.negative_counts, h.neg_overflow, -h.min)):
+        for counts, tier in ((h.counts, h.overflow_counts),
+                             (h.negative_counts, h.neg_overflow_counts)):
             counts = np.asarray(counts, dtype=np.int64)
-            if extra:
-                index = self.index(magnitude) - self.lo_index
-                grown = np.zeros(max(index + 1, counts.size), dtype=np.int64)
-                grown[:counts.size] = counts
-                grown[index] += extra
-                counts = grown
-            nonzero = np.flatnonzero(counts)
-            if nonzero.size:
-                lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
-                out.append((self.lo_index + lo, counts[lo:hi].tolist()))
-            else:
+            if not overflowed:
+                nonzero = np.flatnonzero(counts)
+                if nonzero.size:
+                    lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
+                    out.append((self.lo_index + lo, counts[lo:hi].tolist()))
+                else:
+                    out.append((0, []))
+                continue
+            if not counts.size:                      # no negative buckets
                 out.append((0, []))
-        return tuple(out)
-
-    def coarse_positions(self, scale: int) -> list:
-        """Positions in :meth:`le_bounds` of the boundaries that scale ``scale`` (at most
-        this scheme's) also has: cumulative counts there are exact at the coarser scale."""
-        scale = check_scale(scale)
-        if scale > self.scale:
-            raise ValueError(f"a coarser scale must be at most the histogram's scale "
-                             f"{self.scale}, got {scale}")
-        step = 1 << (self.scale - scale)
-        n = self.n_buckets
-        edge_of = []                       # the edge index behind each le bound (None: +-inf)
-        if self.negative:
-            edge_of.append(n)
-            edge_of.extend(range(n - 1, -1, -1))
-        edge_of.extend(range(n + 1))
-        edge_of.append(None)
-        return [i for i, k in enumerate(edge_of) if k is None or k % step == 0]
+                continue
+            index = np.concatenate([                 # each word's index at the export scale
+                (self.lo_index + np.arange(counts.size)) >> (self.scale - scale),
+                (self.max_exponent + np.arange(near)) >> -scale,
+                self.near_top // FAR_OCTAVES + np.arange(self.far_words)])
+            values = np.concatenate([counts, np.asarray(tier, dtype=np.int64)])
+            keep = values > 0
+            index, values = index[keep], values[keep]
+            if not index.size:
+                out.append((0, []))
+                continue
+            lo = int(index[0])
+            dense = np.zeros(int(index[-1]) - lo + 1, dtype=np.int64)
+            np.add.at(dense, index - lo, values)
+            out.append((lo, dense.tolist()))
+        return (scale,) + tuple(out)
 
     def index(self, value: float) -> int:
         """The bucket index (absolute, OpenTelemetry's) of a positive finite value."""
@@ -498,12 +635,12 @@ class ExplicitBuckets(BucketScheme):
         for k, n in enumerate(h.counts.tolist()):
             if n:
                 lo, hi = max(edges[k], h.min), min(edges[k + 1], h.max)
-                yield n, 0.5 * (lo + hi)
+                yield n, 0.5 * lo + 0.5 * hi          # no overflow near the largest doubles
 
-    def le_bounds(self) -> list:
+    def le_bounds(self, scale: int | None = None) -> list:
         return list(self.bounds) + [math.inf]
 
-    def cumulative(self, h) -> list:
+    def cumulative(self, h, scale: int | None = None) -> list:
         out, seen = [], 0
         for b, n in zip(self.bounds, h.counts.tolist()):
             seen += n
@@ -518,7 +655,8 @@ def scheme_from_key(key: tuple) -> BucketScheme:
         return ExplicitBuckets(key[1])
     _, scale, lo_index, n_buckets, negative = key
     low = math.ldexp(1.0, lo_index >> scale)
-    return ExponentialBuckets(scale, (low, math.ldexp(low, n_buckets >> scale)), negative)
+    return ExponentialBuckets(scale, (low, math.ldexp(low, n_buckets >> scale)), negative,
+                              classic_scale=scale)
 
 
 def scheme_from_description(d: dict) -> BucketScheme:
@@ -526,5 +664,5 @@ def scheme_from_description(d: dict) -> BucketScheme:
         return ExplicitBuckets(d["bounds"])
     if d.get("mode") == "exponential":
         return ExponentialBuckets(d["scale"], (2.0 ** d["min_exponent"], 2.0 ** d["max_exponent"]),
-                                  d["negative"])
+                                  d["negative"], d.get("classic_scale"))
     raise ValueError(f"unknown histogram mode {d.get('mode')!r}")

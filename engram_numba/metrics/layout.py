@@ -41,7 +41,7 @@ from .._claim import ENTRY_BYTES
 from .._region import check_alignment, description_hash, round_up
 from .kinds import TOPK
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 INVALID_OFFSET = 0
 INVALID_BASELINE_OFFSET = 8
 MAX_SHARDS = 256

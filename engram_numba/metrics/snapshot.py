@@ -48,14 +48,15 @@ class HistogramData:
         self.sum = _f64(words[R.H_SUM // 8])
         lo, hi = _f64(words[R.H_MIN // 8]), _f64(words[R.H_MAX // 8])
         self.zero_count = int(words[R.H_ZERO // 8])
-        self.overflow = int(words[R.H_OVERFLOW // 8])
-        self.neg_overflow = int(words[R.H_NEG_OVERFLOW // 8])
         self.nan = int(words[R.H_NAN // 8])
         self.pos_inf = int(words[R.H_POS_INF // 8])
         self.neg_inf = int(words[R.H_NEG_INF // 8])
         self.negative = int(words[R.H_NEGATIVE // 8])
-        counts = words[R.H_BUCKETS // 8:R.H_BUCKETS // 8 + scheme.total_buckets].astype(np.int64)
-        self.negative_counts, self.counts = scheme.split(counts)
+        counts = words[R.H_BUCKETS // 8:R.H_BUCKETS // 8 + scheme.count_words].astype(np.int64)
+        self.negative_counts, self.counts, self.overflow_counts, self.neg_overflow_counts = \
+            scheme.split(counts)
+        self.overflow = int(self.overflow_counts.sum())
+        self.neg_overflow = int(self.neg_overflow_counts.sum())
         self.count = int(self.counts.sum() + self.negative_counts.sum()) + self.zero_count \
             + self.overflow + self.neg_overflow
         # a writer updates min/max just before its bucket: a reader may catch one
@@ -74,7 +75,11 @@ class HistogramData:
 
     @property
     def relative_error_bound(self) -> float:
-        """Bound on a quantile's relative error inside an exponential bucket (nan if explicit)."""
+        """Bound on the relative error of a quantile that falls in the range of an
+        exponential histogram (nan if explicit).  Above the range the bound is 41 %,
+        and a factor 256 beyond ``2**near_top`` (at least 2**16 times its top); in
+        the zero bucket it is ``2**min_exponent``, absolute (:mod:`.buckets` has the
+        whole list)."""
         return self.spec.scheme.relative_error
 
     def buckets(self):
@@ -82,8 +87,10 @@ class HistogramData:
 
         Exponential: negative buckets hold ``[-upper, -lower)`` mirrored, the zero
         bucket ``[-t, t]`` (``[0, t]`` without negative buckets), positive buckets
-        ``(lower, upper]``, overflow ``(2**max_exponent, inf)``.  Explicit: ``(b[k-1], b[k]]``
-        with ``-inf`` and ``inf`` closing the ends.
+        ``(lower, upper]``; above ``2**max_exponent`` the overflow buckets, an octave
+        each and then 16 octaves each, the last one ending at ``inf`` (mirrored below
+        ``-2**max_exponent``).  Explicit: ``(b[k-1], b[k]]`` with ``-inf`` and ``inf``
+        closing the ends.
         """
         return self.spec.scheme.buckets(self)
 
@@ -91,20 +98,25 @@ class HistogramData:
         """Estimate of quantile ``q`` in [0, 1] (error bounds: :mod:`.buckets`); nan when empty."""
         return estimate_quantile(q, self.spec.scheme.bins(self), self.count, self.min, self.max)
 
-    def cumulative(self):
-        """Prometheus classic buckets: ``[(le, cumulative count), ...]`` ending with ``(inf, count)``.
+    def cumulative(self, scale: int | None = None):
+        """Prometheus classic buckets: ``[(le, count of values <= le), ...]`` ending with
+        ``(inf, count)``, at the declared classic resolution of an exponential histogram
+        (``scale``: another one, capped at the histogram's scale).
 
         The boundary list depends only on the declaration, never on the data,
-        and the ``+Inf`` bucket equals ``count`` by construction.
+        and the ``+Inf`` bucket equals ``count`` by construction.  With negative
+        buckets, a negative boundary ``-b`` is exported as the double just below it
+        (a negative bucket holds ``[-upper, -lower)``), so every line counts exactly
+        the values ``<= le``.
         """
-        return self.spec.scheme.cumulative(self)
+        return self.spec.scheme.cumulative(self, scale)
 
     def to_dict(self, quantiles=(0.5, 0.9, 0.95, 0.99)) -> dict:
         """Plain JSON values: NaN and the open ends of outer buckets become ``None``."""
         def num(x):
             return x if math.isfinite(x) else None
         return {
-            "count": self.count, "sum": self.sum, "mean": num(self.mean),
+            "count": self.count, "sum": num(self.sum), "mean": num(self.mean),
             "min": num(self.min), "max": num(self.max),
             "quantiles": {str(q): num(self.quantile(q)) for q in quantiles},
             "buckets": [[num(lo), num(hi), n] for lo, hi, n in self.buckets() if n],

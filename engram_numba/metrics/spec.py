@@ -308,9 +308,14 @@ class Histogram(MetricSpec):
     Exponential scheme (default): ``scale`` in [0, 8] (``2**scale`` buckets per
     power of two) over ``range=(lowest, highest)``, widened outward to powers
     of two.  Magnitudes at or below the lowest power go to the zero bucket,
-    finite values above the highest to the overflow slot.  Negative values get
-    mirrored buckets only with ``negative=True``; otherwise they are out of
-    the histogram's domain and counted apart, like NaN and +-inf.
+    finite values above the highest to overflow buckets (an octave each, then
+    16 octaves each: exact, coarser).  Negative values get mirrored buckets
+    only with ``negative=True``; otherwise they are out of the histogram's
+    domain and counted apart, like NaN and +-inf.  ``classic_scale`` (0 ..
+    ``scale``) is the resolution of the classic ``le`` buckets of the text
+    formats; by default the finest that keeps at most 40 of them across the
+    range (:data:`~.buckets.CLASSIC_BUCKETS`).  Native histograms and OTLP
+    keep ``scale``.
 
     Explicit scheme: ``bounds=[b0, b1, ...]`` (Prometheus ``le`` upper bounds).
     The scheme is an object (:class:`ExponentialBuckets`,
@@ -322,10 +327,14 @@ class Histogram(MetricSpec):
 
     def __init__(self, name: str, help: str = "", labels=None, *, scale: int = 3,
                  range=(2.0 ** -20, 2.0 ** 20), negative: bool = False, bounds=None,
-                 scheme=None, unit: str = ""):
+                 scheme=None, unit: str = "", classic_scale: int | None = None):
         super().__init__(name, help, labels, unit)
         if name.endswith(self._RESERVED_SUFFIXES):
             raise ValueError(f"histogram name {name!r} must not end with one of {self._RESERVED_SUFFIXES}")
+        if classic_scale is not None and (scheme is not None or bounds is not None):
+            raise ValueError(f"{name}: classic_scale is for exponential histograms declared "
+                             f"with scale and range (with scheme=, give it to "
+                             f"ExponentialBuckets(..., classic_scale=...))")
         if scheme is not None:
             if not isinstance(scheme, BucketScheme):
                 raise ValueError(f"scheme must be ExponentialBuckets or ExplicitBuckets, "
@@ -334,7 +343,10 @@ class Histogram(MetricSpec):
         elif bounds is not None:
             self.scheme = ExplicitBuckets(bounds)
         else:
-            self.scheme = ExponentialBuckets(scale, range, negative)
+            try:
+                self.scheme = ExponentialBuckets(scale, range, negative, classic_scale)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
             if self.scheme.total_buckets > 1 << 16:
                 raise ValueError(f"{name}: {self.scheme.total_buckets} buckets; narrow the range "
                                  f"or lower the scale")
@@ -350,10 +362,11 @@ class Histogram(MetricSpec):
     lo_index = property(lambda self: getattr(self.scheme, "lo_index", 0))
     min_exponent = property(lambda self: getattr(self.scheme, "min_exponent", None))
     max_exponent = property(lambda self: getattr(self.scheme, "max_exponent", None))
+    classic_scale = property(lambda self: getattr(self.scheme, "classic_scale", None))
 
     def copy_bytes(self) -> int:
         from ._record import H_BUCKETS
-        return H_BUCKETS + 8 * self.scheme.total_buckets
+        return H_BUCKETS + 8 * self.scheme.count_words
 
     def read(self, m, words, copies):
         from . import _record as R
@@ -363,8 +376,9 @@ class Histogram(MetricSpec):
         live, base = block[:-1], block[-1]
         counts = since_reset(live.sum(axis=0, dtype=np.uint64), base)     # (slots, words)
         lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
-        sums = live[:, :, lanes].view(np.float64).sum(axis=(0, 2)) \
-            - base[:, lanes].view(np.float64).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):   # a sum may overflow to inf
+            sums = live[:, :, lanes].view(np.float64).sum(axis=(0, 2)) \
+                - base[:, lanes].view(np.float64).sum(axis=1)
         data = []
         for k in range(self.slots):
             slot = counts[k].copy()

@@ -93,12 +93,17 @@ class SpanAssembler:
         span_rows = is_span[types]
         wanted = np.flatnonzero(span_rows) if not self.attach_events else np.arange(events.size)
         names = [t.name for t in layout.types]
-        fields_of = [list(t.fields) for t in layout.types]
-        f32 = {name for t in layout.types for name, ft in t.fields.items() if ft.code == "f"}
+        fields_of = [[(name, ft.code) for name, ft in t.fields.items()] for t in layout.types]
+
+        def value(x, code):
+            if code == "f":        # a float32 as its shortest decimal (0.7, not 0.699999988)
+                return float(str(x))
+            if code == "b":        # a bool as a bool, as in the JSON and OTLP log exports
+                return bool(x)
+            return x.item()
 
         def values(ev, t):
-            # a float32 as its shortest decimal (0.7, not 0.699999988), as the JSON export
-            return {f: (float(str(ev[f])) if f in f32 else ev[f].item()) for f in fields_of[t]}
+            return {f: value(ev[f], code) for f, code in fields_of[t]}
 
         for i in wanted.tolist():
             ev = events[i]
