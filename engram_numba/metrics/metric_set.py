@@ -351,8 +351,14 @@ class MetricSet(KernelArgument):
                 "bytes_in_use": lay.hot_offset + lay.copy_size * (claimed + 2)}
 
     def collect(self) -> MetricSetSnapshot:
-        """An immutable reading of every metric (what exporters consume)."""
+        """An immutable reading of every metric (what exporters consume).  A file attached
+        read-only is checked first (:meth:`~.._region.Region.intact`): one truncated by
+        someone raises :class:`RegionError` instead of killing the process with SIGBUS."""
         region = self._region
+        if region is not None and not region.writable:
+            why = region.intact()
+            if why is not None:
+                raise RegionError(f"{region.path}: {why}")
         return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
                                  start_ns=getattr(region, "created_ns", None),
                                  const_labels=self.const_labels)
@@ -439,26 +445,25 @@ def _describe_mismatch(found: str, expected: SetLayout) -> str:
         return "layout mismatch"
 
 
-def attach_metrics(path, *, writable: bool = False, const_labels=None) -> MetricSet:
+def attach_metrics(path, *, writable: bool = False, const_labels=None,
+                   follow_symlinks: bool = True) -> MetricSet:
     """Attach to any metric-set file, rebuilding its declarations from the file.
 
     Labels come back as strings and kernel methods are not available; the
     result can be read, exported (with ``const_labels`` on every series), and
-    (with ``writable=True``) passed to kernels.
+    (with ``writable=True``) passed to kernels.  ``follow_symlinks=False``
+    refuses a symbolic link.
     """
-    region = Region.attach(path, KIND_METRICS, writable=writable)
+    region = Region.attach(path, KIND_METRICS, writable=writable,
+                           follow_symlinks=follow_symlinks)
     try:
-        d = json.loads(region.description)
-        if not isinstance(d, dict) or d.get("format") != "engram-numba.metric-set":
-            raise RegionError(f"{path}: not a metric-set layout")
-        specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
-        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
-                   shards=int(d.get("shards", 1)))
+        cls = _attached_class(region.description)
         layout = cls._layout(region.alignment)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+            RecursionError) as exc:
         region.close()
         if isinstance(exc, RegionError):
-            raise
+            raise RegionError(f"{path}: {exc}") from None
         raise RegionError(f"{path}: unreadable metric-set layout ({type(exc).__name__}: "
                           f"{str(exc)[:200]})") from None
     if layout.description != region.description:
@@ -473,6 +478,29 @@ def attach_metrics(path, *, writable: bool = False, const_labels=None) -> Metric
     obj = cls._new(region, layout)
     obj.const_labels = labels
     return obj
+
+
+_ATTACHED: dict = {}
+
+
+def _attached_class(description: str):
+    """The set class rebuilt from a file's layout description, made once per description
+    (a directory of many files of one set rebuilds it once)."""
+    cls = _ATTACHED.get(description)
+    if cls is None:
+        d = json.loads(description)
+        if not isinstance(d, dict) or d.get("format") != "engram-numba.metric-set":
+            raise RegionError("not a metric-set layout")
+        shards = d.get("shards", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int):
+            raise ValueError(f"shards must be an integer, got {str(shards)[:40]}")
+        specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
+        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
+                   shards=shards)
+        if len(_ATTACHED) >= 256:
+            _ATTACHED.clear()
+        _ATTACHED[description] = cls
+    return cls
 
 
 # --------------------------------------------------------------------------
