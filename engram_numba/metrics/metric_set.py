@@ -42,7 +42,7 @@ from .. import _kernel_arg
 from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
                      check_shards)
 from .snapshot import HistogramData, MetricSetSnapshot
-from .spec import MetricSpec, snake_case, spec_from_description
+from .spec import MetricSpec, check_text, snake_case, spec_from_description
 
 __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
 
@@ -196,7 +196,7 @@ class MetricSet(KernelArgument):
                                  f"{cls.__name__}")
             if k in out:
                 raise ValueError(f"const_labels: {k!r} given twice")
-            out[k] = str(v)
+            out[k] = check_text(str(v), f"const_labels: {k}")
         return tuple(sorted(out.items()))
 
     @classmethod
