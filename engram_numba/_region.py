@@ -40,9 +40,12 @@ what is wrong.
 
 A mapping outlives the checks made when it was attached: a file truncated
 afterwards (a full disk, a careless ``: >``, a restore) turns every reading of
-the pages past its new end into SIGBUS, which kills the process.  A reader of
-another process's file therefore calls :meth:`Region.intact` before each
-reading (``os.stat``, microseconds) and stops reading a file that shrank.
+the pages past its new end into SIGBUS, which kills the process, and no check
+made before a reading can rule out a truncation during it.  A reader of another
+process's file therefore does not read the mapping: :meth:`Region.read_copy`
+copies the data area with ``pread``, which returns short on a truncated file
+instead of faulting (the kernel copies aligned words whole on x86-64 and arm64,
+as a reader's own loads would).
 """
 
 from __future__ import annotations
@@ -160,6 +163,7 @@ class Region:
         self._header = None
         self.flags = flags
         self.inode = inode                  # (st_dev, st_ino) of an attached file
+        self.data_offset = None             # where the data area starts in the file
         self._lock_fd = None                # the writer's flock (FLAG_WRITER_LOCK)
 
     # -- construction ---------------------------------------------------------
@@ -284,9 +288,12 @@ class Region:
         finally:
             os.close(fd)
         data = np.frombuffer(mm, dtype=np.uint8, count=size, offset=doff)
-        return cls(kind=kind, alignment=alignment, description=description, data=data,
-                   path=path, writable=writable, keepalive=mm, created_ns=int(h["created_ns"]),
-                   flags=int(h["flags"]), inode=(st.st_dev, st.st_ino))
+        region = cls(kind=kind, alignment=alignment, description=description, data=data,
+                     path=path, writable=writable, keepalive=mm,
+                     created_ns=int(h["created_ns"]), flags=int(h["flags"]),
+                     inode=(st.st_dev, st.st_ino))
+        region.data_offset = doff
+        return region
 
     # -- use ------------------------------------------------------------------
 
@@ -309,6 +316,37 @@ class Region:
         """Bytes of the file this region maps (header, description and data)."""
         keep = self._keepalive
         return len(keep) if isinstance(keep, mmap.mmap) and not keep.closed else 0
+
+    def read_copy(self) -> np.ndarray:
+        """A copy of the data area read from the file with ``pread`` (aligned like the
+        mapping), never through the mapping: a file truncated before or during the copy
+        gives a :class:`RegionError`, never SIGBUS.  For attached files only."""
+        if self.path is None or self.data_offset is None or self.closed:
+            raise RegionError("read_copy() needs a region attached from a file")
+        size = self.data.size
+        raw = np.empty(size + self.alignment, dtype=np.uint8)
+        start = (-raw.ctypes.data) % self.alignment
+        buf = raw[start:start + size]
+        try:
+            fd = open_regular(self.path, os.O_RDONLY, follow_symlinks=False)
+        except FileNotFoundError:
+            raise RegionError(f"{self.path}: removed") from None
+        try:
+            st = os.fstat(fd)
+            if self.inode is not None and (st.st_dev, st.st_ino) != self.inode:
+                raise RegionError(f"{self.path}: replaced by another file since attached")
+            view, done = memoryview(buf), 0
+            while done < size:
+                n = os.preadv(fd, [view[done:]], self.data_offset + done)
+                if n <= 0:
+                    raise RegionError(
+                        f"{self.path}: shrank to {self.data_offset + done} bytes while "
+                        f"attached ({self.data_offset + size} expected): truncated by "
+                        f"someone else")
+                done += n
+        finally:
+            os.close(fd)
+        return buf
 
     def intact(self) -> str | None:
         """Why reading this file-backed region now could fault, or None if it cannot.

@@ -28,6 +28,7 @@ import gzip
 import http.client
 import itertools
 import math
+import re
 import socket
 import ssl
 import threading
@@ -55,19 +56,49 @@ def check_url(url: str) -> str:
     return url
 
 
+_STATUS_LINE = re.compile(rb"^HTTP/1\.[01] [0-9]{3}(?: [\t\x20-\x7e\x80-\xff]*)?\r?\n\Z")
+_HEADER_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r?\n\Z")
+
+
 class _Tracked:
-    """A response's file that remembers the last line read, so that headers cut off by
-    the end of the connection (http.client takes the end for a blank line) are told
-    from complete ones."""
+    """A response's file that keeps the lines of the status and headers, so that they can
+    be checked against HTTP/1.1's grammar: http.client takes the end of the connection
+    for the blank line that ends the headers, and lets control characters through."""
 
     def __init__(self, fp):
         self._fp = fp
-        self.last_line = None
+        self.lines = []
+        self.body_lines = []              # chunk sizes and trailers, read after the headers
 
     def readline(self, *args):
         line = self._fp.readline(*args)
-        self.last_line = line
+        (self.lines if self.lines is not None else self.body_lines).append(line)
         return line
+
+    def chunks_problem(self) -> str | None:
+        """A chunked body whose size lines or final blank line were cut off."""
+        lines = self.body_lines
+        if not lines or lines[-1] not in (b"\r\n", b"\n") or \
+                not all(line.endswith(b"\n") for line in lines):
+            return "the chunked body was cut off"
+        return None
+
+    def head_problem(self) -> str | None:
+        """What is wrong with the status line and headers read so far, or None."""
+        lines, self.lines = self.lines, None
+        if not lines or lines[-1] not in (b"\r\n", b"\n"):
+            return "the headers were cut off"
+        expect_status = True
+        for line in lines:
+            if expect_status:
+                if not _STATUS_LINE.match(line):
+                    return "a malformed status line"
+                expect_status = False
+            elif line in (b"\r\n", b"\n"):
+                expect_status = True              # after an interim (1xx) response
+            elif not _HEADER_LINE.match(line):
+                return "a malformed header line"
+        return None
 
     def __getattr__(self, name):
         return getattr(self._fp, name)
@@ -204,9 +235,16 @@ def post(url: str, body: bytes, content_type: str, *, headers=None, compress: bo
         key = _watchdog.arm(end, conn.sock, moving)
         conn.request("POST", path, body=body, headers=head)
         response = conn.getresponse()
-        if response.fp is not None and response.fp.last_line not in (b"\r\n", b"\n"):
-            raise http.client.IncompleteRead(b"", None)      # the headers were cut off
+        tracked = response.fp if isinstance(response.fp, _Tracked) else None
+        problem = tracked.head_problem() if tracked is not None else None
+        problem = problem or _framing_problem(response)
+        if problem:
+            raise _Malformed(problem)
         payload = _read_all(response)
+        if response.chunked and tracked is not None:
+            problem = tracked.chunks_problem()
+            if problem:
+                raise _Malformed(problem)
         status = response.status
         encoding = response.getheader("Content-Encoding")
         retry = response.getheader("Retry-After")
@@ -219,6 +257,7 @@ def post(url: str, body: bytes, content_type: str, *, headers=None, compress: bo
             raise ExportError(f"{url}: no complete response within the deadline "
                               f"({timeout:g} s)") from None
         what = "response cut off" if isinstance(exc, http.client.IncompleteRead) else \
+            f"not an HTTP response: {exc}" if isinstance(exc, _Malformed) else \
             f"{type(exc).__name__}: {escape(str(exc))}"
         raise ExportError(f"cannot deliver to {url}: {what}") from None
     finally:
@@ -238,6 +277,22 @@ def post(url: str, body: bytes, content_type: str, *, headers=None, compress: bo
     if status in RETRYABLE:
         raise ExportError(message, retry_after(retry), retry)
     raise PermanentExportError(message)
+
+
+class _Malformed(http.client.HTTPException):
+    """A response that does not follow HTTP/1.1's grammar."""
+
+
+def _framing_problem(response) -> str | None:
+    """Content-Length and Transfer-Encoding headers that do not say where the body ends."""
+    lengths = response.msg.get_all("Content-Length") or []
+    values = {v.strip() for item in lengths for v in item.split(",")}
+    if values and (len(values) > 1 or not all(v.isdigit() for v in values)):
+        return "an unusable Content-Length"
+    codings = response.msg.get_all("Transfer-Encoding") or []
+    if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
+        return "a Transfer-Encoding other than chunked"
+    return None
 
 
 def _read_all(response) -> bytes:

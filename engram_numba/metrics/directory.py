@@ -43,8 +43,9 @@ FIFO, a socket, unreadable) is skipped, logged once with the reason, listed in
 the reading (:attr:`DirectorySnapshot.skipped`) and counted by the gauge
 ``engram_directory_skipped_files{directory}``; the rest are read.  Nothing
 but regular files is ever opened, and nothing is opened in a way that can
-block.  A file that shrinks while mapped (truncated by someone) is noticed
-before every reading and skipped from then on, instead of killing the reader
+block.  Files are read from copies made with ``pread`` (see .._region), never
+through their mappings: a file that shrinks (truncated by someone), even
+during a reading, is skipped with the reason instead of killing the reader
 with SIGBUS.  A reader without write access (a read-only mount) reads without
 compacting.
 
@@ -201,7 +202,7 @@ class _File:
     """A set file attached read-only, kept between readings."""
 
     __slots__ = ("name", "path", "set", "pid", "start", "n", "archive", "metrics", "region",
-                 "address", "mark", "dead")
+                 "copy", "mark", "dead")
 
     def __init__(self, directory, name, match, archive):
         from .metric_set import attach_metrics
@@ -216,9 +217,18 @@ class _File:
             self.region.close()
             raise RegionError(f"{name}: holds set {self.metrics.set_name[:80]!r}, not the "
                               f"set its name says")
-        self.address = self.region.address
+        self.copy = None                    # the data read for the current reading
         self.mark = _mark(name)
         self.dead = False                   # its writer ended (it never comes back)
+
+    def load(self) -> None:
+        """Read the file's data for this reading (:meth:`Region.read_copy`; a RegionError
+        if it shrank or was replaced)."""
+        self.copy = self.region.read_copy()
+
+    @property
+    def address(self) -> int:
+        return self.copy.ctypes.data
 
     @property
     def layout(self):
@@ -226,7 +236,7 @@ class _File:
 
     @property
     def words(self) -> np.ndarray:
-        return self.region.data.view(np.uint64)
+        return self.copy.view(np.uint64)
 
     @property
     def created_ns(self) -> int:
@@ -333,9 +343,9 @@ class MetricsDirectory:
             f = None
         if f is not None:
             if st.st_size < f.region.mapped_size:
-                self._drop(name)
                 problems[name] = (f"shrank to {st.st_size} bytes while mapped "
                                   f"({f.region.mapped_size}): truncated by someone else")
+                self._drop(name)
                 return None
             return f
         try:
@@ -407,14 +417,17 @@ class MetricsDirectory:
                 self._drop(name)
             now = time.time_ns()
             alive = self._alive([f for f in files if not f.archive])
-            for f in files:                  # the last check before the memory is read
-                why = f.region.intact()
-                if why is not None:
-                    problems[f.name] = why
+            for f in files:                  # copies: a file truncated now is an error
+                try:
+                    f.load()
+                except (RegionError, OSError) as exc:
+                    problems[f.name] = _reason(exc)
                     self._drop(f.name)
             files = [f for f in files if not f.region.closed]
             files = self._without_taken(files, taken_lists, problems)
             fams = self._families(files, alive, now, problems)
+            for f in files:
+                f.copy = None
         self._log_problems(problems, forget_others=True)
         skipped = sorted(problems)
         fams.append(self._skipped_family(len(skipped), now))
@@ -580,8 +593,10 @@ class MetricsDirectory:
         try:
             arch = attach_metrics(os.path.join(self.directory, archive_name), writable=False,
                                   follow_symlinks=False)
-            mark = int(arch._region.data.view(np.uint64)[ARCHIVE_MARK_OFFSET // 8])
-            arch.close()
+            try:
+                mark = int(arch._region.read_copy().view(np.uint64)[ARCHIVE_MARK_OFFSET // 8])
+            finally:
+                arch.close()
         except (OSError, ValueError):
             mark = None
         removed = 0
@@ -611,30 +626,38 @@ class MetricsDirectory:
                 if arch.layout.description != layout.description:
                     arch.close()
                     raise RegionError("its layout is not that of the files it archives")
+            arch_words = None if arch is None else arch._region.read_copy().view(np.uint64)
         except (RegionError, ValueError, OSError) as exc:
+            if arch is not None:
+                arch.close()
             if self._reported.get(archive_name) != "unreadable archive":
                 log.error("%s: unreadable archive, exited processes' files stay as they are "
                           "until it is repaired or removed: %s", archive_path, exc)
                 self._reported[archive_name] = "unreadable archive"
             return 0, 0, len(batch)
         removed = 0
-        arch_words = None
         if arch is not None:
-            arch_words = arch._region.data.view(np.uint64)
             held = int(arch_words[ARCHIVE_MARK_OFFSET // 8])
             for f in [f for f in batch if f.mark == held]:    # taken by a dead compactor
                 if _unlink(f.path):
                     removed += 1
                 self._drop(f.name)
             batch = [f for f in batch if f.mark != held]
-        batch = [f for f in batch if f.region.intact() is None]   # a shrunk one: reported
+        loaded = []
+        for f in batch:
+            try:
+                f.load()
+                loaded.append(f)
+            except (RegionError, OSError):   # shrunk or replaced: reported by readings
+                pass
+        batch = loaded
         if not batch:
             if arch is not None:
                 arch.close()
             return 0, removed, 0
         names = [f.name for f in batch]
         mark = batch[0].mark if len(batch) == 1 else _batch_mark(names)
-        addresses = [f.address for f in batch] + ([arch._region.address] if arch else [])
+        addresses = [f.address for f in batch] + ([arch_words.ctypes.data] if arch else [])
         total = plan.combine(plan.nets(addresses))
         invalid = plan.invalid_records(addresses)
         tables = plan.tables(addresses)
@@ -664,6 +687,8 @@ class MetricsDirectory:
         except OSError as exc:           # e.g. a set name too long for an archive's name
             _unlink(tmp)
             _unlink(journal)
+            for f in batch:
+                f.copy = None
             if self._reported.get(archive_name) != "archive not written":
                 log.error("%s: cannot write the archive, exited processes' files stay as they "
                           "are: %s", archive_path, _reason(exc))

@@ -285,7 +285,12 @@ class MetricSet(KernelArgument):
     def _words(self) -> np.ndarray:
         if self._region is None:
             return np.zeros(self._layout_.n_words, dtype=np.uint64)
-        base = self._kernel_address
+        region = self._region
+        copy = None
+        if region.path is not None and not region.writable and region.data_offset is not None:
+            # another process's file: read a copy (a truncated file is an error, not SIGBUS)
+            copy = region.read_copy()
+        base = self._kernel_address if copy is None else copy.ctypes.data
         words = R.read_words(base, self._layout_.n_words)
         for m in self._layout_.tables:
             first = m.shared_offset // 8
@@ -352,13 +357,9 @@ class MetricSet(KernelArgument):
 
     def collect(self) -> MetricSetSnapshot:
         """An immutable reading of every metric (what exporters consume).  A file attached
-        read-only is checked first (:meth:`~.._region.Region.intact`): one truncated by
-        someone raises :class:`RegionError` instead of killing the process with SIGBUS."""
+        read-only is read from a copy (:meth:`~.._region.Region.read_copy`): one truncated
+        by someone raises :class:`RegionError` instead of killing the process with SIGBUS."""
         region = self._region
-        if region is not None and not region.writable:
-            why = region.intact()
-            if why is not None:
-                raise RegionError(f"{region.path}: {why}")
         return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
                                  start_ns=getattr(region, "created_ns", None),
                                  const_labels=self.const_labels)
