@@ -62,7 +62,7 @@ import time
 import numpy as np
 
 __all__ = ["Region", "RegionError", "KIND_METRICS", "KIND_TRACE", "CACHE_LINE",
-           "FLAG_WRITER_LOCK", "open_regular"]
+           "FLAG_WRITER_LOCK", "open_regular", "read_copy"]
 
 CACHE_LINE = 64
 MAGIC = b"ENGRAMNB"
@@ -141,6 +141,35 @@ def open_regular(path, flags: int, follow_symlinks: bool = True, mode: int = 0o6
         os.close(fd)
         raise
     return fd
+
+
+def read_copy(path, inode, data_offset: int, size: int, alignment: int) -> np.ndarray:
+    """``size`` bytes of the file at ``path`` from ``data_offset``, read with ``pread`` into
+    memory aligned like a mapping: a file truncated before or during the copy gives a
+    :class:`RegionError` (a short read), never SIGBUS; so does another file at ``path``
+    than the one attached (``inode``: its ``(st_dev, st_ino)``)."""
+    raw = np.empty(size + alignment, dtype=np.uint8)
+    start = (-raw.ctypes.data) % alignment
+    buf = raw[start:start + size]
+    try:
+        fd = open_regular(path, os.O_RDONLY, follow_symlinks=False)
+    except FileNotFoundError:
+        raise RegionError(f"{path}: removed") from None
+    try:
+        st = os.fstat(fd)
+        if inode is not None and (st.st_dev, st.st_ino) != tuple(inode):
+            raise RegionError(f"{path}: replaced by another file since attached")
+        view, done = memoryview(buf), 0
+        while done < size:
+            n = os.preadv(fd, [view[done:]], data_offset + done)
+            if n <= 0:
+                raise RegionError(f"{path}: shrank to {data_offset + done} bytes while "
+                                  f"attached ({data_offset + size} expected): truncated by "
+                                  f"someone else")
+            done += n
+    finally:
+        os.close(fd)
+    return buf
 
 
 class Region:
@@ -318,35 +347,11 @@ class Region:
         return len(keep) if isinstance(keep, mmap.mmap) and not keep.closed else 0
 
     def read_copy(self) -> np.ndarray:
-        """A copy of the data area read from the file with ``pread`` (aligned like the
-        mapping), never through the mapping: a file truncated before or during the copy
-        gives a :class:`RegionError`, never SIGBUS.  For attached files only."""
+        """A copy of the data area read from the file (:func:`read_copy`), never through
+        the mapping.  For attached files only."""
         if self.path is None or self.data_offset is None or self.closed:
             raise RegionError("read_copy() needs a region attached from a file")
-        size = self.data.size
-        raw = np.empty(size + self.alignment, dtype=np.uint8)
-        start = (-raw.ctypes.data) % self.alignment
-        buf = raw[start:start + size]
-        try:
-            fd = open_regular(self.path, os.O_RDONLY, follow_symlinks=False)
-        except FileNotFoundError:
-            raise RegionError(f"{self.path}: removed") from None
-        try:
-            st = os.fstat(fd)
-            if self.inode is not None and (st.st_dev, st.st_ino) != self.inode:
-                raise RegionError(f"{self.path}: replaced by another file since attached")
-            view, done = memoryview(buf), 0
-            while done < size:
-                n = os.preadv(fd, [view[done:]], self.data_offset + done)
-                if n <= 0:
-                    raise RegionError(
-                        f"{self.path}: shrank to {self.data_offset + done} bytes while "
-                        f"attached ({self.data_offset + size} expected): truncated by "
-                        f"someone else")
-                done += n
-        finally:
-            os.close(fd)
-        return buf
+        return read_copy(self.path, self.inode, self.data_offset, self.data.size, self.alignment)
 
     def intact(self) -> str | None:
         """Why reading this file-backed region now could fault, or None if it cannot.

@@ -81,7 +81,7 @@ import numpy as np
 
 from .. import _process
 from .._region import FLAG_WRITER_LOCK, KIND_METRICS, Region, RegionError, not_regular, \
-    open_regular
+    open_regular, read_copy
 from .families import Family, families_dict, merge
 from . import _record as R
 from .kinds import GAUGE
@@ -199,10 +199,13 @@ def _batch_mark(names) -> int:
 
 
 class _File:
-    """A set file attached read-only, kept between readings."""
+    """A set file as a reader knows it between readings: its name, layout and header.  It
+    is read with :func:`~.._region.read_copy`, never mapped (a mapping would also hold a
+    descriptor: a reader of 3,000 files would hold 3,000)."""
 
-    __slots__ = ("name", "path", "set", "pid", "start", "n", "archive", "metrics", "region",
-                 "copy", "mark", "dead")
+    __slots__ = ("name", "path", "set", "pid", "start", "n", "archive", "layout", "set_name",
+                 "inode", "flags", "data_offset", "size", "alignment", "created_ns", "copy",
+                 "mark", "dead", "closed")
 
     def __init__(self, directory, name, match, archive):
         from .metric_set import attach_metrics
@@ -211,39 +214,42 @@ class _File:
         self.pid = 0 if archive else int(match["pid"])
         self.start = 0 if archive else int(match["start"])
         self.n = 0 if archive else int(match["n"])
-        self.metrics = attach_metrics(self.path, writable=False, follow_symlinks=False)
-        self.region = self.metrics._region
-        if self.metrics.set_name != self.set:
-            self.region.close()
-            raise RegionError(f"{name}: holds set {self.metrics.set_name[:80]!r}, not the "
-                              f"set its name says")
+        m = attach_metrics(self.path, writable=False, follow_symlinks=False)
+        try:
+            if m.set_name != self.set:
+                raise RegionError(f"{name}: holds set {m.set_name[:80]!r}, not the set its "
+                                  f"name says")
+            r = m._region
+            self.layout, self.set_name = m.layout, m.set_name
+            self.inode, self.flags, self.created_ns = r.inode, r.flags, r.created_ns
+            self.data_offset, self.size, self.alignment = r.data_offset, r.size, r.alignment
+        finally:
+            m.close()                        # the mapping and the descriptor it holds
         self.copy = None                    # the data read for the current reading
         self.mark = _mark(name)
         self.dead = False                   # its writer ended (it never comes back)
+        self.closed = False
 
     def load(self) -> None:
-        """Read the file's data for this reading (:meth:`Region.read_copy`; a RegionError
-        if it shrank or was replaced)."""
-        self.copy = self.region.read_copy()
+        """Read the file's data for this reading (a RegionError if it shrank or was
+        replaced)."""
+        self.copy = read_copy(self.path, self.inode, self.data_offset, self.size,
+                              self.alignment)
+
+    def shrunk(self, file_size: int) -> bool:
+        return file_size < self.data_offset + self.size
 
     @property
     def address(self) -> int:
         return self.copy.ctypes.data
 
     @property
-    def layout(self):
-        return self.metrics.layout
-
-    @property
     def words(self) -> np.ndarray:
         return self.copy.view(np.uint64)
 
-    @property
-    def created_ns(self) -> int:
-        return self.region.created_ns
-
     def close(self):
-        self.region.close()
+        self.copy = None
+        self.closed = True
 
 
 class DirectorySnapshot:
@@ -338,13 +344,13 @@ class MetricsDirectory:
             self._drop(name)
             problems[name] = f"{what}, not a regular file"
             return None
-        if f is not None and f.region.inode != (st.st_dev, st.st_ino):
+        if f is not None and f.inode != (st.st_dev, st.st_ino):
             self._drop(name)                 # replaced (an archive rewritten)
             f = None
         if f is not None:
-            if st.st_size < f.region.mapped_size:
-                problems[name] = (f"shrank to {st.st_size} bytes while mapped "
-                                  f"({f.region.mapped_size}): truncated by someone else")
+            if f.shrunk(st.st_size):
+                problems[name] = (f"shrank to {st.st_size} bytes since attached "
+                                  f"({f.data_offset + f.size}): truncated by someone else")
                 self._drop(name)
                 return None
             return f
@@ -370,7 +376,7 @@ class MetricsDirectory:
         for f in files:
             if f.dead:
                 out[f.name] = False
-            elif f.region.flags & FLAG_WRITER_LOCK:
+            elif f.flags & FLAG_WRITER_LOCK:
                 out[f.name] = _process.held(f.path) is not False    # unknown: may be alive
             else:
                 legacy.append(f)
@@ -423,7 +429,7 @@ class MetricsDirectory:
                 except (RegionError, OSError) as exc:
                     problems[f.name] = _reason(exc)
                     self._drop(f.name)
-            files = [f for f in files if not f.region.closed]
+            files = [f for f in files if not f.closed]
             files = self._without_taken(files, taken_lists, problems)
             fams = self._families(files, alive, now, problems)
             for f in files:
@@ -709,7 +715,7 @@ class _Reading:
         self.files = files
         self.layout = files[0].layout
         self.plan = plan = plan_of(self.layout)
-        self.set_name = files[0].metrics.set_name
+        self.set_name = files[0].set_name
         addresses = [f.address for f in files]
         self.total = plan.combine(plan.nets(addresses))
         self.invalid = plan.invalid_records(addresses)
