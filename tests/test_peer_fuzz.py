@@ -184,12 +184,12 @@ def oracle(sent: bytes, kind):
     conn.send(h11.EndOfMessage())
     conn.receive_data(sent)
     conn.receive_data(b"")
-    status, headers, body = None, [], b""
+    status, headers, body, event_reason = None, [], b"", b""
     try:
         while True:
             event = conn.next_event()
             if isinstance(event, h11.Response):
-                status, headers = event.status_code, event.headers
+                status, headers, event_reason = event.status_code, event.headers, event.reason
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
@@ -198,6 +198,8 @@ def oracle(sent: bytes, kind):
                 return "incomplete"
     except h11.RemoteProtocolError:
         return "malformed"
+    if any(c < 32 and c != 9 or c == 127 for c in event_reason):
+        return "malformed"                # RFC 9112 reason-phrase: h11 lets controls through
     if not 200 <= status < 300:
         return "failure"
     if kind == "loki":
