@@ -206,8 +206,9 @@ def deliver(send, *, what: str, deadline: float, attempts: int = 5, backoff: Bac
                                   getattr(exc, "retry_after", None)) from None
             plan = plan_retry(exc, backoff, deadline)
             if plan.delay is None:
-                raise ExportError(f"{what} failed: {message}; not retried: {plan.note}",
-                                  getattr(exc, "retry_after", None)) from None
+                tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+                raise ExportError(f"{what} failed after {tries}: {message}; not retried: "
+                                  f"{plan.note}", getattr(exc, "retry_after", None)) from None
             if on_retry is not None:
                 extra = f" ({plan.note})" if plan.note else ""
                 on_retry(f"{what}: {message}; retrying in {plan.delay:.1f} s{extra}")

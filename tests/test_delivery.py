@@ -104,7 +104,7 @@ def push(tmp_path, url, *extra):
 @pytest.mark.parametrize("header", ["100000", "Fri, 01 Jan 2099 00:00:00 GMT", "inf"])
 def test_metrics_push_caps_retry_after_by_its_deadline(tmp_path, header):
     with HttpReceiver(script=[(503, {"Retry-After": header})] * 50) as rx:
-        r = push(tmp_path, rx.url, "--timeout", "3")      # the bug waited 100000 s
+        r = push(tmp_path, rx.url, "--timeout", "30")     # the bug waited 100000 s
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and "time_t" not in r.stderr
     assert "HTTP 503" in r.stderr
@@ -120,7 +120,7 @@ HOSTILE_STATUS = b"\x1b]0;owned\x07\x1b[2J\rHTTP/1.1 200 OK\r\n\r\n"
 
 def test_a_hostile_status_line_reaches_no_terminal_raw(tmp_path):
     with RawPeer([[("send", HOSTILE_STATUS)]]) as peer:
-        r = push(tmp_path, peer.url, "--timeout", "2")
+        r = push(tmp_path, peer.url, "--timeout", "30")
     assert r.returncode == 1
     assert raw_free(r.stderr.replace("\n", "")), repr(r.stderr)
     assert "\\x1b]0;owned\\x07" in r.stderr
@@ -132,7 +132,7 @@ def test_peer_text_in_log_lines_is_escaped(caplog):
     tr.trace_priming(0, 0.5, 1, 2)
     with RawPeer([[("send", HOSTILE_STATUS)]]) as peer, \
             caplog.at_level(logging.DEBUG, logger="engram_numba"):
-        c = TraceCollector(tr, [LokiExporter(peer.url, timeout=2)])
+        c = TraceCollector(tr, [LokiExporter(peer.url, timeout=30)])
         c.flush()
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("engram_numba")]
     assert any("owned" in m for m in messages)
@@ -165,7 +165,7 @@ def _http(status_line, headers, body=b""):
 def test_a_cut_or_unreadable_answer_is_no_success(tmp_path, answer):
     with RawPeer([answer]) as peer:
         with pytest.raises(ExportError) as info:
-            OtlpMetricExporter(peer.url, protocol="http", timeout=5).export(
+            OtlpMetricExporter(peer.url, protocol="http", timeout=60).export(
                 CognitivePatternMetrics())
         assert type(info.value) is ExportError               # retried, not dropped
         r = push(tmp_path, peer.url, "--timeout", "2")
@@ -182,9 +182,9 @@ def test_a_partial_success_rejection_is_reported_not_lost(tmp_path, encoding):
     headers.append((b"Content-Length", str(len(body)).encode()))
     with RawPeer([[("send", _http(b"HTTP/1.1 200 OK\r\n", headers, body))]]) as peer:
         with pytest.raises(PermanentExportError, match="rejected 3 metrics"):
-            OtlpMetricExporter(peer.url, protocol="http", timeout=5).export(
+            OtlpMetricExporter(peer.url, protocol="http", timeout=60).export(
                 CognitivePatternMetrics())
-        r = push(tmp_path, peer.url, "--timeout", "2")
+        r = push(tmp_path, peer.url, "--timeout", "30")
     assert r.returncode == 1 and "rejected 3" in r.stderr and "pushed" not in r.stderr
     assert raw_free(r.stderr.replace("\n", ""))
 
@@ -195,9 +195,9 @@ def test_a_whole_answer_is_a_success(tmp_path):
     chunked = _http(b"HTTP/1.1 200 OK\r\n", [(b"Transfer-Encoding", b"chunked")],
                     b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     with RawPeer([[("send", answer)], [("send", chunked)], [("send", answer)]]) as peer:
-        OtlpMetricExporter(peer.url, protocol="http", timeout=5).export(CognitivePatternMetrics())
-        OtlpMetricExporter(peer.url, protocol="http", timeout=5).export(CognitivePatternMetrics())
-        r = push(tmp_path, peer.url, "--timeout", "5")
+        OtlpMetricExporter(peer.url, protocol="http", timeout=60).export(CognitivePatternMetrics())
+        OtlpMetricExporter(peer.url, protocol="http", timeout=60).export(CognitivePatternMetrics())
+        r = push(tmp_path, peer.url, "--timeout", "60")
     assert r.returncode == 0 and "pushed 1 metric set(s) 1 time(s)" in r.stderr, r.stderr
 
 

@@ -337,7 +337,7 @@ def test_fifos_named_like_set_or_rings_files_are_refused_without_blocking(tmp_pa
                 print(type(exc).__name__, "FIFO" in str(exc))
         t = TraceDirectory({str(tdir)!r})
         print(t.read(), t.skipped)
-    """, timeout=120)
+    """, timeout=600)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == str(sorted([f"small.{DEAD_PID}.1.0.metrics",
@@ -348,7 +348,7 @@ def test_fifos_named_like_set_or_rings_files_are_refused_without_blocking(tmp_pa
                  ["trace", "export", "--attach", str(tdir / f"steps.{DEAD_PID}.1.0.rings")],
                  ["trace", "export", "--dir", str(tdir)]):
         c = subprocess.run([sys.executable, "-m", "engram_numba", *args], capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=300)
         assert c.returncode == (0 if "--dir" in args else 1), (args, c.stderr)
         assert "Traceback" not in c.stderr
     m.close()

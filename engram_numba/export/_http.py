@@ -11,7 +11,9 @@
   a server certificate that does not verify.
 
 Whatever the server sends (its status line, reason, message, headers) appears
-in messages only escaped (:func:`.._delivery.escape`).
+in messages only escaped (:func:`.._delivery.escape`).  A response with more than
+100 headers or a line longer than 64 KiB is refused as not HTTP (http.client's
+limits against hostile peers), and at most 1 MiB of a body is kept.
 
 ``timeout`` is a deadline for the whole request (connect, send, the response
 and its body), not for each socket operation: a server that trickles one byte
