@@ -11,6 +11,14 @@ RSS, threads, open files, and the tracing and delivery counters; at the end the
 RSS slope over the second half of the run (MB per hour), the growth of threads
 and descriptors, and the accounting: for every ring ``written == delivered +
 dropped`` and, for every exporter, ``drained == exported + dropped``, exactly.
+
+Beside it, a directory of metric-set writers that come and go: processes (forked
+from one helper) create their file, count a known number, live a few seconds
+and exit, a third of them SIGKILLed; a reader reads the directory every second
+(compacting as it goes) and times each reading.  At the end the directory's
+total must equal what every writer counted, exactly; the figures are the
+largest reading time and the number of files in the directory (at most and at
+the end), next to the RSS and open descriptors of the reading process.
 Exit status 1 when an invariant does not hold.
 """
 
@@ -18,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
+import subprocess
 import sys
 import threading
 import time
@@ -114,6 +124,119 @@ class FlakyReceiver:
         self._thread.join()
 
 
+CHURN_HELPER = r"""
+import os, signal, sys, time
+from engram_numba import Counter, MetricSet
+class Churn(MetricSet, name="churn"):
+    hits = Counter("churn_hits", "Counted by writers that come and go")
+warm = Churn()
+warm.hits.add(1)
+print("ready", flush=True)
+children = {}
+for line in sys.stdin:
+    cmd, *args = line.split()
+    if cmd == "spawn":
+        n, life, fate = int(args[0]), float(args[1]), args[2]
+        pid = os.fork()
+        if pid == 0:
+            m = Churn.create_in(sys.argv[1])
+            m.hits.add(n)
+            os.write(1, b"counted %d %d\n" % (os.getpid(), n))
+            time.sleep(life if fate == "exit" else 3600)
+            os._exit(0)
+        children[pid] = (time.monotonic() + life, fate)
+    now = time.monotonic()
+    for pid, (end, fate) in list(children.items()):
+        if fate == "kill" and now >= end:
+            os.kill(pid, signal.SIGKILL)
+            children[pid] = (float("inf"), "killed")
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            del children[pid]
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+class DirectoryChurn:
+    """Writers that come and go in a directory, and a reader that times its readings."""
+
+    def __init__(self, directory: Path, alive: int = 4):
+        from engram_numba.metrics.directory import MetricsDirectory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.alive = alive
+        self.helper = subprocess.Popen([sys.executable, "-c", CHURN_HELPER, str(directory)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.helper.stdout.readline().strip() == "ready"
+        self.counted = 0
+        self.started = {"exit": 0, "kill": 0}
+        self.reader = MetricsDirectory(directory)
+        self.readings = 0
+        self.longest_ms = 0.0
+        self.files_max = 0
+        self.failures = []
+        self._stop = threading.Event()
+        self._rng = random.Random(5)
+        self._threads = [threading.Thread(target=self._spawn, daemon=True),
+                         threading.Thread(target=self._listen, daemon=True),
+                         threading.Thread(target=self._read, daemon=True)]
+
+    def _spawn(self):
+        while not self._stop.wait(self._rng.uniform(0.2, 0.6)):
+            fate = "kill" if self._rng.random() < 1 / 3 else "exit"
+            self.started[fate] += 1
+            self.helper.stdin.write(f"spawn {self._rng.randint(1, 1000)} "
+                                    f"{self._rng.uniform(0.5, 4.0):.2f} {fate}\n")
+            self.helper.stdin.flush()
+
+    def _listen(self):
+        for line in self.helper.stdout:
+            if line.startswith("counted "):
+                self.counted += int(line.split()[2])
+
+    def total(self) -> int:
+        for fam in self.reader.collect().families():
+            if fam.name == "churn_hits_total":
+                return sum(v for _, v in fam.points)
+        return 0
+
+    def _read(self):
+        while not self._stop.wait(1.0):
+            t = time.perf_counter()
+            try:
+                self.total()
+            except Exception as exc:  # an invariant: readings never fail
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            self.longest_ms = max(self.longest_ms, (time.perf_counter() - t) * 1e3)
+            self.readings += 1
+            self.files_max = max(self.files_max, self.files())
+
+    def files(self) -> int:
+        return len(os.listdir(self.directory))
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._threads[0].join()
+        self._threads[2].join()
+        time.sleep(4.5)                          # the last writers end (exit, or are killed)
+        self.helper.stdin.write("tick\n")
+        self.helper.stdin.flush()
+        self.helper.stdin.close()
+        self.helper.wait(timeout=120)
+        self._threads[1].join(timeout=60)
+        total = self.total()
+        return {"writers_exited": self.started["exit"], "writers_killed": self.started["kill"],
+                "counted": self.counted, "read_total": total, "readings": self.readings,
+                "longest_reading_ms": self.longest_ms, "files_max": self.files_max,
+                "files_end": self.files(), "failures": self.failures[:5]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -146,6 +269,7 @@ def main(argv=None) -> int:
         OtlpLogExporter(receiver.url, protocol="http", timeout=2.0, compression="gzip"),
     ], metrics=metrics, max_queued_batches=32, backoff=(0.1, 2.0)).start()
     server = MetricsServer(metrics, collector.export_metrics).start()
+    churn = DirectoryChurn(workdir / "churn").start()
 
     stop = threading.Event()
     scrapes = {"ok": 0, "failed": 0}
@@ -174,7 +298,8 @@ def main(argv=None) -> int:
     worker.start()
     scraper.start()
     print(f"{'t (s)':>7} {'RSS MB':>8} {'threads':>8} {'fds':>5} {'trials':>12} {'written':>10} "
-          f"{'dropped':>8} {'otlp ok':>9} {'otlp drop':>9} {'jsonl ok':>10} {'scrapes':>8}")
+          f"{'dropped':>8} {'otlp ok':>9} {'otlp drop':>9} {'jsonl ok':>10} {'scrapes':>8} "
+          f"{'dir files':>9} {'read ms':>8}")
     try:
         while True:
             elapsed = time.monotonic() - start
@@ -184,12 +309,14 @@ def main(argv=None) -> int:
                    "trials": int(progress[0]), "written": tot["written"],
                    "ring_dropped": tot["dropped"], "otlp_exported": ex["otlp"]["exported_events"],
                    "otlp_dropped": ex["otlp"]["dropped_events"],
-                   "jsonl_exported": ex["jsonl"]["exported_events"], "scrapes": scrapes["ok"]}
+                   "jsonl_exported": ex["jsonl"]["exported_events"], "scrapes": scrapes["ok"],
+                   "dir_files": churn.files(), "dir_longest_ms": churn.longest_ms}
             samples.append(row)
             print(f"{elapsed:7.0f} {row['rss_mb']:8.1f} {row['threads']:8d} {row['fds']:5d} "
                   f"{row['trials']:12,} {row['written']:10,} {row['ring_dropped']:8,} "
                   f"{row['otlp_exported']:9,} {row['otlp_dropped']:9,} "
-                  f"{row['jsonl_exported']:10,} {row['scrapes']:8,}", flush=True)
+                  f"{row['jsonl_exported']:10,} {row['scrapes']:8,} {row['dir_files']:9,} "
+                  f"{row['dir_longest_ms']:8.1f}", flush=True)
             if elapsed >= seconds:
                 break
             time.sleep(min(sample_every, max(0.0, seconds - elapsed)))
@@ -200,6 +327,7 @@ def main(argv=None) -> int:
     report = collector.stop(timeout=30)
     server.stop()
     receiver.stop()
+    directory = churn.stop()
 
     # -- invariants and figures -----------------------------------------------------------
     stats = tracer.stats()
@@ -214,6 +342,11 @@ def main(argv=None) -> int:
             problems.append(f"exporter {name}: {p} vs drained {report['drained_events']}")
         if p["pending"]:
             problems.append(f"exporter {name}: {p['pending']} events pending after stop()")
+    if directory["read_total"] != directory["counted"]:
+        problems.append(f"directory: read {directory['read_total']} != counted "
+                        f"{directory['counted']} by its writers")
+    if directory["failures"]:
+        problems.append(f"directory readings failed: {directory['failures']}")
     if report["drained_events"] != stats["total"]["delivered"]:
         problems.append(f"drained {report['drained_events']} != delivered "
                         f"{stats['total']['delivered']}")
@@ -235,7 +368,8 @@ def main(argv=None) -> int:
         | {"no_ring": stats["no_ring"]},
         "delivery": report, "receiver": {"requests": receiver.received,
                                          "outages": receiver.outages},
-        "scrapes": scrapes, "problems": problems, "machine": info, "samples": samples,
+        "scrapes": scrapes, "directory": directory, "problems": problems, "machine": info,
+        "samples": samples,
     }
     print(f"\nRSS {samples[0]['rss_mb']:.1f} -> {samples[-1]['rss_mb']:.1f} MB, slope over the "
           f"second half {slope:+.2f} MB/h; threads {summary['threads']['start']} -> "
@@ -249,11 +383,15 @@ def main(argv=None) -> int:
               f"+ dropped {p['dropped']} + pending {p['pending']:,}")
     print(f"receiver: {receiver.received:,} requests over {receiver.outages} outages; scrapes "
           f"{scrapes['ok']:,} ok, {scrapes['failed']:,} failed")
+    print(f"directory: {directory['writers_exited']:,} writers exited, "
+          f"{directory['writers_killed']:,} killed; counted {directory['counted']:,}, read "
+          f"{directory['read_total']:,}; {directory['readings']:,} readings, the longest "
+          f"{directory['longest_reading_ms']:.1f} ms; files at most {directory['files_max']}, "
+          f"at the end {directory['files_end']}")
     print("invariants: " + ("all hold" if not problems else "; ".join(problems)))
     print(f"saved {save(args.output, summary)}")
-    for path in workdir.iterdir():
-        path.unlink()
-    workdir.rmdir()
+    import shutil
+    shutil.rmtree(workdir)
     return 1 if problems else 0
 
 

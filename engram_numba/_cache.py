@@ -9,11 +9,19 @@ code after engram-numba changes.  Two guards:
   so a cached kernel taking one of them no longer matches after any change.
 * Our own ``cache=True`` functions get a cache locator whose source stamp
   includes the fingerprint.
+
+Where no cache location is writable (a read-only install, no writable home,
+``NUMBA_CACHE_DIR`` unusable), numba would refuse to define a ``cache=True``
+function at all ("no locator available"), and nothing of the package would
+import.  Our functions then compile without an on-disk cache instead, and one
+``RuntimeWarning`` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from pathlib import Path
 
 from ._compat import cache_impl_class
@@ -76,12 +84,71 @@ def _install_locator() -> None:
                 if other is cls:
                     continue
                 inner = other.from_function(py_func, py_file)
-                if inner is not None:
-                    return cls(inner)
-            return None
+                if inner is None:
+                    continue
+                try:
+                    inner.ensure_cache_path()       # numba's own test: a writable place
+                except OSError:
+                    continue
+                return cls(inner)
+            return _Uncached.for_file(py_file)
+
+    class _Uncached(base):
+        """No writable cache location: nothing is loaded (the index is never found) and
+        nothing saved (see the ``check_cachable`` guard below); warned about once."""
+
+        _path = os.path.join(os.sep, f".engram-numba-no-cache-{uuid.uuid4().hex}")
+        _warned = False
+
+        def __init__(self, py_file):
+            self._py_file = py_file
+
+        @classmethod
+        def for_file(cls, py_file):
+            if not cls._warned:
+                cls._warned = True
+                import warnings
+                warnings.warn("engram-numba: no writable cache location (package directory, "
+                              "NUMBA_CACHE_DIR, the user's cache directory); compiled code is "
+                              "not cached on disk and compiles again in every process",
+                              RuntimeWarning, stacklevel=2)
+            return cls(py_file)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            return None                        # only ever made by PackageCacheLocator
+
+        def ensure_cache_path(self):
+            pass
+
+        def get_cache_path(self):
+            return self._path                  # never created: loading finds nothing
+
+        def get_source_stamp(self):
+            return ("uncached", FINGERPRINT)
+
+        def get_disambiguator(self):
+            return "uncached"
+
+    for cls in {impl, *_subclasses(impl)}:
+        check = cls.__dict__.get("check_cachable")
+        if check is not None and not getattr(check, "_engram_guard", False):
+            def guarded_check(self, data, _check=check):
+                if isinstance(getattr(self, "_locator", None), _Uncached):
+                    return False               # nowhere to save it
+                return _check(self, data)
+            guarded_check._engram_guard = True
+            cls.check_cachable = guarded_check
 
     if not any(getattr(c, "__name__", "") == "PackageCacheLocator" for c in impl._locator_classes):
         impl._locator_classes = [PackageCacheLocator, *impl._locator_classes]
+
+
+def _subclasses(cls) -> set:
+    out = set()
+    for sub in cls.__subclasses__():
+        out |= {sub} | _subclasses(sub)
+    return out
 
 
 def guarded(dispatcher) -> bool:

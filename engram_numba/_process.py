@@ -10,6 +10,15 @@ that is a zombie (killed, not yet reaped) is not running.
 Where ``/proc`` is missing, ``start`` is 0 and liveness falls back to
 ``kill(pid, 0)`` (pid reuse is then not detected).
 
+A pid only means something in the PID namespace it was read in: a container
+sharing the directory names its processes by pids this host gives to others,
+or to nobody.  A file's writer is therefore judged by what it holds, not by
+its name: a writer takes an exclusive ``flock`` on its own file when it creates
+it and keeps it while it lives; the kernel releases it when the process ends,
+however it ends (SIGKILL included), in whatever namespace it ran.  :func:`held`
+asks whether a file's lock is held.  ``(pid, start)`` stays a hint, used only
+for files whose writers took no lock (older writers).
+
 A process's files in a shared directory (metric sets, trace rings) are named
 ``<set>.<pid>.<start>.<n>.<suffix>``, ``n`` counting the process's files of
 that set: :func:`new_file_path` and :func:`file_pattern`.
@@ -17,12 +26,14 @@ that set: :func:`new_file_path` and :func:`file_pattern`.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import re
+import stat
 
-__all__ = ["identity", "start_time", "running", "Watcher", "shared_directory", "new_file_path",
-           "file_pattern"]
+__all__ = ["identity", "start_time", "running", "held", "Watcher", "shared_directory",
+           "new_file_path", "file_pattern"]
 
 SET_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _sequence = itertools.count()
@@ -109,6 +120,31 @@ def running(pid: int, start: int) -> bool:
         return True
     state, started = st
     return state not in ("Z", "X") and (start == 0 or started == start)
+
+
+def held(path) -> bool | None:
+    """Whether some process holds an exclusive ``flock`` on the file at ``path`` (its
+    writer, alive); False once no one does; None when that cannot be told (the file
+    cannot be opened: the caller must then assume the writer may be alive).
+
+    The test takes a shared lock without waiting and gives it back at once."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)                          # gives back the shared lock, if taken
+    return False
 
 
 class Watcher:

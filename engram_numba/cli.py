@@ -234,25 +234,22 @@ def _headers(args) -> dict:
     return out
 
 
-def _deliver(send, what: str, attempts: int = 5) -> None:
-    """Call send() with the collector's rules: retry retryable failures, stop on permanent ones."""
+def _deliver(send, what: str, timeout: float, attempts: int = 5) -> None:
+    """Call ``send(deadline)`` with the delivery policy every exporter follows (see
+    ``_delivery``): retryable failures retried with backoff and jitter, a receiver's
+    Retry-After honoured but capped, nothing past ``timeout`` seconds from now, permanent
+    failures at once.  Each retry is told on stderr, escaped."""
     import time
 
-    from .tracing.collector import PermanentExportError
-    delay = 0.2
-    for attempt in range(1, attempts + 1):
-        try:
-            send()
-            return
-        except PermanentExportError:
-            raise
-        except Exception as exc:
-            if attempt == attempts:
-                raise OSError(f"{what} failed after {attempts} attempts: {exc}") from None
-            wait = max(delay, getattr(exc, "retry_after", None) or 0)
-            print(f"{what}: {exc}; retrying in {wait:.1f} s", file=sys.stderr)
-            time.sleep(wait)
-            delay = min(delay * 2, 10)
+    from ._delivery import Backoff, deliver, printable
+    deliver(send, what=what, deadline=time.monotonic() + timeout, attempts=attempts,
+            backoff=Backoff(0.2, 10.0),
+            on_retry=lambda message: print(printable(message), file=sys.stderr, flush=True))
+
+
+def _timeout_of(exporter) -> float:
+    transport = getattr(exporter, "transport", None)
+    return transport.timeout if transport is not None else exporter.timeout
 
 
 def _otlp_options(args) -> dict:
@@ -301,7 +298,8 @@ def _cmd_trace_export_dir(args) -> int:
                 "service.instance.id": p.instance_id, "process.pid": p.pid})
             for start in range(0, events.size, args.batch_size):
                 batch = events[start:start + args.batch_size]
-                _deliver(lambda: exporter.export(batch), "otlp export")
+                _deliver(lambda deadline: exporter.export(batch, deadline=deadline),
+                         "otlp export", exporter.transport.timeout)
             exporter.shutdown()
         print(f"sent {n} events of {len(parts)} process(es) to {endpoint}", file=sys.stderr)
         return 0
@@ -344,7 +342,8 @@ def _cmd_trace_export(args) -> int:
         for start in range(0, max(events.size, 1), args.batch_size):
             batch = events[start:start + args.batch_size]
             if batch.size:
-                _deliver(lambda: exporter.export(batch), f"{args.format} export")
+                _deliver(lambda deadline: exporter.export(batch, deadline=deadline),
+                         f"{args.format} export", _timeout_of(exporter))
         print(f"sent {events.size} events to {args.endpoint}", file=sys.stderr)
         return 0
     if args.format == "chrome":
@@ -431,7 +430,8 @@ def _cmd_metrics_push(args) -> int:
     pushes = 0
     try:
         while True:
-            _deliver(lambda: exporter.export(*sets), "metrics push")
+            _deliver(lambda deadline: exporter.export(*sets, deadline=deadline),
+                     "metrics push", exporter.transport.timeout)
             pushes += 1
             if not args.interval or (args.count and pushes >= args.count):
                 break
@@ -457,8 +457,8 @@ def _add_transport_options(p, gzip_default=True):
                    help="gRPC without TLS / https without certificate checks")
     p.add_argument("--ca-file", metavar="PEM", help="CA certificates for TLS")
     p.add_argument("--timeout", type=positive_seconds,
-                   help="deadline of each request, seconds (default: "
-                        "$OTEL_EXPORTER_OTLP_TIMEOUT, else 10)")
+                   help="deadline of each push or batch, retries and waits included, seconds "
+                        "(default: $OTEL_EXPORTER_OTLP_TIMEOUT, else 10)")
     p.add_argument("--service", help="service.name / Loki service label (default: "
                                      "$OTEL_SERVICE_NAME, else the set's name)")
 
@@ -674,13 +674,15 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
+        from ._delivery import printable
         parser.print_usage(sys.stderr)
-        print(f"engram-numba: error: {exc}", file=sys.stderr)
+        print(f"engram-numba: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a runtime failure: one line, never a traceback
-        print(f"engram-numba: error: {exc}", file=sys.stderr)
+        from ._delivery import printable
+        print(f"engram-numba: error: {printable(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -261,3 +261,95 @@ class MisbehavingServer:
     def __exit__(self, *exc):
         self.stop.set()
         self.sock.close()
+
+
+class RawPeer:
+    """A loopback TCP peer that reads each HTTP request in full and answers it with a
+    script of raw actions: ``("send", bytes)``, ``("sleep", seconds)``, ``("close",)``
+    or ``("reset",)`` (an RST).  ``answers`` is a callable returning the script of the
+    next connection (or a list, used in turn, the last one forever)."""
+
+    def __init__(self, answers):
+        import socket
+        if not callable(answers):
+            scripts = list(answers)
+            answers = lambda: scripts.pop(0) if len(scripts) > 1 else scripts[0]  # noqa: E731
+        self.answers = answers
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.requests = []
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self):
+        import socket
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn, self.answers()),
+                             daemon=True).start()
+
+    def _read_request(self, conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+
+    def _answer(self, conn, script):
+        import socket
+        import struct
+        try:
+            conn.settimeout(5.0)
+            self.requests.append(self._read_request(conn))
+            for action in script:
+                if action[0] == "send":
+                    conn.sendall(action[1])
+                elif action[0] == "sleep":
+                    if self.stop.wait(action[1]):
+                        return
+                elif action[0] == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+                    return
+                elif action[0] == "close":
+                    return
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()

@@ -146,7 +146,9 @@ def _dead_copies(directory, template, pid_base, copies):
 
 COMPACTOR = textwrap.dedent("""
     import sys
+    from engram_numba.metrics import directory
     from engram_numba.metrics.directory import MetricsDirectory
+    directory.COMPACT_BATCH = 4     # many steps per compaction: many moments to be killed at
     d = MetricsDirectory(sys.argv[1], compact=False)
     d.collect()                     # loads the compiled readers before the clock starts
     print("ready", flush=True)

@@ -79,7 +79,7 @@ def cases(raw: bytes, seed: int):
     """Damaged variants of the region file ``raw`` (deterministic for a seed)."""
     rng = random.Random(seed)
     h = _header(raw)
-    widths = {"version": 32, "kind": 32, "alignment": 32, "reserved0": 32,
+    widths = {"version": 32, "kind": 32, "alignment": 32, "flags": 32,
               "description_size": 64, "data_offset": 64, "data_size": 64, "created_ns": 64}
     size = len(raw)
     extra = [size - 1, size, size + 1, int(h["data_offset"][0]) + 1, int(h["data_size"][0]) // 2]

@@ -129,6 +129,10 @@ class LokiExporter:
         self.url = base if base.endswith("/loki/api/v1/push") else f"{base}/loki/api/v1/push"
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"Loki URL must be http(s)://..., got {url!r}")
+        _http.check_url(self.url)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+                or not 0 < timeout < float("inf"):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if compression not in (None, "gzip"):
             raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
         self.service = service

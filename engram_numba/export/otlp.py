@@ -28,7 +28,11 @@ Needs ``pip install 'engram-numba[otlp]'`` (``opentelemetry-proto`` and
   ``/v1/metrics``), optional gzip, extra headers (e.g. auth tokens), timeouts.
   gRPC UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, DEADLINE_EXCEEDED, CANCELLED,
   OUT_OF_RANGE and DATA_LOSS, and HTTP 408/429/5xx are retried by the
-  collector (honouring Retry-After / RetryInfo); anything else is permanent.
+  collector (honouring Retry-After / RetryInfo, capped); anything else is
+  permanent.  A push succeeds only when the whole answer says so: a response
+  that cannot be read is retried, one whose ``partial_success`` rejects records
+  is a :class:`PermanentExportError` (see :mod:`.._delivery`, the policy the
+  collector, the command line and :meth:`OtlpMetricExporter.start` share).
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ import numpy as np
 from .. import __version__
 from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
+from .._delivery import (RETRYABLE_GRPC, Backoff, ExportError, PermanentExportError, escape,
+                         plan_retry)
 from ..tracing.schema import as_events
-from ..tracing.collector import ExportError, PermanentExportError
 from . import _http
 from ._otlp_logs import field_bytes, log_records
 
@@ -58,8 +63,7 @@ LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _METHODS = {"logs": LOGS_METHOD, "metrics": METRICS_METHOD, "traces": TRACES_METHOD}
-_GRPC_RETRYABLE = {"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEADLINE_EXCEEDED",
-                   "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
+_GRPC_RETRYABLE = RETRYABLE_GRPC
 
 
 def _proto():
@@ -299,13 +303,14 @@ class _Transport:
             parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
             if parsed.scheme not in ("http", "https") or not parsed.netloc:
                 raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
+            _http.check_url(parsed.geturl())
             self.base = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
             self.full_url = full_url        # a per-signal endpoint is the whole URL
             self.context = _http.ssl_context(ca_file, insecure) if parsed.scheme == "https" else None
             self.channel = None
         else:
             import grpc
-            target = endpoint.split("://", 1)[-1].rstrip("/")
+            target = _grpc_target(endpoint)
             if insecure or endpoint.startswith("http://"):
                 self.channel = grpc.insecure_channel(target)
             else:
@@ -350,14 +355,35 @@ class _Transport:
                         raise ExportError("gRPC call cancelled at the deadline") from None
         except grpc.RpcError as exc:
             code = exc.code().name if exc.code() else "UNKNOWN"
-            message = f"gRPC {code}: {exc.details()}"
+            message = f"gRPC {code}: '{escape(exc.details() or '')}'"
             if code in _GRPC_RETRYABLE:
-                raise ExportError(message, _grpc_retry_delay(exc)) from None
+                delay = _grpc_retry_delay(exc)
+                raise ExportError(message, delay,
+                                  None if delay is None else f"RetryInfo {delay:g} s") from None
             raise PermanentExportError(message) from None
 
     def close(self):
         if self.channel is not None:
             self.channel.close()
+
+
+def _grpc_target(endpoint: str) -> str:
+    """The gRPC target of an endpoint (``host:port``, ``[v6]:port``, ``http(s)://host:port``,
+    ``unix:path``); ValueError for a port that is not a number in 1-65535 (grpc would
+    take 99999 as 34463)."""
+    target = endpoint.split("://", 1)[-1].rstrip("/")
+    if target.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:")):
+        return target
+    host, sep, port = target.rpartition(":")
+    if sep and not host.endswith("]") and ":" in host:       # a bare IPv6 address
+        return target
+    if sep:
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"gRPC endpoint {endpoint!r}: expected host:port with a port "
+                             f"in 1-65535")
+    elif not target:
+        raise ValueError(f"gRPC endpoint {endpoint!r}: expected host:port")
+    return target
 
 
 def _describe_status(status, payload: bytes) -> str:
@@ -385,7 +411,9 @@ def _grpc_retry_delay(exc) -> float | None:
 
 
 def _partial_success(kind: str, response: bytes) -> None:
-    """A 'partial success' response means some data was rejected: permanent, not retried."""
+    """Check a successful answer's body: one that is not an Export*ServiceResponse is an
+    :class:`ExportError` (retried: the answer does not say the data arrived); a
+    'partial success' rejecting records is permanent (not retried)."""
     if not response:
         return
     try:
@@ -401,15 +429,20 @@ def _partial_success(kind: str, response: bytes) -> None:
             from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import \
                 ExportMetricsServiceResponse as Response
             rejected_field = "rejected_data_points"
+    except ImportError:  # pragma: no cover - the extra is installed with the exporters
+        return
+    try:
         partial = Response.FromString(response).partial_success
     except Exception:
-        return
+        raise ExportError(f"the receiver's answer is not an OTLP {kind} response "
+                          f"({len(response)} bytes: '{escape(response[:80])}'): the data may "
+                          f"not have arrived") from None
     rejected = getattr(partial, rejected_field, 0)
     if rejected:
         raise PermanentExportError(f"receiver rejected {rejected} {kind} records: "
-                                   f"{partial.error_message}")
+                                   f"'{escape(partial.error_message)}'")
     if partial.error_message:
-        log.warning("OTLP receiver: %s", partial.error_message)
+        log.warning("OTLP receiver: %s", escape(partial.error_message))
 
 
 class _OtlpExporter:
@@ -499,15 +532,18 @@ class OtlpMetricExporter(_OtlpExporter):
     kind = "metrics"
     _thread = None
 
-    def export(self, *metric_sets) -> None:
+    def export(self, *metric_sets, deadline: float | None = None) -> None:
+        """Push once; ``deadline`` (``time.monotonic()``) bounds the whole request."""
         self._send(metrics_request(*metric_sets, service_name=self.service_name,
-                                   resource_attributes=self.resource_attributes))
+                                   resource_attributes=self.resource_attributes), deadline)
 
     def start(self, *metric_sets, interval: float = 10.0) -> "OtlpMetricExporter":
         """Push ``metric_sets`` every ``interval`` seconds until :meth:`stop`.
 
-        A failed push is counted (``stats()``), logged and retried at the next
-        interval; cumulative values lose nothing in between.
+        A failed push is counted (``stats()``) and logged; a retryable failure is
+        tried again after a backoff with jitter (or the receiver's ``Retry-After``,
+        capped), never later than the next interval; a permanent one waits for the
+        next interval.  Cumulative values lose nothing in between.
         """
         import threading
         if not metric_sets:
@@ -527,22 +563,35 @@ class OtlpMetricExporter(_OtlpExporter):
         self._thread.start()
         return self
 
-    def _push_once(self, deadline=None) -> bool:
+    def _push_once(self, deadline=None):
+        """Push now; returns None on success, else the exception (counted and logged)."""
         try:
             self._send(metrics_request(*self._sets, service_name=self.service_name,
                                        resource_attributes=self.resource_attributes), deadline)
-        except Exception as exc:  # counted and retried at the next interval
+        except Exception as exc:  # counted; retried by _run
             self._stats["failures"] += 1
-            self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
-            log.warning("OTLP metrics push failed: %s", exc)
-            return False
+            self._stats["last_error"] = f"{type(exc).__name__}: {escape(str(exc), 2000)}"
+            log.warning("OTLP metrics push failed: %s", self._stats["last_error"])
+            return exc
         self._stats["pushes"] += 1
-        return True
+        return None
 
     def _run(self):
+        backoff = Backoff(min(0.1, self._interval), max(min(0.1, self._interval),
+                                                        min(30.0, self._interval)))
         while not self._stopping:
-            self._push_once()
-            self._wake.wait(self._interval)
+            started = time.monotonic()
+            failed = self._push_once(started + self.transport.timeout)
+            wait = self._interval
+            if failed is None:
+                backoff.reset()
+            elif not isinstance(failed, PermanentExportError):
+                plan = plan_retry(failed, backoff, deadline=started + self._interval)
+                if plan.delay is not None:
+                    wait = plan.delay
+                if plan.note:
+                    log.info("OTLP metrics push: %s", plan.note)
+            self._wake.wait(wait)
 
     def stats(self) -> dict:
         """``pushes`` (succeeded), ``failures`` and ``last_error`` of :meth:`start`'s thread."""

@@ -8,9 +8,14 @@ native histograms (:mod:`.prometheus_proto`) when asked for and ``protobuf``
 is installed; gzip when the scraper accepts it.
 
 It is built to stay up on a shared machine: each connection has a read/write
-timeout (a half-open or stalled client is dropped), at most
-``max_connections`` are served at once (more get ``503`` at once instead of a
-thread each), and a client that disconnects early is logged at DEBUG, not
+timeout (a half-open or stalled client is dropped), a request must be complete
+(its line and headers) within ``timeout`` seconds of the moment the server
+starts waiting for it, however slowly it trickles in, and at most
+``max_connections`` are served at once.  When all of them are taken and another
+client connects, the connection waiting for a request that has sent the least
+(over all its requests) is dropped to make room (a scraper being answered
+never is); only when every connection is being answered does a new
+client get ``503``.  A client that disconnects early is logged at DEBUG, not
 printed as a traceback.
 """
 
@@ -21,11 +26,13 @@ import gzip
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..metrics.families import families_of
 from .prometheus import CONTENT_TYPE, openmetrics_exposition, render_families
 from .prometheus_proto import CONTENT_TYPE as PROTOBUF_TYPE, PROTO_NAME, render_protobuf
+from ._http import _watchdog
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +86,74 @@ def negotiate(accept: str) -> str:
     return best
 
 
+class _Waiting:
+    """A connection: bytes it sent (all its requests), whether the server waits for a
+    request from it, since when."""
+
+    __slots__ = ("sock", "received", "since", "waiting")
+
+    def __init__(self, sock):
+        self.sock, self.received, self.since, self.waiting = sock, 0, time.monotonic(), True
+
+
+class _Counting:
+    """A handler's ``rfile`` that counts what the client sent."""
+
+    def __init__(self, raw, state):
+        self._raw, self._state = raw, state
+
+    def readline(self, *args):
+        line = self._raw.readline(*args)
+        self._state.received += len(line)
+        return line
+
+    def read(self, *args):
+        data = self._raw.read(*args)
+        self._state.received += len(data)
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
 class _Server(ThreadingHTTPServer):
-    """Threads bounded by a semaphore; early disconnects are not errors."""
+    """Threads bounded by a semaphore; early disconnects are not errors; when every slot
+    is taken, the connection waiting for a request that sent the least makes room."""
 
     daemon_threads = True
     request_queue_size = 128          # listen backlog: a burst of scrapers is queued, not dropped
+    SHED_WAIT = 2.0                   # seconds a new client waits for the slot it freed
 
     def __init__(self, address, handler, max_connections):
         self.slots = threading.BoundedSemaphore(max_connections)
         self.refused = 0
         self.finished = 0
+        self.shed = 0
+        self.connections = {}         # socket -> _Waiting
+        self.lock = threading.Lock()
         super().__init__(address, handler)
 
+    def _shed_one(self) -> bool:
+        """Drop the waiting connection that has sent the least bytes (over all its requests;
+        the longest waiting among equals)."""
+        with self.lock:
+            waiting = [c for c in self.connections.values() if c.waiting]
+            if not waiting:
+                return False
+            victim = min(waiting, key=lambda c: (c.received, c.since))
+            victim.waiting = False
+        try:
+            victim.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.shed += 1
+        log.debug("dropped a connection that sent %d bytes of its request to make room",
+                  victim.received)
+        return True
+
     def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire(blocking=False) and not (
+                self._shed_one() and self.slots.acquire(timeout=self.SHED_WAIT)):
             self.refused += 1
             try:
                 request.settimeout(0.5)
@@ -174,6 +235,34 @@ class MetricsServer:
             def setup(self):
                 self.timeout = timeout       # StreamRequestHandler applies it to the socket
                 super().setup()
+                self._waiting = _Waiting(self.connection)
+                self.rfile = _Counting(self.rfile, self._waiting)
+                with server._httpd.lock:
+                    server._httpd.connections[self.connection] = self._waiting
+
+            def finish(self):
+                with server._httpd.lock:
+                    server._httpd.connections.pop(self.connection, None)
+                super().finish()
+
+            def handle_one_request(self):
+                # the whole request (line and headers) within `timeout`, however it trickles
+                state = self._waiting
+                state.since, state.waiting = time.monotonic(), True
+                key = _watchdog.arm(state.since + timeout, self.connection)
+                self._deadline = key
+                try:
+                    super().handle_one_request()
+                finally:
+                    if self._deadline is not None:
+                        _watchdog.disarm(self._deadline)
+
+            def parse_request(self):
+                ok = super().parse_request()
+                _watchdog.disarm(self._deadline)    # complete: now it is answered
+                self._deadline = None
+                self._waiting.waiting = False
+                return ok
 
             def do_GET(self):
                 if self.path.split("?")[0] != "/metrics":
@@ -232,6 +321,11 @@ class MetricsServer:
     def refused_connections(self) -> int:
         """Connections answered 503 because ``max_connections`` were being served."""
         return self._httpd.refused
+
+    @property
+    def shed_connections(self) -> int:
+        """Connections still waiting for their request that were dropped to make room."""
+        return self._httpd.shed
 
     @property
     def served_connections(self) -> int:

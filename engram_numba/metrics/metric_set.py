@@ -42,7 +42,7 @@ from .. import _kernel_arg
 from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
                      check_shards)
 from .snapshot import HistogramData, MetricSetSnapshot
-from .spec import MetricSpec, snake_case, spec_from_description
+from .spec import MetricSpec, check_text, snake_case, spec_from_description
 
 __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
 
@@ -196,7 +196,7 @@ class MetricSet(KernelArgument):
                                  f"{cls.__name__}")
             if k in out:
                 raise ValueError(f"const_labels: {k!r} given twice")
-            out[k] = str(v)
+            out[k] = check_text(str(v), f"const_labels: {k}")
         return tuple(sorted(out.items()))
 
     @classmethod
@@ -285,7 +285,12 @@ class MetricSet(KernelArgument):
     def _words(self) -> np.ndarray:
         if self._region is None:
             return np.zeros(self._layout_.n_words, dtype=np.uint64)
-        base = self._kernel_address
+        region = self._region
+        copy = None
+        if region.path is not None and not region.writable and region.data_offset is not None:
+            # another process's file: read a copy (a truncated file is an error, not SIGBUS)
+            copy = region.read_copy()
+        base = self._kernel_address if copy is None else copy.ctypes.data
         words = R.read_words(base, self._layout_.n_words)
         for m in self._layout_.tables:
             first = m.shared_offset // 8
@@ -351,7 +356,9 @@ class MetricSet(KernelArgument):
                 "bytes_in_use": lay.hot_offset + lay.copy_size * (claimed + 2)}
 
     def collect(self) -> MetricSetSnapshot:
-        """An immutable reading of every metric (what exporters consume)."""
+        """An immutable reading of every metric (what exporters consume).  A file attached
+        read-only is read from a copy (:meth:`~.._region.Region.read_copy`): one truncated
+        by someone raises :class:`RegionError` instead of killing the process with SIGBUS."""
         region = self._region
         return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
                                  start_ns=getattr(region, "created_ns", None),
@@ -439,26 +446,25 @@ def _describe_mismatch(found: str, expected: SetLayout) -> str:
         return "layout mismatch"
 
 
-def attach_metrics(path, *, writable: bool = False, const_labels=None) -> MetricSet:
+def attach_metrics(path, *, writable: bool = False, const_labels=None,
+                   follow_symlinks: bool = True) -> MetricSet:
     """Attach to any metric-set file, rebuilding its declarations from the file.
 
     Labels come back as strings and kernel methods are not available; the
     result can be read, exported (with ``const_labels`` on every series), and
-    (with ``writable=True``) passed to kernels.
+    (with ``writable=True``) passed to kernels.  ``follow_symlinks=False``
+    refuses a symbolic link.
     """
-    region = Region.attach(path, KIND_METRICS, writable=writable)
+    region = Region.attach(path, KIND_METRICS, writable=writable,
+                           follow_symlinks=follow_symlinks)
     try:
-        d = json.loads(region.description)
-        if not isinstance(d, dict) or d.get("format") != "engram-numba.metric-set":
-            raise RegionError(f"{path}: not a metric-set layout")
-        specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
-        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
-                   shards=int(d.get("shards", 1)))
+        cls = _attached_class(region.description)
         layout = cls._layout(region.alignment)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError,
+            RecursionError) as exc:
         region.close()
         if isinstance(exc, RegionError):
-            raise
+            raise RegionError(f"{path}: {exc}") from None
         raise RegionError(f"{path}: unreadable metric-set layout ({type(exc).__name__}: "
                           f"{str(exc)[:200]})") from None
     if layout.description != region.description:
@@ -473,6 +479,29 @@ def attach_metrics(path, *, writable: bool = False, const_labels=None) -> Metric
     obj = cls._new(region, layout)
     obj.const_labels = labels
     return obj
+
+
+_ATTACHED: dict = {}
+
+
+def _attached_class(description: str):
+    """The set class rebuilt from a file's layout description, made once per description
+    (a directory of many files of one set rebuilds it once)."""
+    cls = _ATTACHED.get(description)
+    if cls is None:
+        d = json.loads(description)
+        if not isinstance(d, dict) or d.get("format") != "engram-numba.metric-set":
+            raise RegionError("not a metric-set layout")
+        shards = d.get("shards", 1)
+        if isinstance(shards, bool) or not isinstance(shards, int):
+            raise ValueError(f"shards must be an integer, got {str(shards)[:40]}")
+        specs = {m["attr"]: spec_from_description(m) for m in d["metrics"]}
+        cls = type(f"Attached_{d['name']}", (MetricSet,), dict(specs), name=d["name"],
+                   shards=shards)
+        if len(_ATTACHED) >= 256:
+            _ATTACHED.clear()
+        _ATTACHED[description] = cls
+    return cls
 
 
 # --------------------------------------------------------------------------

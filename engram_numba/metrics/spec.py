@@ -33,6 +33,17 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+def check_text(value: str, where: str) -> str:
+    """``value`` if it is valid Unicode text (encodable as UTF-8: no lone surrogate such as
+    ``"\\ud800"``, which no exposition format can carry), else ValueError."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where}: {value!r} is not valid text ({exc.reason} at position "
+                         f"{exc.start}); give text that encodes as UTF-8") from None
+    return value
+
+
 class LabelDim:
     """One label: its name, its values, and the IntEnum they come from (if any)."""
 
@@ -50,6 +61,8 @@ class LabelDim:
             raise ValueError(f"label {name!r}: values must be non-empty strings, got {values!r}")
         if len(set(values)) != len(values):
             raise ValueError(f"label {name!r}: duplicate values in {values!r}")
+        for v in values:
+            check_text(v, f"label {name!r}")
         self.name, self.values, self.enum = name, values, enum_cls
 
     @classmethod
@@ -152,6 +165,7 @@ class MetricSpec:
             raise ValueError(f"invalid metric name {name!r}")
         if not isinstance(help, str):
             raise ValueError(f"help must be a string, got {help!r}")
+        check_text(help, f"{name}: help")
         if not isinstance(unit, str) or (unit and not _UNIT.match(unit)):
             raise ValueError(f"{name}: unit must be a word such as 'seconds' or 'bytes' "
                              f"([a-z][a-z0-9_]*, base units as Prometheus names them), "

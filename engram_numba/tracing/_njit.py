@@ -244,8 +244,8 @@ def _pack(typingctx, handle, args):
                 amax = (1 << (width - 1)) - 1 if signed else (1 << width) - 1
                 member_ok = code == "e" and isinstance(t, types.IntEnumMember)
                 if code == "e" and not member_ok:
-                    allowed = sorted(int(m) for m in enum_cls)
-                    if allowed == list(range(allowed[0], allowed[-1] + 1)):
+                    allowed = sorted({int(m) for m in enum_cls})
+                    if allowed[-1] - allowed[0] + 1 == len(allowed):     # a contiguous range
                         lo, hi = allowed[0], allowed[-1]
                     else:
                         hit = cgutils.false_bit

@@ -5,8 +5,10 @@ collector does not drain in time is overwritten and counted as dropped.
 
 Each exporter has its own bounded queue of batches.  A failing exporter never
 stops the collector or the other exporters: its failure is logged and
-counted, the batch is retried with exponential backoff and jitter, and when the
-queue is full the oldest batch is dropped and its events counted.  An exporter
+counted, the batch is retried with exponential backoff and jitter (a receiver's
+``Retry-After`` honoured up to a cap; see :mod:`.._delivery`, the policy every
+exporter follows), and when the queue is full the oldest batch is dropped and
+its events counted.  An exporter
 raises :class:`PermanentExportError` for a failure that retrying cannot fix
 (e.g. the backend rejected the data): it is logged once with its message and
 the batch is dropped.  Any other exception, ``BaseException`` included, is a
@@ -40,28 +42,17 @@ import collections
 import inspect
 import logging
 import math
-import random
 import threading
 import time
 import weakref
+
+from .._delivery import Backoff, ExportError, PermanentExportError, escape, plan_retry
 
 __all__ = ["TraceCollector", "ExportError", "PermanentExportError", "DROP_REASONS"]
 
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("queue_full", "rejected", "deadline")
-
-
-class ExportError(Exception):
-    """An export failed; the batch is retried later."""
-
-    def __init__(self, message, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentExportError(ExportError):
-    """An export failed in a way retrying cannot fix; the batch is dropped."""
 
 
 def _takes_deadline(fn) -> bool:
@@ -72,7 +63,7 @@ def _takes_deadline(fn) -> bool:
 
 
 class _Exporter:
-    def __init__(self, exporter, max_batches):
+    def __init__(self, exporter, max_batches, backoff=(0.1, 30.0)):
         if hasattr(exporter, "export"):
             self.export = exporter.export
         elif callable(exporter):
@@ -86,7 +77,7 @@ class _Exporter:
             or type(exporter).__name__
         self.queue = collections.deque()
         self.max_batches = max_batches
-        self.backoff = 0.0
+        self.backoff = Backoff(*backoff)
         self.next_attempt = 0.0
         self.exported_events = 0
         self.exported_batches = 0
@@ -162,8 +153,9 @@ class TraceCollector:
             self.backoff_initial, self.backoff_max = (float(x) for x in backoff)
         except (TypeError, ValueError):
             raise ValueError(f"backoff must be (initial, maximum) seconds, got {backoff!r}") from None
-        if not 0 < self.backoff_initial <= self.backoff_max:
-            raise ValueError(f"backoff must satisfy 0 < initial <= maximum, got {backoff!r}")
+        if not 0 < self.backoff_initial <= self.backoff_max < math.inf:
+            raise ValueError(f"backoff must satisfy 0 < initial <= maximum < inf, got "
+                             f"{backoff!r}")
         self.interval = interval_ms / 1000
         self.batch_size = int(batch_size)
         self.metrics = metrics
@@ -180,7 +172,8 @@ class TraceCollector:
             if not callable(getattr(hook, "on_cycle", None)):
                 raise TypeError(f"a hook needs on_cycle(collector, events, before, after); "
                                 f"got {hook!r}")
-        self.exporters = [_Exporter(e, int(max_queued_batches)) for e in exporters]
+        self.exporters = [_Exporter(e, int(max_queued_batches),
+                                    (self.backoff_initial, self.backoff_max)) for e in exporters]
         for e in self.exporters:                 # exporters that want to know the tracer
             bind = getattr(e.target, "bind", None)
             if callable(bind):
@@ -412,7 +405,7 @@ class TraceCollector:
                 e.in_flight = None
                 self._failed(e)
                 self._dropped(e, batch.size, "rejected")
-                e.last_error = str(exc)
+                e.last_error = escape(str(exc), 2000)
                 if str(exc) not in e.permanent_messages:
                     e.permanent_messages.add(str(exc))
                     log.error("exporter %s rejected a batch (not retried): %s", e.name, exc)
@@ -425,15 +418,14 @@ class TraceCollector:
                 if over is not None:
                     self._dropped(e, over.size, "queue_full")
                 self._failed(e)
-                e.last_error = f"{type(exc).__name__}: {exc}"
-                e.backoff = min(self.backoff_max, max(self.backoff_initial, e.backoff * 2))
-                delay = e.backoff * random.uniform(0.5, 1.0)
-                retry_after = getattr(exc, "retry_after", None)
-                if isinstance(retry_after, (int, float)) and retry_after >= 0:
-                    delay = max(delay, float(retry_after))
+                e.last_error = f"{type(exc).__name__}: {escape(str(exc), 2000)}"
+                plan = plan_retry(exc, e.backoff, self._current_deadline())
+                delay = plan.delay if plan.delay is not None else \
+                    max(0.0, self._current_deadline() - time.monotonic())
                 e.next_attempt = time.monotonic() + delay
                 (log.debug if e.failing else log.warning)(
-                    "exporter %s failed (%s); retrying in %.2f s", e.name, e.last_error, delay)
+                    "exporter %s failed (%s); retrying in %.2f s%s", e.name, e.last_error, delay,
+                    f" ({plan.note})" if plan.note else "")
                 e.failing = True
                 return
             e.in_flight = None
@@ -443,7 +435,7 @@ class TraceCollector:
             if e.failing:
                 log.info("exporter %s recovered", e.name)
             e.failing = False
-            e.backoff = 0.0
+            e.backoff.reset()
             e.next_attempt = 0.0
 
     def stats(self) -> dict:

@@ -10,6 +10,10 @@ order; ``engram-numba trace export --dir DIR`` writes them as JSON Lines (each
 line with ``pid`` and ``process_start``), as a Chrome/Perfetto trace (a process
 per file), or sends them over OTLP with one resource per process
 (``service.instance.id`` = ``<pid>.<start>``, ``process.pid``).
+
+Only regular files are read (a symbolic link, a FIFO or a directory named like
+a rings file is skipped and listed, never opened), and a file truncated after it
+was attached is skipped instead of being read (which would raise SIGBUS).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import numpy as np
 
 from .. import _process
-from .._region import RegionError
+from .._region import RegionError, not_regular
 
 __all__ = ["TRACE_DIRECTORY_ENV", "TraceDirectory", "new_path"]
 
@@ -74,10 +78,13 @@ class TraceDirectory:
                 continue
             path = os.path.join(self.directory, name)
             try:
+                what = not_regular(os.lstat(path).st_mode)
+                if what is not None:             # a link, a FIFO, a directory: never opened
+                    raise RegionError(f"{path}: {what}, not a regular file")
                 out.append(Process(path, m, Tracer.attach(path)))
             except FileNotFoundError:
                 continue
-            except (RegionError, ValueError, OSError) as exc:
+            except Exception as exc:  # any odd entry is skipped on its own
                 log.warning("%s: skipped: %s", name, exc)
                 self.skipped.append(name)
         out.sort(key=lambda p: (p.pid, p.start, p.n))
@@ -88,6 +95,11 @@ class TraceDirectory:
         (``select(events, tracer)`` may filter them)."""
         out = []
         for p in self.processes():
+            why = p.tracer._region.intact()      # truncated since attached: SIGBUS if read
+            if why is not None:
+                log.warning("%s: skipped: %s", os.path.basename(p.path), why)
+                self.skipped.append(os.path.basename(p.path))
+                continue
             events = p.tracer.read()
             if select is not None:
                 events = select(events, p.tracer)

@@ -159,6 +159,10 @@ class EnumField(FieldType):
             info = np.iinfo(dt)
             if info.min <= lo and hi <= info.max:
                 break
+        else:
+            raise ValueError(f"{enum_cls.__name__}: members from {lo} to {hi} do not fit in a "
+                             f"64-bit signed integer, the widest an event field stores; use "
+                             f"values in [{-2**63}, {2**63 - 1}]")
         super().__init__(dt)
         self.enum = enum_cls
         self.values = sorted(values)
