@@ -21,6 +21,7 @@ from . import _cache  # noqa: F401  (installs the cache guard before anything co
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
 from ._region import RegionError
+from ._values import KernelTypingError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
                       GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
                       MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
@@ -38,6 +39,7 @@ __all__ = [
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
     "relative_error_bound", "ExponentialBuckets", "ExplicitBuckets", "RegionError",
+    "KernelTypingError",
     "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
     "ExportError", "PermanentExportError",
     "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
