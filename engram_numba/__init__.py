@@ -28,6 +28,7 @@ from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuck
 from .metrics.spec import TopK
 from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
                       Tracer, TracingConfig)
+from .export.frames import to_dataframe
 from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
@@ -41,7 +42,7 @@ __all__ = [
     "relative_error_bound", "ExponentialBuckets", "ExplicitBuckets", "RegionError",
     "KernelTypingError",
     "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
-    "ExportError", "PermanentExportError",
+    "ExportError", "PermanentExportError", "to_dataframe",
     "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
     "CognitiveEvents", "CognitiveTracer", "EventType", "EVENT_DTYPE",
 ]

@@ -155,7 +155,7 @@ def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFig
         if layout.has_spans:
             from .tracing.spans import SpanAssembler
             for s in SpanAssembler().feed(events):
-                ax.barh(row[s.ring] - 0.3 + 0.08 * s.depth, s.duration_ns / 1e9,
+                ax.barh(row[s.thread] - 0.3 + 0.08 * s.depth, s.duration_ns / 1e9,
                         left=(s.start_ns - start) / 1e9, height=0.12,
                         color=_color(layout.by_name[s.name].index), alpha=0.5)
         step = max(1, events.size // max_points)
@@ -169,7 +169,7 @@ def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFig
             if sel.any():
                 ax.scatter(t[sel], y[sel] + 0.15 * (et.index - (n - 1) / 2) / max(n / 4, 1),
                            s=2, color=_color(et.index), label=_label(et.name), linewidths=0)
-        ax.set_yticks(range(len(threads)), [f"ring {int(th)}" for th in threads])
+        ax.set_yticks(range(len(threads)), [f"thread {int(th)}" for th in threads])
         ax.legend(fontsize=8, markerscale=4, loc="upper right")
     ax.set_xlabel("seconds")
     ax.set_title("Event timeline per recording thread")

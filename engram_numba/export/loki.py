@@ -104,6 +104,13 @@ class LokiExporter:
         self.timeout = timeout
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
 
+    def bind(self, tracer) -> None:
+        """Compile the encoder now (a TraceCollector calls this before it starts), so that
+        the first export does not hold up the collector's draining."""
+        layout = getattr(tracer, "layout", None)
+        if layout is not None:
+            push_body(np.zeros(1, dtype=layout.dtype))
+
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
         """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
         events, _ = as_events(events)

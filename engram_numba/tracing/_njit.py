@@ -53,6 +53,7 @@ class TracerType(types.Type):
         """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
         return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
 
+    claim_thread_words = R.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -93,6 +94,7 @@ class HandleType(types.Type):
         """The tracer's ring owners (see OwnedAddressModel)."""
         return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
 
+    claim_thread_words = R.CLAIM_THREAD_WORDS
 
     @property
     def key(self):

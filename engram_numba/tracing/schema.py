@@ -12,6 +12,32 @@ structured dtype of drained events, the compiled encoders kernels call, the
 validated Python calls, the disabled stubs, the threshold words of the ring
 header, and every exporter's names.  Adding a type is one line.
 
+Drained events (``Layout.dtype``) are plain records, one column per name, no
+two columns sharing bytes, so that ``np.save`` / ``np.load(allow_pickle=False)``
+keep them, and ``np.concatenate`` joins them::
+
+    timestamp       u8   unix ns
+    sequence        u8   the event's position in its ring
+    thread          u8   OS thread id of the thread that recorded it (0: unknown)
+    span_id         u8   a span's own id for its begin and end; for an instant
+                         event, the innermost span open on its thread (0: none)
+    parent_span_id  u8   a span begin's parent (0: a root or not a span)
+    trace_id        u8   the id of the root span of the trace the event is in (0:
+                         none); the OTLP trace id is the tracer's id followed by it
+    ...                  the set's fields, each once (8-byte ones first)
+    ring            u2   the ring it was recorded in
+    ...                  2-byte fields
+    event_type      u1   index of the type in the table
+    flags           u1   bits 0-1: 0 event, 1 span begin, 2 span end; bits 2-7: depth
+    ...                  1-byte fields, then ``_padding`` bytes to a multiple of 8
+
+Columns follow each other without gaps, in size order, so every value is
+naturally aligned and numpy keeps the dtype through every operation.  A field
+that a type does not have is 0 in that type's rows.  The ``event_type``
+column's title (``engram_numba.events:<set>:<hash>``) names the set, so an
+array loaded from a file is recognised by any process that declares the set
+(:func:`schema_of`).
+
 Slot layout (little-endian, one cache line)::
 
     offset size
@@ -19,7 +45,7 @@ Slot layout (little-endian, one cache line)::
     8      8    timestamp  u64   clock ticks when written; unix ns once read
     16     1    event_type u8    index of the type in the set's table
     17     1    flags      u8    bits 0-1: 0 event, 1 span begin, 2 span end; bits 2-7: depth
-    18     2    thread     u16   ring of the recording thread
+    18     2    ring       u16   ring of the recording thread
     20     44   payload          the type's fields at computed offsets
                                  spans: span_id u64 at 24, parent_span_id u64 at 32
                                  (begin events carry the span's fields too)
@@ -57,14 +83,20 @@ SPAN_ID_OFFSET = 24
 PARENT_ID_OFFSET = 32
 FLAG_EVENT, FLAG_BEGIN, FLAG_END = 0, 1, 2
 MAX_TYPES = 256
-METADATA_KEY = "engram_numba.event_set"
+TITLE_PREFIX = "engram_numba.events"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-_RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "span_id",
-             "parent_span_id", "span", "depth"}
+_RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "ring", "span_id",
+             "parent_span_id", "trace_id", "span", "depth", "pid", "process_start",
+             "_padding"}
 
 COMMON_FIELDS = [("sequence", "<u8", 0), ("timestamp", "<u8", 8), ("event_type", "u1", 16),
-                 ("flags", "u1", 17), ("thread", "<u2", 18)]
+                 ("flags", "u1", 17), ("ring", "<u2", 18)]
 SPAN_FIELDS = [("span_id", "<u8", SPAN_ID_OFFSET), ("parent_span_id", "<u8", PARENT_ID_OFFSET)]
+#: the columns every drained event has, by size (see the module docstring)
+RECORD_WIDE = ("timestamp", "sequence", "thread", "span_id", "parent_span_id", "trace_id")
+RECORD_NARROW = (("ring", 2), ("event_type", 1), ("flags", 1))
+
+_LAYOUTS: dict = {}                  # drained dtype -> Layout: how arrays are recognised
 
 
 # -- field types: a kind is an object ----------------------------------------------------
@@ -323,6 +355,8 @@ class Layout:
             names.append(fname)
             formats.append(field_types[fname].dtype.str)
             offs.append(self.field_offset[fname])
+        slot_dtype = np.dtype({"names": names, "formats": formats, "offsets": offs,
+                               "itemsize": SLOT_SIZE})
         self.description = json.dumps({
             "format": "engram-numba.event-set", "version": 1, "name": name,
             "slot_size": SLOT_SIZE,
@@ -332,9 +366,66 @@ class Layout:
             "production_rates": self.production_rates,
         }, sort_keys=True, separators=(",", ":"))
         self.hash = hashlib.sha256(self.description.encode()).hexdigest()
-        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offs,
-                               "itemsize": SLOT_SIZE}, metadata={METADATA_KEY: self})
+        #: the 64-byte slot as the rings hold it (fields of different types overlap)
+        self.slot_dtype = slot_dtype
+        self.dtype = self._record_dtype(field_types, users)
+        #: per field name, which type indexes have it (256 entries: any type byte)
+        self.type_has = {f: np.isin(np.arange(MAX_TYPES), [u.index for u in users[f]])
+                         for f in field_types}
+        self.is_span = np.isin(np.arange(MAX_TYPES), [t.index for t in types
+                                                     if t.kind == "span"])
         self.by_name = {t.name: t for t in types}
+        _LAYOUTS[self.dtype] = self
+
+    def _record_dtype(self, field_types, users) -> np.dtype:
+        """The drained events' dtype: packed columns in size order (module docstring)."""
+        columns = [(n, "<u8") for n in RECORD_WIDE]
+        order = sorted(field_types, key=lambda n: (-field_types[n].size,
+                                                   min(u.index for u in users[n]), n))
+        narrow = dict(RECORD_NARROW)
+        for size in (8, 4, 2, 1):
+            columns += [(n, "<u2" if w == 2 else "u1") for n, w in RECORD_NARROW if w == size]
+            columns += [(n, field_types[n].dtype.str) for n in order
+                        if field_types[n].size == size and n not in narrow]
+        names, formats, offsets, offset = [], [], [], 0
+        for name, fmt in columns:
+            names.append(name), formats.append(fmt), offsets.append(offset)
+            offset += np.dtype(fmt).itemsize
+        if offset % 8:
+            names.append("_padding"), formats.append(f"V{8 - offset % 8}")
+            offsets.append(offset)
+            offset += 8 - offset % 8
+        titles = [f"{TITLE_PREFIX}:{self.name}:{self.hash[:16]}" if n == "event_type" else None
+                  for n in names]
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "titles": titles, "itemsize": offset})
+
+    def record_offset(self, name: str) -> int:
+        """Byte offset of a column of the drained dtype."""
+        return self.dtype.fields[name][1]
+
+    def records(self, raw: np.ndarray) -> np.ndarray:
+        """Drained events from raw slots (``slot_dtype``): each field copied into its own
+        column for the rows whose type has it; ``thread``, ``trace_id`` and an instant
+        event's ``span_id`` are 0 here (the tracer fills them in)."""
+        out = np.zeros(raw.size, dtype=self.dtype)
+        if not raw.size:
+            return out
+        for name in ("timestamp", "sequence", "ring", "event_type", "flags"):
+            out[name] = raw[name]
+        types = raw["event_type"]
+        for fname, has in self.type_has.items():
+            rows = has[types]
+            if rows.all():
+                out[fname] = raw[fname]
+            elif rows.any():
+                out[fname][rows] = raw[fname][rows]
+        if self.has_spans:
+            span = self.is_span[types]
+            out["span_id"][span] = raw["span_id"][span]
+            begin = span & ((raw["flags"] & 3) == FLAG_BEGIN)
+            out["parent_span_id"][begin] = raw["parent_span_id"][begin]
+        return out
 
     @staticmethod
     def _room(t) -> int:
@@ -457,6 +548,7 @@ class EventSet:
 
     @classmethod
     def dtype(cls) -> np.dtype:
+        """The dtype of drained events (see the module docstring)."""
         return cls.layout.dtype
 
     @classmethod
@@ -506,24 +598,34 @@ class _TracerSurface:
 # -- event arrays -----------------------------------------------------------------------------
 
 def schema_of(events) -> Layout:
-    """The layout of an event array (from its dtype), or TypeError/ValueError saying why not."""
+    """The layout of an event array (from its dtype), or TypeError/ValueError saying why not.
+
+    Arrays loaded from a file (``np.load``) are recognised by their dtype, which names
+    the set: the set must be declared in this process (import the module that declares
+    it, or attach to a tracer file of it)."""
     if not isinstance(events, np.ndarray):
         raise TypeError(f"expected a numpy array of events, got {type(events).__name__}")
-    meta = events.dtype.metadata or {}
-    layout = meta.get(METADATA_KEY)
-    if not isinstance(layout, Layout) or events.dtype.itemsize != SLOT_SIZE \
-            or events.dtype != layout.dtype:
-        raise ValueError(f"expected events of an event set ({SLOT_SIZE}-byte records from a "
-                         f"tracer's drain() or read(), joined with concat()), got dtype "
-                         f"{events.dtype}")
+    layout = _LAYOUTS.get(events.dtype) if events.dtype.names else None
+    if layout is None:
+        title = None
+        if events.dtype.names and "event_type" in events.dtype.names:
+            field = events.dtype.fields["event_type"]
+            title = field[2] if len(field) > 2 else None
+        if isinstance(title, str) and title.startswith(TITLE_PREFIX + ":"):
+            _, set_name, digest = (title.split(":") + ["", ""])[:3]
+            raise ValueError(f"events of event set {set_name!r} (layout {digest}), which is "
+                             f"not declared in this process: import the module that declares "
+                             f"it (or attach to a rings file of it) before reading them")
+        raise ValueError(f"expected events of an event set (the records a tracer's drain() "
+                         f"or read() returns, or np.load of them), got dtype {events.dtype}")
     return layout
 
 
 def as_events(events) -> tuple:
     """``(events, layout)``: a 1-d event array made contiguous and aligned, and its layout.
 
-    Every encoder and exporter takes its input through here, because they read
-    the raw 64-byte slots: an array of another dtype, itemsize or shape would
+    Every encoder and exporter takes its input through here, because the compiled
+    ones read the records as 64-bit words: an array of another dtype or shape would
     be read past its end.
     """
     layout = schema_of(events)
@@ -533,7 +635,8 @@ def as_events(events) -> tuple:
 
 
 def concat(batches, layout: Layout | None = None) -> np.ndarray:
-    """Join event arrays of one set, keeping its dtype (``np.concatenate`` would not)."""
+    """Join event arrays of one set (``np.concatenate`` does the same for one set's
+    arrays; this also checks that they are of one set)."""
     checked = [as_events(b) for b in batches]
     if not checked:
         if layout is None:
@@ -543,5 +646,4 @@ def concat(batches, layout: Layout | None = None) -> np.ndarray:
     for _, other in checked[1:]:
         if other != first:
             raise ValueError("cannot join events of different event sets")
-    words = np.concatenate([b.view(np.uint64).reshape(-1) for b, _ in checked])
-    return words.view(first.dtype)
+    return np.concatenate([b for b, _ in checked]).astype(first.dtype, copy=False)
