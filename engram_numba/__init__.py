@@ -20,6 +20,7 @@ structured-array records inside kernels.
 from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
+from ._progress import progress
 from ._region import RegionError
 from ._values import KernelTypingError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
@@ -42,7 +43,7 @@ __all__ = [
     "relative_error_bound", "ExponentialBuckets", "ExplicitBuckets", "RegionError",
     "KernelTypingError",
     "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
-    "ExportError", "PermanentExportError", "to_dataframe",
+    "ExportError", "PermanentExportError", "to_dataframe", "progress",
     "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
     "CognitiveEvents", "CognitiveTracer", "EventType", "EVENT_DTYPE",
 ]

@@ -64,7 +64,7 @@ def _cmd_demo(args) -> int:
              rounds=rounds, threads=args.threads, seed=args.seed, serve=args.serve,
              port=args.port,
              metrics_path=args.metrics_path, trace_path=args.trace_path,
-             figures=not args.no_figures)
+             figures=not args.no_figures, serve_after=args.serve)
     return 0
 
 
@@ -552,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"interleaved rounds of the overhead measurement (default "
                            f"{DEFAULT_ROUNDS}, or one per trial for fewer --trials)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
+    demo.add_argument("--serve", action="store_true",
+                      help="serve /metrics while it runs, and after it until Ctrl-C")
     demo.add_argument("--port", type=port_number, default=9464, help="port for --serve")
     demo.add_argument("--metrics-path", metavar="PATH",
                       help="put the metrics in a file others can attach (metrics serve --attach)")

@@ -13,7 +13,8 @@ from engram_numba import KernelTypingError
 from engram_numba import atomic_load
 from engram_numba._asm import native_asm
 from engram_numba.engram.metrics import InterferenceType, PrimingType
-from engram_numba import EVENT_DTYPE, CognitiveEvents, CognitiveTracer, EventType, TracingConfig
+from engram_numba import (EVENT_DTYPE, CognitiveEvents, CognitiveTracer, EventType, Tracer,
+                          TracingConfig)
 from engram_numba.tracing import _ring as R
 
 from .conftest import needs_two_cpus, run_threads, spin_barrier
@@ -186,12 +187,19 @@ def test_config_validation_names_the_field():
             CognitiveTracer(TracingConfig(**kwargs))
 
 
+def test_a_default_tracer_reserves_at_most_16_mib():
+    for tracer in (CognitiveTracer(), CognitiveTracer(TracingConfig.production()),
+                   Tracer(CognitiveEvents)):
+        assert tracer.stats()["memory_bytes"] <= 16 * 2 ** 20
+        tracer.close()
+
+
 def test_presets_and_rounding():
     dev = TracingConfig.development()
-    assert (dev.ring_buffer_size, dev.export_batch_size, dev.export_interval_ms) == (10_000, 1_000, 5_000)
+    assert (dev.ring_buffer_size, dev.export_batch_size, dev.export_interval_ms) == (8192, 1_000, 5_000)
     assert set(CognitiveTracer(dev.with_(max_threads=1)).sample_rates().values()) == {1.0}
     prod = TracingConfig.production()
-    assert (prod.ring_buffer_size, prod.export_batch_size, prod.export_interval_ms) == (10_000, 5_000, 30_000)
+    assert (prod.ring_buffer_size, prod.export_batch_size, prod.export_interval_ms) == (8192, 5_000, 30_000)
     rates = CognitiveTracer(prod.with_(max_threads=1)).sample_rates()
     assert rates == {"priming": 0.01, "interference": 0.01, "reconsolidation": 1.0,
                      "false_memory": 1.0}
@@ -199,7 +207,7 @@ def test_presets_and_rounding():
     assert over.sample_rates()["priming"] == 0.5
     off = CognitiveTracer(TracingConfig.disabled())
     assert set(off.thresholds().values()) == {0}
-    assert dev.ring_capacity == 16384 and small(ring_buffer_size=4096).ring_capacity == 4096
+    assert dev.ring_capacity == 8192 and small(ring_buffer_size=10_000).ring_capacity == 16384
 
 
 @njit(nogil=True)
