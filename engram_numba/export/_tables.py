@@ -48,7 +48,8 @@ def bits_f64(bits):
 
 
 class FieldRows:
-    """Field rows of every type, in declaration order (see the module docstring)."""
+    """Field rows of every type, in declaration order: per row, where its bits are in a
+    record (word, shift, width) and how to render it; per type, the range of its rows."""
 
     def __init__(self, layout: Layout):
         self.layout = layout

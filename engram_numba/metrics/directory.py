@@ -177,9 +177,9 @@ class MetricsDirectory:
 
     Pass it wherever a metric set goes: ``exposition(d)``, ``MetricsServer(d)``,
     ``MetricSetCollector(d)``, OTLP exporters.  ``const_labels`` are added to every
-    series.  ``compact=True`` (default) compacts exited processes' files before
-    each reading (see the module docstring); with ``False`` only :meth:`compact`
-    does.
+    series.  ``compact=True`` (default) moves exited processes' files into the
+    directory's archive (one file per layout, their counts kept) before each
+    reading; with ``False`` only :meth:`compact` does.
     """
 
     def __init__(self, directory=None, *, const_labels=None, compact: bool = True):

@@ -171,8 +171,13 @@ class TraceCollector:
 
     An exporter is a callable taking a structured array of events, or an object
     with ``export(events)`` (optionally ``export(events, deadline=...)``) and
-    optionally ``name`` and ``shutdown()``.  Defaults for the interval and batch
-    size come from the tracer's config.  See the module docstring.
+    optionally ``name``, ``bind(tracer)`` and ``shutdown()``.  Defaults for the
+    interval and batch size come from the tracer's config.  The collector drains
+    every ``interval_ms``, and early when a ring is ``fill_threshold`` full; each
+    exporter gets its own thread and a queue of at most ``max_queued_batches``
+    batches, failed exports are retried with exponential ``backoff`` (initial,
+    maximum seconds).  ``stop()`` reports every event as exported, dropped (by
+    reason) or pending; losses are also logged and counted in ``export_metrics``.
     """
 
     def __init__(self, tracer, exporters=(), *, metrics=None, hooks=(),

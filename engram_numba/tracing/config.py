@@ -34,7 +34,8 @@ MAX_THREADS = 4096
 
 
 def threshold(rate: float) -> int:
-    """Threshold word of a sample rate in [0, 1] (see module docstring)."""
+    """Threshold word of a sample rate in [0, 1]: 0 (off), 2**64 - 1 (every event, no
+    random draw), else ``rate * 2**64`` (kept when the ring's xorshift draw is below it)."""
     if rate >= 1.0:
         return ALWAYS
     if rate <= 0.0:

@@ -92,7 +92,8 @@ _RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "ring", "
 COMMON_FIELDS = [("sequence", "<u8", 0), ("timestamp", "<u8", 8), ("event_type", "u1", 16),
                  ("flags", "u1", 17), ("ring", "<u2", 18)]
 SPAN_FIELDS = [("span_id", "<u8", SPAN_ID_OFFSET), ("parent_span_id", "<u8", PARENT_ID_OFFSET)]
-#: the columns every drained event has, by size (see the module docstring)
+#: the columns every drained event has: the 8-byte ones first, the narrow ones after the
+#: fields of their size (the record layout is in the module docstring)
 RECORD_WIDE = ("timestamp", "sequence", "thread", "span_id", "parent_span_id", "trace_id")
 RECORD_NARROW = (("ring", 2), ("event_type", 1), ("flags", 1))
 
@@ -548,7 +549,9 @@ class EventSet:
 
     @classmethod
     def dtype(cls) -> np.dtype:
-        """The dtype of drained events (see the module docstring)."""
+        """The dtype of drained events: ``timestamp``, ``sequence``, ``thread`` (OS id),
+        ``span_id``, ``parent_span_id``, ``trace_id``, each field in a column of its own,
+        ``ring``, ``event_type``, ``flags``; packed without gaps (np.save keeps it)."""
         return cls.layout.dtype
 
     @classmethod

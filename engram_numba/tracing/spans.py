@@ -128,7 +128,11 @@ class Span:
 
 
 class SpanAssembler:
-    """Pairs span begins and ends across batches; see the module docstring.
+    """Pairs span begins and ends across batches: spans from a stream of drained events.
+
+    A span is a begin and an end on one ring; the assembler keeps, per ring, the
+    stack of spans still open, so a begin drained in one batch meets its end in a
+    later one, in memory bounded by rings times stack depth.
 
     ``feed(events)`` returns the spans closed by these events.  With
     ``attach_events=True`` every instant event is attached (as ``(name,

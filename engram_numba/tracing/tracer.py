@@ -71,7 +71,18 @@ def _description(layout, n_rings, capacity, clock) -> str:
 
 
 class Tracer(KernelArgument):
-    """Per-thread rings of 64-byte events of one :class:`EventSet`; see the module docstring."""
+    """Per-thread rings of 64-byte events of one :class:`EventSet`.
+
+    ``Tracer(EventSet, TracingConfig(...))`` reserves ``max_threads`` rings of
+    ``ring_buffer_size`` events (fixed memory).  Pass the tracer to kernels and record with
+    ``tr.<event>.emit(*fields)``, ``tr.<span>.begin(*fields)`` / ``end()``, from Python with
+    the same calls.  ``drain()`` returns the new events as records (unix-ns timestamps, OS
+    thread, span and trace ids, a column per field), ``stats()`` what was written,
+    delivered, dropped (at once when overwritten) and pending, and
+    ``set_sample_rate``/``enable``/``disable`` steer running kernels.  A thread keeps its
+    ring until ``release_thread()``; threads beyond the rings lose their events (counted
+    as ``no_ring``).  ``TraceCollector`` drains in the background.
+    """
 
     def __init__(self, event_set, config: TracingConfig | None = None):
         if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
