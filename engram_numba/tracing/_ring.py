@@ -132,6 +132,8 @@ CLOCK_MONOTONIC = 1
 ALWAYS = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
+_16 = np.uint64(16)
+_RING_BITS = np.uint64(0xFFFF << 16)           # bytes 18-19 of a slot's word 2
 
 
 def ring_headers_offset(n_types: int) -> int:
@@ -183,15 +185,17 @@ def reset_rings(words: np.ndarray, n_types: int, n_rings: int) -> None:
 def consumer_words(words: np.ndarray, head: int) -> tuple:
     """(read_index, delivered, dropped, peak) of the ring whose header starts at word
     ``head``, consistent with each other (read under the consumer's seqlock)."""
+    def read():
+        return tuple(int(words[head + off // 8]) for off in (R_READ, R_DELIVERED, R_DROPPED,
+                                                              R_PEAK))
     for _ in range(1000):
         v1 = int(words[head + R_VERSION // 8])
         if v1 & 1:
             continue
-        out = tuple(int(words[head + off // 8]) for off in (R_READ, R_DELIVERED, R_DROPPED,
-                                                             R_PEAK))
+        out = read()
         if int(words[head + R_VERSION // 8]) == v1:
             return out
-    return out                     # a consumer stuck mid-update (killed): its last words
+    return read()                  # a consumer stuck mid-update (killed): its last words
 
 
 def ring_stats(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> list:
@@ -457,6 +461,8 @@ def collect_ring(base, slots, capacity, ring, start, stop, out, k):
             dropped += 1          # torn: the producer lapped us during the copy
             continue
         out[k * WORDS] = pos
+        # the ring it came from, as the reader knows it (a damaged file's slot may say else)
+        out[k * WORDS + 2] = (out[k * WORDS + 2] & ~_RING_BITS) | (np.uint64(ring) << _16)
         k += 1
     return k, dropped
 

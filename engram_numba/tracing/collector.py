@@ -266,7 +266,10 @@ class TraceCollector:
         collector's thread starts, so no compilation holds it up while rings fill."""
         if self._thread is not None:
             raise RuntimeError("collector already started")
-        self._drain_cycle()
+        try:
+            self._drain_cycle()
+        except Exception:           # the drain thread meets it again, and reports it
+            log.debug("trace collector: the first drain failed", exc_info=True)
         for hook in self.hooks:
             start = getattr(hook, "on_start", None)
             if start is not None:
