@@ -71,6 +71,7 @@ import re
 import typing
 
 import numpy as np
+from numba import njit
 
 from .._values import as_enum, as_integer, as_number
 
@@ -407,26 +408,37 @@ class Layout:
 
     def records(self, raw: np.ndarray) -> np.ndarray:
         """Drained events from raw slots (``slot_dtype``): each field copied into its own
-        column for the rows whose type has it; ``thread``, ``trace_id`` and an instant
-        event's ``span_id`` are 0 here (the tracer fills them in)."""
+        column for the rows whose type has it (a compiled copy driven by the table);
+        ``thread``, ``trace_id`` and an instant event's ``span_id`` are 0 here (the
+        tracer fills them in)."""
         out = np.zeros(raw.size, dtype=self.dtype)
-        if not raw.size:
-            return out
-        for name in ("timestamp", "sequence", "ring", "event_type", "flags"):
-            out[name] = raw[name]
-        types = raw["event_type"]
-        for fname, has in self.type_has.items():
-            rows = has[types]
-            if rows.all():
-                out[fname] = raw[fname]
-            elif rows.any():
-                out[fname][rows] = raw[fname][rows]
-        if self.has_spans:
-            span = self.is_span[types]
-            out["span_id"][span] = raw["span_id"][span]
-            begin = span & ((raw["flags"] & 3) == FLAG_BEGIN)
-            out["parent_span_id"][begin] = raw["parent_span_id"][begin]
+        if raw.size:
+            tables = self._copy_tables()
+            _to_records(np.ascontiguousarray(raw).view(np.uint8), raw.size,
+                        out.view(np.uint8), self.dtype.itemsize, *tables)
         return out
+
+    def _copy_tables(self) -> tuple:
+        """(common src, dst, size; per type: first row; rows: src, dst, size) for
+        :func:`_to_records`: the bytes each type's slot gives each column."""
+        cached = self.__dict__.get("_tables")
+        if cached is not None:
+            return cached
+        slot = self.slot_dtype
+        common = [(slot.fields[n][1], self.record_offset(n), slot.fields[n][0].itemsize)
+                  for n in ("timestamp", "sequence", "ring", "event_type", "flags")]
+        starts, rows = [0], []
+        for t in self.types:
+            if t.kind == "span":
+                rows += [(SPAN_ID_OFFSET, self.record_offset("span_id"), 8),
+                         (PARENT_ID_OFFSET, self.record_offset("parent_span_id"), 8)]
+            for fname, ft in t.fields.items():
+                rows.append((self.offsets[(t.index, fname)], self.record_offset(fname), ft.size))
+            starts.append(len(rows))
+        as_array = (lambda values: np.array(values, dtype=np.int64).reshape(-1, 3))
+        cached = (as_array(common), np.array(starts, dtype=np.int64), as_array(rows or [(0, 0, 0)]))
+        self._tables = cached
+        return cached
 
     @staticmethod
     def _room(t) -> int:
@@ -469,6 +481,24 @@ class Layout:
 
     def __hash__(self):
         return hash(self.description)
+
+
+@njit(cache=True)
+def _to_records(raw, n, out, stride, common, starts, rows):
+    """Copy the slots' bytes into the records' columns (see Layout.records)."""
+    n_types = starts.size - 1
+    for e in range(n):
+        src = e * SLOT_SIZE
+        dst = e * stride
+        for c in range(common.shape[0]):
+            for b in range(common[c, 2]):
+                out[dst + common[c, 1] + b] = raw[src + common[c, 0] + b]
+        t = np.int64(raw[src + 16])
+        if t >= n_types:
+            continue                          # a type this set does not declare
+        for r in range(starts[t], starts[t + 1]):
+            for b in range(rows[r, 2]):
+                out[dst + rows[r, 1] + b] = raw[src + rows[r, 0] + b]
 
 
 def _layout_from_description(description: str) -> "Layout":

@@ -373,7 +373,10 @@ class Tracer(KernelArgument):
             ring = events["ring"].astype(np.int64)
             events["thread"] = np.where(events["sequence"] >= since[ring], tid[ring], prev[ring])
             context.annotate(events, self.layout)
-            events = events[np.argsort(events["timestamp"], kind="stable")]
+            order = np.argsort(events["timestamp"], kind="stable")
+            # gathered as plain bytes: numpy copies structured records field by field
+            whole = np.dtype((np.void, events.dtype.itemsize))
+            events = events.view(whole)[order].view(events.dtype)
         return events
 
     def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
