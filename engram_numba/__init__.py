@@ -20,13 +20,16 @@ structured-array records inside kernels.
 from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
+from ._progress import progress
 from ._region import RegionError
+from ._values import KernelTypingError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
                       GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
                       MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
 from .metrics.spec import TopK
 from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
                       Tracer, TracingConfig)
+from .export.frames import to_dataframe
 from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
@@ -38,8 +41,9 @@ __all__ = [
     "MetricSet", "Counter", "Gauge", "Histogram", "kernel_method", "attach_metrics",
     "MetricSetSnapshot", "CounterSnapshot", "GaugeSnapshot", "HistogramSnapshot", "HistogramData",
     "relative_error_bound", "ExponentialBuckets", "ExplicitBuckets", "RegionError",
+    "KernelTypingError",
     "TopK", "EventSet", "Event", "Span", "Tracer", "TracingConfig", "TraceCollector",
-    "ExportError", "PermanentExportError",
+    "ExportError", "PermanentExportError", "to_dataframe", "progress",
     "CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason",
     "CognitiveEvents", "CognitiveTracer", "EventType", "EVENT_DTYPE",
 ]

@@ -113,13 +113,47 @@ def clear(table, stride, n):
 _CLAIM_FN = "engram_numba_claim_entry_v1"
 
 
-def _claim_function(module):
-    """``i64 claim(i64 table, i64 stride, i64 n, i64 pid)``: the loop of :func:`claim`."""
-    fn = module.globals.get(_CLAIM_FN)
+def os_thread_id(builder):
+    """Emit the calling thread's OS id (Linux ``gettid``, macOS ``pthread_threadid_np``: what
+    ``threading.get_native_id()`` returns), or 0 where neither exists.  A system call: for
+    claims, never for records."""
+    import platform
+    import sys
+    i64 = ir.IntType(64)
+    module = builder.module
+    if sys.platform.startswith("linux"):
+        number = {"x86_64": 186, "aarch64": 178, "arm64": 178, "ppc64le": 207,
+                  "s390x": 236}.get(platform.machine())
+        if number is None:
+            return ir.Constant(i64, 0)
+        fn = cgutils.get_or_insert_function(module, ir.FunctionType(i64, [i64], var_arg=True),
+                                            "syscall")
+        return builder.call(fn, [ir.Constant(i64, number)])
+    if sys.platform == "darwin":
+        fn = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.IntType(32), [i64, i64.as_pointer()]),
+            "pthread_threadid_np")
+        slot = builder.alloca(i64)
+        builder.store(ir.Constant(i64, 0), slot)
+        builder.call(fn, [ir.Constant(i64, 0), slot])
+        return builder.load(slot)
+    return ir.Constant(i64, 0)
+
+
+def _claim_function(module, thread_words=None):
+    """``i64 claim(i64 table, i64 stride, i64 n, i64 pid)``: the loop of :func:`claim`.
+
+    ``thread_words`` = (tid, since, prev, write) offsets in an entry: on a new claim,
+    the entry keeps the claiming thread's OS id at ``tid`` (the one before moves to
+    ``prev``) and, at ``since``, the word at ``write`` (a ring's write index then).
+    """
+    name = _CLAIM_FN if thread_words is None else \
+        _CLAIM_FN + "_thread_" + "_".join(str(w) for w in thread_words)
+    fn = module.globals.get(name)
     if fn is not None:
         return fn
     i64 = ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(i64, [i64, i64, i64, i64]), _CLAIM_FN)
+    fn = ir.Function(module, ir.FunctionType(i64, [i64, i64, i64, i64]), name)
     # one definition for every module that uses it: numba links each kernel from
     # several modules, and copies under different names would not be merged, so
     # LLVM could not see that two calls are one
@@ -164,6 +198,15 @@ def _claim_function(module):
     b.cbranch(b.extract_value(res, 1), claimed, advance)
     b.position_at_end(claimed)
     b.store_atomic(pid, pid_ptr, "monotonic", 8)
+    if thread_words is not None:
+        def word(offset):
+            return b.inttoptr(b.add(addr, ir.Constant(i64, offset)), i64.as_pointer())
+        at_tid, at_since, at_prev, at_write = thread_words
+        b.store_atomic(b.load_atomic(word(at_tid), "monotonic", 8), word(at_prev),
+                       "monotonic", 8)
+        b.store_atomic(os_thread_id(b), word(at_tid), "monotonic", 8)
+        b.store_atomic(b.load_atomic(word(at_write), "monotonic", 8), word(at_since),
+                       "monotonic", 8)
     b.store_atomic(tid, owner_ptr, "release", 8)
     b.ret(i)
     b.position_at_end(advance)
@@ -180,8 +223,9 @@ def _claim_function(module):
     return fn
 
 
-def call_claim(builder, table, stride: int, n: int, pid):
-    """Emit ``claim(table, stride, n, pid)`` (i64 values ``table``, ``pid``): the entry, or -1."""
+def call_claim(builder, table, stride: int, n: int, pid, thread_words=None):
+    """Emit ``claim(table, stride, n, pid)`` (i64 values ``table``, ``pid``): the entry, or -1.
+    ``thread_words``: see :func:`_claim_function`."""
     i64 = ir.IntType(64)
-    fn = _claim_function(builder.module)
+    fn = _claim_function(builder.module, thread_words)
     return builder.call(fn, [table, ir.Constant(i64, stride), ir.Constant(i64, n), pid])

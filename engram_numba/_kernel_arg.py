@@ -62,7 +62,8 @@ def with_entry(builder, fe_type, value):
     offset, stride, n = fe_type.claim_table
     base = builder.extract_value(value, 0)
     table = builder.add(base, ir.Constant(base.type, offset))
-    entry = call_claim(builder, table, stride, n, builder.extract_value(value, 1))
+    entry = call_claim(builder, table, stride, n, builder.extract_value(value, 1),
+                       getattr(fe_type, "claim_thread_words", None))
     return builder.insert_value(value, entry, 2)
 
 

@@ -27,10 +27,11 @@ import typing
 
 import numpy as np
 from numba import njit, types
-from numba.core import cgutils, errors
+from numba.core import cgutils
 from numba.extending import intrinsic, overload_method
 
 from . import _kernel_arg
+from ._values import KernelTypingError
 from ._inline import always_inline
 from ._values import as_enum, as_number
 
@@ -311,21 +312,21 @@ def register_kernel_method(km, owner_type) -> None:
             return None
         given = _given(args)
         if len(given) > MAX_ARGS:
-            raise errors.TypingError(f"{name}: at most {MAX_ARGS} arguments in kernels")
+            raise KernelTypingError(f"{name}: at most {MAX_ARGS} arguments in kernels")
         try:
             bound = method._signature.bind(self, *given)
         except TypeError as exc:
-            raise errors.TypingError(f"{name}: {exc} (kernel methods take positional "
+            raise KernelTypingError(f"{name}: {exc} (kernel methods take positional "
                                      f"arguments in kernels)") from None
         for param, enum_cls in method._enums().items():
             t = bound.arguments.get(param)
             if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
-                raise errors.TypingError(
+                raise KernelTypingError(
                     f"{name}: {param} takes {enum_cls.__name__} members, "
                     f"got a {t.instance_class.__name__}")
             if t is not None and not isinstance(t, (types.IntEnumMember, types.Integer,
                                                     types.Omitted)):
-                raise errors.TypingError(
+                raise KernelTypingError(
                     f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
         if self.enabled:
             return _wrapper(method.jitted(), len(given))

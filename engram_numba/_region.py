@@ -173,7 +173,8 @@ def read_copy(path, inode, data_offset: int, size: int, alignment: int) -> np.nd
 
 
 class Region:
-    """A zeroed, aligned block of memory; see the module docstring for the file format.
+    """A zeroed, aligned block of memory, anonymous or a file (a header with magic,
+    version, kind, sizes and the layout description, then the data area).
 
     ``data`` is a uint8 view of the data area and ``address`` its address,
     which is what compiled kernels receive.

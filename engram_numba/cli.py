@@ -64,7 +64,7 @@ def _cmd_demo(args) -> int:
              rounds=rounds, threads=args.threads, seed=args.seed, serve=args.serve,
              port=args.port,
              metrics_path=args.metrics_path, trace_path=args.trace_path,
-             figures=not args.no_figures)
+             figures=not args.no_figures, serve_after=args.serve)
     return 0
 
 
@@ -155,11 +155,11 @@ def parse_types(text: str) -> list:
     return names
 
 
-def _type_indexes(tracer, names) -> list:
+def _type_indexes(tracer, names, option: str = "--types") -> list:
     try:
         return [tracer.layout.type_of(n).index for n in names]
     except ValueError as exc:
-        raise UsageError(f"--types: {exc}") from None
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _attach_tracer(path, writable=False):
@@ -387,22 +387,30 @@ def _cmd_trace_stats(args) -> int:
     print(f"rings in use: {len(stats['rings'])}, capacity {stats['capacity']} events each, "
           f"{stats['memory_bytes']:,} bytes")
     print(f"written {t['written']:,}  delivered {t['delivered']:,}  dropped {t['dropped']:,}  "
-          f"pending {t['pending']:,}  max utilization {t['utilization']:.1f}%")
+          f"pending {t['pending']:,}")
+    print(f"utilization now {t['utilization']:.1f}%, peak {t['peak_utilization']:.1f}% "
+          f"(the fullest ring at a drain; 100% means events were overwritten)")
     print(f"no free ring {stats['no_ring']:,}  invalid arguments {stats['invalid']:,}")
+    if stats["lost"]:
+        print(f"LOST {stats['lost']:,} events ({100 * stats['lost'] / max(t['written'], 1):.1f}% "
+              f"of those written): dropped {t['dropped']:,} (overwritten before they were "
+              f"read), no free ring {stats['no_ring']:,}, invalid {stats['invalid']:,}")
     for span in tracer.open_spans():
         print(f"  open span {span['type']} (id {span['span_id']:#x}) on ring {span['ring']}, "
               f"depth {span['depth']}")
     for r in stats["rings"]:
-        print(f"  ring {r['ring']:>4}: written {r['written']:>12,}  delivered {r['delivered']:>12,}"
-              f"  dropped {r['dropped']:>10,}  pending {r['pending']:>8,}  {r['utilization']:5.1f}%")
+        print(f"  ring {r['ring']:>4} (thread {r['thread']}): written {r['written']:>12,}  "
+              f"delivered {r['delivered']:>12,}  dropped {r['dropped']:>10,}  "
+              f"pending {r['pending']:>8,}  now {r['utilization']:5.1f}%  "
+              f"peak {r['peak_utilization']:5.1f}%")
     return 0
 
 
 def _cmd_trace_config(args) -> int:
     tracer = _attach_tracer(args.attach, writable=bool(args.enable or args.disable
                                                          or args.sample_rate is not None))
-    disable = _type_indexes(tracer, args.disable or [])
-    enable = _type_indexes(tracer, args.enable or [])
+    disable = _type_indexes(tracer, args.disable or [], "--disable")
+    enable = _type_indexes(tracer, args.enable or [], "--enable")
     for t in disable:
         tracer.disable(t)
     if args.sample_rate is not None:
@@ -544,14 +552,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"interleaved rounds of the overhead measurement (default "
                            f"{DEFAULT_ROUNDS}, or one per trial for fewer --trials)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--serve", action="store_true", help="serve /metrics while it runs")
+    demo.add_argument("--serve", action="store_true",
+                      help="serve /metrics while it runs, and after it until Ctrl-C")
     demo.add_argument("--port", type=port_number, default=9464, help="port for --serve")
     demo.add_argument("--metrics-path", metavar="PATH",
                       help="put the metrics in a file others can attach (metrics serve --attach)")
     demo.add_argument("--trace-path", metavar="PATH",
                       help="put the event rings in a file others can attach (trace stream --attach)")
     demo.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_cmd_demo, usage=demo.format_usage)
 
     metrics = sub.add_parser("metrics", help="read metric sets", **_parser_options("metrics")).add_subparsers(
         dest="metrics_command", required=True)
@@ -565,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Prometheus text (default) or the snapshot as JSON")
     show.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
-    show.set_defaults(func=_cmd_metrics_show)
+    show.set_defaults(func=_cmd_metrics_show, usage=show.format_usage)
     serve = metrics.add_parser("serve", help="serve file-backed metric sets on /metrics", **_parser_options("serve"))
     serve.add_argument("--attach", action="append", metavar="PATH",
                        help="metric-set file written by another process (repeatable)")
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "le buckets at this scale (2**S per power of two, at most each one's "
                        "scale; counts stay exact) instead of each one's declared classic_scale; "
                        "the protobuf format always carries every bucket")
-    serve.set_defaults(func=_cmd_metrics_serve)
+    serve.set_defaults(func=_cmd_metrics_serve, usage=serve.format_usage)
     push = metrics.add_parser("push", help="push file-backed metric sets over OTLP", **_parser_options("push"))
     push.add_argument("--attach", action="append", metavar="PATH",
                       help="metric-set file written by another process (repeatable)")
@@ -599,12 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transport_options(push)
     push.add_argument("--label", action="append", metavar="K=V",
                       help="constant label on every series (repeatable), e.g. worker=3")
-    push.set_defaults(func=_cmd_metrics_push)
+    push.set_defaults(func=_cmd_metrics_push, usage=push.format_usage)
     compact = metrics.add_parser("compact", help="move exited processes' files into the "
                                  "directory's archive", **_parser_options("compact"))
     compact.add_argument("--dir", required=True, metavar="DIR",
                          help="directory of per-process files")
-    compact.set_defaults(func=_cmd_metrics_compact)
+    compact.set_defaults(func=_cmd_metrics_compact, usage=compact.format_usage)
 
     trace = sub.add_parser("trace", help="read and steer file-backed event rings", **_parser_options("trace")).add_subparsers(
         dest="trace_command", required=True)
@@ -641,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "2d), an ISO 8601 time with zone, or @<unix seconds>")
     export.add_argument("--types", type=parse_types, metavar="T1,T2",
                         help="only these event types (priming,interference,...)")
-    export.set_defaults(func=_cmd_trace_export)
+    export.set_defaults(func=_cmd_trace_export, usage=export.format_usage)
 
     stream = trace.add_parser("stream", help="follow new events as JSON lines until interrupted", **_parser_options("stream"))
     attach(stream)
@@ -649,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only these event types (default: all)")
     stream.add_argument("--interval", type=positive_seconds, default=0.2,
                         help="poll interval, seconds (default 0.2)")
-    stream.set_defaults(func=_cmd_trace_stream)
+    stream.set_defaults(func=_cmd_trace_stream, usage=stream.format_usage)
 
     stats = trace.add_parser("stats", help="written / delivered / dropped per ring", **_parser_options("stats"))
     attach(stats)
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    stats.set_defaults(func=_cmd_trace_stats)
+    stats.set_defaults(func=_cmd_trace_stats, usage=stats.format_usage)
 
     config = trace.add_parser("config", help="show or change the running program's tracing", **_parser_options("config"))
     attach(config)
@@ -664,7 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop recording these event types (repeatable)")
     config.add_argument("--sample-rate", type=rate, metavar="R",
                         help="rate in [0, 1] for the --enable'd types (default: all enabled)")
-    config.set_defaults(func=_cmd_trace_config)
+    config.set_defaults(func=_cmd_trace_config, usage=config.format_usage)
     return parser
 
 
@@ -675,7 +684,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except UsageError as exc:
         from ._delivery import printable
-        parser.print_usage(sys.stderr)
+        # the usage of the command given (metrics serve ...), not of engram-numba
+        sys.stderr.write(getattr(args, "usage", parser.format_usage)())
         print(f"engram-numba: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -67,7 +67,8 @@ def _remove(metrics) -> None:
 
 
 class MetricsPlugin(WorkerPlugin):
-    """Give every worker an instance of ``set_class`` (see the module docstring).
+    """Give every worker an instance of ``set_class``, labelled with the worker's name
+    and served on the worker's own ``/metrics``; tasks get it with ``worker_metrics()``.
 
     ``label``: the constant label naming the worker (default ``"worker"``);
     ``directory``: create each worker's set as a file in that directory (``None``:

@@ -116,8 +116,30 @@ def histograms_figure(metrics, columns: int = 3) -> NotebookFigure:
                 ax.axvline(v, color=color, lw=1.2, ls="--", label=f"{name} {v:.3g}")
             ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{title}  (n={h.count:,})", fontsize=9)
+        unit = f" ({spec.unit})" if getattr(spec, "unit", None) else ""
+        ax.set_xlabel(f"observed value{unit}", fontsize=8)
+        ax.set_ylabel("observations per bucket", fontsize=8)
+        _enough_ticks(ax)
         ax.tick_params(labelsize=7)
     return fig
+
+
+def _enough_ticks(ax) -> None:
+    """At least a few labelled ticks on each axis, a narrow log axis included."""
+    from matplotlib.ticker import (LogFormatterSciNotation, LogLocator, MaxNLocator,
+                                   ScalarFormatter)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    if ax.get_xscale() == "log":
+        lo, hi = ax.get_xlim()
+        if hi / max(lo, 1e-300) < 100:              # under two decades: label 1, 2, 5 too
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            fmt = ScalarFormatter()
+            fmt.set_scientific(False)
+            ax.xaxis.set_major_formatter(fmt)
+        else:
+            ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
 
 
 def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> NotebookFigure:
@@ -143,83 +165,126 @@ def event_rates_figure(events: np.ndarray, bin_ms: float = 200.0) -> NotebookFig
     return fig
 
 
-def timeline_figure(events: np.ndarray, max_points: int = 50_000) -> NotebookFigure:
-    """Each traced event as a tick on its thread's track."""
+def timeline_figure(events: np.ndarray, max_points: int = 4_000) -> NotebookFigure:
+    """Traced events on a track per recording thread (named by its OS thread id), spans
+    as bars; at most ``max_points`` events are drawn, picked evenly, as the title says."""
     events, layout = as_events(events)
     fig = _new_figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
+    title = "Traced events per recording thread"
     if events.size:
         start = int(events["timestamp"].min())
-        threads = np.unique(events["thread"])
+        keys = np.where(events["thread"] != 0, events["thread"], events["ring"]).astype(np.int64)
+        threads = np.unique(keys)
         row = {int(th): i for i, th in enumerate(threads)}
+        ring_of = {int(k): int(r) for k, r in zip(keys, events["ring"])}
         if layout.has_spans:
             from .tracing.spans import SpanAssembler
             for s in SpanAssembler().feed(events):
-                ax.barh(row[s.ring] - 0.3 + 0.08 * s.depth, s.duration_ns / 1e9,
+                key = s.thread or s.ring
+                ax.barh(row[key] - 0.3 + 0.08 * s.depth, s.duration_ns / 1e9,
                         left=(s.start_ns - start) / 1e9, height=0.12,
                         color=_color(layout.by_name[s.name].index), alpha=0.5)
-        step = max(1, events.size // max_points)
-        ev = events[::step]
-        ev = ev[(ev["flags"] & 3) == 0]
+        instants = np.flatnonzero((events["flags"] & 3) == 0)
+        shown = instants
+        if instants.size > max_points:
+            shown = instants[np.linspace(0, instants.size - 1, max_points).astype(np.int64)]
+            title += f" ({shown.size:,} of {instants.size:,} events drawn)"
+        ev = events[shown]
         t = (ev["timestamp"].astype(np.int64) - start) / 1e9
-        y = np.array([row[int(th)] for th in ev["thread"]])
+        y = np.array([row[int(k)] for k in keys[shown]])
         n = len(layout.types)
         for et in layout.types:
             sel = ev["event_type"] == et.index
             if sel.any():
-                ax.scatter(t[sel], y[sel] + 0.15 * (et.index - (n - 1) / 2) / max(n / 4, 1),
-                           s=2, color=_color(et.index), label=_label(et.name), linewidths=0)
-        ax.set_yticks(range(len(threads)), [f"ring {int(th)}" for th in threads])
-        ax.legend(fontsize=8, markerscale=4, loc="upper right")
-    ax.set_xlabel("seconds")
-    ax.set_title("Event timeline per recording thread")
+                ax.scatter(t[sel], y[sel] + 0.3 * (et.index - (n - 1) / 2) / max(n, 1),
+                           s=6, color=_color(et.index), label=_label(et.name), alpha=0.6,
+                           linewidths=0)
+        ax.set_yticks(range(len(threads)),
+                      [f"thread {int(th)} (ring {ring_of[int(th)]})" for th in threads],
+                      fontsize=7)
+        ax.set_ylim(-0.6, len(threads) - 0.4)
+        ax.legend(fontsize=8, markerscale=2, loc="upper right")
+    ax.set_xlabel("seconds since the first event")
+    ax.set_title(title)
     return fig
 
 
-def rings_figure(stats: dict) -> NotebookFigure:
-    """Per ring: events delivered and dropped, and the fill level at the end."""
-    fig = _new_figure(figsize=(8, 3.2), layout="constrained")
-    ax = fig.add_subplot()
-    rings = stats["rings"]
+def rings_figure(stats: dict, since: dict | None = None) -> NotebookFigure:
+    """Per ring: events written (delivered and dropped), and how full it got.
+
+    ``since``: the tracer's stats at an earlier moment, subtracted (a run after a warm-up),
+    so that the counts are those of the run, as its summary gives them."""
+    fig = _new_figure(figsize=(8, 4.2), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    before = {r["ring"]: r for r in (since or {}).get("rings", [])}
+
+    def delta(r, key):
+        return r[key] - before.get(r["ring"], {}).get(key, 0)
+
+    rings = [r for r in stats["rings"] if delta(r, "written") > 0 or r["pending"]]
+    written = sum(delta(r, "written") for r in rings)
+    dropped = sum(delta(r, "dropped") for r in rings)
+    no_ring = stats["no_ring"] - (since or {}).get("no_ring", 0)
     if rings:
         x = np.arange(len(rings))
-        delivered = [r["delivered"] for r in rings]
-        dropped = [r["dropped"] for r in rings]
-        ax.bar(x, delivered, color="#2ca02c", label="delivered")
-        ax.bar(x, dropped, bottom=delivered, color="#d62728", label="dropped")
-        ax.set_xticks(x, [f"ring {r['ring']}" for r in rings])
-        ax2 = ax.twinx()
-        ax2.plot(x, [r["utilization"] for r in rings], "ko-", label="utilization %")
-        ax2.set_ylim(0, 100)
-        ax2.set_ylabel("utilization %")
-        ax.legend(fontsize=8, loc="upper left")
-    t = stats["total"]
-    ax.set_title(f"Rings: {t['written']:,} written, {t['dropped']:,} dropped, "
-                 f"{stats['no_ring']:,} without a free ring")
-    ax.set_ylabel("events")
+        delivered = [delta(r, "delivered") for r in rings]
+        lost = [delta(r, "dropped") for r in rings]
+        top.bar(x, delivered, color="#2ca02c", label="delivered")
+        top.bar(x, lost, bottom=delivered, color="#d62728", label="dropped (overwritten)")
+        top.set_ylabel("events written")
+        top.legend(fontsize=8, loc="upper right")
+        peak = [r.get("peak_utilization", r["utilization"]) for r in rings]
+        bottom.bar(x, peak, color=["#d62728" if p >= 100 else "#1f77b4" for p in peak])
+        bottom.axhline(100, color="k", lw=1, ls="--")
+        bottom.set_ylim(0, 110)
+        bottom.set_yticks([0, 50, 100])
+        bottom.set_ylabel("peak fill %\n(of capacity)", fontsize=8)
+        bottom.set_xticks(x, [f"ring {r['ring']}\nthread {r.get('thread', '?')}" for r in rings],
+                          fontsize=7)
+    else:
+        top.text(0.5, 0.5, "no events written", ha="center", va="center",
+                 transform=top.transAxes)
+    top.set_title(f"Rings: {written:,} events written, {dropped:,} dropped, "
+                  f"{no_ring:,} without a free ring")
     return fig
 
 
-def overhead_figure(instrumented_s, disabled_s) -> NotebookFigure:
-    """Interleaved round times with and without instrumentation, and the overhead."""
-    a, b = np.asarray(instrumented_s), np.asarray(disabled_s)
+def overhead_figure(instrumented_s, disabled_s, *, confidence: float = 0.95) -> NotebookFigure:
+    """The overhead of interleaved A/B rounds: how the rounds' ratios spread (left), and
+    the estimate, their median with its bootstrap confidence interval (right)."""
+    from ._stats import overhead_estimate
+    a, b = np.asarray(instrumented_s, dtype=float), np.asarray(disabled_s, dtype=float)
     ratio = (a / b - 1) * 100
     fig = _new_figure(figsize=(8, 3.2), layout="constrained")
-    ax = fig.add_subplot(1, 2, 1)
-    x = np.arange(a.size)
-    ax.plot(x, a * 1e3, "o-", color="#1f77b4", label="instrumented")
-    ax.plot(x, b * 1e3, "s-", color="#7f7f7f", label="disabled (same code as none)")
-    ax.set_xlabel("round (interleaved)")
-    ax.set_ylabel("ms per round")
-    ax.legend(fontsize=8)
-    ax2 = fig.add_subplot(1, 2, 2)
-    ax2.bar(x, ratio, color=np.where(ratio >= 0, "#d62728", "#2ca02c"))
-    med = float(np.median(ratio)) if ratio.size else float("nan")
-    ax2.axhline(med, color="k", ls="--", lw=1, label=f"median {med:+.1f}%")
-    ax2.set_xlabel("round")
-    ax2.set_ylabel("overhead %")
-    ax2.legend(fontsize=8)
-    fig.suptitle("Instrumentation overhead (interleaved A/B)")
+    left, right = fig.subplots(1, 2, width_ratios=(3, 2))
+    if ratio.size >= 2:
+        est = overhead_estimate(a, b, confidence=confidence)
+        med, (lo, hi) = est["median_percent"], est["ci_percent"]
+        q1, q99 = np.percentile(ratio, [1, 99])
+        inside = ratio[(ratio >= q1) & (ratio <= q99)]
+        left.hist(inside, bins=min(40, max(5, inside.size // 5)), color="#7f9fbf")
+        left.axvline(med, color="k", lw=1.5, label=f"median {med:+.2f}%")
+        left.axvline(0, color="#2ca02c", lw=1, ls=":", label="no overhead")
+        left.set_xlabel("one round's overhead % (instrumented / disabled - 1)")
+        left.set_ylabel("rounds")
+        cut = ratio.size - inside.size
+        left.set_title(f"{ratio.size} rounds" + (f" ({cut} beyond the 1st/99th percentile "
+                                                 f"not drawn)" if cut else ""), fontsize=9)
+        left.legend(fontsize=8)
+        right.errorbar([0], [med], yerr=[[med - lo], [hi - med]], fmt="o", color="k",
+                       capsize=8, label=f"median {med:+.2f}%")
+        right.axhline(0, color="#2ca02c", lw=1, ls=":")
+        right.fill_between([-0.5, 0.5], lo, hi, color="#bbbbbb", alpha=0.4,
+                           label=f"{confidence:.0%} CI {lo:+.2f} to {hi:+.2f}%")
+        pad = max(hi - lo, 0.2)
+        right.set_ylim(min(lo, 0) - pad, max(hi, 0) + pad)
+        right.set_xlim(-1, 1)
+        right.set_xticks([])
+        right.set_ylabel("overhead %")
+        right.set_title("estimate (bootstrap over rounds)", fontsize=9)
+        right.legend(fontsize=8, loc="upper right")
+    fig.suptitle("Instrumentation overhead: instrumented vs disabled twin, interleaved rounds")
     return fig
 
 

@@ -85,6 +85,20 @@ def test_bad_arguments_are_usage_errors_without_a_traceback(args, message):
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
+def test_usage_errors_name_the_option_and_show_the_command_s_own_usage(tmp_path):
+    from engram_numba import CognitiveTracer, TracingConfig
+    path = tmp_path / "t.rings"
+    CognitiveTracer(TracingConfig(ring_buffer_size=64, max_threads=2, path=str(path)))
+    for option in ("--enable", "--disable"):
+        r = run_cli("trace", "config", "--attach", str(path), option, "nosuch")
+        assert r.returncode == 2 and f"error: {option}: unknown event type 'nosuch'" in r.stderr
+        assert "--types" not in r.stderr
+        assert r.stderr.startswith("usage: engram-numba trace config")
+    r = run_cli("metrics", "serve")
+    assert r.returncode == 2 and r.stderr.startswith("usage: engram-numba metrics serve")
+    assert "give --attach PATH or --dir DIR" in r.stderr
+
+
 def test_runtime_failures_exit_1(tmp_path):
     from engram_numba import CognitiveTracer, TracingConfig
     from .processes import free_port
@@ -107,7 +121,7 @@ def test_demo_says_when_it_reduces_the_threads(tmp_path):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["workload"]["trials"] == 64
     assert "64 recall trials" in r.stdout and "128 trial runs" in r.stdout
-    assert "/128 trial runs" in r.stderr                 # the progress bar counts the same runs
+    assert "128/128" in r.stderr                         # the progress bar counts the same runs
 
 
 def test_version_is_the_package_version():

@@ -2,15 +2,22 @@
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
+
+import numpy as np
+from numba import njit
 
 import jsonschema
 import pytest
 from matplotlib.image import imread
 from prometheus_client.parser import text_string_to_metric_families
 
-from engram_numba import CognitiveEvents
+from engram_numba import CognitiveEvents, Counter, MetricSet, atomic_load
 from engram_numba.engram.demo import run_demo
 from engram_numba.export.json import schema
 
@@ -106,6 +113,73 @@ def test_serve_while_running(tmp_path):
         done.set()
         t.join()
     assert any(v > 0 for v in seen), "never scraped a running workload"
+
+
+def test_demo_serve_goes_on_serving_after_the_workload_until_ctrl_c(tmp_path):
+    """The command line's --serve: the final values stay on /metrics after the report,
+    the demo says so, and Ctrl-C ends it cleanly."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_numba", "demo", "--nodes", "3000", "--trials", "2000",
+         "--rounds", "4", "--serve", "--port", str(port), "--no-figures", "--out",
+         str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 600                 # a guard only (compiles if uncached)
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "still serving" in line:
+                break
+        assert any("still serving" in x and "Ctrl-C" in x for x in lines), lines[-5:]
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+        total = sum(s.value for f in text_string_to_metric_families(text.decode())
+                    for s in f.samples if s.name == "engram_priming_events_total")
+        assert total == sum(summary["counts"]["priming"].values()) > 0
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_progress_bar_follows_a_counter_a_nogil_kernel_increments():
+    from engram_numba import progress
+    m = Steps()
+    flag = np.zeros(1, np.int64)
+    out = io.StringIO()
+    with progress(m.done, total=10_000, desc="work", unit="steps", bar="plain", file=out,
+                  interval=0.001) as bar:
+        worker = threading.Thread(target=count_until, args=(m, flag, 10_000))
+        worker.start()
+        deadline = time.monotonic() + 120                 # a guard only
+        while bar.done < 5_000 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        seen_mid = bar.done                               # read while the kernel runs
+        flag[0] = 1
+        worker.join()
+    assert 5_000 <= seen_mid < 10_000 and bar.done == 10_000
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("work: [") and "100.0%  10,000/10,000 steps" in last
+
+
+class Steps(MetricSet, name="steps"):
+    done = Counter("steps_done_total", "Steps done")
+
+
+@njit(nogil=True)
+def count_until(m, flag, n):
+    """Half the steps, then wait for the test to have seen them, then the rest."""
+    for _ in range(n // 2):
+        m.done.inc()
+    while atomic_load(flag, 0, "relaxed") == 0:
+        pass
+    for _ in range(n - n // 2):
+        m.done.inc()
 
 
 def test_overhead_estimate_covers_the_true_median_and_refuses_bad_input():

@@ -1,7 +1,8 @@
 """Every encoder and exporter that takes events refuses arrays it would misread.
 
-They read raw 64-byte slots, so an array of another dtype, itemsize or shape
-would be read past its end.  Each bad input must give a TypeError or
+The compiled ones read the records as 64-bit words, so an array of another
+dtype, itemsize or shape (the rings' raw 64-byte slots included) would be read
+past its end or misread.  Each bad input must give a TypeError or
 ValueError; a strided, reversed or unaligned array of the right dtype is
 encoded exactly like its contiguous copy.  Run in a subprocess: a regression
 here reads foreign memory or crashes.
@@ -31,8 +32,9 @@ for i in range(20):
 good = tr.drain()
 
 packed = np.dtype([(n, EVENT_DTYPE.fields[n][0]) for n in ("sequence", "timestamp", "event_type")])
-raw = np.zeros(good.size * 64 + 8, np.uint8)
-unaligned = raw[1:1 + good.size * 64].view(EVENT_DTYPE)
+size = EVENT_DTYPE.itemsize
+raw = np.zeros(good.size * size + 8, np.uint8)
+unaligned = raw[1:1 + good.size * size].view(EVENT_DTYPE)
 unaligned[:] = good
 bad = {
     "u64 words": np.zeros(10, np.uint64),
@@ -44,6 +46,7 @@ bad = {
     "list": [1, 2, 3],
     "bytes object": b"x" * 640,
     "byte-swapped": np.zeros(3, EVENT_DTYPE.newbyteorder()),
+    "raw slots": np.zeros(3, tr.layout.slot_dtype),
 }
 encoders = {
     "jsonl": events_to_jsonl, "document": events_to_document, "records": event_records,

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from numba import njit, prange
 from numba.core.errors import TypingError
+
+from engram_numba import KernelTypingError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
 from engram_numba import Event, EventSet, Span, Tracer, TracingConfig
@@ -65,11 +67,22 @@ def solve(tr, n, restart_at):
 
 def test_layout_is_derived_from_the_table():
     layout = Solver.layout
-    assert layout.dtype.itemsize == 64
-    for name in layout.dtype.names:
-        dt, offset = layout.dtype.fields[name][:2]
+    slot = layout.slot_dtype
+    assert slot.itemsize == 64
+    for name in slot.names:
+        dt, offset = slot.fields[name][:2]
         assert offset % dt.alignment == 0 and offset + dt.itemsize <= 64, name
-    assert layout.dtype["reason"] == np.uint8 and layout.dtype["residual"] == np.float64
+    # drained records: a column per name, packed without gaps, each naturally aligned
+    rec = layout.dtype
+    end = 0
+    for name in rec.names:
+        dt, offset = rec.fields[name][:2]
+        assert offset == end and offset % dt.alignment == 0, name
+        end += dt.itemsize
+    assert end == rec.itemsize and rec.itemsize % 8 == 0
+    assert set(slot.names) - {"ring"} < set(rec.names)
+    assert {"thread", "ring", "span_id", "parent_span_id", "trace_id"} <= set(rec.names)
+    assert rec["reason"] == np.uint8 and rec["residual"] == np.float64
     assert [t.name for t in layout.types] == ["iteration", "restart", "sample", "solve", "phase"]
     assert Solver.type_enum().SOLVE == 3
     assert layout.offsets[(3, "size")] not in range(24, 40)      # span ids own bytes 24..39
@@ -136,7 +149,7 @@ def test_kernel_and_python_record_the_same_fields():
 def test_kernel_misuse_is_a_typing_error(call, message):
     ns = {"njit": njit, "Reason": Reason, "Other": enum.IntEnum("Other", {"X": 0})}
     exec(f"@njit\ndef f(tr):\n    {call}\n", ns)
-    with pytest.raises(TypingError, match=message):
+    with pytest.raises((KernelTypingError, TypingError), match=message):
         ns["f"](tracer())
 
 
@@ -327,8 +340,10 @@ def test_json_lines_and_schema():
             assert line["span_id"] == int(e["span_id"])
             assert line["parent_span_id"] == int(e["parent_span_id"])
         else:
-            assert set(line) == {"timestamp", "event_type", "thread", "sequence", "span",
-                                 "span_id", "depth"}
+            assert set(line) == {"timestamp", "event_type", "thread", "ring", "sequence",
+                                 "trace_id", "span", "span_id", "depth"}
+        assert line["ring"] == int(e["ring"])
+        assert line.get("trace_id", 0) == int(e["trace_id"])
 
 
 def _attrs(kvs):
@@ -368,7 +383,8 @@ def test_loki_chrome_and_frames():
         assert p["args"]["parent_span_id"] == solve_x["args"]["span_id"]
     frames = to_dataframe(ev)
     it = frames["iteration"]
-    assert list(it.columns) == ["timestamp", "thread", "sequence", "residual", "step"]
+    assert list(it.columns) == ["timestamp", "thread", "ring", "sequence", "span_id", "trace_id",
+                                "residual", "step"]
     assert str(it["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert it["step"].tolist() == list(range(6))
     assert frames["restart"]["reason"].dtype == "category"
@@ -452,7 +468,7 @@ def test_concat_keeps_the_set_and_refuses_mixing():
     _, b = _recorded(3)
     both = concat([a, b])
     assert both.dtype == a.dtype and both.size == a.size + b.size
-    assert both.dtype.metadata is not None
+    assert np.concatenate([a, b]).dtype == a.dtype      # numpy keeps the set's dtype too
     from engram_numba import CognitiveTracer
     ct = CognitiveTracer(TracingConfig(ring_buffer_size=64, max_threads=1))
     ct.trace_priming(0, 0.5, 1, 2)

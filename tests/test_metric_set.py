@@ -2,16 +2,16 @@
 
 import enum
 import json
+import logging
 import math
 
 import numpy as np
 import pytest
 from numba import njit
-from numba.core.errors import TypingError
 
 from engram_numba.metrics.kinds import GAUGE
-from engram_numba import (Counter, Gauge, Histogram, MetricSet, RegionError, attach_metrics,
-                          kernel_method)
+from engram_numba import (Counter, Gauge, Histogram, KernelTypingError, MetricSet, RegionError,
+                          attach_metrics, kernel_method)
 
 
 class Color(enum.IntEnum):
@@ -214,12 +214,92 @@ def test_out_of_range_labels_in_kernels_are_counted_not_written():
     lay = m.layout
     visits, price = lay.metrics["visits"], lay.metrics["price"]
     claims = range(lay.claim_offset, lay.claim_offset + 16 * lay.shards, 8)
-    allowed = {0, *claims}
+    allowed = {0, 32, 40, 48, *claims}         # the count and the last record's description
     for copy in range(lay.n_copies):
         allowed.add(lay.copy_offset(copy) + visits.block_offset)
         allowed.update(lay.copy_offset(copy) + price.block_offset + off
                        for off in range(0, price.slot_bytes, 8))
     assert set(changed.tolist()) <= allowed
+
+
+def test_invalid_kernel_records_are_logged_at_the_next_reading(caplog):
+    """The first reading after invalid records logs a warning naming the set, the metric,
+    the label position and the bad value; more within the interval wait for the next."""
+    m = Shop()
+    with caplog.at_level(logging.WARNING, logger="engram_numba"):
+        m.snapshot()
+        assert not caplog.records                        # nothing refused yet
+        bad_labels(m, 7)
+        assert m.sold.value(0) == 0                      # a reading: logs
+        bad_labels(m, 9)
+        m.snapshot()                                     # within the interval: not again
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    text = record.getMessage()
+    assert "metric set 'shop': 4 record(s) refused" in text
+    # the last of the first call: visits.add(-7)
+    assert "visits (visits_total).add(-7, ...): a counter only goes up" in text
+    caplog.clear()
+    m.invalid_warning_interval = 0.0
+    with caplog.at_level(logging.WARNING, logger="engram_numba"):
+        k = np.int64(5)
+        label_then_amount(m, k)
+        m.snapshot()
+    text = caplog.records[-1].getMessage()
+    assert "5 record(s) refused" in text          # bad_labels(m, 9) and this one
+    assert "sold (items_sold_total).inc: label 0 ('color') was 5, outside 0..2" in text
+    assert "to count by n, write sold.labels(...).inc(n)" in text
+
+
+@njit
+def label_then_amount(m, n):
+    m.sold.inc(n)                  # prometheus_client's inc(5): here 5 is a label index
+
+
+def test_the_prometheus_client_way_works_in_kernels_and_python():
+    m = Shop()
+    habits(m, 1)
+    m.sold.labels(Color.RED).inc(4)
+    m.sold.labels(color="blue").inc()
+    m.stock.labels("a").set(7.0)
+    m.price.labels().observe(2.0)
+    assert m.sold.values() == {"red": 1 + 5 + 1 + 4, "green": 3, "blue": 1}
+    assert m.sold.labels("red").value() == 11
+    assert m.stock.values()["a"] == 7.0 and m.stock.labels("b").value() == 1.5 - 0.25
+    assert m.price.read().count == 2 and m.invalid_records == 0
+    with pytest.raises(ValueError, match=r"sold \(items_sold_total\): .* to count by n"):
+        m.sold.inc(5)
+    with pytest.raises(AttributeError, match="has no observe"):
+        m.sold.labels("red").observe(1.0)
+    with pytest.raises(ValueError, match="unknown \\['colour'\\]"):
+        m.sold.labels(colour="red")
+
+
+@njit
+def habits(m, i):
+    m.sold.labels("red").inc()                     # a string literal: resolved at compile time
+    m.sold.labels(Color.RED).inc(5)
+    m.sold.labels(i).add(3)                        # 1: green
+    m.sold.inc("red")
+    m.stock.labels("b").set(1.5)
+    m.stock.labels("b").sub(0.25)
+    m.price.labels().observe(1.0)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("m.sold.inc(5)", r"^sold \(items_sold_total\)\.inc: label 0 .* got 5; to count by n, "
+                      r"write sold\.labels\(\.\.\.\)\.inc\(n\)"),
+    ("m.sold.inc('purple')", r"^sold \(items_sold_total\)\.inc: label 0 \('color'\) takes .*"
+                             r"'red', 'green', 'blue'; it has no value 'purple'"),
+    ("m.sold.labels('red').observe(1.0)", r"^sold \(items_sold_total\)\.labels\(\.\.\.\) has no "
+                                          r"observe\(\); a counter has inc\(\), add\(\)"),
+    ("m.visits.add(-2)", r"^visits \(visits_total\)\.add: a counter only goes up"),
+    ("m.visits.inc(2)", r"^visits \(visits_total\)\.inc: takes 0 label.*visits\.add\(n\)"),
+])
+def test_kernel_habits_that_cannot_work_fail_to_compile_with_the_fix(body, message):
+    ns = {"njit": njit}
+    exec(f"@njit\ndef f(m):\n    {body}\n", ns)
+    with pytest.raises(KernelTypingError, match=message):
+        ns["f"](Shop())
 
 
 def test_python_calls_validate():
@@ -245,16 +325,19 @@ def test_python_calls_validate():
 
 
 @pytest.mark.parametrize("body, message", [
-    ("m.sold.inc(Shape.ROUND)", "takes Color members"),
-    ("m.sold.inc()", "takes 1 label"),
-    ("m.visits.add(1.5)", "must be an integer"),
-    ("m.sold.inc(1.0)", "must be an integer or an IntEnum"),
-    ("m.price.observe('x')", "must be a number"),
+    ("m.sold.inc(Shape.ROUND)", r"^sold \(items_sold_total\)\.inc: label 0 takes Color members"),
+    ("m.sold.inc()", r"^sold \(items_sold_total\)\.inc: takes 1 label"),
+    ("m.visits.add(1.5)", r"^visits \(.*\)\.add: n must be an integer"),
+    ("m.sold.inc(1.0)", r"^sold \(items_sold_total\)\.inc: label 0 .* takes Color members, an "
+                        r"index 0\.\.2"),
+    ("m.price.observe('x')", r"^price \(.*\)\.observe: value must be a number"),
 ])
 def test_kernel_misuse_is_a_typing_error(body, message):
+    """The message comes first (not under numba's account of every overload it tried) and
+    names the metric."""
     ns = {"njit": njit, "Shape": Shape}
     exec(f"@njit\ndef f(m):\n    {body}\n", ns)
-    with pytest.raises(TypingError, match=message):
+    with pytest.raises(KernelTypingError, match=message):
         ns["f"](Shop())
 
 

@@ -9,7 +9,8 @@ import enum
 import numpy as np
 import pytest
 from numba import njit
-from numba.core.errors import TypingError
+
+from engram_numba import KernelTypingError
 
 from engram_numba import (CognitivePatternMetrics, CognitiveTracer, Counter, Gauge, Histogram,
                           InterferenceType, MetricSet, PrimingType, RejectionReason,
@@ -109,7 +110,7 @@ def test_a_member_of_another_enum_is_a_typing_error_in_kernels(body):
           "InterferenceType": InterferenceType}
     exec(f"@njit\ndef f(m):\n    {body}\n", ns)
     m = CognitivePatternMetrics()
-    with pytest.raises(TypingError, match="takes .* members"):
+    with pytest.raises(KernelTypingError, match="takes .* members"):
         ns["f"](m)
     assert m.interference_detections_total() == 0 and m.invalid_records == 0
 

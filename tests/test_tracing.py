@@ -7,12 +7,14 @@ import time
 import numpy as np
 import pytest
 from numba import njit, prange
-from numba.core.errors import TypingError
+
+from engram_numba import KernelTypingError
 
 from engram_numba import atomic_load
 from engram_numba._asm import native_asm
 from engram_numba.engram.metrics import InterferenceType, PrimingType
-from engram_numba import EVENT_DTYPE, CognitiveTracer, EventType, TracingConfig
+from engram_numba import (EVENT_DTYPE, CognitiveEvents, CognitiveTracer, EventType, Tracer,
+                          TracingConfig)
 from engram_numba.tracing import _ring as R
 
 from .conftest import needs_two_cpus, run_threads, spin_barrier
@@ -24,13 +26,17 @@ def small(**kw):
     return TracingConfig(**kw)
 
 
+SLOT_DTYPE = CognitiveEvents.layout.slot_dtype
+
+
 def test_event_layout_is_one_cache_line():
-    assert EVENT_DTYPE.itemsize == 64
-    for name in EVENT_DTYPE.names:
-        dt, offset = EVENT_DTYPE.fields[name][:2]
+    assert SLOT_DTYPE.itemsize == 64
+    for name in SLOT_DTYPE.names:
+        dt, offset = SLOT_DTYPE.fields[name][:2]
         assert offset % dt.alignment == 0, name          # naturally aligned
         assert offset + dt.itemsize <= 64
-    assert not EVENT_DTYPE.hasobject
+    assert not SLOT_DTYPE.hasobject and not EVENT_DTYPE.hasobject
+    assert set(SLOT_DTYPE.names) - {"ring"} < set(EVENT_DTYPE.names)
 
 
 @njit(nogil=True)
@@ -117,14 +123,14 @@ def test_kernel_misuse_is_a_typing_error():
     def wrong_enum(tr):
         tr.trace_priming(InterferenceType.FAN, 0.5, 1, 2)
 
-    with pytest.raises(TypingError, match="takes PrimingType"):
+    with pytest.raises(KernelTypingError, match="takes PrimingType"):
         wrong_enum(tr)
 
     @njit
     def float_id(tr):
         tr.trace_reconsolidation(1.5, 0.5, 0.5, 1)
 
-    with pytest.raises(TypingError, match="episode_id must be an integer"):
+    with pytest.raises(KernelTypingError, match="episode_id must be an integer"):
         float_id(tr)
 
 
@@ -181,12 +187,19 @@ def test_config_validation_names_the_field():
             CognitiveTracer(TracingConfig(**kwargs))
 
 
+def test_a_default_tracer_reserves_at_most_16_mib():
+    for tracer in (CognitiveTracer(), CognitiveTracer(TracingConfig.production()),
+                   Tracer(CognitiveEvents)):
+        assert tracer.stats()["memory_bytes"] <= 16 * 2 ** 20
+        tracer.close()
+
+
 def test_presets_and_rounding():
     dev = TracingConfig.development()
-    assert (dev.ring_buffer_size, dev.export_batch_size, dev.export_interval_ms) == (10_000, 1_000, 5_000)
+    assert (dev.ring_buffer_size, dev.export_batch_size, dev.export_interval_ms) == (8192, 1_000, 5_000)
     assert set(CognitiveTracer(dev.with_(max_threads=1)).sample_rates().values()) == {1.0}
     prod = TracingConfig.production()
-    assert (prod.ring_buffer_size, prod.export_batch_size, prod.export_interval_ms) == (10_000, 5_000, 30_000)
+    assert (prod.ring_buffer_size, prod.export_batch_size, prod.export_interval_ms) == (8192, 5_000, 30_000)
     rates = CognitiveTracer(prod.with_(max_threads=1)).sample_rates()
     assert rates == {"priming": 0.01, "interference": 0.01, "reconsolidation": 1.0,
                      "false_memory": 1.0}
@@ -194,7 +207,7 @@ def test_presets_and_rounding():
     assert over.sample_rates()["priming"] == 0.5
     off = CognitiveTracer(TracingConfig.disabled())
     assert set(off.thresholds().values()) == {0}
-    assert dev.ring_capacity == 16384 and small(ring_buffer_size=4096).ring_capacity == 4096
+    assert dev.ring_capacity == 8192 and small(ring_buffer_size=10_000).ring_capacity == 16384
 
 
 @njit(nogil=True)
@@ -257,8 +270,8 @@ def test_more_threads_than_rings_drop_and_count_never_share():
     st = tr.stats()
     # the main thread holds one ring, so at most one of the three writers got the other
     assert st["no_ring"] >= 2 * 2000
-    for ring in np.unique(ev["thread"]):
-        writers = np.unique(ev["source_node"][ev["thread"] == ring])
+    for ring in np.unique(ev["ring"]):
+        writers = np.unique(ev["source_node"][ev["ring"] == ring])
         assert writers.size == 1, "two threads wrote into one ring"
     assert ev.size + st["no_ring"] == 3 * 2000
 
@@ -274,9 +287,13 @@ def test_prange_workers_get_their_own_rings():
     prange_writer(tr, 100_000)
     ev = tr.drain()
     assert ev.size == 100_000 and sorted(ev["source_node"].tolist()) == list(range(100_000))
-    for ring in np.unique(ev["thread"]):
-        seq = ev["sequence"][ev["thread"] == ring]
+    for ring in np.unique(ev["ring"]):
+        seq = ev["sequence"][ev["ring"] == ring]
         assert np.array_equal(np.sort(seq), np.arange(seq.size))
+        assert np.unique(ev["thread"][ev["ring"] == ring]).size == 1   # one OS thread a ring
+    rings_of = {int(th): set(ev["ring"][ev["thread"] == th].tolist())
+                for th in np.unique(ev["thread"])}
+    assert 0 not in rings_of and all(len(r) == 1 for r in rings_of.values())
 
 
 # -- producer and consumer at the same time ---------------------------------------------
@@ -316,8 +333,9 @@ def test_concurrent_drain_never_returns_a_torn_event_and_counts_add_up():
     ev = np.concatenate(batches)
     assert ev.size > 0
     assert _check_consistent(ev).all(), "a delivered event mixes two writes"
-    ring = ev["thread"][0]
-    mine = ev[ev["thread"] == ring]
+    ring = ev["ring"][0]
+    mine = ev[ev["ring"] == ring]
+    assert (mine["thread"] == t.native_id).all()
     assert np.all(np.diff(mine["sequence"].astype(np.int64)) > 0), "events out of order"
     assert np.all(np.diff(mine["source_node"].astype(np.int64)) > 0)
     assert np.array_equal(mine["sequence"] - mine["sequence"][0],
@@ -371,7 +389,7 @@ def test_control_without_the_seqlock_checks_torn_events_are_seen():
         while torn == 0 and time.monotonic() < deadline:
             w = int(tr._positions()[ring, 0])
             k = _unchecked_copy(tr._kernel_address, tr._slots, 8, ring, max(w - 8, 0), w, out)
-            torn += int((~_check_consistent(out[:k * 8].view(EVENT_DTYPE))).sum())
+            torn += int((~_check_consistent(out[:k * 8].view(SLOT_DTYPE))).sum())
     finally:
         flag[1] = 1
         t.join()

@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from ..export.chrome import ChromeTraceExporter
 from ..export.json import JsonLinesExporter, events_to_jsonl
 from ..export.prometheus import exposition
 from ..metrics.kinds import HISTOGRAM
+from .._progress import progress
 from .._stats import overhead_estimate
 from ..tracing import TraceCollector, TracingConfig
 from ..tracing.schema import concat
@@ -57,32 +57,6 @@ class _Sample:
         return concat(self.batches, CognitiveEvents.layout)
 
 
-class _Progress:
-    """A one-line progress bar fed by the kernels' own trial counter."""
-
-    def __init__(self, total: int, stream, unit: str = "trials"):
-        self.total, self.stream, self.unit = total, stream, unit
-        self.start = time.monotonic()
-        self.live = stream.isatty() if hasattr(stream, "isatty") else False
-        self.last_print = 0.0
-
-    def show(self, done: int, extra: str = "", final: bool = False):
-        now = time.monotonic()
-        if not final and now - self.last_print < (0.1 if self.live else 2.0):
-            return
-        self.last_print = now
-        frac = min(1.0, done / self.total) if self.total else 1.0
-        bar = "#" * int(frac * 30)
-        rate = done / max(now - self.start, 1e-9)
-        line = (f"[{bar:<30}] {frac:6.1%}  {done:,}/{self.total:,} {self.unit}  {rate:,.0f}/s  "
-                f"{extra}")
-        if self.live:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 # One long-lived thread runs every round: a recording thread keeps its ring for the
 # tracer's lifetime, so starting a new thread per round would use up the rings.
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engram-workload")
@@ -94,26 +68,23 @@ def _timed(args):
     return checksum, time.perf_counter() - t
 
 
-def _run_chunk(args, progress_fn, progress_arr):
-    """Run one slice on the worker thread while the caller polls the kernels' progress counter."""
-    future = _worker.submit(_timed, args)
-    while True:
-        try:
-            return future.result(timeout=0.05)
-        except FuturesTimeout:
-            progress_fn(int(progress_arr[0]))
+def _run_chunk(args):
+    """Run one slice on the worker thread (the caller waits, without the GIL)."""
+    return _worker.submit(_timed, args).result()
 
 
 def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None,
              duration: float = 20.0, threads: int | None = None, seed: int = 7,
              rounds: int = 400, serve: bool = False, port: int = 9464,
              metrics_path: str | None = None, trace_path: str | None = None,
-             figures: bool = True, stream=None) -> dict:
+             figures: bool = True, stream=None, serve_after: bool = False) -> dict:
     """Run the demo; returns the summary (also written to ``out_dir/summary.json``).
 
     ``trials`` fixes the work (deterministic for a seed); otherwise the run is
     sized from a short calibration to take about ``duration`` seconds in total
-    (instrumented and disabled halves).
+    (instrumented and disabled halves).  ``serve=True`` serves ``/metrics`` on
+    ``port`` while the workload runs; with ``serve_after=True`` (``engram-numba demo
+    --serve``) it goes on serving the final values after the report, until Ctrl-C.
     """
     import numba
     stream = stream or sys.stderr
@@ -158,50 +129,47 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
         say(f"serving {server.url} while the workload runs")
 
     g = (graph.indptr, graph.indices, graph.weights)
-    progress = np.zeros(1, dtype=np.int64)
+    progress_arr = np.zeros(1, dtype=np.int64)
     t0 = time.perf_counter()
-    _worker.submit(run_trials, metrics, tracer, *g, 0, 64, seed, progress).result()
-    _worker.submit(run_trials, disabled_m, disabled_t, *g, 0, 64, seed, progress).result()
+    _worker.submit(run_trials, metrics, tracer, *g, 0, 64, seed, progress_arr).result()
+    _worker.submit(run_trials, disabled_m, disabled_t, *g, 0, 64, seed, progress_arr).result()
     warm = tracer.drain()            # the encoder compiles now, not in the collector's CPU time
     events_to_jsonl(warm[:64] if warm.size else np.zeros(1, dtype=warm.dtype))
     compile_s = time.perf_counter() - t0
     say(f"compiled the instrumented and disabled kernels in {compile_s:.1f} s "
         f"(cached for the next run)")
     metrics.reset()
-    tracer_reset = tracer.stats()["total"]["written"]
+    tracer_start = tracer.stats()          # the run's counts are those after this
 
     if trials is None:
         probe = 20_000
-        _, sec = _run_chunk((metrics, tracer, *g, 0, probe, seed, progress), lambda d: None,
-                            progress)
+        _, sec = _run_chunk((metrics, tracer, *g, 0, probe, seed, progress_arr))
         trials = max(rounds * 64, int(probe / sec * duration / 2))
         metrics.reset()
         tracer.drain()
-        tracer_reset = tracer.stats()["total"]["written"]
+        tracer_start = tracer.stats()
     trials = int(trials)
     collector.start()
     say(f"running {trials:,} trials twice, in {rounds} interleaved rounds: instrumented, and on "
         f"the disabled twin (the same kernel compiled without the calls)")
-    bar = _Progress(2 * trials, stream, unit="trial runs")
-    progress[:] = 0
     bounds = np.linspace(0, trials, rounds + 1).astype(np.int64)
     on_times, off_times, checksums = [], [], []
     run_start = time.perf_counter()
-    for i in range(rounds):
-        first, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
-        order = ("on", "off") if i % 2 == 0 else ("off", "on")   # ABBA: no systematic order bias
-        for which in order:
-            objs = (metrics, tracer) if which == "on" else (disabled_m, disabled_t)
-            checksum, sec = _run_chunk((*objs, *g, first, count, seed, progress),
-                                       lambda done: bar.show(done, f"primed {metrics.priming_events_total():,}"),
-                                       progress)
-            (on_times if which == "on" else off_times).append(sec)
-            if which == "on":
-                checksums.append(checksum)
+    # the kernels' own trial counter drives the bar (engram_numba.progress)
+    with progress(progress_arr, total=2 * trials, unit="trial runs", file=stream,
+                  postfix=lambda: f"primed {metrics.priming_events_total():,}"):
+        for i in range(rounds):
+            first, count = int(bounds[i]), int(bounds[i + 1] - bounds[i])
+            order = ("on", "off") if i % 2 == 0 else ("off", "on")   # ABBA: no order bias
+            for which in order:
+                objs = (metrics, tracer) if which == "on" else (disabled_m, disabled_t)
+                checksum, sec = _run_chunk((*objs, *g, first, count, seed, progress_arr))
+                (on_times if which == "on" else off_times).append(sec)
+                if which == "on":
+                    checksums.append(checksum)
     wall = time.perf_counter() - run_start
-    bar.show(int(progress[0]), "done", final=True)
     collector.stop()
-    if server is not None:
+    if server is not None and not serve_after:
         server.stop()
 
     # -- report -------------------------------------------------------------------
@@ -210,21 +178,31 @@ def run_demo(out_dir="report", *, nodes: int = 20_000, trials: int | None = None
     overhead = overhead_estimate(on_times, off_times)
     summary = _summary(metrics, stats, collector, trials, n_threads, seed, nodes, graph,
                        on_times, off_times, overhead, compile_s, wall, float(np.sum(checksums)),
-                       tracer_reset)
+                       tracer_start)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if figures:
         try:
-            _figures(out, metrics, sample.events(), stats, on_times, off_times)
+            _figures(out, metrics, sample.events(), stats, tracer_start, on_times, off_times)
         except ImportError as exc:          # matplotlib is the [viz] extra
             say(f"note: no figures: {exc}")
         summary["files"] = sorted(p.name for p in out.iterdir())
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary, out, stream)
+    if server is not None and serve_after:
+        say(f"the workload is done; still serving {server.url} (the final values): "
+            f"Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
     return summary
 
 
 def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, overhead,
-             compile_s, wall, checksum, tracer_reset):
+             compile_s, wall, checksum, start):
     hists = {}
     for attr, spec in m.metrics().items():
         if spec.kind is HISTOGRAM:
@@ -260,9 +238,10 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
         "spacing_ratio": m.spacing_ratio(),
         "priming_mean_strength": m.priming_mean_strength(),
         "histograms": hists,
-        "tracing": {"written": stats["total"]["written"] - tracer_reset,
-                    "delivered": stats["total"]["delivered"] - tracer_reset,
-                    "dropped": stats["total"]["dropped"], "no_free_ring": stats["no_ring"],
+        "tracing": {"written": stats["total"]["written"] - start["total"]["written"],
+                    "delivered": stats["total"]["delivered"] - start["total"]["delivered"],
+                    "dropped": stats["total"]["dropped"] - start["total"]["dropped"],
+                    "no_free_ring": stats["no_ring"] - start["no_ring"],
                     "exported": {k: v["exported_events"] for k, v in exporters.items()},
                     "export_dropped": {k: v["dropped_events"] for k, v in exporters.items()},
                     "sample_rates": dict(DEMO_SAMPLE_RATES)},
@@ -277,12 +256,12 @@ def _summary(m, stats, collector, trials, threads, seed, nodes, graph, on, off, 
     }
 
 
-def _figures(out, metrics, events, stats, on, off):
+def _figures(out, metrics, events, stats, start, on, off):
     from .. import viz
     for name, fig in (("histograms.png", viz.histograms_figure(metrics)),
                       ("event_rates.png", viz.event_rates_figure(events)),
                       ("timeline.png", viz.timeline_figure(events)),
-                      ("rings.png", viz.rings_figure(stats)),
+                      ("rings.png", viz.rings_figure(stats, since=start)),
                       ("overhead.png", viz.overhead_figure(on, off))):
         fig.savefig(out / name, dpi=110)
 

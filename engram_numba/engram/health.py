@@ -72,7 +72,9 @@ def record_costs() -> tuple:
 
 
 class OverheadEstimate:
-    """See the module docstring."""
+    """``engram_metrics_overhead_percent``: 100 * (events * c_event + records * c_record)
+    / (interval * recording threads), with the per-record costs measured once per
+    process (an estimate: it assumes the recording threads were busy throughout)."""
 
     def __init__(self):
         self.c_event, self.c_record = record_costs()
@@ -106,7 +108,7 @@ class CognitiveHealth:
 
     ``engram_cognitive_events_dropped_total``, ``..._event_buffer_utilization``,
     the top-10 tables of priming node pairs and interfered episodes, and
-    ``engram_metrics_overhead_percent`` (see the module docstring).
+    ``engram_metrics_overhead_percent`` (an estimate: :class:`OverheadEstimate`).
     """
 
     def __init__(self, metrics, top_capacity: int = 1024):

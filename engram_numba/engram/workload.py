@@ -144,7 +144,9 @@ def run_trials(metrics, tracer, indptr, indices, weights, first, count, seed, pr
 
 @njit(nogil=True, cache=True)
 def trial(metrics, tracer, indptr, indices, weights, t, seed):
-    """One trial (see the module docstring); returns the cue's total activation."""
+    """One trial: recall a cue by spreading activation (priming), with interference,
+    reconsolidation, DRM and spacing as the trial's hash decides; returns the cue's
+    total activation."""
     n = indptr.size - 1
     state = _mix(np.uint64(seed) * _GOLDEN ^ np.uint64(t))
     state, u = _next(state)

@@ -15,7 +15,9 @@ Each ``LogRecord`` of a set named ``S``::
     3  severity_text            "INFO"
     5  body                     string    the event type ("priming", ...)
     12 event_name               string    "S.<event type>"
-    6  attributes               S.event_type, S.thread, S.sequence, and every field
+    6  attributes               S.event_type, S.thread (OS thread id), S.ring,
+                                S.sequence, S.trace_id (in a trace), S.span_id (an
+                                instant event in a span), and every field
                                 as S.<field>: enums as strings, integers as int
                                 (u64 values are sent as the int64 with the same
                                 bits), floats as double (a float32 as its shortest
@@ -33,7 +35,8 @@ from numba import njit
 
 from ..tracing.schema import Layout, as_events
 from ._jsontext import Pieces, _shortest, _unscale, copy_bytes, put_piece
-from ._tables import B, F32, F64, I, U, bits_f64, field_bits, rows_for
+from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
+                      C_TYPE, F32, F64, I, U, bits_f64, column, field_bits, rows_for)
 
 SEVERITY_INFO = 9
 MAX_FIXED = 400
@@ -150,41 +153,52 @@ def _sign_extend(raw, width):
     return raw
 
 
-SEVERITY, K_THREAD, K_SEQUENCE, K_SPAN_ID, K_PARENT, K_DEPTH, SPAN_BEGIN, SPAN_END, \
-    UNKNOWN_TYPE = range(9)
-TYPE0 = 9
+SEVERITY, K_THREAD, K_SEQUENCE, K_SPAN_ID, K_PARENT, K_DEPTH, K_RING, K_TRACE, SPAN_BEGIN, \
+    SPAN_END, UNKNOWN_TYPE = range(11)
+TYPE0 = 11
 
 
 @njit(cache=True)
-def encode_records(words, n, observed, out, scratch, flat, starts, lengths, n_types, is_span,
-                   fstart, fword, fshift, fwidth, fkind, enum_lo, enum_n, enum_first, key0,
-                   enum0, span_word, parent_word):
+def encode_records(words, n, stride, common, observed, out, scratch, flat, starts, lengths,
+                   n_types, is_span, fstart, fword, fshift, fwidth, fkind, enum_lo, enum_n,
+                   enum_first, key0, enum0):
     """Write ``n`` events as ScopeLogs.log_records fields (tag 2) into ``out``; returns the end."""
     pos = 0
     for e in range(n):
-        b = e * 8
-        w2 = words[b + 2]
-        t = np.int64(w2 & np.uint64(0xFF))
-        flags = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
+        b = e * stride
+        t = np.int64(column(words, b, common, C_TYPE, 8))
+        flags = np.int64(column(words, b, common, C_FLAGS, 8))
         p = 0
         scratch[p] = 0x09
-        p = _fixed64(scratch, p + 1, words[b + 1])
+        p = _fixed64(scratch, p + 1, column(words, b, common, C_TS, 64))
         scratch[p] = 0x59
         p = _fixed64(scratch, p + 1, observed)
         p = put_piece(scratch, p, flat, starts, lengths, SEVERITY)
         p = put_piece(scratch, p, flat, starts, lengths, TYPE0 + t if t < n_types else UNKNOWN_TYPE)
         p = _attr_int(scratch, p, flat, starts, lengths, K_THREAD,
-                      (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
-        p = _attr_int(scratch, p, flat, starts, lengths, K_SEQUENCE, words[b])
+                      column(words, b, common, C_THREAD, 64))
+        p = _attr_int(scratch, p, flat, starts, lengths, K_RING,
+                      column(words, b, common, C_RING, 16))
+        p = _attr_int(scratch, p, flat, starts, lengths, K_SEQUENCE,
+                      column(words, b, common, C_SEQ, 64))
         fields = t < n_types
+        trace = column(words, b, common, C_TRACE, 64)
+        if fields and trace:
+            p = _attr_int(scratch, p, flat, starts, lengths, K_TRACE, trace)
         if fields and is_span[t]:
             phase = flags & 3
             p = put_piece(scratch, p, flat, starts, lengths, SPAN_BEGIN if phase == 1 else SPAN_END)
-            p = _attr_int(scratch, p, flat, starts, lengths, K_SPAN_ID, words[b + span_word])
+            p = _attr_int(scratch, p, flat, starts, lengths, K_SPAN_ID,
+                          column(words, b, common, C_SPAN, 64))
             if phase == 1:
-                p = _attr_int(scratch, p, flat, starts, lengths, K_PARENT, words[b + parent_word])
+                p = _attr_int(scratch, p, flat, starts, lengths, K_PARENT,
+                              column(words, b, common, C_PARENT, 64))
             p = _attr_int(scratch, p, flat, starts, lengths, K_DEPTH, flags >> 2)
             fields = phase == 1
+        elif fields:
+            span = column(words, b, common, C_SPAN, 64)
+            if span:
+                p = _attr_int(scratch, p, flat, starts, lengths, K_SPAN_ID, span)
         if fields:
             for f in range(fstart[t], fstart[t + 1]):
                 width = fwidth[f]
@@ -233,7 +247,7 @@ def _pieces(layout: Layout):
     s = layout.name
     fixed = [bytes([0x10, SEVERITY_INFO]) + field_bytes(3, b"INFO")]
     fixed += [field_bytes(1, f"{s}.{k}".encode()) for k in
-              ("thread", "sequence", "span_id", "parent_span_id", "depth")]
+              ("thread", "sequence", "span_id", "parent_span_id", "depth", "ring", "trace_id")]
     fixed += [_string_attr(f"{s}.span", "begin"), _string_attr(f"{s}.span", "end"),
               _type_piece(s, "unknown")]
     types = [_type_piece(s, n) for n in rows.type_names]
@@ -264,9 +278,9 @@ def log_records(events: np.ndarray, observed_ns: int) -> bytes:
         + 2 * int(pieces.lengths.max())
     out = np.empty(n * per_event, dtype=np.uint8)
     scratch = np.empty(per_event, dtype=np.uint8)
-    end = encode_records(events.view(np.uint64), n, np.uint64(observed_ns), out, scratch,
-                         pieces.flat, pieces.starts, pieces.lengths, len(rows.type_names),
-                         rows.is_span, rows.starts, rows.words, rows.shifts, rows.widths,
-                         rows.kinds, rows.enum_lo, rows.enum_n, rows.enum_first, key0, enum0,
-                         rows.span_words[0], rows.span_words[1])
+    end = encode_records(events.view(np.uint64), n, rows.stride, rows.common,
+                         np.uint64(observed_ns), out, scratch, pieces.flat, pieces.starts,
+                         pieces.lengths, len(rows.type_names), rows.is_span, rows.starts,
+                         rows.words, rows.shifts, rows.widths, rows.kinds, rows.enum_lo,
+                         rows.enum_n, rows.enum_first, key0, enum0)
     return out[:end].tobytes()

@@ -2,9 +2,11 @@
 
 An event set's layout becomes flat arrays the compiled loops index by event
 type: for every type, the range of its field rows; for every field row, where
-its bits are (word, shift, width), how to render it (kind), and the constant
-pieces (keys, enum member names) the encoders copy.  Built once per layout and
-cached; nothing here is written per event type.
+its bits are in a drained record (word, shift, width), how to render it
+(kind), and the constant pieces (keys, enum member names) the encoders copy.
+The loops read the records as 64-bit words, ``stride`` words per event; the
+columns every event has are at the words and shifts of :attr:`FieldRows.common`.
+Built once per layout and cached; nothing here is written per event type.
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ import numpy as np
 
 from numba import njit
 
-from ..tracing.schema import SPAN_ID_OFFSET, PARENT_ID_OFFSET, Layout
+from ..tracing.schema import Layout
 
 KIND = {"u": 0, "i": 1, "f": 2, "d": 3, "b": 4, "e": 5}
 U, I, F32, F64, B, E = range(6)
+#: the columns of every drained event, as the encoders index FieldRows.common
+COMMON = ("timestamp", "sequence", "thread", "span_id", "parent_span_id", "trace_id", "ring",
+          "event_type", "flags")
+C_TS, C_SEQ, C_THREAD, C_SPAN, C_PARENT, C_TRACE, C_RING, C_TYPE, C_FLAGS = range(9)
+
+
+@njit(cache=True)
+def column(words, b, common, c, bits):
+    """Column ``c`` (see COMMON) of the event whose first word is ``b``: ``bits`` wide."""
+    return field_bits(words[b + common[c, 0]], np.uint64(common[c, 1]), bits)
 
 
 @njit(cache=True)
@@ -36,7 +48,8 @@ def bits_f64(bits):
 
 
 class FieldRows:
-    """Field rows of every type, in declaration order (see the module docstring)."""
+    """Field rows of every type, in declaration order: per row, where its bits are in a
+    record (word, shift, width) and how to render it; per type, the range of its rows."""
 
     def __init__(self, layout: Layout):
         self.layout = layout
@@ -47,7 +60,7 @@ class FieldRows:
         f64_col = []
         for t in layout.types:
             for name, ft in t.fields.items():
-                offset = layout.offsets[(t.index, name)]
+                offset = layout.record_offset(name)
                 names.append(name)
                 words.append(offset // 8)
                 shifts.append((offset % 8) * 8)
@@ -82,7 +95,13 @@ class FieldRows:
         self.enum_n = np.array(enum_n, dtype=np.int64)
         self.enum_first = np.array(enum_first, dtype=np.int64)
         self.f64_col = np.array(f64_col, dtype=np.int64)
-        self.span_words = (SPAN_ID_OFFSET // 8, PARENT_ID_OFFSET // 8)
+        self.stride = layout.dtype.itemsize // 8
+
+        def at(name):
+            offset = layout.record_offset(name)
+            return offset // 8, (offset % 8) * 8
+        #: (word, shift) of the columns every event has, in this order
+        self.common = np.array([at(n) for n in COMMON], dtype=np.int64)
 
     def f64_text(self, events: np.ndarray):
         """(flat bytes, starts, lengths) of every float64 field value, as Python's repr.

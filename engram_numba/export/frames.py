@@ -2,12 +2,17 @@
 
 ``to_dataframe(events)`` returns ``{type name: DataFrame}`` for every declared
 type present, each with only that type's columns: ``timestamp``
-(``datetime64[ns, UTC]``), ``thread``, ``sequence`` and the type's fields
-(IntEnums as categoricals of their member names, bools as bool).  Spans come as
-one frame per span type with ``span_id``, ``parent_span_id``, ``start``,
-``end``, ``duration`` (``timedelta64[ns]``), ``depth``, ``thread`` and the span's
-fields; spans still open at the end of the events have ``end`` and
-``duration`` missing.  ``to_dataframe(events, "iteration")`` returns one frame.
+(``datetime64[ns, UTC]``), ``thread`` (the OS thread id, uint64), ``ring``,
+``sequence``, ``span_id`` and ``trace_id`` of the span the event happened in (0:
+none) and the type's fields (IntEnums as categoricals of their member names,
+bools as bool).  Spans come as one frame per span type with ``span_id``,
+``parent_span_id``, ``trace_id``, ``start``, ``end``, ``duration``
+(``timedelta64[ns]``), ``depth``, ``thread``, ``ring`` and the span's fields;
+spans still open at the end of the events have ``end`` and ``duration``
+missing.  ``thread``, ``ring`` and the ids have one dtype in every frame, so
+``events.merge(spans, on="span_id")`` joins events to their spans.
+``to_dataframe(events, "iteration")`` returns one frame.  The events can be
+drained, or loaded with ``np.load``.
 
 Needs ``pip install 'engram-numba[pandas]'``.
 """
@@ -49,7 +54,14 @@ def _times(pd, ns):
 
 
 def to_dataframe(events, type: str | None = None):
-    """``{type name: DataFrame}`` of the events, or the one frame of ``type`` (see above)."""
+    """``{type name: DataFrame}`` of drained (or ``np.load``-ed) events, or the one frame of
+    ``type``: a frame per event type with its own columns, a frame per span type (the
+    columns are listed in this module's docstring).  A metric set or snapshot gives its
+    tidy frame instead (``MetricSet.to_dataframe()``)."""
+    if not isinstance(events, np.ndarray) and callable(getattr(events, "to_dataframe", None)):
+        if type is not None:
+            raise TypeError("to_dataframe(metric_set) takes no event type")
+        return events.to_dataframe()
     pd = _pandas()
     events, layout = as_events(events)
     frames = {}
@@ -61,13 +73,16 @@ def to_dataframe(events, type: str | None = None):
         if t.kind == "span":
             mine = [s for s in closed if s.name == t.name]
             still = [s for s in spans.open_spans() if s.name == t.name]
-            data = {"span_id": [s.span_id for s in mine + still],
-                    "parent_span_id": [s.parent_id for s in mine + still],
-                    "start": _times(pd, [s.start_ns for s in mine + still]),
+            every = mine + still
+            data = {"span_id": np.array([s.span_id for s in every], dtype=np.uint64),
+                    "parent_span_id": np.array([s.parent_id for s in every], dtype=np.uint64),
+                    "trace_id": np.array([s.root_id for s in every], dtype=np.uint64),
+                    "start": _times(pd, [s.start_ns for s in every]),
                     "end": _times(pd, [s.end_ns for s in mine] + [np.iinfo(np.int64).min] * len(
                         still)),
-                    "depth": [s.depth for s in mine + still],
-                    "thread": [s.ring for s in mine + still]}
+                    "depth": np.array([s.depth for s in every], dtype=np.int64),
+                    "thread": np.array([s.thread for s in every], dtype=np.uint64),
+                    "ring": np.array([s.ring for s in every], dtype=np.uint16)}
             frame = pd.DataFrame(data)
             frame["duration"] = frame["end"] - frame["start"]
             for name, ft in t.fields.items():
@@ -76,7 +91,9 @@ def to_dataframe(events, type: str | None = None):
             frame = frame.sort_values("start", kind="stable").reset_index(drop=True)
         else:
             frame = pd.DataFrame({"timestamp": _times(pd, rows["timestamp"]),
-                                  "thread": rows["thread"], "sequence": rows["sequence"]})
+                                  "thread": rows["thread"], "ring": rows["ring"],
+                                  "sequence": rows["sequence"], "span_id": rows["span_id"],
+                                  "trace_id": rows["trace_id"]})
             for name, ft in t.fields.items():
                 frame[name] = _column(pd, ft, rows[name])
         if type is not None:

@@ -2,16 +2,18 @@
 
 One event per line::
 
-    {"timestamp":1795731552667751424,"event_type":"priming","thread":1,"sequence":5,
-     "priming_type":"semantic","strength":0.7,"source_node":3,"target_node":9}
+    {"timestamp":1795731552667751424,"event_type":"priming","thread":20397,"ring":1,
+     "sequence":5,"priming_type":"semantic","strength":0.7,"source_node":3,"target_node":9}
 
 ``timestamp`` is unix nanoseconds, ``event_type`` the declared type's name,
-``thread`` the ring of the recording thread, ``sequence`` the event's position
-in that ring, and the type's fields follow by name in declaration order (enum
-fields as lowercase member names, ``unknown`` for a value that is not a
-member; bools as ``true``/``false``; NaN and infinities as ``null``).  A span's
-events add ``"span":"begin"`` (with ``span_id``, ``parent_span_id``, ``depth``
-and the span's fields) or ``"span":"end"`` (with ``span_id`` and ``depth``).
+``thread`` the OS id of the recording thread, ``ring`` its ring, ``sequence``
+the event's position in that ring, then ``trace_id`` (the root span's id) for
+an event inside a trace and ``span_id`` for an instant event inside a span,
+and the type's fields follow by name in declaration order (enum fields as
+lowercase member names, ``unknown`` for a value that is not a member; bools as
+``true``/``false``; NaN and infinities as ``null``).  A span's events add
+``"span":"begin"`` (with ``span_id``, ``parent_span_id``, ``depth`` and the
+span's fields) or ``"span":"end"`` (with ``span_id`` and ``depth``).
 The batch document is ``{"events": [...], "exported_at": <unix s>, "count": n}``.
 :func:`schema` gives the JSON Schema of a set's lines or documents.
 
@@ -31,7 +33,8 @@ from numba import njit
 
 from ..tracing.schema import EventSet, Layout, as_events
 from ._jsontext import Pieces, put_piece, write_f32, write_i64, write_u64
-from ._tables import B, F32, F64, I, U, field_bits, rows_for
+from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
+                      C_TYPE, F32, F64, I, U, column, field_bits, rows_for)
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
            "JsonLinesExporter"]
@@ -39,8 +42,8 @@ __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
 _MAX_FIXED = 160                   # bytes of one line besides its fields
 _MAX_FIELD = 48                    # bytes of one field besides its key (and float64 text)
 
-TS, SEQ, BEGIN, END, PARENT, DEPTH, UNKNOWN, TRUE, FALSE = range(9)
-TYPE0 = 9
+TS, SEQ, BEGIN, END, PARENT, DEPTH, UNKNOWN, TRUE, FALSE, RING, TRACE, SPAN = range(12)
+TYPE0 = 12
 
 
 @lru_cache(maxsize=64)
@@ -48,7 +51,8 @@ def _pieces(layout: Layout):
     rows = rows_for(layout)
     fixed = [b'{"timestamp":', b',"sequence":', b',"span":"begin","span_id":',
              b',"span":"end","span_id":', b',"parent_span_id":', b',"depth":',
-             b',"event_type":"unknown","thread":', b"true", b"false"]
+             b',"event_type":"unknown","thread":', b"true", b"false", b',"ring":',
+             b',"trace_id":', b',"span_id":']
     types = [f',"event_type":"{n}","thread":'.encode() for n in rows.type_names]
     keys = [f',"{n}":'.encode() for n in rows.names]
     enums = [f'"{n}"'.encode() for n in rows.enum_names] or [b'""']
@@ -67,41 +71,51 @@ def _sign_extend(raw, width):
 
 
 @njit(cache=True)
-def _encode(words, n, buf, sep, flat, starts, lengths, n_types, is_span, fstart, fword, fshift,
-            fwidth, fkind, enum_lo, enum_n, enum_first, f64_col, f64_flat, f64_start, f64_len,
-            key0, enum0, span_word, parent_word):
+def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, is_span, fstart,
+            fword, fshift, fwidth, fkind, enum_lo, enum_n, enum_first, f64_col, f64_flat,
+            f64_start, f64_len, key0, enum0):
     pos = 0
     for e in range(n):
         if e:
             buf[pos] = sep
             pos += 1
-        b = e * 8
-        w2 = words[b + 2]
-        t = np.int64(w2 & np.uint64(0xFF))
-        flags = np.int64((w2 >> np.uint64(8)) & np.uint64(0xFF))
+        b = e * stride
+        t = np.int64(column(words, b, common, C_TYPE, 8))
+        flags = np.int64(column(words, b, common, C_FLAGS, 8))
         pos = put_piece(buf, pos, flat, starts, lengths, TS)
-        pos = write_u64(buf, pos, words[b + 1])
+        pos = write_u64(buf, pos, column(words, b, common, C_TS, 64))
         pos = put_piece(buf, pos, flat, starts, lengths, TYPE0 + t if t < n_types else UNKNOWN)
-        pos = write_u64(buf, pos, (w2 >> np.uint64(16)) & np.uint64(0xFFFF))
+        pos = write_u64(buf, pos, column(words, b, common, C_THREAD, 64))
+        pos = put_piece(buf, pos, flat, starts, lengths, RING)
+        pos = write_u64(buf, pos, column(words, b, common, C_RING, 16))
         pos = put_piece(buf, pos, flat, starts, lengths, SEQ)
-        pos = write_u64(buf, pos, words[b])
+        pos = write_u64(buf, pos, column(words, b, common, C_SEQ, 64))
         if t >= n_types:
             buf[pos] = 125
             pos += 1
             continue
+        trace = column(words, b, common, C_TRACE, 64)
+        if trace:
+            pos = put_piece(buf, pos, flat, starts, lengths, TRACE)
+            pos = write_u64(buf, pos, trace)
         if is_span[t]:
             phase = flags & 3
             pos = put_piece(buf, pos, flat, starts, lengths, BEGIN if phase == 1 else END)
-            pos = write_u64(buf, pos, words[b + span_word])
+            pos = write_u64(buf, pos, column(words, b, common, C_SPAN, 64))
             if phase == 1:
                 pos = put_piece(buf, pos, flat, starts, lengths, PARENT)
-                pos = write_u64(buf, pos, words[b + parent_word])
+                pos = write_u64(buf, pos, column(words, b, common, C_PARENT, 64))
             pos = put_piece(buf, pos, flat, starts, lengths, DEPTH)
             pos = write_u64(buf, pos, flags >> 2)
             if phase != 1:
                 buf[pos] = 125
                 pos += 1
                 continue
+        else:
+            span = column(words, b, common, C_SPAN, 64)
+            if span:
+                pos = put_piece(buf, pos, flat, starts, lengths, SPAN)
+                pos = write_u64(buf, pos, span)
         for f in range(fstart[t], fstart[t + 1]):
             pos = put_piece(buf, pos, flat, starts, lengths, key0 + f)
             width = fwidth[f]
@@ -140,11 +154,11 @@ def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
     per_event = _MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * (_MAX_FIELD + longest) \
         + int(pieces.lengths.max())
     buf = np.empty(n * per_event, dtype=np.uint8)
-    end = _encode(events.view(np.uint64), n, buf, sep[0], pieces.flat, pieces.starts,
-                  pieces.lengths, len(rows.type_names), rows.is_span, rows.starts, rows.words,
-                  rows.shifts, rows.widths, rows.kinds, rows.enum_lo, rows.enum_n,
-                  rows.enum_first, rows.f64_col, f64_flat, f64_start, f64_len, key0, enum0,
-                  rows.span_words[0], rows.span_words[1])
+    end = _encode(events.view(np.uint64), n, rows.stride, rows.common, buf, sep[0],
+                  pieces.flat, pieces.starts, pieces.lengths, len(rows.type_names),
+                  rows.is_span, rows.starts, rows.words, rows.shifts, rows.widths, rows.kinds,
+                  rows.enum_lo, rows.enum_n, rows.enum_first, rows.f64_col, f64_flat,
+                  f64_start, f64_len, key0, enum0)
     return buf[:end].tobytes()
 
 
@@ -198,7 +212,7 @@ def schema(source, kind: str = "event") -> dict:
             variants.append({"properties": props, "required": required + ["span", "span_id"],
                              "if": {"properties": {"span": {"const": "begin"}}},
                              "then": {"required": list(t.fields) + ["parent_span_id", "depth"]},
-                             "else": {"maxProperties": 7}})
+                             "else": {"maxProperties": 9}})
         else:
             variants.append({"properties": props, "required": required + list(t.fields),
                              "additionalProperties": True})
@@ -206,14 +220,19 @@ def schema(source, kind: str = "event") -> dict:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"engram-numba event of set {layout.name}",
         "type": "object",
-        "required": ["timestamp", "event_type", "thread", "sequence"],
+        "required": ["timestamp", "event_type", "thread", "ring", "sequence"],
         "properties": {
             "timestamp": {"type": "integer", "minimum": 0, "description": "unix time in ns"},
             "event_type": {"enum": [t.name for t in layout.types]},
-            "thread": {"type": "integer", "minimum": 0, "maximum": 65535,
-                       "description": "ring of the recording thread"},
+            "thread": {"type": "integer", "minimum": 0, "maximum": 2 ** 64 - 1,
+                       "description": "OS id of the recording thread (0: unknown)"},
+            "ring": {"type": "integer", "minimum": 0, "maximum": 65535,
+                     "description": "ring of the recording thread"},
             "sequence": {"type": "integer", "minimum": 0,
                          "description": "position of the event in its ring"},
+            "trace_id": {**u64, "description": "id of the root span of the event's trace"},
+            "span_id": {**u64, "description": "a span's id, or for an instant event the "
+                                              "innermost span it happened in"},
         },
         "oneOf": variants,
     }
@@ -235,6 +254,13 @@ class JsonLinesExporter:
     def __init__(self, path):
         self.path = path
         self._file = open(path, "ab")
+
+    def bind(self, tracer) -> None:
+        """Compile the encoder now (a TraceCollector calls this before it starts), so that
+        the first export does not hold up the collector's draining."""
+        layout = getattr(tracer, "layout", None)
+        if layout is not None:
+            events_to_jsonl(np.zeros(1, dtype=layout.dtype))
 
     def export(self, events: np.ndarray) -> None:
         self._file.write(events_to_jsonl(events))

@@ -147,6 +147,13 @@ class LokiExporter:
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
         self._open_spans = {}        # span id -> stream of its begin, across batches
 
+    def bind(self, tracer) -> None:
+        """Compile the encoder now (a TraceCollector calls this before it starts), so that
+        the first export does not hold up the collector's draining."""
+        layout = getattr(tracer, "layout", None)
+        if layout is not None:
+            push_body(np.zeros(1, dtype=layout.dtype))
+
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
         """Push one batch; ``deadline`` (``time.monotonic()``) bounds the whole request.
         A span's end goes to the stream of its begin, even when an earlier batch held

@@ -516,6 +516,14 @@ class OtlpLogExporter(_OtlpExporter):
     name = "otlp"
     kind = "logs"
 
+    def bind(self, tracer) -> None:
+        """Compile the encoder now (a TraceCollector calls this before it starts), so that
+        the first export does not hold up the collector's draining."""
+        from ._otlp_logs import log_records
+        layout = getattr(tracer, "layout", None)
+        if layout is not None:
+            log_records(np.zeros(1, dtype=layout.dtype), 0)
+
     def export(self, events: np.ndarray, deadline: float | None = None) -> None:
         """Send one batch; ``deadline`` (``time.monotonic()``) bounds the whole request."""
         events, _ = as_events(events)
@@ -658,7 +666,9 @@ def spans_request(spans, layout, *, tracer_id: int, service_name: str | None = N
             start_time_unix_nano=s.start_ns, end_time_unix_nano=s.end_ns,
             attributes=_field_attributes(common_pb2, prefix, s.fields, enums.get(s.name, {}))
             + [common_pb2.KeyValue(key=f"{prefix}.thread", value=common_pb2.AnyValue(
-                int_value=s.ring)),
+                int_value=s.thread)),
+               common_pb2.KeyValue(key=f"{prefix}.ring", value=common_pb2.AnyValue(
+                   int_value=s.ring)),
                common_pb2.KeyValue(key=f"{prefix}.depth", value=common_pb2.AnyValue(
                    int_value=s.depth))])
         for name, ts, fields in s.events:

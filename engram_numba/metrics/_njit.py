@@ -33,18 +33,17 @@ from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, models, overload_method, register_model,
                              unbox)
 
-from .._addr import add_u64, thread_id
+from .._addr import thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._claim import ENTRY_BYTES, claim, release
 from .._inline import always_inline
 from .._kernel_arg import OwnedAddressModel, unbox_address
+from .._values import KernelTypingError
 from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from . import _record as R
 from .buckets import ExplicitBuckets, ExponentialBuckets, exponential_tables, scheme_from_key
-from .layout import INVALID_OFFSET
 from .spec import MAX_LABEL_DIMS
 
-_ONE = 1
 
 
 class MetricSetType(types.Type):
@@ -89,39 +88,54 @@ class HandleType(types.Type):
     """A metric of a set inside a kernel.
 
     The type holds what shapes the code (kind, label sizes and enums, bucket
-    parameters), so metrics of the same shape share one compiled method.  The
-    native value holds the set's base address, the caller's pid and where the
-    metric sits (see :data:`PLACE`): constants that the attribute access puts
-    there and LLVM folds into the inlined recording code.
+    parameters) and the metric's identity (attribute, exported name and label
+    values), so that errors name the metric and string labels resolve at compile
+    time.  The native value holds the set's base address, the caller's pid and
+    where the metric sits (see :data:`PLACE`): constants that the attribute access
+    puts there and LLVM folds into the inlined recording code.
     """
 
     kind = ""
 
-    def __init__(self, enabled, labels, enums, extra=()):
+    def __init__(self, enabled, labels, enums, extra=(), attr="", metric="", values=()):
         self.enabled = enabled
         self.labels = labels            # ((name, size), ...)
         self.dims = tuple(n for _, n in labels)
         self.enums = enums
         self.extra = extra
+        self.attr = attr                # the set's attribute: m.<attr>
+        self.metric = metric            # the exported name
+        self.values = values            # per label, its value strings
         state = "" if enabled else "Disabled"
         lab = ",".join(f"{k}:{n}" for k, n in labels)
-        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{lab}]{extra or ''}")
+        super().__init__(name=f"{state}{type(self).__name__[:-4]}[{attr}:{metric}|{lab}]"
+                              f"{extra or ''}")
 
     @property
     def key(self):
         # getattr: an instance unpickled from an older version's cache lacks fields
-        return tuple(getattr(self, f, None) for f in ("enabled", "labels", "enums", "extra"))
+        return tuple(getattr(self, f, None) for f in ("enabled", "labels", "enums", "extra",
+                                                       "attr", "metric", "values"))
 
     def __reduce__(self):
         enums = tuple(class_ref(e) for e in self.enums)
         return rebuild_type, (_handle_type_from, (type(self).kind, self.enabled, self.labels,
-                                                  enums, self.extra, FINGERPRINT))
+                                                  enums, self.extra, self.attr, self.metric,
+                                                  self.values, FINGERPRINT))
 
     @property
     def metric_name(self) -> str:
-        """How messages name the metric (its labels, since the type is shared)."""
-        labs = ", ".join(k for k, _ in self.labels)
-        return f"{self.kind.name}[{labs}]" if labs else self.kind.name
+        """How messages name the metric: ``orders (shop_orders_total)``."""
+        return f"{self.attr} ({self.metric})" if self.attr else self.kind.name
+
+    def label_help(self, k: int) -> str:
+        """What label ``k`` takes, for messages."""
+        name, size = self.labels[k]
+        enum_cls = self.enums[k]
+        names = ", ".join(repr(v) for v in self.values[k]) if self.values else ""
+        took = f"{enum_cls.__name__} members, " if enum_cls is not None else ""
+        return f"label {k} ({name!r}) takes {took}an index 0..{size - 1}" + \
+            (f" or one of {names}" if names else "")
 
 
 class CounterHandleType(HandleType):
@@ -143,31 +157,34 @@ _HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, Histogr
 #   block    its offset in a copy of the hot block  claim    the set's claim table
 #   shards   the set's owned copies                 hot      the first copy
 #   copy     bytes per copy
-PLACE = ("shared", "sstride", "block", "claim", "shards", "hot", "copy")
+#   metric   its index in the set (for the description of an invalid record)
+PLACE = ("shared", "sstride", "block", "claim", "shards", "hot", "copy", "metric")
 
 
 def _place(m, layout) -> tuple:
     return (m.shared_offset, m.shared_stride, m.block_offset, layout.claim_offset,
-            layout.shards, layout.hot_offset, layout.copy_size)
+            layout.shards, layout.hot_offset, layout.copy_size, layout.metric_index[m.attr])
 
 
-def _handle_type_from(kind, enabled, labels, enums, extra, fingerprint):
+def _handle_type_from(kind, enabled, labels, enums, extra, attr, metric, values, fingerprint):
     if fingerprint != FINGERPRINT:
         raise ValueError("written by another version")
-    return _HANDLE_TYPES[kind](enabled, labels, tuple(resolve_class(e) for e in enums), extra)
+    return _HANDLE_TYPES[kind](enabled, labels, tuple(resolve_class(e) for e in enums), extra,
+                               attr, metric, values)
 
 
 def _handle_type(m, layout, enabled):
     spec = m.spec
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
+    values = tuple(tuple(d.values) for d in spec.labels)
     if spec.kind is HISTOGRAM:
         extra = spec.scheme.key()
     elif spec.kind is GAUGE and spec.multiprocess_mode == "latest":
         extra = ("latest",)                 # its records time-stamp the shared slot
     else:
         extra = ()
-    return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra)
+    return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra, m.attr, spec.name, values)
 
 
 class HandleModel(models.StructModel):
@@ -217,7 +234,7 @@ def _lower_handle(context, builder, typ, value, attr):
 
 
 # --------------------------------------------------------------------------
-# labels and copies
+# labels: checked when the kernel compiles, resolved to a slot when it runs
 # --------------------------------------------------------------------------
 
 def _star(labels):
@@ -227,31 +244,108 @@ def _star(labels):
     return tuple(labels)
 
 
-def _check_labels(h, method, labels):
+_AMOUNT_HINT = {"counter": "to count by n, write {m}.labels(...).inc(n) or {m}.add(n, ...)",
+                "gauge": "the value comes first: {m}.{method}(value, ...), or "
+                         "{m}.labels(...).{method}(value)",
+                "histogram": "the value comes first: {m}.observe(value, ...), or "
+                             "{m}.labels(...).observe(value)"}
+
+
+class _Retry(errors.TypingError):
+    """Raised while numba tries literal argument types, to have it try the plain ones: a
+    literal integer label compiles once for every value, the plain type once for all."""
+
+
+def _fix(h, method) -> str:
+    return _AMOUNT_HINT[h.kind.name].format(m=h.attr or "metric", method=method)
+
+
+def _check_labels(h, method, labels) -> tuple:
+    """Type-check the labels of a record; returns, per label, the slot index of a string
+    literal (resolved now) or None.  Raises KernelTypingError, naming the metric and the
+    fix, or _Retry (see there)."""
     labels = _star(labels)
+    where = f"{h.metric_name}.{method}"
     if len(labels) != len(h.dims):
-        raise errors.TypingError(
-            f"{h.metric_name}.{method}: this metric takes {len(h.dims)} label index(es), "
-            f"got {len(labels)}")
+        given = len(labels)
+        fix = ""
+        if given > len(h.dims) and h.kind is COUNTER and method == "inc":
+            fix = f"; {_fix(h, method)}" if h.dims else \
+                f"; to count by n, write {h.attr}.add(n)"
+        elif given > len(h.dims):
+            fix = f"; {_fix(h, method)}"
+        names = [k for k, _ in h.labels]
+        raise KernelTypingError(f"{where}: takes {len(h.dims)} label(s) {names}, got {given}"
+                                f"{fix}")
+    resolved = []
+    literal = False
     for k, (lt, enum_cls) in enumerate(zip(labels, h.enums)):
+        if isinstance(lt, types.StringLiteral):
+            values = h.values[k] if h.values else ()
+            if lt.literal_value not in values:
+                raise KernelTypingError(f"{where}: {h.label_help(k)}; it has no value "
+                                        f"{lt.literal_value!r}")
+            resolved.append(values.index(lt.literal_value))
+            continue
+        resolved.append(None)
+        if isinstance(lt, types.UnicodeType):
+            raise KernelTypingError(f"{where}: label {k} is a string variable; in a kernel a "
+                                    f"string label must be a literal (resolved when the kernel "
+                                    f"compiles): {h.label_help(k)}")
         if isinstance(lt, types.IntEnumMember):
             if enum_cls is None:
-                raise errors.TypingError(
-                    f"{h.metric_name}.{method}: label {k} takes an integer index, not a "
-                    f"{lt.instance_class.__name__} member (the label was not declared with it)")
+                raise KernelTypingError(
+                    f"{where}: {h.label_help(k)}, not a {lt.instance_class.__name__} member "
+                    f"(the label was not declared with that enum)")
             if lt.instance_class is not enum_cls:
-                raise errors.TypingError(
-                    f"{h.metric_name}.{method}: label {k} takes {enum_cls.__name__} members, "
-                    f"got a {lt.instance_class.__name__}")
+                raise KernelTypingError(
+                    f"{where}: label {k} takes {enum_cls.__name__} members, got a "
+                    f"{lt.instance_class.__name__}; {h.label_help(k)}")
         elif isinstance(lt, types.Boolean) or not isinstance(lt, types.Integer):
-            raise errors.TypingError(
-                f"{h.metric_name}.{method}: label {k} must be an integer or an IntEnum member, got {lt}")
+            raise KernelTypingError(f"{where}: {h.label_help(k)}, got {lt}")
+        elif isinstance(lt, types.IntegerLiteral):
+            literal = True
+            if not 0 <= lt.literal_value < h.dims[k]:
+                raise KernelTypingError(
+                    f"{where}: {h.label_help(k)}, got {lt.literal_value}; {_fix(h, method)}")
+    return tuple(resolved), literal
+
+
+def _check_number(h, method, what, t, integer=False):
+    where = f"{h.metric_name}.{method}"
+    if integer:
+        if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
+            raise KernelTypingError(
+                f"{where}: {what} must be an integer (counters count whole events; use a "
+                f"Gauge or Histogram for floats), got {t}")
+        if isinstance(t, types.IntegerLiteral) and t.literal_value < 0:
+            raise KernelTypingError(f"{where}: a counter only goes up; got {what} = "
+                                    f"{t.literal_value} (use a Gauge to go down)")
+    elif isinstance(t, types.UnicodeType) or not isinstance(
+            t, (types.Integer, types.Float, types.IntEnumMember, types.Boolean)):
+        raise KernelTypingError(f"{where}: {what} must be a number, got {t}; "
+                                f"{_fix(h, method)}")
+    return isinstance(t, (types.IntegerLiteral, types.BooleanLiteral))
+
+
+def _checked(h, method, labels, values=()):
+    """Check a record's arguments; returns (string literal slots, any literal argument)."""
+    literal = False
+    for what, t, integer in values:
+        literal |= _check_number(h, method, what, t, integer)
+    resolved, lit_labels = _check_labels(h, method, labels)
+    literal |= lit_labels
+    if literal and not any(r is not None for r in resolved):
+        raise _Retry("retry with plain types")
+    return resolved
 
 
 @intrinsic
 def _label_slot(typingctx, handle, labels):
-    """Row-major slot of the label indices, or -1 if any is out of range."""
+    """Row-major slot of the label indices, or -1 if any is out of range.  String
+    literals are resolved from the handle's label values."""
     dims = handle.dims
+    values = handle.values
     sig = types.intp(handle, labels)
 
     def codegen(context, builder, sig, args):
@@ -260,31 +354,51 @@ def _label_slot(typingctx, handle, labels):
         slot = ir.Constant(intp, 0)
         ok = cgutils.true_bit
         for k, (lt, dim) in enumerate(zip(ltypes, dims)):
-            v = context.cast(builder, builder.extract_value(args[1], k), lt, types.intp)
-            ok = builder.and_(ok, builder.icmp_unsigned("<", v, ir.Constant(intp, dim)))
+            if isinstance(lt, types.StringLiteral):
+                v = ir.Constant(intp, values[k].index(lt.literal_value))
+            else:
+                v = context.cast(builder, builder.extract_value(args[1], k), lt, types.intp)
+                ok = builder.and_(ok, builder.icmp_unsigned("<", v, ir.Constant(intp, dim)))
             slot = builder.add(builder.mul(slot, ir.Constant(intp, dim)), v)
         return builder.select(ok, slot, ir.Constant(intp, -1))
 
     return sig, codegen
 
 
-def _check_number(h, method, what, t, integer=False):
-    if integer:
-        if isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.IntEnumMember)):
-            raise errors.TypingError(
-                f"{h.metric_name}.{method}: {what} must be an integer (counters count whole "
-                f"events; use a Gauge or Histogram for floats), got {t}")
-    elif not isinstance(t, (types.Integer, types.Float, types.IntEnumMember, types.Boolean)):
-        raise errors.TypingError(f"{h.metric_name}.{method}: {what} must be a number, got {t}")
+@intrinsic
+def _bad_label(typingctx, handle, labels):
+    """(position, value) of the first label out of range (a cold path: after a -1 slot)."""
+    dims = handle.dims
+    sig = types.UniTuple(types.int64, 2)(handle, labels)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        pos = ir.Constant(i64, 255)
+        val = ir.Constant(i64, 0)
+        found = cgutils.false_bit
+        for k, (lt, dim) in enumerate(zip(list(sig.args[1]), dims)):
+            if isinstance(lt, types.StringLiteral):
+                continue
+            v = context.cast(builder, builder.extract_value(args[1], k), lt, types.int64)
+            bad = builder.and_(builder.not_(found),
+                               builder.icmp_unsigned(">=", v, ir.Constant(i64, dim)))
+            pos = builder.select(bad, ir.Constant(i64, k), pos)
+            val = builder.select(bad, v, val)
+            found = builder.or_(found, bad)
+        return context.make_tuple(builder, sig.return_type, [pos, val])
+
+    return sig, codegen
 
 
 # --------------------------------------------------------------------------
-# Record methods.  Each is generated once per (handle shape, label count) as
-# one flat function whose labels are explicit parameters (up to
-# MAX_LABEL_DIMS, the rest defaulting to None) and whose offsets are
-# constants: numba compiles it once per call signature, and LLVM inlines it
-# into the kernel, sees the recording loop whole and keeps each record to its
-# few loads and stores (the copy comes with the set: ``h.entry``).
+# Record methods.  Each is generated once per (metric, label count) as one
+# flat function whose labels are explicit parameters (up to MAX_LABEL_DIMS,
+# the rest defaulting to None) and whose offsets are constants: numba
+# compiles it once per call signature, and LLVM inlines it into the kernel,
+# sees the recording loop whole and keeps each record to its few loads and
+# stores (the copy comes with the set: ``h.entry``).  ``m.x.labels(...)``
+# gives a child handle with the slot resolved, whose methods run the same
+# bodies.
 # --------------------------------------------------------------------------
 
 _LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
@@ -292,22 +406,29 @@ _generated: dict = {}
 
 # the copy that records: the caller's own (1..N), or 0, the shared one
 _COPY = "copy = h.entry + 1"      # the entry found where the set entered the function
-_INVALID = """    if slot < 0{extra}:
-        R.shared_add(h.base + INVALID_OFFSET, 1)
+_INVALID = """    if slot < 0:
+        bad = BAD
+        R.note_invalid(h.base, h.metric, METHOD, R.INVALID_LABEL, bad[0], bad[1])
+        return False
+"""
+_NEGATIVE = """    if SIGNED and __AMOUNT__ < 0:
+        R.note_invalid(h.base, h.metric, METHOD, R.INVALID_NEGATIVE, R.VALUE_POSITION,
+                       __AMOUNT__)
         return False
 """
 
+# __AMOUNT__: the counter's amount (a parameter, or 1 for inc())
 _BODIES = {
-    "counter": _INVALID.format(extra=" or (SIGNED and n < 0)") + f"""    {_COPY}
-    R.counter_add(h.base + h.hot + copy * h.copy + h.block + 8 * slot, n, copy > 0)
+    "counter": _INVALID + _NEGATIVE + f"""    {_COPY}
+    R.counter_add(h.base + h.hot + copy * h.copy + h.block + 8 * slot, __AMOUNT__, copy > 0)
     return True
 """,
-    "gauge.set": _INVALID.format(extra="") + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
+    "gauge.set": _INVALID + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
     if STAMP:
         R.gauge_stamp(h.base + h.shared + h.sstride * slot)
     return True
 """,
-    "gauge.add": _INVALID.format(extra="") + f"""    {_COPY}
+    "gauge.add": _INVALID + f"""    {_COPY}
     R.gauge_add(h.base + h.shared + h.sstride * slot,
                 h.base + h.hot + copy * h.copy + h.block + G_SLOT * slot, SIGN * value,
                 copy > 0)
@@ -315,28 +436,42 @@ _BODIES = {
         R.gauge_stamp(h.base + h.shared + h.sstride * slot)
     return True
 """,
-    "histogram": _INVALID.format(extra="") + f"""    {_COPY}
+    "histogram": _INVALID + f"""    {_COPY}
     OBSERVE(h.base + h.hot + copy * h.copy + h.block + SLOT * slot, value, copy > 0)
     return True
 """,
 }
+_METHOD_CODE = {name: i for i, name in enumerate(R.METHODS) if name}
 
 
-def _generate(body, h, n_labels, value_param, **constants):
-    """``def f(h, [value,] l0=None, ...)``: ``body`` after the label slot, for this handle.
+def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, amount="1",
+              **constants):
+    """``def f(h, [value,] l0=None, ...)``: ``body`` after the label slot, for this handle;
+    string literal labels (``resolved``) are constants.  ``child``: ``def f(c, <param>=None)``
+    on a child handle, whose slot is resolved.  ``amount``: a counter's amount.
 
-    Built once per (body, handle shape, label count, constants).
+    Built once per (body, handle, label count, string literals, constants).
     """
-    key = (body, h, n_labels, value_param, tuple(sorted(constants.items())))
+    key = (body, h, n_labels, value_param, method, resolved, child, amount,
+           tuple(sorted(constants.items())))
     fn = _generated.get(key)
     if fn is not None:
         return fn
-    ns = dict(G_SLOT=R.G_SLOT, ENTRY_BYTES=ENTRY_BYTES,
-              INVALID_OFFSET=INVALID_OFFSET, R=R, add_u64=add_u64,
-              _label_slot=_label_slot, **constants)
-    labels = "(" + "".join(f"l{i}, " for i in range(n_labels)) + ")"
-    head = f"h, {value_param}, " if value_param else "h, "
-    exec(f"def f({head}{_LABELS}):\n    slot = _label_slot(h, {labels})\n{_BODIES[body]}", ns)
+    ns = dict(G_SLOT=R.G_SLOT, R=R, _label_slot=_label_slot, _bad_label=_bad_label,
+              _child_parts=_child_parts, METHOD=_METHOD_CODE[method], SIGNED=False)
+    ns.update(constants)
+    text = _BODIES[body].replace("__AMOUNT__", amount)
+    if child:
+        src = (f"def f(c, {value_param}=None):\n    h, slot, bad0, bad1 = _child_parts(c)\n"
+               + text.replace("BAD", "(bad0, bad1)"))
+    else:
+        exprs = [str(r) if r is not None else f"l{i}"
+                 for i, r in enumerate(tuple(resolved) or (None,) * n_labels)]
+        labels = "(" + "".join(f"{e}, " for e in exprs) + ")"
+        head = f"h, {value_param}, " if value_param else "h, "
+        src = (f"def f({head}{_LABELS}):\n    slot = _label_slot(h, {labels})\n"
+               + text.replace("BAD", f"_bad_label(h, {labels})"))
+    exec(src, ns)
     fn = _generated[key] = always_inline(ns["f"])
     return fn
 
@@ -346,14 +481,17 @@ def _inline_disabled(expr, caller, callee):
     return not callee.signature.args[0].enabled
 
 
-def _disabled(value_param):
-    """``def f(h, [value,] l0=None, ...): return False``."""
-    key = ("disabled", value_param)
+def _disabled(value_param, child=False):
+    """``def f(h, [value,] l0=None, ...): return False`` (``child``: ``def f(c, p=None)``)."""
+    key = ("disabled", value_param, child)
     fn = _generated.get(key)
     if fn is None:
-        head = f"h, {value_param}, " if value_param else "h, "
+        if child:
+            head = f"c, {value_param}=None"
+        else:
+            head = (f"h, {value_param}, " if value_param else "h, ") + _LABELS
         ns = {}
-        exec(f"def f({head}{_LABELS}):\n    return False\n", ns)
+        exec(f"def f({head}):\n    return False\n", ns)
         fn = _generated[key] = ns["f"]
     return fn
 
@@ -365,38 +503,42 @@ def _given(labels):
 
 def _counter_inc(h, l0=None, l1=None, l2=None, l3=None):
     labels = _given((l0, l1, l2, l3))
-    _check_labels(h, "inc", labels)
+    resolved = _checked(h, "inc", labels)
     if not h.enabled:
         return _disabled("")
-    return _generate("counter", h, len(labels), "", SIGNED=False, n=1)    # n: a constant
+    return _generate("counter", h, len(labels), "", "inc", resolved)
 
 
 def _counter_add(h, n, l0=None, l1=None, l2=None, l3=None):
     labels = _given((l0, l1, l2, l3))
-    _check_number(h, "add", "n", n, integer=True)
-    _check_labels(h, "add", labels)
+    resolved = _checked(h, "add", labels, [("n", n, True)])
     if not h.enabled:
         return _disabled("n")
     signed = isinstance(n, types.IntEnumMember) or n.signed
-    return _generate("counter", h, len(labels), "n", SIGNED=signed)
+    return _generate("counter", h, len(labels), "n", "add", resolved, amount="n",
+                     SIGNED=signed)
 
 
-overload_method(CounterHandleType, "inc", inline=_inline_disabled)(_counter_inc)
-overload_method(CounterHandleType, "add", inline=_inline_disabled)(_counter_add)
+overload_method(CounterHandleType, "inc", inline=_inline_disabled,
+                prefer_literal=True)(_counter_inc)
+overload_method(CounterHandleType, "add", inline=_inline_disabled,
+                prefer_literal=True)(_counter_add)
 
 
 def _gauge_method(name, sign):
     def typer(h, value, l0=None, l1=None, l2=None, l3=None):
         labels = _given((l0, l1, l2, l3))
-        _check_number(h, name, "value", value)
-        _check_labels(h, name, labels)
+        resolved = _checked(h, name, labels, [("value", value, False)])
         if not h.enabled:
             return _disabled("value")
         stamp = h.extra == ("latest",)
         if name == "set":
-            return _generate("gauge.set", h, len(labels), "value", STAMP=stamp)
-        return _generate("gauge.add", h, len(labels), "value", SIGN=sign, STAMP=stamp)
-    overload_method(GaugeHandleType, name, inline=_inline_disabled)(typer)
+            return _generate("gauge.set", h, len(labels), "value", "set", resolved,
+                             STAMP=stamp)
+        return _generate("gauge.add", h, len(labels), "value", name, resolved, SIGN=sign,
+                         STAMP=stamp)
+    overload_method(GaugeHandleType, name, inline=_inline_disabled,
+                    prefer_literal=True)(typer)
 
 
 _gauge_method("set", 1.0)
@@ -440,23 +582,166 @@ def observer(scheme):
     return fn
 
 
+def _observe_constants(h):
+    scheme = scheme_from_key(h.extra)
+    return dict(OBSERVE=observer(scheme), SLOT=R.H_BUCKETS + 8 * scheme.count_words)
+
+
 def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
     labels = _given((l0, l1, l2, l3))
-    _check_number(h, "observe", "value", value)
-    _check_labels(h, "observe", labels)
+    resolved = _checked(h, "observe", labels, [("value", value, False)])
     if not h.enabled:
         return _disabled("value")
-    scheme = scheme_from_key(h.extra)
-    return _generate("histogram", h, len(labels), "value", OBSERVE=observer(scheme),
-                     SLOT=R.H_BUCKETS + 8 * scheme.count_words)
+    return _generate("histogram", h, len(labels), "value", "observe", resolved,
+                     **_observe_constants(h))
 
 
-overload_method(HistogramHandleType, "observe", inline=_inline_disabled)(_histogram_observe)
+overload_method(HistogramHandleType, "observe", inline=_inline_disabled,
+                prefer_literal=True)(_histogram_observe)
+
+
+# --------------------------------------------------------------------------
+# m.x.labels(...): a child handle with the slot resolved (prometheus_client's way)
+# --------------------------------------------------------------------------
+
+class ChildType(types.Type):
+    """``m.<metric>.labels(...)`` in a kernel: the metric's handle and the labels' slot."""
+
+    def __init__(self, parent):
+        self.parent = parent
+        self.enabled = parent.enabled
+        super().__init__(name=f"Child[{parent.name}]")
+
+    @property
+    def key(self):
+        return getattr(self, "parent", None)
+
+    def __reduce__(self):
+        return rebuild_type, (ChildType, (self.parent,))
+
+
+@register_model(ChildType)
+class _ChildModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        members = [("h", fe_type.parent), ("slot", types.intp), ("bad0", types.int64),
+                   ("bad1", types.int64)] if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+
+@intrinsic
+def _make_child(typingctx, handle, labels):
+    sig = ChildType(handle)(handle, labels)
+    slot_sig = types.intp(handle, labels)
+    bad_sig = types.UniTuple(types.int64, 2)(handle, labels)
+
+    def codegen(context, builder, sig, args):
+        child = cgutils.create_struct_proxy(sig.return_type)(context, builder)
+        if handle.enabled:
+            child.h = args[0]
+            child.slot = _label_slot._defn(context.typing_context, handle, labels)[1](
+                context, builder, slot_sig, args)
+            bad = _bad_label._defn(context.typing_context, handle, labels)[1](
+                context, builder, bad_sig, args)
+            child.bad0 = builder.extract_value(bad, 0)
+            child.bad1 = builder.extract_value(bad, 1)
+        return child._getvalue()
+
+    return sig, codegen
+
+
+@intrinsic
+def _child_parts(typingctx, child):
+    sig = types.Tuple((child.parent, types.intp, types.int64, types.int64))(child)
+
+    def codegen(context, builder, sig, args):
+        c = cgutils.create_struct_proxy(child)(context, builder, value=args[0])
+        return context.make_tuple(builder, sig.return_type, [c.h, c.slot, c.bad0, c.bad1])
+
+    return sig, codegen
+
+
+def _labels_method(h, l0=None, l1=None, l2=None, l3=None):
+    labels = _given((l0, l1, l2, l3))
+    resolved = _checked(h, "labels", labels)
+    key = ("labels", h, len(labels), resolved)
+    fn = _generated.get(key)
+    if fn is None:
+        exprs = [str(r) if r is not None else f"l{i}" for i, r in enumerate(resolved)]
+        tup = "(" + "".join(f"{e}, " for e in exprs) + ")"
+        ns = {"_make_child": _make_child}
+        exec(f"def f(h, {_LABELS}):\n    return _make_child(h, {tup})\n", ns)
+        fn = _generated[key] = ns["f"] if not h.enabled else always_inline(ns["f"])
+    return fn
+
+
+for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
+    overload_method(_t, "labels", inline=_inline_disabled, prefer_literal=True)(_labels_method)
+
+
+_CHILD = {          # (kind, method): (body, parameter, integer amount, constants)
+    ("counter", "inc"): ("counter", "n", True, {}),
+    ("counter", "add"): ("counter", "value", True, {}),
+    ("gauge", "set"): ("gauge.set", "value", False, {}),
+    ("gauge", "add"): ("gauge.add", "value", False, {"SIGN": 1.0}),
+    ("gauge", "sub"): ("gauge.add", "value", False, {"SIGN": -1.0}),
+    ("histogram", "observe"): ("histogram", "value", False, {}),
+}
+
+
+def _child_typer(name):
+    """``m.x.labels(...).<name>(...)``: one overload per method name on ChildType, for the
+    parent metric's kind."""
+    param = "n" if name == "inc" else "value"
+
+    def typer(c, arg):
+        h = c.parent
+        entry = _CHILD.get((h.kind.name, name))
+        if entry is None:
+            has = ", ".join(f"{n}()" for (k, n) in _CHILD if k == h.kind.name)
+            raise KernelTypingError(f"{h.metric_name}.labels(...) has no {name}(); a "
+                                    f"{h.kind.name} has {has}")
+        body, _, integer, consts = entry
+        given = arg is not None and not isinstance(arg, (types.Omitted, types.NoneType))
+        if not given and name != "inc":
+            raise KernelTypingError(f"{h.metric_name}.labels(...).{name}: takes the value, "
+                                    f"{name}(value)")
+        if given and _check_number(h, name, "n" if h.kind is COUNTER else "value", arg,
+                                   integer):
+            raise _Retry("retry with plain types")
+        if not h.enabled:
+            return _disabled(param, child=True)
+        consts = dict(consts)
+        if h.kind is COUNTER:
+            consts["SIGNED"] = given and (isinstance(arg, types.IntEnumMember)
+                                          or bool(getattr(arg, "signed", False)))
+        elif h.kind is HISTOGRAM:
+            consts.update(_observe_constants(h))
+        else:
+            consts["STAMP"] = h.extra == ("latest",)
+        amount = param if given else "1"
+        return _generate(body, h, 0, param, name, child=True, amount=amount, **consts)
+
+    if name == "inc":
+        def inc(c, n=None):
+            return typer(c, n)
+        return inc
+
+    def method(c, value=None):
+        return typer(c, value)
+    return method
+
+
+for _name in ("inc", "add", "set", "sub", "observe"):
+    overload_method(ChildType, _name, inline=_inline_disabled,
+                    prefer_literal=True)(_child_typer(_name))
 
 
 # --------------------------------------------------------------------------
 # built-in set methods
 # --------------------------------------------------------------------------
+
+_KERNEL_METHOD = R.METHODS.index("kernel method")
+
 
 @overload_method(MetricSetType, "count_invalid")
 def _count_invalid(m):
@@ -464,7 +749,7 @@ def _count_invalid(m):
         return lambda m: None
 
     def impl(m):
-        add_u64(m.base + INVALID_OFFSET, _ONE)
+        R.note_invalid(m.base, -1, _KERNEL_METHOD, R.INVALID_ARGUMENT, R.VALUE_POSITION, 0)
     return impl
 
 
@@ -483,6 +768,11 @@ def _release_thread(m):
 # --------------------------------------------------------------------------
 # Python calls: the same primitives, on an address the caller computed
 # --------------------------------------------------------------------------
+
+@njit(nogil=True, cache=True)
+def py_note_invalid(base):
+    R.note_invalid(base, -1, _KERNEL_METHOD, R.INVALID_ARGUMENT, R.VALUE_POSITION, 0)
+
 
 @njit(nogil=True, cache=True)
 def py_counter_add(addr, n, owned):

@@ -72,6 +72,7 @@ from .._addr import (add_f64, add_u64, cas_u64, f64_bits, fence_release, load_f6
 from .._inline import always_inline, never_inline
 from ..clock import cycles
 from .buckets import explicit_index, exponential_index, key_of
+from .layout import INVALID_OFFSET, LAST_INVALID_OFFSET
 
 LANES = 4
 H_SUM = 0
@@ -93,6 +94,7 @@ G_VALUES = 8
 G_STAMP = 24        # shared gauge slot: time-stamp counter of the last write ("latest" mode)
 
 _ONE = np.uint64(1)
+_TWO = np.uint64(2)
 
 
 def decode_extremes(lo_word: np.ndarray, hi_word: np.ndarray):
@@ -124,6 +126,36 @@ def owned_add(addr, n):
 def shared_add(addr, n):
     """The shared copy's increment: one locked add (kept out of line: a cold path)."""
     add_u64(addr, np.uint64(n))
+
+
+# -- invalid records -------------------------------------------------------------------------
+
+INVALID_LABEL, INVALID_NEGATIVE, INVALID_ARGUMENT = 1, 2, 3
+VALUE_POSITION = 255                   # the position of "the value", not a label
+METHODS = ("", "inc", "add", "set", "sub", "observe", "kernel method")
+
+
+@never_inline
+@njit
+def note_invalid(base, metric, method, reason, position, value):
+    """Count an invalid record of the set at ``base`` and keep what it was (cold path).
+
+    The count is exact (one atomic add).  The last record's description is kept
+    under a try-lock seqlock (see .layout): a writer that finds it being written
+    by another thread leaves it, so no writer ever waits.
+    """
+    add_u64(base + INVALID_OFFSET, np.uint64(1))
+    ver_addr = base + LAST_INVALID_OFFSET
+    version = load_u64(ver_addr)
+    if version & _ONE:
+        return
+    if cas_u64(ver_addr, version, version + _ONE) != version:
+        return
+    what = (np.uint64(reason) | (np.uint64(position & 0xFF) << np.uint64(8))
+            | (np.uint64(method) << np.uint64(16)) | (np.uint64(metric + 1) << np.uint64(24)))
+    store_u64(ver_addr + 8, what)
+    store_u64(ver_addr + 16, np.uint64(np.int64(value)))
+    store_u64_release(ver_addr, version + _TWO)
 
 
 @always_inline

@@ -7,6 +7,12 @@ Data area of a metric set (offsets in bytes, ``L`` = alignment, 64 or 128)::
     8        invalid_baseline  u64  its value at the last reset()
     16, 24   unused by sets; a directory's archive file keeps its bookkeeping there
              (see .directory)
+    32       last_invalid_ver  u64  seqlock of the two words below (odd while written;
+                                    a writer that finds it odd leaves them alone)
+    40       last_invalid      u64  the last invalid record: reason (bits 0-7), label
+                                    position (8-15, 255: the value), method (16-23),
+                                    metric index + 1 (24-47); see .._record.note_invalid
+    48       last_invalid_value u64 the bad label or value (int64 bits)
     L        claim table       (u64 thread, u64 pid)[copies]: who owns each owned copy
                                     (see .._claim), padded to L
     ...      shared block      each gauge slot on a line of its own (epoch, value[2]),
@@ -44,6 +50,7 @@ from .kinds import TOPK
 LAYOUT_VERSION = 4
 INVALID_OFFSET = 0
 INVALID_BASELINE_OFFSET = 8
+LAST_INVALID_OFFSET = 32            # version, what, value (see the module docstring)
 MAX_SHARDS = 256
 DEFAULT_SHARDS = 16
 
@@ -95,6 +102,7 @@ class SetLayout:
         self.baseline = shards + 1
         self.size = self.hot_offset + self.copy_size * self.n_copies
         self.metrics = {m.attr: m for m in metrics}
+        self.metric_index = {m.attr: i for i, m in enumerate(metrics)}
         self.tables = [m for m in metrics if m.spec.kind is TOPK]
         self.description = json.dumps({
             "format": "engram-numba.metric-set",

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import math
 import os
 import re
 import threading
+import time
 import typing
 
 import numpy as np
@@ -45,6 +48,43 @@ from .snapshot import HistogramData, MetricSetSnapshot
 from .spec import MetricSpec, check_text, snake_case, spec_from_description
 
 __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
+
+_log = logging.getLogger("engram_numba.metrics")
+
+
+def describe_invalid(layout, words) -> str:
+    """The last invalid record of a set (its description words, see .layout), in words."""
+    from .layout import LAST_INVALID_OFFSET
+    first = LAST_INVALID_OFFSET // 8
+    for _ in range(100):
+        v1, what, value, v2 = (int(words[first]), int(words[first + 1]),
+                               int(words[first + 2]), int(words[first]))
+        if v1 == v2 and not v1 & 1:
+            break
+    reason, position, method = what & 0xFF, (what >> 8) & 0xFF, (what >> 16) & 0xFF
+    if not what or reason == R.INVALID_ARGUMENT:
+        return ("The last: a kernel method refused an argument (count_invalid), e.g. an "
+                "integer that is no member of its IntEnum.")
+    index = (what >> 24) - 1
+    value = value - (1 << 64) if value >= 1 << 63 else value
+    attrs = list(layout.metrics)
+    if not 0 <= index < len(attrs):
+        return "The last one is not described."
+    m = layout.metrics[attrs[index]]
+    name = f"{m.attr} ({m.spec.name})"
+    call = R.METHODS[method] if method < len(R.METHODS) else "?"
+    if reason == R.INVALID_NEGATIVE:
+        return (f"The last: {name}.{call}({value}, ...): a counter only goes up; use a Gauge "
+                f"for values that go down.")
+    if reason == R.INVALID_LABEL and position < len(m.spec.labels):
+        dim = m.spec.labels[position]
+        hint = ""
+        if m.spec.kind is COUNTER and call == "inc":
+            hint = (f" inc() takes labels, not an amount: to count by n, write "
+                    f"{m.attr}.labels(...).inc(n) or {m.attr}.add(n, ...).")
+        return (f"The last: {name}.{call}: label {position} ({dim.name!r}) was {value}, "
+                f"outside 0..{len(dim.values) - 1} ({', '.join(dim.values)}).{hint}")
+    return f"The last: {name}.{call} (reason {reason})."
 
 _U64_MAX = (1 << 64) - 1
 _SET_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -358,11 +398,40 @@ class MetricSet(KernelArgument):
     def collect(self) -> MetricSetSnapshot:
         """An immutable reading of every metric (what exporters consume).  A file attached
         read-only is read from a copy (:meth:`~.._region.Region.read_copy`): one truncated
-        by someone raises :class:`RegionError` instead of killing the process with SIGBUS."""
+        by someone raises :class:`RegionError` instead of killing the process with SIGBUS.
+
+        Invalid records made in kernels since the last reading (a label out of range,
+        a negative counter increment: nothing was recorded for them) are logged as a
+        warning naming the metric, the label and the value, at most once every
+        ``invalid_warning_interval`` seconds (logger ``engram_numba.metrics``)."""
         region = self._region
-        return MetricSetSnapshot(self.set_name, self._layout_, self._words(),
+        words = self._words()
+        if region is not None:
+            self._warn_invalid(words)
+        return MetricSetSnapshot(self.set_name, self._layout_, words,
                                  start_ns=getattr(region, "created_ns", None),
                                  const_labels=self.const_labels)
+
+    #: seconds between two warnings of invalid records (the first is logged at once)
+    invalid_warning_interval: typing.ClassVar[float] = 10.0
+
+    def _warn_invalid(self, words) -> None:
+        count = int(words[INVALID_OFFSET // 8])
+        seen = self.__dict__.get("_invalid_seen")
+        if seen is None or count < seen:
+            seen = 0 if self._region.path is None else count   # a file's past is not news
+        if count == seen:
+            self._invalid_seen = count
+            return
+        now = time.monotonic()
+        last = self.__dict__.get("_invalid_warned", -math.inf)
+        if now - last < self.invalid_warning_interval:
+            return                         # said already; counted in the next warning
+        self._invalid_seen, self._invalid_warned = count, now
+        what = describe_invalid(self._layout_, words)
+        _log.warning("metric set %r: %d record(s) refused in kernels since the last reading "
+                     "(nothing was recorded for them; counted in %s_invalid_records_total). "
+                     "%s", self.set_name, count - seen, self.set_name, what)
 
     def to_dataframe(self, histograms: str = "quantiles", quantiles=(0.5, 0.9, 0.99)):
         """A tidy pandas DataFrame of a fresh snapshot (see ``MetricSetSnapshot.to_dataframe``)."""
@@ -376,7 +445,7 @@ class MetricSet(KernelArgument):
         """Count a record dropped as invalid (kernel methods call this for a bad argument)."""
         base = self._address()
         if base is not None:
-            _njit.py_counter_add(base + INVALID_OFFSET, 1, False)
+            _njit.py_note_invalid(base)
 
     @property
     def invalid_records(self) -> int:
@@ -571,17 +640,48 @@ class _BoundMetric:
             return slot
         dims = self.spec.labels
         if len(labels) != len(dims):
-            raise ValueError(f"{self.spec.name} takes {len(dims)} label(s) "
-                             f"{list(self.spec.label_names)}, got {len(labels)}")
+            raise ValueError(f"{self._m.attr} ({self.spec.name}) takes {len(dims)} label(s) "
+                             f"{list(self.spec.label_names)}, got {len(labels)}{self._hint()}")
         slot = 0
-        for dim, label in zip(dims, labels):
-            slot = slot * len(dim.values) + dim.index(label)
+        try:
+            for dim, label in zip(dims, labels):
+                slot = slot * len(dim.values) + dim.index(label)
+        except ValueError as exc:
+            raise ValueError(f"{self._m.attr} ({self.spec.name}): {exc}{self._hint()}") from None
         if all(type(x) in (int, str) or isinstance(x, enum.Enum) for x in labels) \
                 and len(self._slots) < 4096:
             self._slots[labels] = slot    # only values that index the same way every time
             self._offsets[labels] = self._m.block_offset + slot * self._m.slot_bytes
             self._words[labels] = self._offsets[labels] // 8
         return slot
+
+    def _hint(self) -> str:
+        a = self._m.attr
+        if self.spec.kind is COUNTER:
+            return (f"; labels come first in inc() - to count by n, write {a}.labels(...)"
+                    f".inc(n) or {a}.add(n, ...)")
+        return f"; the value comes first, or write {a}.labels(...).<method>(value)"
+
+    def labels(self, *values, **named) -> "_Child":
+        """This metric for one combination of label values (prometheus_client's way):
+        ``m.orders.labels("new").inc(5)``, ``m.latency.labels(route="home").observe(0.2)``.
+        The values are checked now; the child records without them (``inc(n=1)``,
+        ``add(n)``, ``set(v)``, ``sub(v)``, ``observe(v)``, as the kind has) and reads
+        (``value()``, ``read()``).  The same call works in kernels (positional labels;
+        string literals are resolved when the kernel compiles)."""
+        names = list(self.spec.label_names)
+        if named:
+            if values:
+                raise TypeError(f"{self._m.attr}.labels: give the values by position or by "
+                                f"name, not both")
+            unknown = sorted(set(named) - set(names))
+            missing = [n for n in names if n not in named]
+            if unknown or missing:
+                raise ValueError(f"{self._m.attr} ({self.spec.name}).labels: labels are "
+                                 f"{names}; unknown {unknown}, missing {missing}")
+            values = tuple(named[n] for n in names)
+        self._slot(tuple(values))
+        return _Child(self, tuple(values))
 
     def _copy_address(self, labels):
         """(address of the slot in the caller's copy, owned?), or (None, False) when disabled.
@@ -780,6 +880,55 @@ class _BoundTopK(_BoundMetric):
     def items(self) -> list:
         """``[(key tuple, count), ...]`` as last set."""
         return self._read().items()
+
+
+class _Child:
+    """A metric with its labels given (``m.orders.labels("new")``): see
+    :meth:`_BoundMetric.labels`."""
+
+    __slots__ = ("_metric", "_labels")
+
+    def __init__(self, metric, labels):
+        self._metric, self._labels = metric, labels
+
+    def _kind(self, *kinds, method):
+        if self._metric.spec.kind not in kinds:
+            m = self._metric
+            raise AttributeError(f"{m._m.attr} ({m.spec.name}) is a {m.spec.kind.name}: its "
+                                 f"labels(...) has no {method}()")
+
+    def inc(self, n=1) -> bool:
+        self._kind(COUNTER, method="inc")
+        if type(n) is int and n == 1:
+            return self._metric.inc(*self._labels)
+        return self._metric.add(n, *self._labels)
+
+    def add(self, n) -> bool:
+        self._kind(COUNTER, GAUGE, method="add")
+        return self._metric.add(n, *self._labels)
+
+    def set(self, value) -> bool:
+        self._kind(GAUGE, method="set")
+        return self._metric.set(value, *self._labels)
+
+    def sub(self, value) -> bool:
+        self._kind(GAUGE, method="sub")
+        return self._metric.sub(value, *self._labels)
+
+    def observe(self, value) -> bool:
+        self._kind(HISTOGRAM, method="observe")
+        return self._metric.observe(value, *self._labels)
+
+    def value(self):
+        self._kind(COUNTER, GAUGE, method="value")
+        return self._metric.value(*self._labels)
+
+    def read(self) -> HistogramData:
+        self._kind(HISTOGRAM, method="read")
+        return self._metric.read(*self._labels)
+
+    def __repr__(self) -> str:
+        return f"<{self._metric!r} labels={self._labels!r}>"
 
 
 _HANDLES = {COUNTER: _BoundCounter, GAUGE: _BoundGauge, HISTOGRAM: _BoundHistogram,

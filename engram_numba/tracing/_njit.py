@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, errors
+from numba.core import cgutils
 from numba.core.typing.templates import AttributeTemplate
 from numba.extending import (infer_getattr, models, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, overload_method, register_model, unbox)
@@ -24,6 +24,7 @@ from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._inline import always_inline
 from .._kernel_arg import OwnedAddressModel, unbox_address
 from .._methods import _star
+from .._values import KernelTypingError
 from . import _ring as R
 from .schema import FLAG_EVENT
 
@@ -51,6 +52,8 @@ class TracerType(types.Type):
     def claim_table(self):
         """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
         return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+
+    claim_thread_words = R.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -90,6 +93,8 @@ class HandleType(types.Type):
     def claim_table(self):
         """The tracer's ring owners (see OwnedAddressModel)."""
         return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+
+    claim_thread_words = R.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -176,30 +181,30 @@ def _check_args(h, method, args):
     args = _star(args)
     if len(args) != len(h.fields):
         names = [f[0] for f in h.fields]
-        raise errors.TypingError(f"{h.type_name}.{method}: takes {len(names)} field(s) {names}, "
+        raise KernelTypingError(f"{h.type_name}.{method}: takes {len(names)} field(s) {names}, "
                                  f"got {len(args)}")
     for (name, code, _, _, _, _, enum_cls), t in zip(h.fields, args):
         where = f"{h.type_name}.{method}: {name}"
         if code == "e":
             if isinstance(t, types.IntEnumMember):
                 if t.instance_class is not enum_cls:
-                    raise errors.TypingError(f"{where} takes {enum_cls.__name__} members, "
+                    raise KernelTypingError(f"{where} takes {enum_cls.__name__} members, "
                                              f"got a {t.instance_class.__name__}")
             elif isinstance(t, types.Boolean) or not isinstance(t, types.Integer):
-                raise errors.TypingError(f"{where} takes {enum_cls.__name__} members or "
+                raise KernelTypingError(f"{where} takes {enum_cls.__name__} members or "
                                          f"integers, got {t}")
         elif code in "iu":
             if isinstance(t, types.IntEnumMember):
                 continue
             if isinstance(t, types.Boolean) or not isinstance(t, types.Integer):
-                raise errors.TypingError(f"{where} must be an integer, got {t}")
+                raise KernelTypingError(f"{where} must be an integer, got {t}")
         elif code in "fd":
             if not isinstance(t, (types.Integer, types.Float, types.IntEnumMember)) or \
                     isinstance(t, types.Boolean):
-                raise errors.TypingError(f"{where} must be a number, got {t}")
+                raise KernelTypingError(f"{where} must be a number, got {t}")
         elif code == "b":
             if not isinstance(t, (types.Boolean, types.Integer)):
-                raise errors.TypingError(f"{where} must be a bool, got {t}")
+                raise KernelTypingError(f"{where} must be a bool, got {t}")
 
 
 def _int_type(t):

@@ -22,6 +22,9 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
     TH    ring headers, RING_HEADER_SIZE bytes each:
             +0    owner        u64   pthread id of the ring's producer (0 = free)  [claim line]
             +8    owner_pid    u64   its process id (see .._claim)                 [claim line]
+            +16   os_tid       u64   the producer's OS thread id                   [claim line]
+            +24   since        u64   the write index when it claimed the ring      [claim line]
+            +32   prev_os_tid  u64   the previous producer's OS thread id          [claim line]
             +64   write_index  u64   events written so far                         [producer]
             +72   rng          u64   xorshift state for sampling                   [producer]
             +80   span_count   u64   spans begun on this ring (their ids)          [producer]
@@ -29,6 +32,10 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
             +128  read_index   u64   events consumed by the primary consumer      [consumer]
             +136  delivered    u64                                                 [consumer]
             +144  dropped      u64   overwritten before being read, or torn       [consumer]
+            +152  peak         u64   most events found waiting at one drain        [consumer]
+                                     (more than the capacity: some were overwritten)
+            +160  version      u64   seqlock of the consumer words above (odd while
+                                     a drain updates them)                         [consumer]
             +192  span ids     u64[MAX_DEPTH]  the thread's open spans            [producer]
             +320  span types   u8[MAX_DEPTH]   their types; bit 7 set when the begin was written
     slots: ring r, position p -> slots + (r * capacity + (p & (capacity - 1))) * 64
@@ -53,6 +60,16 @@ Every position below w ends up delivered or dropped, exactly once, so
 ``written = delivered + dropped`` holds for every ring after every drain.  All
 racy accesses are atomic (relaxed or stronger), so the protocol is free of
 data races in the C++ memory model as well as on x86.
+
+Loss is visible the moment it happens, with no cost to the producer: the
+positions in ``[read_index, write_index - capacity)`` have been overwritten
+before anyone read them, so :func:`ring_stats` counts them as dropped at once
+(``dropped`` word plus that gap) and ``pending`` never exceeds the capacity.
+
+The OS thread id of a ring's producer is written when a thread claims the
+ring (one system call per claim, never per event), with the write index at
+that moment, so a reader gives each event the id of the thread that wrote it
+(for the ring's last two owners).
 
 A span's id is ``(ring + 1) << 48 | n`` for the ring's n-th span: unique within
 the tracer without any shared counter.
@@ -87,6 +104,9 @@ NO_RING_OFF = 128
 INVALID_OFF = 136
 TH_OFF = 192
 R_OWNER = 0
+R_OS_TID = 16
+R_SINCE = 24
+R_PREV_OS_TID = 32
 R_WRITE = 64
 R_RNG = 72
 R_SPANS = 80
@@ -94,6 +114,11 @@ R_DEPTH = 88
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
+R_PEAK = 152
+R_VERSION = 160
+#: what a claim of a ring writes about its thread (see .._claim._claim_function)
+CLAIM_THREAD_WORDS = (R_OS_TID - R_OWNER, R_SINCE - R_OWNER, R_PREV_OS_TID - R_OWNER,
+                      R_WRITE - R_OWNER)
 R_STACK_IDS = 192
 MAX_DEPTH = 16
 R_STACK_TYPES = R_STACK_IDS + 8 * MAX_DEPTH
@@ -107,6 +132,8 @@ CLOCK_MONOTONIC = 1
 ALWAYS = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
+_16 = np.uint64(16)
+_RING_BITS = np.uint64(0xFFFF << 16)           # bytes 18-19 of a slot's word 2
 
 
 def ring_headers_offset(n_types: int) -> int:
@@ -148,25 +175,54 @@ def initialise(words: np.ndarray, n_types: int, n_rings: int, capacity: int, clo
 def reset_rings(words: np.ndarray, n_types: int, n_rings: int) -> None:
     """Empty rings with no owners (a forked child's private copy of anonymous rings)."""
     for r in range(n_rings):
-        for off in (R_OWNER, R_OWNER + 8, R_WRITE, R_READ, R_DELIVERED, R_DROPPED, R_DEPTH):
+        for off in (R_OWNER, R_OWNER + 8, R_OS_TID, R_SINCE, R_PREV_OS_TID, R_WRITE, R_READ,
+                    R_DELIVERED, R_DROPPED, R_PEAK, R_VERSION, R_DEPTH):
             words[header_word(off, r, n_types)] = 0
     words[NO_RING_OFF // 8] = 0
     words[INVALID_OFF // 8] = 0
 
 
+def consumer_words(words: np.ndarray, head: int) -> tuple:
+    """(read_index, delivered, dropped, peak) of the ring whose header starts at word
+    ``head``, consistent with each other (read under the consumer's seqlock)."""
+    def read():
+        return tuple(int(words[head + off // 8]) for off in (R_READ, R_DELIVERED, R_DROPPED,
+                                                              R_PEAK))
+    for _ in range(1000):
+        v1 = int(words[head + R_VERSION // 8])
+        if v1 & 1:
+            continue
+        out = read()
+        if int(words[head + R_VERSION // 8]) == v1:
+            return out
+    return read()                  # a consumer stuck mid-update (killed): its last words
+
+
 def ring_stats(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> list:
-    """written / delivered / dropped / pending / utilization of every ring in use."""
+    """written / delivered / dropped / pending / utilization of every ring in use.
+
+    Overwritten events count as dropped the moment they are overwritten (see the
+    module docstring), so ``written == delivered + dropped + pending`` at any time
+    and ``pending`` is at most the capacity.  ``peak_utilization`` is the fullest
+    a drain found the ring (100 when events were overwritten).
+    """
     rings = []
     for r in range(n_rings):
-        written = int(words[header_word(R_WRITE, r, n_types)])
-        if not written and not words[header_word(R_OWNER, r, n_types)]:
+        head = header_word(0, r, n_types)
+        written = int(words[head + R_WRITE // 8])
+        if not written and not words[head + R_OWNER // 8]:
             continue
-        pending = written - int(words[header_word(R_READ, r, n_types)])
-        rings.append({"ring": r, "written": written,
-                      "delivered": int(words[header_word(R_DELIVERED, r, n_types)]),
-                      "dropped": int(words[header_word(R_DROPPED, r, n_types)]),
+        read, delivered, dropped, peak = consumer_words(words, head)
+        written = max(written, read)
+        waiting = written - read
+        lapped = max(0, waiting - capacity)
+        pending = waiting - lapped
+        rings.append({"ring": r, "written": written, "delivered": delivered,
+                      "dropped": dropped + lapped, "overwritten_unread": lapped,
                       "pending": pending,
-                      "utilization": 100.0 * min(max(pending, 0), capacity) / capacity})
+                      "utilization": 100.0 * pending / capacity,
+                      "peak_utilization": 100.0 * min(max(peak, waiting), capacity) / capacity,
+                      "thread": int(words[head + R_OS_TID // 8])})
     return rings
 
 
@@ -378,8 +434,10 @@ def _load_type(header, depth):
 
 
 # -- consumer ----------------------------------------------------------------------------------
+# These keep the GIL: they take microseconds, and a collector thread that released it
+# would wait for busy exporter threads to hand it back after every call.
 
-@njit(nogil=True, cache=True)
+@njit(cache=True)
 def collect_ring(base, slots, capacity, ring, start, stop, out, k):
     """Copy the complete events at positions [start, stop) of ``ring`` into ``out[k:]``.
 
@@ -403,11 +461,33 @@ def collect_ring(base, slots, capacity, ring, start, stop, out, k):
             dropped += 1          # torn: the producer lapped us during the copy
             continue
         out[k * WORDS] = pos
+        # the ring it came from, as the reader knows it (a damaged file's slot may say else)
+        out[k * WORDS + 2] = (out[k * WORDS + 2] & ~_RING_BITS) | (np.uint64(ring) << _16)
         k += 1
     return k, dropped
 
 
-@njit(nogil=True, cache=True)
+@njit(cache=True)
+def finish_drain(base, th_end, n_rings, starts, writes, got, dropped):
+    """The primary consumer's account of a drain of positions [starts, writes), per ring:
+    ``got`` delivered, ``dropped`` lost; under the consumer seqlock (see ring_stats)."""
+    for r in range(n_rings):
+        if writes[r] == starts[r]:
+            continue
+        header = base + th_end + RING_HEADER_SIZE * r
+        version = load_u64(header + R_VERSION)
+        store_u64(header + R_VERSION, version + _ONE)
+        fence_release()
+        store_u64(header + R_DELIVERED, load_u64(header + R_DELIVERED) + np.uint64(got[r]))
+        store_u64(header + R_DROPPED, load_u64(header + R_DROPPED) + np.uint64(dropped[r]))
+        waiting = np.uint64(writes[r] - starts[r])
+        if waiting > load_u64(header + R_PEAK):
+            store_u64(header + R_PEAK, waiting)
+        store_u64_release(header + R_READ, np.uint64(writes[r]))
+        store_u64_release(header + R_VERSION, version + _TWO)
+
+
+@njit(cache=True)
 def ring_positions(base, th_end, n_rings):
     """(write_index, read_index) of every ring, loaded with acquire."""
     out = np.empty((n_rings, 2), dtype=np.uint64)

@@ -14,6 +14,22 @@ raises :class:`PermanentExportError` for a failure that retrying cannot fix
 the batch is dropped.  Any other exception, ``BaseException`` included, is a
 retryable failure: nothing an exporter raises stops the collector thread.
 
+Loss is never silent.  The collector polls how full the fullest ring is
+(:meth:`Tracer.fill`, a compiled pass over the ring headers) between its
+cycles, at a pace set by how fast the ring fills, and drains early when a ring
+passes ``fill_threshold`` (a quarter full by default) instead of waiting for
+its interval: the rest of the ring is the headroom for the collector thread
+being late (a busy machine, exporters holding the GIL).  Events
+lost anyway are counted by reason: ``overwritten`` in a ring before they were
+read, ``no_ring`` (more recording threads than rings), ``invalid`` (an
+argument out of range), and each exporter's ``queue_full``, ``rejected`` and
+``deadline``.  ``stop()``'s report and ``stats()`` give the total
+(``dropped_events``) and the reasons (``dropped``);
+``collector.export_metrics`` counts them as ``<set>_events_dropped_total{reason}``;
+and the first loss in each interval is logged as a warning (logger
+``engram_numba.tracing.collector``) naming the set, the reasons, the rings and
+the types they record, and the fix.
+
 Accounting is exact: every event drained is, per exporter, ``exported``,
 ``dropped`` with a reason (``queue_full``, ``rejected``, ``deadline``), or
 ``pending`` (still queued, or in an export call that has not returned).
@@ -24,8 +40,8 @@ to give up: infinity until ``stop()`` is called, then its deadline, so an
 export already in flight is interrupted at it.  An exporter that ignores it
 can keep its batch pending; ``stop()`` says so instead of waiting forever.
 
-``collector.export_metrics`` is a metric set with, per exporter,
-``engram_export_events_total``, ``engram_export_failures_total`` and
+``collector.export_metrics`` is a metric set with ``<set>_events_dropped_total{reason}``
+and, per exporter, ``engram_export_events_total``, ``engram_export_failures_total`` and
 ``engram_export_dropped_events_total{reason}`` (serve it next to your other sets).
 
 Hooks: ``hooks=[...]`` objects with ``on_cycle(collector, events, before, after)``
@@ -46,13 +62,28 @@ import threading
 import time
 import weakref
 
-from .._delivery import Backoff, ExportError, PermanentExportError, escape, plan_retry
+import numpy as np
 
-__all__ = ["TraceCollector", "ExportError", "PermanentExportError", "DROP_REASONS"]
+from .._delivery import Backoff, ExportError, PermanentExportError, escape, plan_retry
+from .schema import concat
+
+__all__ = ["TraceCollector", "ExportError", "PermanentExportError", "DROP_REASONS",
+           "LOSS_REASONS"]
 
 log = logging.getLogger(__name__)
 
 DROP_REASONS = ("queue_full", "rejected", "deadline")
+#: Every reason an event is lost: in the tracer, then in an exporter.
+RING_REASONS = ("overwritten", "no_ring", "invalid")
+LOSS_REASONS = RING_REASONS + DROP_REASONS
+MIN_POLL = 0.001               # seconds: the shortest wait between two fill checks
+MAX_POLL = 0.05                # seconds: the longest (unless the interval is shorter)
+
+
+def _ring_losses(stats) -> dict:
+    """Events the tracer lost so far, by reason, from its ``stats()``."""
+    return {"overwritten": int(stats["total"]["dropped"]),
+            "no_ring": int(stats.get("no_ring", 0)), "invalid": int(stats.get("invalid", 0))}
 
 
 def _takes_deadline(fn) -> bool:
@@ -130,13 +161,19 @@ class TraceCollector:
 
     An exporter is a callable taking a structured array of events, or an object
     with ``export(events)`` (optionally ``export(events, deadline=...)``) and
-    optionally ``name`` and ``shutdown()``.  Defaults for the interval and batch
-    size come from the tracer's config.  See the module docstring.
+    optionally ``name``, ``bind(tracer)`` and ``shutdown()``.  Defaults for the
+    interval and batch size come from the tracer's config.  The collector drains
+    every ``interval_ms``, and early when a ring is ``fill_threshold`` full; each
+    exporter gets its own thread and a queue of at most ``max_queued_batches``
+    batches, failed exports are retried with exponential ``backoff`` (initial,
+    maximum seconds).  ``stop()`` reports every event as exported, dropped (by
+    reason) or pending; losses are also logged and counted in ``export_metrics``.
     """
 
     def __init__(self, tracer, exporters=(), *, metrics=None, hooks=(),
                  interval_ms: int | None = None, batch_size: int | None = None,
-                 max_queued_batches: int = 64, backoff: tuple = (0.1, 30.0)):
+                 max_queued_batches: int = 64, backoff: tuple = (0.1, 30.0),
+                 fill_threshold: float = 0.25):
         config = getattr(tracer, "config", None)
         if not (hasattr(tracer, "drain") and hasattr(tracer, "stats")):
             raise TypeError(f"tracer must be a tracer (with drain() and stats()), got {tracer!r}")
@@ -156,7 +193,12 @@ class TraceCollector:
         if not 0 < self.backoff_initial <= self.backoff_max < math.inf:
             raise ValueError(f"backoff must satisfy 0 < initial <= maximum < inf, got "
                              f"{backoff!r}")
+        if isinstance(fill_threshold, bool) or not isinstance(fill_threshold, (int, float)) \
+                or not 0 < fill_threshold <= 1:
+            raise ValueError(f"fill_threshold must be a fraction of a ring in (0, 1], got "
+                             f"{fill_threshold!r}")
         self.interval = interval_ms / 1000
+        self.fill_threshold = float(fill_threshold)
         self.batch_size = int(batch_size)
         self.metrics = metrics
         self.hooks = list(hooks)
@@ -183,9 +225,18 @@ class TraceCollector:
             seen[e.name] = seen.get(e.name, 0) + 1
             if seen[e.name] > 1:
                 e.name = f"{e.name}#{seen[e.name]}"
-        self.export_metrics = _export_metrics([e.name for e in self.exporters])
+        layout = getattr(tracer, "layout", None)
+        self.set_name = getattr(layout, "name", None) or "trace"
+        self.export_metrics = _export_metrics(self.set_name, [e.name for e in self.exporters])
         self.drained_events = 0
         self.cycles = 0
+        self.early_drains = 0
+        self._fill = getattr(tracer, "fill", None)
+        self._fill_rate = 0.0               # how fast the fullest ring fills (fraction/s)
+        self._baseline = None               # the tracer's losses when the collector was made
+        self._ring_lost = dict.fromkeys(RING_REASONS, 0)
+        self._warned_at = -math.inf         # when the last loss warning was logged
+        self._unwarned = dict.fromkeys(LOSS_REASONS, 0)   # lost since that warning
         self.cpu_seconds = 0.0
         self.error = None
         self._deadline = None
@@ -195,13 +246,22 @@ class TraceCollector:
         self._stopping = threading.Event()
         self._thread = None
         self._lock = threading.RLock()
+        self._losses()                       # the baseline: what was lost before it existed
 
     # -- life cycle ---------------------------------------------------------------
 
     def start(self) -> "TraceCollector":
-        """Start draining (one thread) and delivering (one thread per exporter)."""
+        """Start draining (one thread) and delivering (one thread per exporter).
+
+        The first drain runs here, in the calling thread: the draining code (and the
+        exporters' encoders, compiled when the collector was made) is ready before the
+        collector's thread starts, so no compilation holds it up while rings fill."""
         if self._thread is not None:
             raise RuntimeError("collector already started")
+        try:
+            self._drain_cycle()
+        except Exception:           # the drain thread meets it again, and reports it
+            log.debug("trace collector: the first drain failed", exc_info=True)
         for hook in self.hooks:
             start = getattr(hook, "on_start", None)
             if start is not None:
@@ -263,11 +323,34 @@ class TraceCollector:
         for e in self.exporters:
             per[e.name] = {"exported": e.exported_events, "dropped": dict(e.dropped),
                            "pending": e.pending_events()}
+        dropped = self._dropped_by_reason()
         return {"drained_events": self.drained_events,
                 "exported_events": sum(p["exported"] for p in per.values()),
-                "dropped_events": sum(sum(p["dropped"].values()) for p in per.values()),
+                "dropped_events": sum(dropped.values()), "dropped": dropped,
                 "pending_events": sum(p["pending"] for p in per.values()),
                 "exporters": per, "alive": self.alive, "error": self.error}
+
+    def _dropped_by_reason(self) -> dict:
+        """Everything lost since the start, by reason (see :data:`LOSS_REASONS`): the
+        tracer's losses, then each exporter's deliveries dropped, summed over exporters."""
+        if self._thread is None or not self.alive:
+            self._losses()                   # not running: read the tracer now
+        out = dict(self._ring_lost)
+        for reason in DROP_REASONS:
+            out[reason] = sum(e.dropped[reason] for e in self.exporters)
+        return out
+
+    def _losses(self) -> dict:
+        """The tracer's losses since the collector was made (the first call sets the
+        baseline)."""
+        try:
+            now = _ring_losses(self.tracer.stats())
+        except Exception:                    # a broken tracer: reported by the drain thread
+            return dict(self._ring_lost)
+        if self._baseline is None:
+            self._baseline = now
+        self._ring_lost = {k: max(0, now[k] - self._baseline[k]) for k in RING_REASONS}
+        return dict(self._ring_lost)
 
     def _shutdown_exporters(self):
         for e in self.exporters:
@@ -296,12 +379,9 @@ class TraceCollector:
     def _run(self):
         """The drain thread."""
         try:
-            next_cycle = time.monotonic()
             while not self._stopping.is_set():
-                next_cycle += self.interval
                 self._drain_cycle()
-                self._wake.wait(max(0.0, next_cycle - time.monotonic()))
-                self._wake.clear()
+                self._wait_for_cycle(time.monotonic() + self.interval)
             self._drain_cycle()                  # final: everything still in the rings
         except BaseException as exc:  # never silent: stats(), report() and stop() say it
             self.error = f"{type(exc).__name__}: {exc}"
@@ -310,6 +390,40 @@ class TraceCollector:
             self._drained.set()
             for e in self.exporters:
                 e.wake.set()
+
+    def _wait_for_cycle(self, due: float) -> None:
+        """Sleep until ``due`` (the next interval), a wake-up (stop), or a ring filling past
+        the threshold, whichever comes first.  The fill is checked at a pace set by how
+        fast it grows (the last rate seen, kept across cycles): half the time the fullest
+        ring needs to reach the threshold, between MIN_POLL and MAX_POLL."""
+        fill = self._fill
+        began = last_time = time.monotonic()
+        last_fill = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= due:
+                return
+            wait = due - now
+            if fill is not None:
+                try:
+                    level = fill()
+                except Exception:            # closed or broken: the drain will say so
+                    level, fill = 0.0, None
+                if now > last_time and level > last_fill:
+                    self._fill_rate = (level - last_fill) / (now - last_time)
+                if level >= self.fill_threshold:
+                    self.early_drains += 1
+                    if now > began:
+                        self._fill_rate = level / (now - began)
+                    return
+                poll = min(self.interval, MAX_POLL)
+                if self._fill_rate > 0:
+                    poll = (self.fill_threshold - level) / self._fill_rate / 2
+                last_fill, last_time = level, now
+                wait = min(wait, max(MIN_POLL, min(poll, self.interval, MAX_POLL)))
+            if self._wake.wait(wait):
+                self._wake.clear()
+                return
 
     def _send_loop(self, e):
         """One exporter's thread: deliver its queue, then the rest until the deadline."""
@@ -342,6 +456,8 @@ class TraceCollector:
         e.dropped[reason] += n
         if n:
             self.export_metrics.dropped.add(n, self.exporters.index(e), reason)
+            self.export_metrics.events_dropped.add(n, reason)
+            self._unwarned[reason] += n
 
     def _failed(self, e) -> None:
         e.failures += 1
@@ -355,6 +471,13 @@ class TraceCollector:
                 events = self.tracer.drain()
                 self.drained_events += events.size
                 self.cycles += 1
+                last = dict(self._ring_lost)
+                now = self._losses()
+                for reason in RING_REASONS:
+                    new = now[reason] - last[reason]
+                    if new > 0:
+                        self.export_metrics.events_dropped.add(new, reason)
+                        self._unwarned[reason] += new
                 if self.hooks:
                     after = self.tracer.stats()
                     for hook in self.hooks:
@@ -366,6 +489,10 @@ class TraceCollector:
                     batch = events[start:start + self.batch_size]
                     for e in self.exporters:
                         with e.lock:
+                            if e.queue and e.queue[-1].size + batch.size <= self.batch_size:
+                                # early drains make small batches: fill the last one up
+                                e.queue[-1] = concat([e.queue[-1], batch])
+                                continue
                             e.queue.append(batch)
                             full = []
                             while len(e.queue) > e.max_batches:
@@ -377,8 +504,48 @@ class TraceCollector:
                 if events.size:
                     for e in self.exporters:
                         e.wake.set()
+                self._warn_of_losses(events)
         finally:
             self.cpu_seconds += time.thread_time() - cpu
+
+    def _warn_of_losses(self, events) -> None:
+        """Log a warning for events lost since the last one, at most once per interval."""
+        lost = {k: v for k, v in self._unwarned.items() if v}
+        if not lost:
+            return
+        now = time.monotonic()
+        if now - self._warned_at < self.interval:
+            return                            # said already in this interval; kept for the next
+        since = now - self._warned_at
+        self._warned_at = now
+        self._unwarned = dict.fromkeys(LOSS_REASONS, 0)
+        total = sum(lost.values())
+        parts = [f"{n:,} {_REASON_TEXT[k]}" for k, n in lost.items()]
+        where = self._losing_rings(events) if lost.get("overwritten") else ""
+        span = "since the collector was made" if since == math.inf else \
+            f"in the last {since:.1f} s"
+        log.warning("trace collector: %s events of set %r lost %s: %s%s. %s", f"{total:,}",
+                    self.set_name, span, ", ".join(parts), where,
+                    " ".join(_REASON_FIX[k] for k in lost))
+
+    def _losing_rings(self, events) -> str:
+        """'; rings 0 (thread 123: step) overwrote ...': where the overwrites were."""
+        try:
+            rings = [r for r in self.tracer.stats()["rings"]
+                     if r.get("peak_utilization", 0) >= 100]
+            layout = self.tracer.layout
+        except Exception:
+            return ""
+        if not rings:
+            return ""
+        names = []
+        for r in rings[:4]:
+            mine = events[events["ring"] == r["ring"]] if events.size else events
+            kinds = sorted({layout.types[t].name for t in np.unique(mine["event_type"])
+                            if t < len(layout.types)}) if mine.size else []
+            names.append(f"ring {r['ring']} (OS thread {r['thread']}"
+                         f"{', recording ' + '/'.join(kinds) if kinds else ''})")
+        return "; overflowing: " + ", ".join(names) + (" ..." if len(rings) > 4 else "")
 
     def _deliver(self, e, now: float, final: bool = False) -> None:
         """Export ``e``'s queued batches in order until one fails (then back off)."""
@@ -439,20 +606,49 @@ class TraceCollector:
             e.next_attempt = 0.0
 
     def stats(self) -> dict:
-        """Drained events, cycles, CPU time spent, whether the threads are alive (and why one
-        died), and per exporter: exported, failures, dropped (by reason), queued."""
+        """Drained events, cycles (``early_drains``: cycles started by a filling ring), CPU
+        time spent, whether the threads are alive (and why one died), everything lost
+        (``dropped_events``, ``dropped`` by reason, as in :meth:`report`), and per
+        exporter: exported, failures, dropped (by reason), queued."""
+        dropped = self._dropped_by_reason()
         return {"drained_events": self.drained_events, "cycles": self.cycles,
-                "cpu_seconds": self.cpu_seconds, "alive": self.alive, "error": self.error,
+                "early_drains": self.early_drains, "cpu_seconds": self.cpu_seconds,
+                "alive": self.alive, "error": self.error,
+                "dropped_events": sum(dropped.values()), "dropped": dropped,
                 "exporters": {e.name: e.stats() for e in self.exporters}}
 
 
-def _export_metrics(names):
-    """A metric set of per-exporter delivery counters (label values: the exporter names)."""
+_REASON_TEXT = {"overwritten": "overwritten in rings before they were drained",
+                "no_ring": "recorded by threads that found no free ring",
+                "invalid": "refused for an argument out of range",
+                "queue_full": "dropped from a full exporter queue",
+                "rejected": "rejected by a backend",
+                "deadline": "undelivered at the shutdown deadline"}
+_REASON_FIX = {"overwritten": "Raise TracingConfig(ring_buffer_size=...), lower the sample "
+                              "rates or the collector's fill_threshold.",
+               "no_ring": "Raise TracingConfig(max_threads=...).",
+               "invalid": "Check the values passed to emit()/begin() and that every end() "
+                          "has its begin().",
+               "queue_full": "An exporter is slower than the events: raise "
+                             "max_queued_batches or fix the backend.",
+               "rejected": "See the exporter's error above.",
+               "deadline": "Give stop() a longer timeout."}
+
+
+def _export_metrics(set_name, names):
+    """A metric set of the collector's losses by reason and per-exporter delivery counters
+    (label values: the exporter names)."""
     from ..metrics import Counter, MetricSet
+    attrs = {"events_dropped": Counter(
+        f"{set_name}_events_dropped_total",
+        "Traced events lost, by reason: overwritten in a ring before the collector read "
+        "them, recorded by a thread without a ring, refused as invalid, or dropped by an "
+        "exporter (queue_full, rejected, deadline; summed over exporters)",
+        labels={"reason": list(LOSS_REASONS)})}
     if not names:
-        return _NoExporters()
+        return type("ExportMetrics", (MetricSet,), attrs, name="engram_export")()
     labels = {"exporter": list(names)}
-    cls = type("ExportMetrics", (MetricSet,), {
+    cls = type("ExportMetrics", (MetricSet,), {**attrs,
         "exported": Counter("engram_export_events_total", "Events delivered by each exporter",
                             labels=labels),
         "failures": Counter("engram_export_failures_total",
@@ -463,8 +659,3 @@ def _export_metrics(names):
                            "deadline", labels={**labels, "reason": list(DROP_REASONS)}),
     }, name="engram_export")
     return cls()
-
-
-class _NoExporters:
-    def collect(self):
-        raise ValueError("the collector has no exporters")

@@ -4,7 +4,7 @@
 process's rings file ``<set>.<pid>.<start>.<n>.rings`` (pid, process start time
 in clock ticks since boot, the process's n-th tracer of that set), so events
 keep the process that recorded them; their ``thread`` field is the recording
-thread's ring in that file.  :class:`TraceDirectory` reads every file (a file
+thread's OS id and ``ring`` its ring in that file.  :class:`TraceDirectory` reads every file (a file
 still being created is skipped until it is valid) and merges the events in time
 order; ``engram-numba trace export --dir DIR`` writes them as JSON Lines (each
 line with ``pid`` and ``process_start``), as a Chrome/Perfetto trace (a process

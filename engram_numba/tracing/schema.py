@@ -12,6 +12,32 @@ structured dtype of drained events, the compiled encoders kernels call, the
 validated Python calls, the disabled stubs, the threshold words of the ring
 header, and every exporter's names.  Adding a type is one line.
 
+Drained events (``Layout.dtype``) are plain records, one column per name, no
+two columns sharing bytes, so that ``np.save`` / ``np.load(allow_pickle=False)``
+keep them, and ``np.concatenate`` joins them::
+
+    timestamp       u8   unix ns
+    sequence        u8   the event's position in its ring
+    thread          u8   OS thread id of the thread that recorded it (0: unknown)
+    span_id         u8   a span's own id for its begin and end; for an instant
+                         event, the innermost span open on its thread (0: none)
+    parent_span_id  u8   a span begin's parent (0: a root or not a span)
+    trace_id        u8   the id of the root span of the trace the event is in (0:
+                         none); the OTLP trace id is the tracer's id followed by it
+    ...                  the set's fields, each once (8-byte ones first)
+    ring            u2   the ring it was recorded in
+    ...                  2-byte fields
+    event_type      u1   index of the type in the table
+    flags           u1   bits 0-1: 0 event, 1 span begin, 2 span end; bits 2-7: depth
+    ...                  1-byte fields, then ``_padding`` bytes to a multiple of 8
+
+Columns follow each other without gaps, in size order, so every value is
+naturally aligned and numpy keeps the dtype through every operation.  A field
+that a type does not have is 0 in that type's rows.  The ``event_type``
+column's title (``engram_numba.events:<set>:<hash>``) names the set, so an
+array loaded from a file is recognised by any process that declares the set
+(:func:`schema_of`).
+
 Slot layout (little-endian, one cache line)::
 
     offset size
@@ -19,7 +45,7 @@ Slot layout (little-endian, one cache line)::
     8      8    timestamp  u64   clock ticks when written; unix ns once read
     16     1    event_type u8    index of the type in the set's table
     17     1    flags      u8    bits 0-1: 0 event, 1 span begin, 2 span end; bits 2-7: depth
-    18     2    thread     u16   ring of the recording thread
+    18     2    ring       u16   ring of the recording thread
     20     44   payload          the type's fields at computed offsets
                                  spans: span_id u64 at 24, parent_span_id u64 at 32
                                  (begin events carry the span's fields too)
@@ -45,6 +71,7 @@ import re
 import typing
 
 import numpy as np
+from numba import njit
 
 from .._values import as_enum, as_integer, as_number
 
@@ -57,14 +84,21 @@ SPAN_ID_OFFSET = 24
 PARENT_ID_OFFSET = 32
 FLAG_EVENT, FLAG_BEGIN, FLAG_END = 0, 1, 2
 MAX_TYPES = 256
-METADATA_KEY = "engram_numba.event_set"
+TITLE_PREFIX = "engram_numba.events"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-_RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "span_id",
-             "parent_span_id", "span", "depth"}
+_RESERVED = {"sequence", "timestamp", "event_type", "flags", "thread", "ring", "span_id",
+             "parent_span_id", "trace_id", "span", "depth", "pid", "process_start",
+             "_padding"}
 
 COMMON_FIELDS = [("sequence", "<u8", 0), ("timestamp", "<u8", 8), ("event_type", "u1", 16),
-                 ("flags", "u1", 17), ("thread", "<u2", 18)]
+                 ("flags", "u1", 17), ("ring", "<u2", 18)]
 SPAN_FIELDS = [("span_id", "<u8", SPAN_ID_OFFSET), ("parent_span_id", "<u8", PARENT_ID_OFFSET)]
+#: the columns every drained event has: the 8-byte ones first, the narrow ones after the
+#: fields of their size (the record layout is in the module docstring)
+RECORD_WIDE = ("timestamp", "sequence", "thread", "span_id", "parent_span_id", "trace_id")
+RECORD_NARROW = (("ring", 2), ("event_type", 1), ("flags", 1))
+
+_LAYOUTS: dict = {}                  # drained dtype -> Layout: how arrays are recognised
 
 
 # -- field types: a kind is an object ----------------------------------------------------
@@ -327,6 +361,8 @@ class Layout:
             names.append(fname)
             formats.append(field_types[fname].dtype.str)
             offs.append(self.field_offset[fname])
+        slot_dtype = np.dtype({"names": names, "formats": formats, "offsets": offs,
+                               "itemsize": SLOT_SIZE})
         self.description = json.dumps({
             "format": "engram-numba.event-set", "version": 1, "name": name,
             "slot_size": SLOT_SIZE,
@@ -336,9 +372,77 @@ class Layout:
             "production_rates": self.production_rates,
         }, sort_keys=True, separators=(",", ":"))
         self.hash = hashlib.sha256(self.description.encode()).hexdigest()
-        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offs,
-                               "itemsize": SLOT_SIZE}, metadata={METADATA_KEY: self})
+        #: the 64-byte slot as the rings hold it (fields of different types overlap)
+        self.slot_dtype = slot_dtype
+        self.dtype = self._record_dtype(field_types, users)
+        #: per field name, which type indexes have it (256 entries: any type byte)
+        self.type_has = {f: np.isin(np.arange(MAX_TYPES), [u.index for u in users[f]])
+                         for f in field_types}
+        self.is_span = np.isin(np.arange(MAX_TYPES), [t.index for t in types
+                                                     if t.kind == "span"])
         self.by_name = {t.name: t for t in types}
+        _LAYOUTS[self.dtype] = self
+
+    def _record_dtype(self, field_types, users) -> np.dtype:
+        """The drained events' dtype: packed columns in size order (module docstring)."""
+        columns = [(n, "<u8") for n in RECORD_WIDE]
+        order = sorted(field_types, key=lambda n: (-field_types[n].size,
+                                                   min(u.index for u in users[n]), n))
+        narrow = dict(RECORD_NARROW)
+        for size in (8, 4, 2, 1):
+            columns += [(n, "<u2" if w == 2 else "u1") for n, w in RECORD_NARROW if w == size]
+            columns += [(n, field_types[n].dtype.str) for n in order
+                        if field_types[n].size == size and n not in narrow]
+        names, formats, offsets, offset = [], [], [], 0
+        for name, fmt in columns:
+            names.append(name), formats.append(fmt), offsets.append(offset)
+            offset += np.dtype(fmt).itemsize
+        if offset % 8:
+            names.append("_padding"), formats.append(f"V{8 - offset % 8}")
+            offsets.append(offset)
+            offset += 8 - offset % 8
+        titles = [f"{TITLE_PREFIX}:{self.name}:{self.hash[:16]}" if n == "event_type" else None
+                  for n in names]
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "titles": titles, "itemsize": offset})
+
+    def record_offset(self, name: str) -> int:
+        """Byte offset of a column of the drained dtype."""
+        return self.dtype.fields[name][1]
+
+    def records(self, raw: np.ndarray) -> np.ndarray:
+        """Drained events from raw slots (``slot_dtype``): each field copied into its own
+        column for the rows whose type has it (a compiled copy driven by the table);
+        ``thread``, ``trace_id`` and an instant event's ``span_id`` are 0 here (the
+        tracer fills them in)."""
+        out = np.zeros(raw.size, dtype=self.dtype)
+        if raw.size:
+            tables = self._copy_tables()
+            _to_records(np.ascontiguousarray(raw).view(np.uint8), raw.size,
+                        out.view(np.uint8), self.dtype.itemsize, *tables)
+        return out
+
+    def _copy_tables(self) -> tuple:
+        """(common src, dst, size; per type: first row; rows: src, dst, size) for
+        :func:`_to_records`: the bytes each type's slot gives each column."""
+        cached = self.__dict__.get("_tables")
+        if cached is not None:
+            return cached
+        slot = self.slot_dtype
+        common = [(slot.fields[n][1], self.record_offset(n), slot.fields[n][0].itemsize)
+                  for n in ("timestamp", "sequence", "ring", "event_type", "flags")]
+        starts, rows = [0], []
+        for t in self.types:
+            if t.kind == "span":
+                rows += [(SPAN_ID_OFFSET, self.record_offset("span_id"), 8),
+                         (PARENT_ID_OFFSET, self.record_offset("parent_span_id"), 8)]
+            for fname, ft in t.fields.items():
+                rows.append((self.offsets[(t.index, fname)], self.record_offset(fname), ft.size))
+            starts.append(len(rows))
+        as_array = (lambda values: np.array(values, dtype=np.int64).reshape(-1, 3))
+        cached = (as_array(common), np.array(starts, dtype=np.int64), as_array(rows or [(0, 0, 0)]))
+        self._tables = cached
+        return cached
 
     @staticmethod
     def _room(t) -> int:
@@ -381,6 +485,24 @@ class Layout:
 
     def __hash__(self):
         return hash(self.description)
+
+
+@njit(cache=True)
+def _to_records(raw, n, out, stride, common, starts, rows):
+    """Copy the slots' bytes into the records' columns (see Layout.records)."""
+    n_types = starts.size - 1
+    for e in range(n):
+        src = e * SLOT_SIZE
+        dst = e * stride
+        for c in range(common.shape[0]):
+            for b in range(common[c, 2]):
+                out[dst + common[c, 1] + b] = raw[src + common[c, 0] + b]
+        t = np.int64(raw[src + 16])
+        if t >= n_types:
+            continue                          # a type this set does not declare
+        for r in range(starts[t], starts[t + 1]):
+            for b in range(rows[r, 2]):
+                out[dst + rows[r, 1] + b] = raw[src + rows[r, 0] + b]
 
 
 def _layout_from_description(description: str) -> "Layout":
@@ -461,6 +583,9 @@ class EventSet:
 
     @classmethod
     def dtype(cls) -> np.dtype:
+        """The dtype of drained events: ``timestamp``, ``sequence``, ``thread`` (OS id),
+        ``span_id``, ``parent_span_id``, ``trace_id``, each field in a column of its own,
+        ``ring``, ``event_type``, ``flags``; packed without gaps (np.save keeps it)."""
         return cls.layout.dtype
 
     @classmethod
@@ -510,24 +635,34 @@ class _TracerSurface:
 # -- event arrays -----------------------------------------------------------------------------
 
 def schema_of(events) -> Layout:
-    """The layout of an event array (from its dtype), or TypeError/ValueError saying why not."""
+    """The layout of an event array (from its dtype), or TypeError/ValueError saying why not.
+
+    Arrays loaded from a file (``np.load``) are recognised by their dtype, which names
+    the set: the set must be declared in this process (import the module that declares
+    it, or attach to a tracer file of it)."""
     if not isinstance(events, np.ndarray):
         raise TypeError(f"expected a numpy array of events, got {type(events).__name__}")
-    meta = events.dtype.metadata or {}
-    layout = meta.get(METADATA_KEY)
-    if not isinstance(layout, Layout) or events.dtype.itemsize != SLOT_SIZE \
-            or events.dtype != layout.dtype:
-        raise ValueError(f"expected events of an event set ({SLOT_SIZE}-byte records from a "
-                         f"tracer's drain() or read(), joined with concat()), got dtype "
-                         f"{events.dtype}")
+    layout = _LAYOUTS.get(events.dtype) if events.dtype.names else None
+    if layout is None:
+        title = None
+        if events.dtype.names and "event_type" in events.dtype.names:
+            field = events.dtype.fields["event_type"]
+            title = field[2] if len(field) > 2 else None
+        if isinstance(title, str) and title.startswith(TITLE_PREFIX + ":"):
+            _, set_name, digest = (title.split(":") + ["", ""])[:3]
+            raise ValueError(f"events of event set {set_name!r} (layout {digest}), which is "
+                             f"not declared in this process: import the module that declares "
+                             f"it (or attach to a rings file of it) before reading them")
+        raise ValueError(f"expected events of an event set (the records a tracer's drain() "
+                         f"or read() returns, or np.load of them), got dtype {events.dtype}")
     return layout
 
 
 def as_events(events) -> tuple:
     """``(events, layout)``: a 1-d event array made contiguous and aligned, and its layout.
 
-    Every encoder and exporter takes its input through here, because they read
-    the raw 64-byte slots: an array of another dtype, itemsize or shape would
+    Every encoder and exporter takes its input through here, because the compiled
+    ones read the records as 64-bit words: an array of another dtype or shape would
     be read past its end.
     """
     layout = schema_of(events)
@@ -537,7 +672,8 @@ def as_events(events) -> tuple:
 
 
 def concat(batches, layout: Layout | None = None) -> np.ndarray:
-    """Join event arrays of one set, keeping its dtype (``np.concatenate`` would not)."""
+    """Join event arrays of one set (``np.concatenate`` does the same for one set's
+    arrays; this also checks that they are of one set)."""
     checked = [as_events(b) for b in batches]
     if not checked:
         if layout is None:
@@ -547,5 +683,4 @@ def concat(batches, layout: Layout | None = None) -> np.ndarray:
     for _, other in checked[1:]:
         if other != first:
             raise ValueError("cannot join events of different event sets")
-    words = np.concatenate([b.view(np.uint64).reshape(-1) for b, _ in checked])
-    return words.view(first.dtype)
+    return np.concatenate([b for b, _ in checked]).astype(first.dtype, copy=False)

@@ -17,10 +17,78 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
+from ._ring import MAX_DEPTH
 from .schema import FLAG_BEGIN, FLAG_END, as_events
 
-__all__ = ["SpanAssembler", "Span", "OpenSpan"]
+__all__ = ["SpanAssembler", "Span", "OpenSpan", "SpanContext"]
+
+
+@njit(cache=True)
+def _annotate(rings, flags, types, span_ids, parents, is_span, stack_ids, stack_roots, depths,
+              out_span, out_trace):
+    """Each event's span context, from the begins and ends before it on its ring.
+
+    Events come ring by ring in the order they were written.  A begin pushes
+    (id, root) at its depth; an end pops back to its depth; an instant event
+    gets the innermost open span's id and its root (the trace).
+    """
+    for i in range(rings.size):
+        r = rings[i]
+        t = types[i]
+        depth = np.int64(flags[i] >> 2)
+        if is_span[t]:
+            phase = flags[i] & 3
+            if phase == 1:
+                parent = parents[i]
+                root = span_ids[i]
+                if parent != 0:
+                    root = parent             # its begin was not seen: the parent stands in
+                    if 0 < depth <= depths[r] and depth - 1 < stack_ids.shape[1] \
+                            and stack_ids[r, depth - 1] == parent:
+                        root = stack_roots[r, depth - 1]
+                if depth < stack_ids.shape[1]:
+                    stack_ids[r, depth] = span_ids[i]
+                    stack_roots[r, depth] = root
+                depths[r] = depth + 1
+                out_trace[i] = root
+            elif phase == 2:
+                if depth < depths[r] and depth < stack_ids.shape[1] \
+                        and stack_ids[r, depth] == span_ids[i]:
+                    out_trace[i] = stack_roots[r, depth]
+                depths[r] = min(depths[r], depth)
+        else:
+            d = min(depths[r], stack_ids.shape[1])
+            if d > 0:
+                out_span[i] = stack_ids[r, d - 1]
+                out_trace[i] = stack_roots[r, d - 1]
+
+
+class SpanContext:
+    """The spans open on every ring, carried from one batch of a stream to the next, to
+    give each event the ``span_id`` of the span it happened in and its ``trace_id``."""
+
+    def __init__(self, n_rings: int):
+        self.ids = np.zeros((max(n_rings, 1), MAX_DEPTH), dtype=np.uint64)
+        self.roots = np.zeros((max(n_rings, 1), MAX_DEPTH), dtype=np.uint64)
+        self.depths = np.zeros(max(n_rings, 1), dtype=np.int64)
+
+    def annotate(self, records: np.ndarray, layout) -> None:
+        """Fill ``span_id`` (instant events) and ``trace_id`` (all) of ``records``, whose
+        rows must be in the order they were written on each ring."""
+        if not records.size or not layout.has_spans:
+            return
+        rings = records["ring"].astype(np.int64)
+        if int(rings.max()) >= self.depths.size:
+            return                            # not this context's rings
+        span = records["span_id"].copy()
+        trace = records["trace_id"].copy()
+        _annotate(rings, records["flags"], records["event_type"], records["span_id"],
+                  records["parent_span_id"], layout.is_span, self.ids, self.roots,
+                  self.depths, span, trace)
+        records["span_id"] = span
+        records["trace_id"] = trace
 
 
 @dataclass
@@ -34,11 +102,13 @@ class OpenSpan:
     start_ns: int
     fields: dict
     events: list = field(default_factory=list)
+    thread: int = 0
 
 
 @dataclass
 class Span:
-    """A closed span: ids, name, thread (ring), depth, start/end (unix ns), fields, events."""
+    """A closed span: ids, name, ring, depth, start/end (unix ns), fields, events, and the OS
+    thread id of the thread that recorded it."""
 
     span_id: int
     parent_id: int
@@ -50,6 +120,7 @@ class Span:
     end_ns: int
     fields: dict
     events: list = field(default_factory=list)
+    thread: int = 0
 
     @property
     def duration_ns(self) -> int:
@@ -57,7 +128,11 @@ class Span:
 
 
 class SpanAssembler:
-    """Pairs span begins and ends across batches; see the module docstring.
+    """Pairs span begins and ends across batches: spans from a stream of drained events.
+
+    A span is a begin and an end on one ring; the assembler keeps, per ring, the
+    stack of spans still open, so a begin drained in one batch meets its end in a
+    later one, in memory bounded by rings times stack depth.
 
     ``feed(events)`` returns the spans closed by these events.  With
     ``attach_events=True`` every instant event is attached (as ``(name,
@@ -110,7 +185,7 @@ class SpanAssembler:
             t = int(types[i])
             if t >= len(names):
                 continue
-            ring = int(ev["thread"])
+            ring = int(ev["ring"])
             phase = int(flags[i]) & 3
             stack = self.stacks.setdefault(ring, [])
             if not span_rows[i]:
@@ -131,7 +206,8 @@ class SpanAssembler:
                 root = self.roots.get(parent, parent) if parent else span_id
                 self.roots[span_id] = root
                 stack.append(OpenSpan(span_id, parent, root, names[t], ring, depth,
-                                      int(ev["timestamp"]), values(ev, t)))
+                                      int(ev["timestamp"]), values(ev, t),
+                                      thread=int(ev["thread"])))
             elif phase == FLAG_END:
                 span_id = int(ev["span_id"])
                 at = next((k for k in range(len(stack) - 1, -1, -1)
@@ -146,5 +222,6 @@ class SpanAssembler:
                 s = stack.pop()
                 self.roots.pop(span_id, None)
                 closed.append(Span(s.span_id, s.parent_id, s.root_id, s.name, s.ring, s.depth,
-                                   s.start_ns, int(ev["timestamp"]), s.fields, s.events))
+                                   s.start_ns, int(ev["timestamp"]), s.fields, s.events,
+                                   s.thread))
         return closed

@@ -34,6 +34,7 @@ from . import _njit
 from . import _ring as R
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
 from .schema import SLOT_SIZE, EventSet
+from .spans import SpanContext
 
 __all__ = ["Tracer"]
 
@@ -70,7 +71,18 @@ def _description(layout, n_rings, capacity, clock) -> str:
 
 
 class Tracer(KernelArgument):
-    """Per-thread rings of 64-byte events of one :class:`EventSet`; see the module docstring."""
+    """Per-thread rings of 64-byte events of one :class:`EventSet`.
+
+    ``Tracer(EventSet, TracingConfig(...))`` reserves ``max_threads`` rings of
+    ``ring_buffer_size`` events (fixed memory).  Pass the tracer to kernels and record with
+    ``tr.<event>.emit(*fields)``, ``tr.<span>.begin(*fields)`` / ``end()``, from Python with
+    the same calls.  ``drain()`` returns the new events as records (unix-ns timestamps, OS
+    thread, span and trace ids, a column per field), ``stats()`` what was written,
+    delivered, dropped (at once when overwritten) and pending, and
+    ``set_sample_rate``/``enable``/``disable`` steer running kernels.  A thread keeps its
+    ring until ``release_thread()``; threads beyond the rings lose their events (counted
+    as ``no_ring``).  ``TraceCollector`` drains in the background.
+    """
 
     def __init__(self, event_set, config: TracingConfig | None = None):
         if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
@@ -144,6 +156,7 @@ class Tracer(KernelArgument):
         self._slots = R.slots_offset(self._n_types, n_rings)
         self._primary = primary
         self._lock = threading.Lock()
+        self._context = SpanContext(n_rings)      # the drains' spans open on each ring
         self._callers = {}
         self._handles = {}
         self._nbtype = _njit.TracerType(event_set, self.layout, region is not None, n_rings,
@@ -165,6 +178,7 @@ class Tracer(KernelArgument):
             return
         if self._base is not None:
             R.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
+            self._context = SpanContext(self.n_rings)
 
     @classmethod
     def disabled(cls, event_set=None) -> "Tracer":
@@ -322,7 +336,8 @@ class Tracer(KernelArgument):
     def _collect(self, starts) -> tuple:
         """Events from per-ring start positions to the current write indexes.
 
-        Returns (events, write indexes, dropped per ring); events are in raw form.
+        Returns (raw slots, write indexes, dropped per ring), the slots ring by ring in
+        the order they were written.
         """
         base = self._kernel_address
         writes = self._positions()[:, 0].astype(np.int64)
@@ -337,14 +352,31 @@ class Tracer(KernelArgument):
             k, lost = R.collect_ring(base, self._slots, self.capacity, int(r), int(begin[r]),
                                      int(writes[r]), out, k)
             dropped[r] += lost
-        events = out[:k * _WORDS].view(self.layout.dtype)
+        events = out[:k * _WORDS].view(self.layout.slot_dtype)
         return events, writes, dropped
 
-    def _finish(self, events) -> np.ndarray:
-        """Absolute unix-ns timestamps, sorted by time."""
+    def _threads(self) -> tuple:
+        """Per ring: (OS thread id of its producer, write index when it claimed the ring,
+        OS thread id of the producer before)."""
+        words = self._words()
+        heads = np.array([R.header_word(0, r, self._n_types) for r in range(self.n_rings)])
+        return (words[heads + R.R_OS_TID // 8], words[heads + R.R_SINCE // 8],
+                words[heads + R.R_PREV_OS_TID // 8])
+
+    def _finish(self, raw, context) -> np.ndarray:
+        """Drained events from raw slots: unix-ns timestamps, the recording thread's OS id,
+        each event's span and trace (``context``: the spans open before), sorted by time."""
+        events = self.layout.records(raw)
         if events.size:
-            events["timestamp"] = self._to_unix_ns(events["timestamp"])
-            events = events[np.argsort(events["timestamp"], kind="stable")]
+            events["timestamp"] = self._to_unix_ns(raw["timestamp"])
+            tid, since, prev = self._threads()
+            ring = events["ring"].astype(np.int64)
+            events["thread"] = np.where(events["sequence"] >= since[ring], tid[ring], prev[ring])
+            context.annotate(events, self.layout)
+            order = np.argsort(events["timestamp"], kind="stable")
+            # gathered as plain bytes: numpy copies structured records field by field
+            whole = np.dtype((np.void, events.dtype.itemsize))
+            events = events.view(whole)[order].view(events.dtype)
         return events
 
     def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
@@ -389,9 +421,11 @@ class Tracer(KernelArgument):
     def drain(self) -> np.ndarray:
         """Events recorded since the last drain, merged across rings, oldest first.
 
-        Fields are those of the set's dtype; ``timestamp`` is unix ns and
-        ``sequence`` the event's position in its ring.  Only the tracer's owner
-        drains; attached readers use :meth:`read` / :meth:`follow`.
+        The records have the set's dtype (:attr:`EventSet.dtype`): ``timestamp`` in
+        unix ns, ``thread`` (the OS thread id), ``ring``, ``sequence`` (the event's
+        position in its ring), ``span_id`` and ``trace_id`` of the span it happened in,
+        and every field in a column of its own; ``np.save`` keeps them.  Only the
+        tracer's owner drains; attached readers use :meth:`read` / :meth:`follow`.
         """
         if self._region is None:
             return self._empty()
@@ -403,20 +437,12 @@ class Tracer(KernelArgument):
             words = self._words()
             heads = [R.header_word(0, r, self._n_types) for r in range(self.n_rings)]
             starts = [int(words[h + R.R_READ // 8]) for h in heads]
-            events, writes, dropped = self._collect(starts)
-            from .._atomics import atomic_store
-            got_per_ring = np.bincount(events["thread"], minlength=self.n_rings)
-            for r, h in enumerate(heads):
-                if writes[r] == starts[r]:
-                    continue
-                got = int(got_per_ring[r])
-                atomic_store(words, h + R.R_DELIVERED // 8,
-                             np.uint64(int(words[h + R.R_DELIVERED // 8]) + got), "relaxed")
-                atomic_store(words, h + R.R_DROPPED // 8,
-                             np.uint64(int(words[h + R.R_DROPPED // 8]) + int(dropped[r])),
-                             "relaxed")
-                atomic_store(words, h + R.R_READ // 8, np.uint64(int(writes[r])))
-            return self._finish(events)
+            raw, writes, dropped = self._collect(starts)
+            got = np.bincount(raw["ring"], minlength=self.n_rings)
+            R.finish_drain(self._kernel_address, self._th_end, self.n_rings,
+                           np.asarray(starts, dtype=np.int64), writes, got.astype(np.int64),
+                           dropped.astype(np.int64))
+            return self._finish(raw, self._context)
 
     def read(self) -> np.ndarray:
         """Every event still held in the rings (oldest first), without consuming them."""
@@ -424,8 +450,8 @@ class Tracer(KernelArgument):
             return self._empty()
         self._require_open()
         writes = self._positions()[:, 0].astype(np.int64)
-        events, _, _ = self._collect(np.maximum(writes - self.capacity, 0))
-        return self._finish(events)
+        raw, _, _ = self._collect(np.maximum(writes - self.capacity, 0))
+        return self._finish(raw, SpanContext(self.n_rings))
 
     def follow(self, interval: float = 0.2, stop=None):
         """Yield batches of new events as they are written (a private cursor), until ``stop()``."""
@@ -433,11 +459,12 @@ class Tracer(KernelArgument):
             return
         self._require_open()
         cursors = self._positions()[:, 0].astype(np.int64)
+        context = SpanContext(self.n_rings)
         while stop is None or not stop():
-            events, writes, _ = self._collect(cursors)
+            raw, writes, _ = self._collect(cursors)
             cursors = writes
-            if events.size:
-                yield self._finish(events)
+            if raw.size:
+                yield self._finish(raw, context)
             else:
                 time.sleep(interval)
 
@@ -458,25 +485,44 @@ class Tracer(KernelArgument):
     def stats(self) -> dict:
         """Per ring and in total: written, delivered, dropped, pending, utilization (%).
 
-        ``written == delivered + dropped + pending`` for every ring;
-        ``no_ring`` counts events dropped because every ring belonged to another
-        thread, ``invalid`` those with an out-of-range argument or a span end
-        without its begin.
+        ``written == delivered + dropped + pending`` for every ring at any time:
+        an event overwritten before it was read counts as dropped the moment it is
+        overwritten, not at the next drain (``overwritten_unread`` says how many of
+        the dropped are such events not yet passed by a drain), and ``pending`` is
+        at most the ring's capacity.  ``peak_utilization`` is the fullest a drain
+        found a ring (100 once events were overwritten).  ``no_ring`` counts events
+        dropped because every ring belonged to another thread, ``invalid`` those
+        with an out-of-range argument or a span end without its begin.  ``lost`` is
+        the sum of dropped, no_ring and invalid.  Each ring has the OS ``thread`` id
+        of its current producer.
         """
-        empty = {"written": 0, "delivered": 0, "dropped": 0, "pending": 0, "utilization": 0.0}
+        empty = {"written": 0, "delivered": 0, "dropped": 0, "overwritten_unread": 0,
+                 "pending": 0, "utilization": 0.0, "peak_utilization": 0.0}
         if self._region is None:
-            return {"rings": [], "total": dict(empty), "no_ring": 0, "invalid": 0,
+            return {"rings": [], "total": dict(empty), "no_ring": 0, "invalid": 0, "lost": 0,
                     "capacity": 0, "memory_bytes": 0}
-        words = self._words()
-        rings = R.ring_stats(words, self._n_types, self.n_rings, self.capacity)
+        with self._lock:
+            words = self._words()
+            rings = R.ring_stats(words, self._n_types, self.n_rings, self.capacity)
+            no_ring, invalid = int(words[R.NO_RING_OFF // 8]), int(words[R.INVALID_OFF // 8])
         total = dict(empty)
         for ring in rings:
-            for k in ("written", "delivered", "dropped", "pending"):
+            for k in ("written", "delivered", "dropped", "overwritten_unread", "pending"):
                 total[k] += ring[k]
-            total["utilization"] = max(total["utilization"], ring["utilization"])
-        return {"rings": rings, "total": total, "no_ring": int(words[R.NO_RING_OFF // 8]),
-                "invalid": int(words[R.INVALID_OFF // 8]), "capacity": self.capacity,
+            for k in ("utilization", "peak_utilization"):
+                total[k] = max(total[k], ring[k])
+        return {"rings": rings, "total": total, "no_ring": no_ring, "invalid": invalid,
+                "lost": total["dropped"] + no_ring + invalid, "capacity": self.capacity,
                 "memory_bytes": self._region.size}
+
+    def fill(self) -> float:
+        """How full the fullest ring is, as a fraction of its capacity: events written and
+        not yet drained over the capacity (above 1.0, the excess was overwritten).  Cheap
+        (a compiled pass over the ring headers): a collector polls it to drain early."""
+        if self._region is None or self._base is None:
+            return 0.0
+        pos = self._positions().astype(np.int64)
+        return float(np.max(pos[:, 0] - pos[:, 1], initial=0)) / self.capacity
 
     def _repr_html_(self) -> str:
         from ..viz import tracer_html
