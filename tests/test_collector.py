@@ -171,15 +171,17 @@ class Hanging:
     def __init__(self, honour_deadline):
         self.honour = honour_deadline
         self.release = __import__("threading").Event()
+        self.entered = __import__("threading").Event()
 
     def export(self, events, deadline=None):
+        self.entered.set()
         if self.honour:                 # its own 30 s timeout, cut short by the deadline
             end = time.monotonic() + 30
             while time.monotonic() < min(end, deadline()):
                 if self.release.wait(0.01):
                     return
             raise TimeoutError("no answer before the deadline")
-        self.release.wait(60)
+        self.release.wait(600)
 
 
 def _accounted(report, drained):
@@ -197,8 +199,8 @@ def test_stop_accounts_for_every_event_when_a_backend_hangs():
     report = c.stop(timeout=1.0)
     took = time.monotonic() - t
     try:
-        # without the deadline this waits for the 60 s hang; the margin absorbs a loaded machine
-        assert took < 15.0, f"stop(timeout=1) took {took:.1f} s"
+        # without the deadline this waits for the 600 s hang; the margin absorbs a loaded machine
+        assert took < 60.0, f"stop(timeout=1) took {took:.1f} s"
         assert report["drained_events"] == 5000
         _accounted(report, 5000)
         assert report["exporters"]["hanging"]["dropped"]["deadline"] == 5000
@@ -214,6 +216,33 @@ def test_stop_accounts_for_every_event_when_a_backend_hangs():
     assert not late["alive"]
     assert late["exporters"]["stubborn"]["exported"] == 1000
     assert late["exporters"]["stubborn"]["dropped"]["deadline"] == 4000
+    _accounted(late, 5000)
+
+
+def test_a_call_begun_before_stop_that_returns_after_its_deadline_gets_no_more_batches():
+    # the stubborn exporter is inside its first export when stop() is called (the collector
+    # had delivered on its own interval); once it returns, past the deadline, the other
+    # batches are dropped as "deadline", not handed to it one after another
+    tr, m = tracer(export_interval_ms=20), CognitivePatternMetrics()
+    stubborn = Hanging(False)
+    stubborn.name = "stubborn"
+    record(m, tr, 0, 2500)        # before start(): the first drain takes all 5000 at once
+    c = TraceCollector(tr, [stubborn, Sink()], batch_size=1000).start()
+    assert stubborn.entered.wait(120), "the collector never called the exporter"
+    deadline = time.monotonic() + 120
+    while c.report()["drained_events"] < 5000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report = c.stop(timeout=0.2)
+    assert report["alive"] and report["exporters"]["stubborn"]["pending"] == 5000
+    stubborn.release.set()
+    deadline = time.monotonic() + 120
+    while c.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+    late = c.stop()
+    assert not late["alive"]
+    assert late["exporters"]["stubborn"]["exported"] == 1000, late["exporters"]["stubborn"]
+    assert late["exporters"]["stubborn"]["dropped"]["deadline"] == 4000
+    assert late["exporters"]["Sink"]["exported"] == 5000
     _accounted(late, 5000)
 
 

@@ -557,7 +557,10 @@ class TraceCollector:
 
     def _deliver_batches(self, e, now: float, final: bool) -> None:
         while final or now >= e.next_attempt:
-            if final and time.monotonic() >= self._deadline:
+            # past stop()'s deadline nothing more is handed to an exporter, also when a call
+            # begun before stop() returns late: what is left is dropped as "deadline"
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() >= deadline:
                 return
             with e.lock:
                 if not e.queue:
