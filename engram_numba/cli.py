@@ -296,6 +296,7 @@ def _cmd_trace_export_dir(args) -> int:
         for p, events in parts:
             exporter = OtlpLogExporter(endpoint, **_otlp_options(args), resource_attributes={
                 "service.instance.id": p.instance_id, "process.pid": p.pid})
+            exporter.bind(p.tracer)          # compiled before the deadline's clock starts
             for start in range(0, events.size, args.batch_size):
                 batch = events[start:start + args.batch_size]
                 _deliver(lambda deadline: exporter.export(batch, deadline=deadline),
@@ -339,6 +340,8 @@ def _cmd_trace_export(args) -> int:
                                     timeout=args.timeout or 10.0,
                                     insecure=bool(args.insecure),
                                     ca_file=args.ca_file)
+        # the encoder compiles now: --timeout bounds the delivery, not a first compile
+        exporter.bind(tracer)
         for start in range(0, max(events.size, 1), args.batch_size):
             batch = events[start:start + args.batch_size]
             if batch.size:

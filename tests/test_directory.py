@@ -112,16 +112,19 @@ def test_pool_workers_need_no_code_change(tmp_path):
         w.record(w.SHARED, 7)
         with multiprocessing.get_context("fork").Pool(3) as pool:
             pids = set(pool.map(w.pool_task, [10] * 30, chunksize=1))
-        print(len(pids), os.getpid())
+        print(os.getpid(), *sorted(pids))
     """)
     env = dict(os.environ, **{DIRECTORY_ENV: str(tmp_path)})
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        env=env, timeout=600)
     assert r.returncode == 0, r.stderr
-    workers, parent = map(int, r.stdout.split())
+    parent, *workers = map(int, r.stdout.split())
     files = live_files(tmp_path)
-    assert len(files) == 1 + 3, files          # the parent's, one per worker
-    assert any(f.startswith(f"pool.{parent}.") for f in files)
+    # the parent's, and one per worker: each worker that ran a task has its own; one that
+    # the pool terminated before it was ready (a loaded machine) may have none
+    owners = [int(f.split(".")[1]) for f in files]
+    assert workers and parent not in workers and len(set(owners)) == len(owners) <= 4, files
+    assert {parent, *workers} <= set(owners), files
     d = MetricsDirectory(tmp_path)
     assert hits(d) == 307                      # 7 by the parent, 300 by the workers
     assert live_files(tmp_path) == [] and len(os.listdir(tmp_path)) == 2   # all exited
