@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from .._values import snake_case
 from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, kind_named
 
 from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets,
@@ -27,10 +28,6 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"le", "quantile"}
 MAX_SLOTS = 1 << 16
 MAX_LABEL_DIMS = 4
-
-
-def snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def check_text(value: str, where: str) -> str:

@@ -25,8 +25,7 @@ import time
 import numpy as np
 from numba import njit
 
-from .._kernel_arg import KernelArgument, current_pid
-from .._methods import object_from_address
+from .._kernel_arg import KernelArgument, current_pid, object_from_address
 from .._region import CACHE_LINE, KIND_TRACE, Region, RegionError, round_up
 from .._values import as_integer, as_rate
 from ..clock import Anchor, now_triple, tsc_is_reliable
