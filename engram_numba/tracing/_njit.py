@@ -25,7 +25,7 @@ from .._kernel_arg import (MAX_ARGS, HandleType, OwnerType, arguments, check_enu
                            variadic)
 from .._methods import register_kernel_method
 from .._values import KernelTypingError
-from . import _ring as R
+from . import _ring as ringbuf
 from .schema import FLAG_EVENT
 
 
@@ -42,8 +42,8 @@ class TracerType(OwnerType):
         self.enabled = enabled
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         n_types = len(layout.types)
-        self.geometry = (n_rings, capacity, clock, R.ring_headers_offset(n_types),
-                         R.slots_offset(n_types, n_rings))
+        self.geometry = (n_rings, capacity, clock, ringbuf.ring_headers_offset(n_types),
+                         ringbuf.slots_offset(n_types, n_rings))
         self.handle_types = {t.name: _handle_type(t, layout, enabled, self.geometry)
                              for t in layout.types}
         state = "" if enabled else "Disabled"
@@ -56,9 +56,9 @@ class TracerType(OwnerType):
     @property
     def claim_table(self):
         """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
 
-    claim_thread_words = R.CLAIM_THREAD_WORDS
+    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -97,9 +97,9 @@ class TypeHandleType(HandleType):
     @property
     def claim_table(self):
         """The tracer's ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
 
-    claim_thread_words = R.CLAIM_THREAD_WORDS
+    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -252,7 +252,7 @@ def _pack(typingctx, handle, args):
 # of the same kernel without the calls.
 
 _HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(MAX_ARGS))
-_NAMES = {"np": np, "R": R, "_pack": _pack}
+_NAMES = {"np": np, "ringbuf": ringbuf, "_pack": _pack}
 
 
 def _emit_typer(h, args):
@@ -264,25 +264,25 @@ def _emit_typer(h, args):
     NR, CAP, CLK, TH_END, SLOTS = h.geometry
     consts = dict(NR=NR, CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
     if kind == "emit":
-        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
+        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
                 f"    if thresh == 0:\n"
                 f"        return False\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        R.count_invalid(h.base)\n"
+                f"        ringbuf.count_invalid(h.base)\n"
                 f"        return False\n"
-                f"    return R.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh, w2, w3,"
-                f" w4, w5, w6, w7)\n")
+                f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh,"
+                f" w2, w3, w4, w5, w6, w7)\n")
     else:
         # a span of a type that is off is still pushed (unrecorded), so that its end
         # always closes it, whatever the switches do in between
-        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
+        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        R.count_invalid(h.base)\n"
+                f"        ringbuf.count_invalid(h.base)\n"
                 f"        thresh = np.uint64(0)\n"
-                f"    return R.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX,"
-                f" thresh, w2, w5, w6, w7)\n")
+                f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK,"
+                f" INDEX, thresh, w2, w5, w6, w7)\n")
     return generate(("tracing", kind, n) + tuple(sorted(consts.items())), _HEAD, body,
                     dict(_NAMES, **consts))
 
@@ -299,7 +299,7 @@ def _end(h):
     W2 = np.uint64(INDEX)
 
     def impl(h):
-        return R.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
+        return ringbuf.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
     return always_inline(impl)
 
 
@@ -312,7 +312,7 @@ def _release_thread(tr):
     NR, _, _, TH_END, _ = tr.geometry
 
     def impl(tr):
-        return R.release_ring(tr.base, tr.pid, TH_END, NR)
+        return ringbuf.release_ring(tr.base, tr.pid, TH_END, NR)
     return impl
 
 
