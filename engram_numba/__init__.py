@@ -26,7 +26,7 @@ from ._values import KernelTypingError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
                       GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
                       MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
-from .metrics.spec import TopK
+from .metrics.topk import TopK
 from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
                       Tracer, TracingConfig)
 from .export.frames import to_dataframe

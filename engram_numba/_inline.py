@@ -28,8 +28,9 @@ The attribute goes on the function in the compiled library's LLVM module
 (numba's ``CodeLibrary.get_function``), from a listener on numba's
 ``numba:compile`` event; on the llvmlite releases that cannot set it there,
 numba's own ``forceinline`` option does it (see :mod:`._compat`).  If numba stops firing that event the code still
-runs correctly, only slower; ``tests/test_zero_cost.py`` shows the inlined
-machine code of recording loops, so such a change fails the tests.
+runs correctly, only slower; ``tests/test_owned_copies.py`` reads the machine code of
+recording loops (no call, no locked instruction, no copy lookup in the loop), so such a
+change fails the tests.
 """
 
 from __future__ import annotations

@@ -1,23 +1,66 @@
-"""What metric sets and tracers share as kernel arguments.
+"""Python objects as kernel arguments: the one place that speaks numba's extension API.
+
+Metric sets (:mod:`.metrics._njit`) and tracers (:mod:`.tracing._njit`) reach
+kernels the same way, through this module; each contributes only its types
+and its recording code.
 
 How an object reaches a kernel (numba's extension API, in call order)::
 
-    typeof hook       ``obj._numba_type_`` (a :class:`numba.types.Type` that carries the
+    typeof hook       ``obj._numba_type_`` (an :class:`OwnerType` that carries the
                       layout, so code compiled for one layout never runs on another)
     data model        :class:`OwnedAddressModel`: ``{base: uintp, pid: u64, entry: i64}``
                       enabled, ``{}`` disabled (an empty struct: no register, no code);
                       ``entry`` is the thread's copy or ring, looked up where a thread
                       receives the object
-    unbox             :func:`unbox_address` reads ``obj._kernel_address`` (raises for a
-                      closed object) and ``obj._kernel_pid`` (this process's id), and
-                      looks the entry up
-    attribute typing  ``@infer_getattr`` templates map ``obj.<name>`` to handle types
-    lowering          ``@lower_getattr_generic`` builds the handle (base + constant offset)
-    methods           ``@overload_method`` on the handle types: the recording code
+    entry             how the value enters compiled code; on the CPU target the unbox
+                      function :func:`unbox_address` reads ``obj._kernel_address``
+                      (raises for a closed object) and ``obj._kernel_pid`` (this
+                      process's id), and looks the entry up
+    attribute typing  ``obj.<name>`` is ``owner_type.handle_type(name)`` (a
+                      :class:`HandleType`, or a TypingError the owner type raises)
+    lowering          the handle is the owner's base, pid and entry followed by
+                      ``owner_type.handle_constants(name)`` (its place: constants LLVM
+                      folds into the inlined recording code); :class:`HandleModel`
+    methods           :func:`register_method` puts the recording code on a handle
+                      type (``overload_method``); a disabled handle's method is
+                      inlined by numba itself and returns a constant (:func:`returning`),
+                      so it vanishes before LLVM sees a call: the disabled twin
 
-Both own a :class:`~engram_numba._region.Region`.  The pid travels with the
-address because a forked child keeps its parent's thread ids: the claim tables
-(:mod:`._claim`) key ownership by (thread, process).
+:func:`register_owner` does all of it for an owner type and its handle types.
+The rest of the module is what both sides share around it: :func:`star` and
+:func:`given` (how numba hands over optional and ``*args`` parameters),
+:func:`check_enum_argument`, the arity limit :data:`MAX_ARGS` and the generated
+functions with explicit parameters (:func:`variadic`, :func:`generate`), and
+the Python-to-compiled callers (:func:`object_from_address`,
+:func:`python_caller`).
+
+Targets (extension points)
+--------------------------
+Registration goes through a :class:`Target`, named by the ``target=``
+parameter of :func:`register_owner` and :func:`register_method` (default
+``"cpu"``).  A second numba target registers a subclass with
+:func:`register_target` and overrides what differs:
+
+``register_model(typ, model)``
+    the data model of a type (CPU: numba's default data-model manager).
+``enter(owner_type)``
+    how a value of ``owner_type`` enters compiled code from the host (CPU: the
+    unbox function above; a device target passes ``base, pid`` and looks the
+    entry up on the device).
+``attribute_wrapper(typ, member)``, ``infer_getattr(template)``,
+``lower_getattr_generic(typ, impl)``
+    attribute typing and lowering (CPU: numba's builtin registries).
+``overload_method(typ, name, typer, **options)``
+    a method's typer (CPU: ``numba.extending.overload_method``; another target
+    passes ``target=<its name>``).
+
+The owner and handle types, their models and the generated method bodies are
+target-independent: a target changes how they are registered, never what they
+are.
+
+Both kinds of owner own a :class:`~engram_numba._region.Region`.  The pid
+travels with the address because a forked child keeps its parent's thread ids:
+the claim tables (:mod:`._claim`) key ownership by (thread, process).
 """
 
 from __future__ import annotations
@@ -25,10 +68,14 @@ from __future__ import annotations
 import os
 import weakref
 
+import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
-from numba.extending import NativeValue, models
+from numba.core.typing.templates import AttributeTemplate
+from numba.extending import NativeValue, intrinsic, models
+
+from ._inline import always_inline
 
 _pid = os.getpid()
 _live = weakref.WeakSet()
@@ -69,6 +116,9 @@ def with_entry(builder, fe_type, value):
 
 _PARFOR_BODY = "__numba_parfor_gufunc"
 
+#: the native value of an enabled owner, and the first members of its handles
+OWNER_MEMBERS = (("base", types.uintp), ("pid", types.uint64), ("entry", types.int64))
+
 
 class OwnedAddressModel(models.StructModel):
     """Enabled: the region's base address, the caller's pid and ``entry``: the calling
@@ -86,9 +136,8 @@ class OwnedAddressModel(models.StructModel):
     """
 
     def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] \
-            if fe_type.enabled else []          # disabled: nothing at all (no register, no code)
-        super().__init__(dmm, fe_type, members)
+        # disabled: nothing at all (no register, no code)
+        super().__init__(dmm, fe_type, list(OWNER_MEMBERS) if fe_type.enabled else [])
 
     def from_argument(self, builder, value):
         value = super().from_argument(builder, value)
@@ -123,6 +172,298 @@ def unbox_address(typ, obj, c):
                 value._setvalue(with_entry(c.builder, typ, value._getvalue()))
             c.builder.store(cgutils.false_bit, failed)
     return NativeValue(value._getvalue(), is_error=c.builder.load(failed))
+
+
+class OwnerType(types.Type):
+    """Base of the numba types of objects passed to kernels (a metric set, a tracer).
+
+    Subclasses set ``enabled`` and ``handle_types`` (attribute -> :class:`HandleType`)
+    and may set ``claim_table`` (see :class:`OwnedAddressModel`) and
+    ``claim_thread_words``.
+    """
+
+    enabled = True
+    handle_types: dict = {}
+    claim_table = None
+    claim_thread_words = None
+
+    def handle_type(self, attr):
+        """The type of ``obj.<attr>`` in a kernel, or None (no such attribute)."""
+        return self.handle_types.get(attr)
+
+    def handle_constants(self, attr) -> tuple:
+        """The values of the handle's ``constant_members``, compile-time constants."""
+        return ()
+
+
+class HandleType(types.Type):
+    """Base of the numba types of an owner's parts in a kernel (a metric, an event type).
+
+    Its native value (:class:`HandleModel`) is the owner's, followed by one int64 per
+    name in ``constant_members`` (set from :meth:`OwnerType.handle_constants`).
+    """
+
+    enabled = True
+    constant_members: tuple = ()
+
+
+class HandleModel(models.StructModel):
+    """Enabled: base, pid, the thread's entry and the handle's constants; disabled: nothing."""
+
+    def __init__(self, dmm, fe_type):
+        members = list(OWNER_MEMBERS) + [(f, types.int64) for f in fe_type.constant_members] \
+            if fe_type.enabled else []
+        super().__init__(dmm, fe_type, members)
+
+
+def _lower_handle(context, builder, typ, value, attr):
+    """``obj.<attr>``: the owner's base, pid and entry, then the handle's constants."""
+    htype = typ.handle_types[attr]
+    handle = cgutils.create_struct_proxy(htype)(context, builder)
+    if typ.enabled:
+        owner = cgutils.create_struct_proxy(typ)(context, builder, value=value)
+        for member, _ in OWNER_MEMBERS:
+            setattr(handle, member, getattr(owner, member))
+        i64 = context.get_value_type(types.int64)
+        for member, v in zip(htype.constant_members, typ.handle_constants(attr)):
+            setattr(handle, member, ir.Constant(i64, v))
+    return handle._getvalue()
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+class Target:
+    """How types and methods are registered with one numba target (the CPU's here).
+
+    A second target subclasses this, overrides what differs and calls
+    :func:`register_target` (see the module docstring).
+    """
+
+    name = "cpu"
+
+    def register_model(self, typ, model) -> None:
+        from numba.extending import register_model
+        register_model(typ)(model)
+
+    def enter(self, owner_type) -> None:
+        from numba.extending import unbox
+        unbox(owner_type)(unbox_address)
+
+    def attribute_wrapper(self, typ, member: str) -> None:
+        from numba.extending import make_attribute_wrapper
+        make_attribute_wrapper(typ, member, member)
+
+    def infer_getattr(self, template) -> None:
+        from numba.extending import infer_getattr
+        infer_getattr(template)
+
+    def lower_getattr_generic(self, typ, impl) -> None:
+        from numba.extending import lower_getattr_generic
+        lower_getattr_generic(typ)(impl)
+
+    def overload_method(self, typ, name: str, typer, **options) -> None:
+        from numba.extending import overload_method
+        if self.name != "cpu":
+            options["target"] = self.name
+        overload_method(typ, name, **options)(typer)
+
+
+_targets: dict = {"cpu": Target()}
+
+
+def register_target(target: Target) -> None:
+    """Make ``target=target.name`` available to :func:`register_owner` and
+    :func:`register_method`."""
+    _targets[target.name] = target
+
+
+def _target(name: str) -> Target:
+    try:
+        return _targets[name]
+    except KeyError:
+        raise ValueError(f"no numba target {name!r} registered; known: "
+                         f"{sorted(_targets)}") from None
+
+
+def register_model(typ, model, target: str = "cpu") -> None:
+    """The data model of a type that is neither an owner nor a handle (e.g. a metric's
+    child handle, ``m.x.labels(...)``)."""
+    _target(target).register_model(typ, model)
+
+
+def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
+    """Register an :class:`OwnerType` subclass and its :class:`HandleType` subclasses
+    with a numba target: models, member access, entry, ``obj.<attr>`` typing and lowering."""
+    t = _target(target)
+    t.register_model(owner_type, OwnedAddressModel)
+    for h in handle_types:
+        t.register_model(h, HandleModel)
+        for member in h.constant_members:
+            t.attribute_wrapper(h, member)
+    for typ in (owner_type, *handle_types):
+        for member, _ in OWNER_MEMBERS:
+            t.attribute_wrapper(typ, member)
+    t.enter(owner_type)
+
+    class _Attributes(AttributeTemplate):
+        key = owner_type
+
+        def generic_resolve(self, typ, attr):
+            return typ.handle_type(attr)
+
+    _Attributes.__name__ = f"_{owner_type.__name__}Attributes"
+    t.infer_getattr(_Attributes)
+    t.lower_getattr_generic(owner_type, _lower_handle)
+
+
+def inline_disabled(expr, caller, callee):
+    """numba inlines a disabled handle's methods itself: they vanish before LLVM sees a call."""
+    return not callee.signature.args[0].enabled
+
+
+def register_method(typ, name: str, typer, *, target: str = "cpu", inline=inline_disabled,
+                    prefer_literal: bool = False) -> None:
+    """``obj.<name>(...)`` on values of ``typ`` in kernels: ``typer`` returns the body.
+
+    By default a disabled value's method is inlined by numba (:func:`inline_disabled`):
+    give it a body that returns a constant (:func:`returning`)."""
+    options = {"inline": inline}
+    if prefer_literal:
+        options["prefer_literal"] = True
+    _target(target).overload_method(typ, name, typer, **options)
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+#: the most positional arguments a kernel-side method takes: an event's fields (44
+#: one-byte fields fill the slot's payload) and a kernel method's arguments
+MAX_ARGS = 44
+
+
+def star(args) -> tuple:
+    """numba hands ``*args`` to overloads either flat or as one StarArgTuple."""
+    if len(args) == 1 and isinstance(args[0], (types.StarArgTuple, types.StarArgUniTuple)):
+        return tuple(args[0].types)
+    return tuple(args)
+
+
+def given(args) -> tuple:
+    """The argument types of the optional parameters a call gave (numba types the ones
+    it left out as None, Omitted or NoneType)."""
+    return tuple(t for t in args
+                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
+
+
+def check_enum_argument(where: str, t, enum_cls) -> None:
+    """A kernel argument for an ``IntEnum`` parameter: its members or a plain integer.
+
+    Raises KernelTypingError (``where`` names the parameter) for a member of another
+    enum or anything that is no integer."""
+    from ._values import KernelTypingError
+    if isinstance(t, types.IntEnumMember):
+        if t.instance_class is not enum_cls:
+            raise KernelTypingError(f"{where} takes {enum_cls.__name__} members, "
+                                    f"got a {t.instance_class.__name__}")
+    elif isinstance(t, types.Boolean) or not isinstance(t, (types.Integer, types.Omitted)):
+        raise KernelTypingError(f"{where} takes {enum_cls.__name__} members or integers, "
+                                f"got {t}")
+
+
+def parameters(prefix: str, n: int = MAX_ARGS) -> str:
+    """``"a0=None, a1=None, ..."``: ``n`` optional parameters named ``prefix<i>``."""
+    return ", ".join(f"{prefix}{i}=None" for i in range(n))
+
+
+def arguments(prefix: str, n: int) -> str:
+    """``"(a0, a1, )"``: a tuple of the first ``n`` of them."""
+    return "(" + "".join(f"{prefix}{i}, " for i in range(n)) + ")"
+
+
+# -- generated functions ----------------------------------------------------------------------
+# numba types an overload's parameters one by one and inlines only calls with explicit
+# arguments, so methods taking a variable number of arguments are generated with explicit
+# optional parameters, once per shape.
+
+_generated: dict = {}
+
+
+def generate(key, head: str, body: str, names: dict | None = None, *, inline: bool = True):
+    """``def f(<head>):\\n<body>`` compiled once per ``key`` in a namespace of ``names``;
+    ``inline``: marked for LLVM to inline (:func:`._inline.always_inline`), as recording
+    code of an enabled object is (a disabled object's is inlined by numba instead)."""
+    fn = _generated.get(key)
+    if fn is None:
+        ns = dict(names or {})
+        exec(f"def f({head}):\n{body}", ns)
+        fn = ns["f"]
+        if inline:
+            fn = always_inline(fn)
+        _generated[key] = fn
+    return fn
+
+
+def returning(head: str, value: str = "False"):
+    """``def f(<head>): return <value>``: the method of a disabled object (numba inlines
+    it, and the constant folds away with every branch on it)."""
+    return generate(("returning", head, value), head, f"    return {value}\n",
+                    {"np": np}, inline=False)
+
+
+def variadic(impl, first: str, fixed: tuple = (), prefix: str = "a", n: int = MAX_ARGS):
+    """A typer ``(first, *fixed, <prefix>0=None, ..., <prefix>{n-1}=None)`` calling
+    ``impl(first, *fixed, given)``, ``given`` the types of the optional arguments the
+    call gave (numba matches a typer's parameters to the call one by one)."""
+    head = ", ".join([first, *fixed, parameters(prefix, n)])
+    call = ", ".join([first, *fixed])
+    body = f"    return impl({call}, given({arguments(prefix, n)}))\n"
+    ns = {"impl": impl, "given": given}
+    exec(f"def typer({head}):\n{body}", ns)
+    typer = ns["typer"]
+    typer.__name__ = typer.__qualname__ = getattr(impl, "__name__", "typer")
+    return typer
+
+
+# -- Python calls: compiled code entered with plain scalars -------------------------------------
+
+def object_from_address(nbtype):
+    """An intrinsic building a value of ``nbtype`` (an OwnedAddressModel type) from (base, pid)
+    (and the calling thread's entry, for a type with a ``claim_table``)."""
+    @intrinsic
+    def make(typingctx, base, pid):
+        sig = nbtype(base, pid)
+
+        def codegen(context, builder, sig, args):
+            value = cgutils.create_struct_proxy(nbtype)(context, builder)
+            value.base = context.cast(builder, args[0], sig.args[0], types.uintp)
+            value.pid = context.cast(builder, args[1], sig.args[1], types.uint64)
+            if getattr(nbtype, "claim_table", None) is not None:
+                return with_entry(builder, nbtype, value._getvalue())
+            return value._getvalue()
+
+        return sig, codegen
+
+    return make
+
+
+_callers: dict = {}
+
+
+def python_caller(body, nbtype, n_args: int):
+    """A compiled ``call(base, pid, a0, ...)`` running the njit function ``body`` on an
+    object of ``nbtype``: ``body(obj, a0, ...)``.
+
+    Its arguments are plain integers and floats, which numba's dispatcher types
+    in C, so a call from Python costs a fraction of a microsecond.
+    """
+    key = (body, nbtype, n_args)
+    caller = _callers.get(key)
+    if caller is None:
+        params = "".join(f", a{i}" for i in range(n_args))
+        ns = {"body": body, "make": object_from_address(nbtype), "njit": njit}
+        exec(f"@njit(nogil=True)\ndef caller(base, pid{params}):\n"
+             f"    return body(make(base, pid){params})\n", ns)
+        caller = _callers[key] = ns["caller"]
+    return caller
 
 
 class KernelArgument:

@@ -27,15 +27,15 @@ import typing
 
 import numpy as np
 from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload_method
 
 from . import _kernel_arg
-from ._values import KernelTypingError
+from ._fields import BoolField, EnumField, FloatField, IntField, field_type
 from ._inline import always_inline
-from ._values import as_enum, as_number
+from ._kernel_arg import (MAX_ARGS, check_enum_argument, generate, python_caller,
+                          register_method, returning, variadic)
+from ._values import KernelTypingError, as_enum, as_number
 
-__all__ = ["kernel_method", "register_kernel_method", "python_caller"]
+__all__ = ["kernel_method", "register_kernel_method"]
 
 
 class kernel_method:
@@ -58,7 +58,6 @@ class kernel_method:
     def _annotations(self) -> dict:
         """{param: ("enum", cls) | ("field", FieldType)} from the annotations."""
         if self._checks is None:
-            from .tracing.schema import field_type
             try:
                 hints = typing.get_type_hints(self.func)
             except Exception:  # unresolvable annotations: nothing to validate
@@ -117,7 +116,6 @@ class kernel_method:
     def _fast_specs(self) -> list:
         """Per parameter, the inline test of :func:`_fast`: ("enum", cls, values),
         ("int", lo, hi), ("float",), ("bool",), ("number",) or ("none",)."""
-        from .tracing.schema import BoolField, EnumField, FloatField, IntField
         checks = self._annotations()
         out = []
         for p in self._params:
@@ -190,7 +188,8 @@ class _Bound:
             key = (km.name, len(values))
             caller = obj._callers.get(key)
             if caller is None:
-                caller = obj._callers[key] = python_caller(km, obj._nbtype, len(values))
+                caller = obj._callers[key] = python_caller(km.jitted(), obj._nbtype,
+                                                           len(values))
             self._caller = caller
             if obj._region is not None and len(values) == self._n:
                 self._fast = _fast(km, obj, caller, self._call)
@@ -276,27 +275,15 @@ def _disabled_result(km):
 
 
 _registered: set = set()
-MAX_ARGS = 44
-_PARAMS = ", ".join(["self"] + [f"a{i}=None" for i in range(MAX_ARGS)])
-_wrappers: dict = {}
-
-
-def _given(args):
-    return tuple(t for t in args
-                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
+_HEAD = "self, " + ", ".join(f"a{i}=None" for i in range(MAX_ARGS))
 
 
 def _wrapper(body, n):
     """``def f(self, a0=None, ...): return body(self, a0, ..., a{n-1})`` (explicit arity:
     numba inlines only calls with explicit arguments)."""
-    key = (body, n)
-    fn = _wrappers.get(key)
-    if fn is None:
-        ns = {"body": body}
-        call = ", ".join(["self"] + [f"a{i}" for i in range(n)])
-        exec(f"def f({_PARAMS}):\n    return body({call})\n", ns)
-        fn = _wrappers[key] = always_inline(ns["f"])
-    return fn
+    call = ", ".join(["self"] + [f"a{i}" for i in range(n)])
+    return generate(("kernel method", body, n), _HEAD, f"    return body({call})\n",
+                    {"body": body})
 
 
 def register_kernel_method(km, owner_type) -> None:
@@ -306,13 +293,10 @@ def register_kernel_method(km, owner_type) -> None:
         return
     _registered.add((owner_type, name))
 
-    def _method(self, *args):
+    def _method(self, given):
         method = self.set_class._kernel_methods.get(name)
         if method is None:
             return None
-        given = _given(args)
-        if len(given) > MAX_ARGS:
-            raise KernelTypingError(f"{name}: at most {MAX_ARGS} arguments in kernels")
         try:
             bound = method._signature.bind(self, *given)
         except TypeError as exc:
@@ -320,14 +304,8 @@ def register_kernel_method(km, owner_type) -> None:
                                      f"arguments in kernels)") from None
         for param, enum_cls in method._enums().items():
             t = bound.arguments.get(param)
-            if isinstance(t, types.IntEnumMember) and t.instance_class is not enum_cls:
-                raise KernelTypingError(
-                    f"{name}: {param} takes {enum_cls.__name__} members, "
-                    f"got a {t.instance_class.__name__}")
-            if t is not None and not isinstance(t, (types.IntEnumMember, types.Integer,
-                                                    types.Omitted)):
-                raise KernelTypingError(
-                    f"{name}: {param} takes {enum_cls.__name__} members or integers, got {t}")
+            if t is not None:
+                check_enum_argument(f"{name}: {param}", t, enum_cls)
         if self.enabled:
             return _wrapper(method.jitted(), len(given))
         body = method.jitted_disabled()
@@ -335,9 +313,8 @@ def register_kernel_method(km, owner_type) -> None:
             return _nothing         # numba inlines it: the call leaves no trace at all
         return _wrapper(body, len(given))
 
-    ns = {"_method": _method}
-    exec(f"def typer({_PARAMS}):\n    return _method(self, {', '.join(f'a{i}' for i in range(MAX_ARGS))})\n", ns)
-    overload_method(owner_type, name, inline=_inline_nothing)(ns["typer"])
+    _method.__name__ = name
+    register_method(owner_type, name, variadic(_method, "self"), inline=_inline_nothing)
 
 
 def _returns_none(body, arg_types) -> bool:
@@ -351,9 +328,7 @@ def _returns_none(body, arg_types) -> bool:
     return sig is not None and sig.return_type == types.none
 
 
-_ns: dict = {}
-exec(f"def _nothing({_PARAMS}):\n    return None\n", _ns)
-_nothing = _ns["_nothing"]
+_nothing = returning(_HEAD, "None")
 
 
 def _inline_nothing(expr, caller, callee):
@@ -362,52 +337,3 @@ def _inline_nothing(expr, caller, callee):
     method's own body as well made numba's parfor pass warn about its variables."""
     func_id = getattr(getattr(callee, "func_ir", None), "func_id", None)
     return getattr(func_id, "func", None) is _nothing
-
-
-def _star(args):
-    """numba hands ``*args`` to overloads either flat or as one StarArgTuple."""
-    if len(args) == 1 and isinstance(args[0], (types.StarArgTuple, types.StarArgUniTuple)):
-        return tuple(args[0].types)
-    return tuple(args)
-
-
-# -- Python calls: the compiled body, entered with plain scalars ---------------------------
-
-_callers: dict = {}
-
-
-def object_from_address(nbtype):
-    """An intrinsic building a value of ``nbtype`` (an OwnedAddressModel type) from (base, pid)
-    (and the calling thread's entry, for a type with a ``claim_table``)."""
-    @intrinsic
-    def make(typingctx, base, pid):
-        sig = nbtype(base, pid)
-
-        def codegen(context, builder, sig, args):
-            value = cgutils.create_struct_proxy(nbtype)(context, builder)
-            value.base = context.cast(builder, args[0], sig.args[0], types.uintp)
-            value.pid = context.cast(builder, args[1], sig.args[1], types.uint64)
-            if getattr(nbtype, "claim_table", None) is not None:
-                return _kernel_arg.with_entry(builder, nbtype, value._getvalue())
-            return value._getvalue()
-
-        return sig, codegen
-
-    return make
-
-
-def python_caller(km, nbtype, n_args: int):
-    """A compiled ``call(base, pid, a0, ...)`` running ``km`` on an object of ``nbtype``.
-
-    Its arguments are plain integers and floats, which numba's dispatcher types
-    in C, so a call from Python costs a fraction of a microsecond.
-    """
-    key = (km, nbtype, n_args)
-    caller = _callers.get(key)
-    if caller is None:
-        params = ", ".join(f"a{i}" for i in range(n_args))
-        ns = {"body": km.jitted(), "make": object_from_address(nbtype), "njit": njit}
-        exec(f"@njit(nogil=True)\ndef caller(base, pid{', ' if params else ''}{params}):\n"
-             f"    return body(make(base, pid){', ' if params else ''}{params})\n", ns)
-        caller = _callers[key] = ns["caller"]
-    return caller

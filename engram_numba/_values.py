@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
+import re
 
 import numpy as np
 
@@ -81,3 +82,8 @@ def as_rate(value, name: str) -> float:
     if math.isnan(r) or not 0.0 <= r <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {_what(value)}")
     return r
+
+
+def snake_case(name: str) -> str:
+    """``CamelCase`` -> ``camel_case`` (default names of sets and enum labels)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()

@@ -484,7 +484,8 @@ def test_two_sets_may_have_kernel_methods_of_the_same_name():
 
 def test_kinds_are_objects_from_declaration_to_family():
     from engram_numba.metrics.kinds import COUNTER as C, HISTOGRAM, TOPK, kind_named
-    from engram_numba.metrics.spec import TopK, spec_from_description
+    from engram_numba.metrics.spec import spec_from_description
+    from engram_numba.metrics.topk import TopK
 
     class Kinds(MetricSet):
         hits = Counter("kinds_hits", "h")

@@ -24,8 +24,7 @@ from .._methods import kernel_method
 from .._values import as_enum
 from ..metrics.metric_set import MetricSet
 from ..metrics.kinds import HISTOGRAM
-from ..metrics.snapshot import HistogramData
-from ..metrics.spec import Counter, Gauge, Histogram, TopK
+from ..metrics import Counter, Gauge, Histogram, HistogramData, TopK
 
 __all__ = ["CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason"]
 

@@ -2,10 +2,12 @@
 
 from .buckets import ExplicitBuckets, ExponentialBuckets, relative_error_bound
 from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, Kind
+from .counter import Counter, CounterSnapshot
+from .gauge import Gauge, GaugeSnapshot
+from .histogram import Histogram, HistogramData, HistogramSnapshot
 from .metric_set import MetricSet, attach_metrics, kernel_method
-from .snapshot import (CounterSnapshot, GaugeSnapshot, HistogramData, HistogramSnapshot,
-                       MetricSetSnapshot)
-from .spec import Counter, Gauge, Histogram
+from .snapshot import MetricSetSnapshot
+from .topk import TopK, TopKSnapshot  # noqa: F401  (a kind: registered for descriptions)
 
 __all__ = [
     "Counter", "Gauge", "Histogram", "MetricSet", "kernel_method", "attach_metrics",

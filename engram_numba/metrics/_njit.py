@@ -28,16 +28,15 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils, errors
-from numba.core.typing.templates import AttributeTemplate
-from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
-                             make_attribute_wrapper, models, overload_method, register_model,
-                             unbox)
+from numba.extending import intrinsic, models
 
 from .._addr import thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._claim import ENTRY_BYTES, claim, release
 from .._inline import always_inline
-from .._kernel_arg import OwnedAddressModel, unbox_address
+from .._kernel_arg import (HandleType as KernelHandleType, OwnerType, generate, given,
+                           register_method, register_model, register_owner, returning, star,
+                           variadic)
 from .._values import KernelTypingError
 from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from . import _record as R
@@ -46,7 +45,7 @@ from .spec import MAX_LABEL_DIMS
 
 
 
-class MetricSetType(types.Type):
+class MetricSetType(OwnerType):
     """numba type of a metric set instance (enabled or disabled)."""
 
     def __init__(self, set_class, layout, enabled: bool):
@@ -63,6 +62,15 @@ class MetricSetType(types.Type):
     def claim_table(self):
         """(offset, bytes per entry, entries) of the table of owned copies (see OwnedAddressModel)."""
         return (self.layout.claim_offset, ENTRY_BYTES, self.layout.shards)
+
+    def handle_type(self, attr):
+        if attr in self.python_only:
+            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in kernels")
+        return self.handle_types.get(attr)
+
+    def handle_constants(self, attr) -> tuple:
+        """Where the metric sits (see PLACE)."""
+        return _place(self.layout.metrics[attr], self.layout)
 
     @property
     def key(self):
@@ -84,7 +92,7 @@ def _set_type(ref, alignment, type_key, enabled):
     return MetricSetType(set_class, layout, enabled)
 
 
-class HandleType(types.Type):
+class HandleType(KernelHandleType):
     """A metric of a set inside a kernel.
 
     The type holds what shapes the code (kind, label sizes and enums, bucket
@@ -96,6 +104,7 @@ class HandleType(types.Type):
     """
 
     kind = ""
+    constant_members = ()           # PLACE, set below
 
     def __init__(self, enabled, labels, enums, extra=(), attr="", metric="", values=()):
         self.enabled = enabled
@@ -159,6 +168,7 @@ _HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, Histogr
 #   copy     bytes per copy
 #   metric   its index in the set (for the description of an invalid record)
 PLACE = ("shared", "sstride", "block", "claim", "shards", "hot", "copy", "metric")
+HandleType.constant_members = PLACE
 
 
 def _place(m, layout) -> tuple:
@@ -187,62 +197,12 @@ def _handle_type(m, layout, enabled):
     return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra, m.attr, spec.name, values)
 
 
-class HandleModel(models.StructModel):
-    """Enabled: base, pid, the thread's entry and the metric's place; disabled: nothing at all."""
-
-    def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] + \
-            [(f, types.int64) for f in PLACE] if fe_type.enabled else []
-        super().__init__(dmm, fe_type, members)
-
-
-register_model(MetricSetType)(OwnedAddressModel)
-for _t in (MetricSetType, CounterHandleType, GaugeHandleType, HistogramHandleType):
-    if _t is not MetricSetType:
-        register_model(_t)(HandleModel)
-        for _f in PLACE:
-            make_attribute_wrapper(_t, _f, _f)
-    make_attribute_wrapper(_t, "base", "base")
-    make_attribute_wrapper(_t, "pid", "pid")
-    make_attribute_wrapper(_t, "entry", "entry")
-unbox(MetricSetType)(unbox_address)
-
-
-@infer_getattr
-class _SetAttributes(AttributeTemplate):
-    key = MetricSetType
-
-    def generic_resolve(self, typ, attr):
-        if attr in typ.python_only:
-            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in kernels")
-        return typ.handle_types.get(attr)
-
-
-@lower_getattr_generic(MetricSetType)
-def _lower_handle(context, builder, typ, value, attr):
-    htype = typ.handle_types[attr]
-    handle = cgutils.create_struct_proxy(htype)(context, builder)
-    if typ.enabled:
-        owner = cgutils.create_struct_proxy(typ)(context, builder, value=value)
-        handle.base = owner.base
-        handle.pid = owner.pid
-        handle.entry = owner.entry
-        i64 = context.get_value_type(types.int64)
-        for field, v in zip(PLACE, _place(typ.layout.metrics[attr], typ.layout)):
-            setattr(handle, field, ir.Constant(i64, v))
-    return handle._getvalue()
+register_owner(MetricSetType, (CounterHandleType, GaugeHandleType, HistogramHandleType))
 
 
 # --------------------------------------------------------------------------
 # labels: checked when the kernel compiles, resolved to a slot when it runs
 # --------------------------------------------------------------------------
-
-def _star(labels):
-    """numba hands ``*labels`` to overloads either flat or as one StarArgTuple."""
-    if len(labels) == 1 and isinstance(labels[0], (types.StarArgTuple, types.StarArgUniTuple)):
-        return tuple(labels[0].types)
-    return tuple(labels)
-
 
 _AMOUNT_HINT = {"counter": "to count by n, write {m}.labels(...).inc(n) or {m}.add(n, ...)",
                 "gauge": "the value comes first: {m}.{method}(value, ...), or "
@@ -264,7 +224,7 @@ def _check_labels(h, method, labels) -> tuple:
     """Type-check the labels of a record; returns, per label, the slot index of a string
     literal (resolved now) or None.  Raises KernelTypingError, naming the metric and the
     fix, or _Retry (see there)."""
-    labels = _star(labels)
+    labels = star(labels)
     where = f"{h.metric_name}.{method}"
     if len(labels) != len(h.dims):
         given = len(labels)
@@ -402,7 +362,6 @@ def _bad_label(typingctx, handle, labels):
 # --------------------------------------------------------------------------
 
 _LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
-_generated: dict = {}
 
 # the copy that records: the caller's own (1..N), or 0, the shared one
 _COPY = "copy = h.entry + 1"      # the entry found where the set entered the function
@@ -452,93 +411,70 @@ def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, 
 
     Built once per (body, handle, label count, string literals, constants).
     """
-    key = (body, h, n_labels, value_param, method, resolved, child, amount,
+    key = ("metrics", body, h, n_labels, value_param, method, resolved, child, amount,
            tuple(sorted(constants.items())))
-    fn = _generated.get(key)
-    if fn is not None:
-        return fn
     ns = dict(G_SLOT=R.G_SLOT, R=R, _label_slot=_label_slot, _bad_label=_bad_label,
               _child_parts=_child_parts, METHOD=_METHOD_CODE[method], SIGNED=False)
     ns.update(constants)
     text = _BODIES[body].replace("__AMOUNT__", amount)
     if child:
-        src = (f"def f(c, {value_param}=None):\n    h, slot, bad0, bad1 = _child_parts(c)\n"
-               + text.replace("BAD", "(bad0, bad1)"))
-    else:
-        exprs = [str(r) if r is not None else f"l{i}"
-                 for i, r in enumerate(tuple(resolved) or (None,) * n_labels)]
-        labels = "(" + "".join(f"{e}, " for e in exprs) + ")"
-        head = f"h, {value_param}, " if value_param else "h, "
-        src = (f"def f({head}{_LABELS}):\n    slot = _label_slot(h, {labels})\n"
-               + text.replace("BAD", f"_bad_label(h, {labels})"))
-    exec(src, ns)
-    fn = _generated[key] = always_inline(ns["f"])
-    return fn
+        return generate(key, _head(value_param, child=True),
+                        "    h, slot, bad0, bad1 = _child_parts(c)\n"
+                        + text.replace("BAD", "(bad0, bad1)"), ns)
+    exprs = [str(r) if r is not None else f"l{i}"
+             for i, r in enumerate(tuple(resolved) or (None,) * n_labels)]
+    labels = "(" + "".join(f"{e}, " for e in exprs) + ")"
+    return generate(key, _head(value_param), f"    slot = _label_slot(h, {labels})\n"
+                    + text.replace("BAD", f"_bad_label(h, {labels})"), ns)
 
 
-def _inline_disabled(expr, caller, callee):
-    """numba inlines a disabled handle's methods itself: they vanish before LLVM sees a call."""
-    return not callee.signature.args[0].enabled
+def _head(value_param, child=False) -> str:
+    """The parameters of a record method: ``h, [value,] l0=None, ...`` (``child``:
+    ``c, <param>=None``)."""
+    if child:
+        return f"c, {value_param}=None"
+    return (f"h, {value_param}, " if value_param else "h, ") + _LABELS
 
 
-def _disabled(value_param, child=False):
-    """``def f(h, [value,] l0=None, ...): return False`` (``child``: ``def f(c, p=None)``)."""
-    key = ("disabled", value_param, child)
-    fn = _generated.get(key)
-    if fn is None:
-        if child:
-            head = f"c, {value_param}=None"
-        else:
-            head = (f"h, {value_param}, " if value_param else "h, ") + _LABELS
-        ns = {}
-        exec(f"def f({head}):\n    return False\n", ns)
-        fn = _generated[key] = ns["f"]
-    return fn
-
-
-def _given(labels):
-    return tuple(t for t in labels
-                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
-
-
-def _counter_inc(h, l0=None, l1=None, l2=None, l3=None):
-    labels = _given((l0, l1, l2, l3))
+def _counter_inc(h, labels):
     resolved = _checked(h, "inc", labels)
     if not h.enabled:
-        return _disabled("")
+        return returning(_head(""))
     return _generate("counter", h, len(labels), "", "inc", resolved)
 
 
-def _counter_add(h, n, l0=None, l1=None, l2=None, l3=None):
-    labels = _given((l0, l1, l2, l3))
+def _counter_add(h, n, labels):
     resolved = _checked(h, "add", labels, [("n", n, True)])
     if not h.enabled:
-        return _disabled("n")
+        return returning(_head("n"))
     signed = isinstance(n, types.IntEnumMember) or n.signed
     return _generate("counter", h, len(labels), "n", "add", resolved, amount="n",
                      SIGNED=signed)
 
 
-overload_method(CounterHandleType, "inc", inline=_inline_disabled,
-                prefer_literal=True)(_counter_inc)
-overload_method(CounterHandleType, "add", inline=_inline_disabled,
-                prefer_literal=True)(_counter_add)
+def _record_method(typ, name, impl, value_param=""):
+    """``m.x.<name>([value,] *labels)``: ``impl(h, [value,] given labels)``."""
+    fixed = (value_param,) if value_param else ()
+    register_method(typ, name, variadic(impl, "h", fixed, "l", MAX_LABEL_DIMS),
+                    prefer_literal=True)
+
+
+_record_method(CounterHandleType, "inc", _counter_inc)
+_record_method(CounterHandleType, "add", _counter_add, "n")
 
 
 def _gauge_method(name, sign):
-    def typer(h, value, l0=None, l1=None, l2=None, l3=None):
-        labels = _given((l0, l1, l2, l3))
+    def typer(h, value, labels):
         resolved = _checked(h, name, labels, [("value", value, False)])
         if not h.enabled:
-            return _disabled("value")
+            return returning(_head("value"))
         stamp = h.extra == ("latest",)
         if name == "set":
             return _generate("gauge.set", h, len(labels), "value", "set", resolved,
                              STAMP=stamp)
         return _generate("gauge.add", h, len(labels), "value", name, resolved, SIGN=sign,
                          STAMP=stamp)
-    overload_method(GaugeHandleType, name, inline=_inline_disabled,
-                    prefer_literal=True)(typer)
+    _record_method(GaugeHandleType, name, typer, "value")
 
 
 _gauge_method("set", 1.0)
@@ -587,17 +523,15 @@ def _observe_constants(h):
     return dict(OBSERVE=observer(scheme), SLOT=R.H_BUCKETS + 8 * scheme.count_words)
 
 
-def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
-    labels = _given((l0, l1, l2, l3))
+def _histogram_observe(h, value, labels):
     resolved = _checked(h, "observe", labels, [("value", value, False)])
     if not h.enabled:
-        return _disabled("value")
+        return returning(_head("value"))
     return _generate("histogram", h, len(labels), "value", "observe", resolved,
                      **_observe_constants(h))
 
 
-overload_method(HistogramHandleType, "observe", inline=_inline_disabled,
-                prefer_literal=True)(_histogram_observe)
+_record_method(HistogramHandleType, "observe", _histogram_observe, "value")
 
 
 # --------------------------------------------------------------------------
@@ -620,12 +554,14 @@ class ChildType(types.Type):
         return rebuild_type, (ChildType, (self.parent,))
 
 
-@register_model(ChildType)
 class _ChildModel(models.StructModel):
     def __init__(self, dmm, fe_type):
         members = [("h", fe_type.parent), ("slot", types.intp), ("bad0", types.int64),
                    ("bad1", types.int64)] if fe_type.enabled else []
         super().__init__(dmm, fe_type, members)
+
+
+register_model(ChildType, _ChildModel)
 
 
 @intrinsic
@@ -660,22 +596,17 @@ def _child_parts(typingctx, child):
     return sig, codegen
 
 
-def _labels_method(h, l0=None, l1=None, l2=None, l3=None):
-    labels = _given((l0, l1, l2, l3))
+def _labels_method(h, labels):
     resolved = _checked(h, "labels", labels)
-    key = ("labels", h, len(labels), resolved)
-    fn = _generated.get(key)
-    if fn is None:
-        exprs = [str(r) if r is not None else f"l{i}" for i, r in enumerate(resolved)]
-        tup = "(" + "".join(f"{e}, " for e in exprs) + ")"
-        ns = {"_make_child": _make_child}
-        exec(f"def f(h, {_LABELS}):\n    return _make_child(h, {tup})\n", ns)
-        fn = _generated[key] = ns["f"] if not h.enabled else always_inline(ns["f"])
-    return fn
+    exprs = [str(r) if r is not None else f"l{i}" for i, r in enumerate(resolved)]
+    tup = "(" + "".join(f"{e}, " for e in exprs) + ")"
+    return generate(("metrics", "labels", h, len(labels), resolved), _head(""),
+                    f"    return _make_child(h, {tup})\n", {"_make_child": _make_child},
+                    inline=h.enabled)
 
 
 for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
-    overload_method(_t, "labels", inline=_inline_disabled, prefer_literal=True)(_labels_method)
+    _record_method(_t, "labels", _labels_method)
 
 
 _CHILD = {          # (kind, method): (body, parameter, integer amount, constants)
@@ -701,24 +632,24 @@ def _child_typer(name):
             raise KernelTypingError(f"{h.metric_name}.labels(...) has no {name}(); a "
                                     f"{h.kind.name} has {has}")
         body, _, integer, consts = entry
-        given = arg is not None and not isinstance(arg, (types.Omitted, types.NoneType))
-        if not given and name != "inc":
+        given_arg = bool(given((arg,)))
+        if not given_arg and name != "inc":
             raise KernelTypingError(f"{h.metric_name}.labels(...).{name}: takes the value, "
                                     f"{name}(value)")
-        if given and _check_number(h, name, "n" if h.kind is COUNTER else "value", arg,
+        if given_arg and _check_number(h, name, "n" if h.kind is COUNTER else "value", arg,
                                    integer):
             raise _Retry("retry with plain types")
         if not h.enabled:
-            return _disabled(param, child=True)
+            return returning(_head(param, child=True))
         consts = dict(consts)
         if h.kind is COUNTER:
-            consts["SIGNED"] = given and (isinstance(arg, types.IntEnumMember)
+            consts["SIGNED"] = given_arg and (isinstance(arg, types.IntEnumMember)
                                           or bool(getattr(arg, "signed", False)))
         elif h.kind is HISTOGRAM:
             consts.update(_observe_constants(h))
         else:
             consts["STAMP"] = h.extra == ("latest",)
-        amount = param if given else "1"
+        amount = param if given_arg else "1"
         return _generate(body, h, 0, param, name, child=True, amount=amount, **consts)
 
     if name == "inc":
@@ -732,8 +663,7 @@ def _child_typer(name):
 
 
 for _name in ("inc", "add", "set", "sub", "observe"):
-    overload_method(ChildType, _name, inline=_inline_disabled,
-                    prefer_literal=True)(_child_typer(_name))
+    register_method(ChildType, _name, _child_typer(_name), prefer_literal=True)
 
 
 # --------------------------------------------------------------------------
@@ -743,7 +673,6 @@ for _name in ("inc", "add", "set", "sub", "observe"):
 _KERNEL_METHOD = R.METHODS.index("kernel method")
 
 
-@overload_method(MetricSetType, "count_invalid")
 def _count_invalid(m):
     if not m.enabled:
         return lambda m: None
@@ -753,7 +682,6 @@ def _count_invalid(m):
     return impl
 
 
-@overload_method(MetricSetType, "release_thread")
 def _release_thread(m):
     """Hand the calling thread's copy back (its counts stay); its last call on the set."""
     if not m.enabled:
@@ -763,6 +691,10 @@ def _release_thread(m):
     def impl(m):
         return release(m.base + CLAIM, ENTRY_BYTES, SHARDS, thread_id(), m.pid)
     return impl
+
+
+register_method(MetricSetType, "count_invalid", _count_invalid, inline="never")
+register_method(MetricSetType, "release_thread", _release_thread, inline="never")
 
 
 # --------------------------------------------------------------------------

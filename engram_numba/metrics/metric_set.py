@@ -22,7 +22,6 @@ counted in ``invalid_records`` and nothing else is written.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import math
@@ -37,14 +36,13 @@ import numpy as np
 from .._kernel_arg import KernelArgument
 from .._methods import kernel_method, register_kernel_method
 from .._region import CACHE_LINE, KIND_METRICS, Region, RegionError, round_up
-from .._values import as_integer, as_number
 from . import _njit
-from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
+from .kinds import COUNTER
 from . import _record as R
 from .. import _kernel_arg
 from .layout import (DEFAULT_SHARDS, INVALID_BASELINE_OFFSET, INVALID_OFFSET, SetLayout,
                      check_shards)
-from .snapshot import HistogramData, MetricSetSnapshot
+from .snapshot import MetricSetSnapshot
 from .spec import MetricSpec, check_text, snake_case, spec_from_description
 
 __all__ = ["MetricSet", "kernel_method", "attach_metrics"]
@@ -86,7 +84,6 @@ def describe_invalid(layout, words) -> str:
                 f"outside 0..{len(dim.values) - 1} ({', '.join(dim.values)}).{hint}")
     return f"The last: {name}.{call} (reason {reason})."
 
-_U64_MAX = (1 << 64) - 1
 _SET_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -301,8 +298,6 @@ class MetricSet(KernelArgument):
                                                          cls.shards)
         return layout
 
-    # -- kernels --------------------------------------------------------------
-
     # -- state ----------------------------------------------------------------
 
     @property
@@ -316,7 +311,7 @@ class MetricSet(KernelArgument):
 
     def _handle(self, attr):
         m = self._layout_.metrics[attr]
-        handle = _HANDLES[m.spec.kind](self, m)
+        handle = m.spec.handle(self, m)
         self.__dict__[attr] = handle  # later lookups skip the descriptor
         return handle
 
@@ -467,7 +462,7 @@ class MetricSet(KernelArgument):
             return
         words = self._words()
         for m in self._layout_.metrics.values():
-            _reset_metric(self, m, words)
+            m.spec.reset(self, m, words)
         _njit.py_counter_add(base + INVALID_BASELINE_OFFSET, 0, False)
         R.write_words(base + INVALID_BASELINE_OFFSET,
                       np.array([words[INVALID_OFFSET // 8]], dtype=np.uint64))
@@ -571,365 +566,3 @@ def _attached_class(description: str):
             _ATTACHED.clear()
         _ATTACHED[description] = cls
     return cls
-
-
-# --------------------------------------------------------------------------
-# Python-side handles
-# --------------------------------------------------------------------------
-
-def _reset_metric(owner, m, words) -> None:
-    """Reset one metric: the baseline takes the copies' sums, gauges 0, extremes afresh."""
-    base = owner._base
-    lay = owner._layout_
-    spec = m.spec
-    if spec.kind is TOPK:
-        R.write_table(base + m.shared_offset, np.zeros(spec.k * spec.entry_words, np.uint64))
-        return
-    if spec.kind is GAUGE:
-        for k in range(spec.slots):
-            _njit.py_gauge_set(base + m.shared_offset + k * m.shared_stride, 0.0)
-        return
-    copies = lay.copies(words)
-    first, n = m.block_offset // 8, m.block_bytes // 8
-    live = copies[:-1, first:first + n]
-    baseline = live.sum(axis=0, dtype=np.uint64)
-    if spec.kind is HISTOGRAM:
-        per = m.slot_bytes // 8
-        lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
-        sums = live.reshape(live.shape[0], spec.slots, per)[:, :, lanes]
-        baseline = baseline.reshape(spec.slots, per)
-        baseline[:, lanes] = 0
-        baseline[:, R.H_SUM // 8] = sums.view(np.float64).sum(axis=(0, 2)).view(np.uint64)
-        baseline[:, R.H_LANE // 8] = baseline[:, R.H_MIN // 8] = baseline[:, R.H_MAX // 8] = 0
-        baseline = baseline.reshape(-1)
-        empty = np.zeros(2, dtype=np.uint64)           # min, max of every copy: none yet
-        for c in range(lay.n_copies - 1):
-            for k in range(spec.slots):
-                slot = base + lay.copy_offset(c) + m.block_offset + k * m.slot_bytes
-                R.write_words(slot + R.H_MIN, empty)
-    R.write_words(base + lay.copy_offset(lay.baseline) + m.block_offset, baseline)
-
-
-class _BoundMetric:
-    """A declared metric bound to one set instance (what ``m.<metric>`` returns in Python).
-
-    Recording from Python takes the same paths as a kernel: the calling
-    thread's own copy (claimed once per thread), or the shared copy with
-    atomic instructions when every copy is taken.  The common case is kept
-    short: labels seen before map to their slot through a dict, the thread's
-    copy is a ``threading.local`` attribute, and a counter's word is updated
-    through a memoryview without leaving Python (a thread is its copy's only
-    writer).  Anything else (new labels, a disabled, closed or read-only set,
-    bad values) takes the slow path, which validates and raises.
-    """
-
-    def __init__(self, owner: MetricSet, m):
-        self._owner = owner
-        self._m = m
-        self.spec = m.spec
-        self._slots = {}                  # label tuple -> slot, for labels seen before
-        self._offsets = {}                # label tuple -> byte offset of the slot in a copy
-        self._words = {}                  # label tuple -> its first word in a copy
-
-    def _slot(self, labels) -> int:
-        try:
-            slot = self._slots.get(labels)
-        except TypeError:                 # an unhashable label: validated below
-            slot = None
-        if slot is not None:
-            return slot
-        dims = self.spec.labels
-        if len(labels) != len(dims):
-            raise ValueError(f"{self._m.attr} ({self.spec.name}) takes {len(dims)} label(s) "
-                             f"{list(self.spec.label_names)}, got {len(labels)}{self._hint()}")
-        slot = 0
-        try:
-            for dim, label in zip(dims, labels):
-                slot = slot * len(dim.values) + dim.index(label)
-        except ValueError as exc:
-            raise ValueError(f"{self._m.attr} ({self.spec.name}): {exc}{self._hint()}") from None
-        if all(type(x) in (int, str) or isinstance(x, enum.Enum) for x in labels) \
-                and len(self._slots) < 4096:
-            self._slots[labels] = slot    # only values that index the same way every time
-            self._offsets[labels] = self._m.block_offset + slot * self._m.slot_bytes
-            self._words[labels] = self._offsets[labels] // 8
-        return slot
-
-    def _hint(self) -> str:
-        a = self._m.attr
-        if self.spec.kind is COUNTER:
-            return (f"; labels come first in inc() - to count by n, write {a}.labels(...)"
-                    f".inc(n) or {a}.add(n, ...)")
-        return f"; the value comes first, or write {a}.labels(...).<method>(value)"
-
-    def labels(self, *values, **named) -> "_Child":
-        """This metric for one combination of label values (prometheus_client's way):
-        ``m.orders.labels("new").inc(5)``, ``m.latency.labels(route="home").observe(0.2)``.
-        The values are checked now; the child records without them (``inc(n=1)``,
-        ``add(n)``, ``set(v)``, ``sub(v)``, ``observe(v)``, as the kind has) and reads
-        (``value()``, ``read()``).  The same call works in kernels (positional labels;
-        string literals are resolved when the kernel compiles)."""
-        names = list(self.spec.label_names)
-        if named:
-            if values:
-                raise TypeError(f"{self._m.attr}.labels: give the values by position or by "
-                                f"name, not both")
-            unknown = sorted(set(named) - set(names))
-            missing = [n for n in names if n not in named]
-            if unknown or missing:
-                raise ValueError(f"{self._m.attr} ({self.spec.name}).labels: labels are "
-                                 f"{names}; unknown {unknown}, missing {missing}")
-            values = tuple(named[n] for n in names)
-        self._slot(tuple(values))
-        return _Child(self, tuple(values))
-
-    def _copy_address(self, labels):
-        """(address of the slot in the caller's copy, owned?), or (None, False) when disabled.
-
-        A thread in the middle of a record into its own copy (a signal handler or
-        a finalizer recording meanwhile) uses the shared copy.
-        """
-        slot = self._slot(labels)
-        owner = self._owner
-        if owner._address() is None:
-            return None, False
-        state = owner._thread()
-        copy = state[0] if state[3] else 0
-        return owner._base + owner._layout_.copy_offset(copy) + self._m.block_offset \
-            + slot * self._m.slot_bytes, copy > 0
-
-    def _read(self):
-        return self._owner.collect()[self._m.attr]
-
-    def reset(self) -> None:
-        """Empty this metric (every label combination), as the set's reset() does."""
-        owner = self._owner
-        if owner._address() is not None:
-            _reset_metric(owner, self._m, owner._words())
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__[1:]} {self.spec.name}>"
-
-
-class _BoundCounter(_BoundMetric):
-    def inc(self, *labels) -> bool:
-        word = self._words.get(labels)
-        mv = self._owner._mv
-        if word is not None and mv is not None:
-            try:
-                state = self._owner._threads.state
-            except AttributeError:
-                state = self._owner._thread()
-            if state[3]:
-                # the thread's own copy: a plain read-modify-write of one word (it is the
-                # only writer); marked busy meanwhile, so that Python code running in
-                # between on this thread (a signal handler) records elsewhere
-                state[3] = False
-                i = state[1] + word
-                try:
-                    mv[i] += 1
-                except ValueError:            # past 2**64 - 1: wraps, as u64 words do
-                    mv[i] = 0
-                finally:
-                    state[3] = True
-                return True
-        return self._add(1, labels)
-
-    def add(self, n, *labels) -> bool:
-        if type(n) is not int:
-            n = as_integer(n, f"{self.spec.name}: n (counters add whole numbers)")
-        if not 0 <= n <= _U64_MAX:
-            raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
-        return self._add(n, labels)
-
-    def _add(self, n, labels) -> bool:
-        addr, owned = self._copy_address(labels)
-        if addr is None:
-            return False
-        n = n if n < 1 << 63 else np.uint64(n)
-        if owned:
-            state = self._owner._thread()
-            state[3] = False
-            try:
-                _njit.py_counter_add(addr, n, True)
-            finally:
-                state[3] = True
-        else:
-            _njit.py_counter_add(addr, n, False)
-        return True
-
-    def value(self, *labels) -> int:
-        return self._read().get(*labels)
-
-    def values(self) -> dict:
-        return _keyed(self.spec, self._read().items())
-
-    @property
-    def total(self) -> int:
-        return self._read().total
-
-
-class _BoundGauge(_BoundMetric):
-    def _value(self, value) -> float:
-        return value if type(value) is float else as_number(value, f"{self.spec.name}: value")
-
-    def set(self, value, *labels) -> bool:
-        v = self._value(value)
-        slot = self._slot(labels)
-        base = self._owner._address()
-        if base is None:
-            return False
-        shared = base + self._m.shared_offset + slot * self._m.shared_stride
-        _njit.py_gauge_set(shared, v)
-        if self.spec.multiprocess_mode == "latest":
-            _njit.py_gauge_stamp(shared)
-        return True
-
-    def add(self, value, *labels) -> bool:
-        v = self._value(value)
-        addr, owned = self._copy_address(labels)
-        if addr is None:
-            return False
-        slot = self._slot(labels)
-        shared = self._owner._base + self._m.shared_offset + slot * self._m.shared_stride
-        _njit.py_gauge_add(shared, addr, v, owned)
-        if self.spec.multiprocess_mode == "latest":
-            _njit.py_gauge_stamp(shared)
-        return True
-
-    def sub(self, value, *labels) -> bool:
-        return self.add(-self._value(value), *labels)
-
-    def value(self, *labels) -> float:
-        return self._read().get(*labels)
-
-    def values(self) -> dict:
-        return _keyed(self.spec, self._read().items())
-
-
-class _BoundHistogram(_BoundMetric):
-    def __init__(self, owner, m):
-        super().__init__(owner, m)
-        self._owned, self._shared = _njit.python_observers(m.spec.scheme)
-
-    def observe(self, value, *labels) -> bool:
-        v = value if type(value) is float else as_number(value, f"{self.spec.name}: value")
-        owner = self._owner
-        offset = self._offsets.get(labels) if owner._mv is not None else None
-        if offset is not None:
-            try:
-                state = owner._threads.state
-            except AttributeError:
-                state = owner._thread()
-            if state[3]:
-                self._owned(state[2] + offset, v)
-                return True
-        addr, owned = self._copy_address(labels)
-        if addr is None:
-            return False
-        (self._owned if owned else self._shared)(addr, v)
-        return True
-
-    def read(self, *labels) -> HistogramData:
-        """The histogram's contents now (count, sum, quantile(q), buckets(), ...)."""
-        return self._read().get(*labels)
-
-    def values(self) -> dict:
-        return _keyed(self.spec, self._read().items())
-
-
-def _keyed(spec, items) -> dict:
-    """Label-keyed dict: no labels -> {(): v}; one label -> {value: v}; more -> {tuple: v}."""
-    if len(spec.labels) == 1:
-        return {labels[0]: v for labels, v in items}
-    return dict(items)
-
-
-class _BoundTopK(_BoundMetric):
-    def set(self, entries) -> None:
-        """Replace the table with ``[(key tuple, count), ...]`` (largest first, at most k).
-
-        Keys are tuples of non-negative integers, one per key label.  One writer
-        at a time (readers always see a whole table).
-        """
-        s = self.spec
-        try:
-            entries = list(entries)
-        except TypeError:
-            raise ValueError(f"{s.name}: entries must be a list of (key, count), "
-                             f"got {entries!r}") from None
-        if len(entries) > s.k:
-            raise ValueError(f"{s.name}: at most {s.k} entries, got {len(entries)}")
-        words = np.zeros(s.k * s.entry_words, dtype=np.uint64)
-        for i, entry in enumerate(entries):
-            try:
-                key, count = entry
-            except (TypeError, ValueError):
-                raise ValueError(f"{s.name}: entries are (key, count) pairs, got {entry!r}") from None
-            key = tuple(key) if isinstance(key, (tuple, list)) else (key,)
-            if len(key) != len(s.key_labels):
-                raise ValueError(f"{s.name}: keys have {len(s.key_labels)} part(s) "
-                                 f"{list(s.key_labels)}, got {key!r}")
-            for j, part in enumerate(key):
-                words[i * s.entry_words + j] = as_integer(part, f"{s.name}: key part", 0, _U64_MAX)
-            words[i * s.entry_words + len(key)] = as_integer(count, f"{s.name}: count", 1, _U64_MAX)
-        base = self._owner._address()
-        if base is not None:
-            R.write_table(base + self._m.shared_offset, words)
-
-    def items(self) -> list:
-        """``[(key tuple, count), ...]`` as last set."""
-        return self._read().items()
-
-
-class _Child:
-    """A metric with its labels given (``m.orders.labels("new")``): see
-    :meth:`_BoundMetric.labels`."""
-
-    __slots__ = ("_metric", "_labels")
-
-    def __init__(self, metric, labels):
-        self._metric, self._labels = metric, labels
-
-    def _kind(self, *kinds, method):
-        if self._metric.spec.kind not in kinds:
-            m = self._metric
-            raise AttributeError(f"{m._m.attr} ({m.spec.name}) is a {m.spec.kind.name}: its "
-                                 f"labels(...) has no {method}()")
-
-    def inc(self, n=1) -> bool:
-        self._kind(COUNTER, method="inc")
-        if type(n) is int and n == 1:
-            return self._metric.inc(*self._labels)
-        return self._metric.add(n, *self._labels)
-
-    def add(self, n) -> bool:
-        self._kind(COUNTER, GAUGE, method="add")
-        return self._metric.add(n, *self._labels)
-
-    def set(self, value) -> bool:
-        self._kind(GAUGE, method="set")
-        return self._metric.set(value, *self._labels)
-
-    def sub(self, value) -> bool:
-        self._kind(GAUGE, method="sub")
-        return self._metric.sub(value, *self._labels)
-
-    def observe(self, value) -> bool:
-        self._kind(HISTOGRAM, method="observe")
-        return self._metric.observe(value, *self._labels)
-
-    def value(self):
-        self._kind(COUNTER, GAUGE, method="value")
-        return self._metric.value(*self._labels)
-
-    def read(self) -> HistogramData:
-        self._kind(HISTOGRAM, method="read")
-        return self._metric.read(*self._labels)
-
-    def __repr__(self) -> str:
-        return f"<{self._metric!r} labels={self._labels!r}>"
-
-
-_HANDLES = {COUNTER: _BoundCounter, GAUGE: _BoundGauge, HISTOGRAM: _BoundHistogram,
-            TOPK: _BoundTopK}

@@ -15,22 +15,17 @@ import re
 
 import numpy as np
 
-from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, kind_named
+from .._values import snake_case
+from . import _record as R
+from .kinds import kind_named
 
-from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets,
-                      scheme_from_description)
-
-__all__ = ["Counter", "Gauge", "Histogram", "TopK", "LabelDim"]
+__all__ = ["MetricSpec", "LabelDim", "spec_from_description"]
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _RESERVED_LABELS = {"le", "quantile"}
 MAX_SLOTS = 1 << 16
 MAX_LABEL_DIMS = 4
-
-
-def snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
 def check_text(value: str, where: str) -> str:
@@ -159,6 +154,13 @@ class MetricSpec:
 
     kind = None                 # a Kind (see .kinds)
     shared_per_slot = True      # shared_bytes() is per label combination (else per metric)
+    handle = None               # the Python handle class (``m.<metric>`` on an instance)
+    _by_kind: dict = {}         # Kind -> declaration class (spec_from_description)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.kind is not None and cls.kind not in MetricSpec._by_kind:
+            MetricSpec._by_kind[cls.kind] = cls
 
     def __init__(self, name: str, help: str = "", labels=None, unit: str = ""):
         if not isinstance(name, str) or not _METRIC_NAME.match(name):
@@ -204,6 +206,28 @@ class MetricSpec:
         """This metric's snapshot from a region's words and its copies (see .layout)."""
         raise NotImplementedError
 
+    def reset(self, owner, m, words) -> None:
+        """Empty the metric of a set (``owner``, writable) whose words are ``words``: the
+        baseline takes the copies' sums (:meth:`baseline`)."""
+        lay = owner._layout_
+        copies = lay.copies(words)
+        first, n = m.block_offset // 8, m.block_bytes // 8
+        baseline = self.baseline(owner, m, copies[:-1, first:first + n])
+        R.write_words(owner._base + lay.copy_offset(lay.baseline) + m.block_offset, baseline)
+
+    def baseline(self, owner, m, live: np.ndarray) -> np.ndarray:
+        """The baseline words a reset writes, from the live copies' words of the metric."""
+        return live.sum(axis=0, dtype=np.uint64)
+
+    @staticmethod
+    def described_labels(d: dict) -> list:
+        return [(x["name"], x["values"]) for x in d["labels"]]
+
+    @classmethod
+    def from_description(cls, d: dict) -> "MetricSpec":
+        """The declaration a layout description (:meth:`describe`) was made from."""
+        return cls(d["name"], d["help"], cls.described_labels(d), unit=d.get("unit", ""))
+
     def describe(self) -> dict:
         d = {"kind": self.kind.name, "name": self.name, "help": self.help,
              "labels": [d.describe() for d in self.labels]}
@@ -221,261 +245,13 @@ def since_reset(total: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     return np.where(total >= baseline, total - baseline, np.uint64(0))
 
 
-def _block(m, copies, words_per_slot):
+def block_words(m, copies, words_per_slot):
     """The metric's words in every copy: shape (copies, slots, words per slot)."""
     first = m.block_offset // 8
     part = copies[:, first:first + m.spec.slots * words_per_slot]
     return part.reshape(copies.shape[0], m.spec.slots, words_per_slot)
 
 
-class Counter(MetricSpec):
-    """A monotonic u64 count; recorded with ``inc(*labels)`` / ``add(n, *labels)``.
-
-    Exported as ``<name>_total`` (a trailing ``_total`` in ``name`` is not doubled).
-    """
-
-    kind = COUNTER
-
-    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = ""):
-        super().__init__(name, help, labels, unit)
-        name = self.name
-        self.family = name[:-len("_total")] if name.endswith("_total") else name
-        if not self.family:
-            raise ValueError(f"invalid counter name {name!r}")
-        self.name = self.family + "_total"
-
-    def copy_bytes(self) -> int:
-        return 8
-
-    def read(self, m, words, copies):
-        from .snapshot import CounterSnapshot
-        block = _block(m, copies, 1)[:, :, 0]
-        values = since_reset(block[:-1].sum(axis=0, dtype=np.uint64), block[-1])
-        return CounterSnapshot(self, [int(v) for v in values.tolist()])
-
-
-GAUGE_MODES = ("pid", "sum", "min", "max", "latest")
-# prometheus_client's multiprocess_mode names; gauges of exited processes are always
-# dropped here (their files are compacted), so "all" and "live..." mean the same
-_GAUGE_MODE_ALIASES = {"all": "pid", "liveall": "pid", "livesum": "sum", "livemin": "min",
-                       "livemax": "max", "mostrecent": "latest", "livemostrecent": "latest"}
-
-
-class Gauge(MetricSpec):
-    """A float64 value that goes up and down; ``set``, ``add``, ``sub``.
-
-    ``multiprocess_mode`` says how a directory of per-process files
-    (:mod:`.directory`) shows it: ``"pid"`` (default) one series per running
-    process with a ``pid`` label; ``"sum"``, ``"min"``, ``"max"`` over the
-    running processes; ``"latest"`` the value most recently set by any running
-    process.  prometheus_client's names are accepted too (``"all"``,
-    ``"liveall"`` -> ``"pid"``, ``"livesum"`` -> ``"sum"``, ``"mostrecent"`` ->
-    ``"latest"``, ...); gauges of processes that exited are always dropped.
-    """
-
-    kind = GAUGE
-
-    def __init__(self, name: str, help: str = "", labels=None, *, unit: str = "",
-                 multiprocess_mode: str = "pid"):
-        super().__init__(name, help, labels, unit)
-        mode = _GAUGE_MODE_ALIASES.get(multiprocess_mode, multiprocess_mode)
-        if mode not in GAUGE_MODES:
-            raise ValueError(f"{name}: multiprocess_mode must be one of {list(GAUGE_MODES)} "
-                             f"(or prometheus_client's {sorted(_GAUGE_MODE_ALIASES)}), got "
-                             f"{multiprocess_mode!r}")
-        if mode == "pid" and "pid" in self.label_names:
-            raise ValueError(f"{name}: a label named 'pid' clashes with multiprocess_mode "
-                             f"'pid'; rename the label or pick another mode")
-        self.multiprocess_mode = mode
-
-    def describe(self) -> dict:
-        d = super().describe()
-        if self.multiprocess_mode != "pid":
-            d["multiprocess_mode"] = self.multiprocess_mode   # only when given: hashes stay
-        return d
-
-    def copy_bytes(self) -> int:
-        from ._record import G_SLOT
-        return G_SLOT                               # epoch, lane, delta[4]
-
-    def shared_bytes(self, alignment: int) -> int:
-        return alignment                            # epoch, value[2]: a line each
-
-    def read(self, m, words, copies):
-        from . import _record as R
-        from .snapshot import GaugeSnapshot
-        block = _block(m, copies, R.G_SLOT // 8)[1:-1]     # the owned copies
-        values = []
-        for k in range(self.slots):
-            base = (m.shared_offset + k * m.shared_stride) // 8
-            epoch = words[base]
-            value = words[base + 1 + int(epoch & np.uint64(1))].view(np.float64)
-            mine = block[:, k, R.G_EPOCH // 8] == epoch
-            lanes = block[:, k, R.G_DELTA // 8:R.G_SLOT // 8][mine]
-            values.append(float(value + lanes.view(np.float64).sum()))
-        return GaugeSnapshot(self, values)
-
-
-class Histogram(MetricSpec):
-    """A distribution; recorded with ``observe(value, *labels)``.
-
-    Exponential scheme (default): ``scale`` in [0, 8] (``2**scale`` buckets per
-    power of two) over ``range=(lowest, highest)``, widened outward to powers
-    of two.  Magnitudes at or below the lowest power go to the zero bucket,
-    finite values above the highest to overflow buckets (an octave each, then
-    16 octaves each: exact, coarser).  Negative values get mirrored buckets
-    only with ``negative=True``; otherwise they are out of the histogram's
-    domain and counted apart, like NaN and +-inf.  ``classic_scale`` (0 ..
-    ``scale``) is the resolution of the classic ``le`` buckets of the text
-    formats; by default the finest that keeps at most 40 of them across the
-    range (:data:`~.buckets.CLASSIC_BUCKETS`).  Native histograms and OTLP
-    keep ``scale``.
-
-    Explicit scheme: ``bounds=[b0, b1, ...]`` (Prometheus ``le`` upper bounds).
-    The scheme is an object (:class:`ExponentialBuckets`,
-    :class:`ExplicitBuckets`) in ``histogram.scheme``.
-    """
-
-    kind = HISTOGRAM
-    _RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
-
-    def __init__(self, name: str, help: str = "", labels=None, *, scale: int = 3,
-                 range=(2.0 ** -20, 2.0 ** 20), negative: bool = False, bounds=None,
-                 scheme=None, unit: str = "", classic_scale: int | None = None):
-        super().__init__(name, help, labels, unit)
-        if name.endswith(self._RESERVED_SUFFIXES):
-            raise ValueError(f"histogram name {name!r} must not end with one of {self._RESERVED_SUFFIXES}")
-        if classic_scale is not None and (scheme is not None or bounds is not None):
-            raise ValueError(f"{name}: classic_scale is for exponential histograms declared "
-                             f"with scale and range (with scheme=, give it to "
-                             f"ExponentialBuckets(..., classic_scale=...))")
-        if scheme is not None:
-            if not isinstance(scheme, BucketScheme):
-                raise ValueError(f"scheme must be ExponentialBuckets or ExplicitBuckets, "
-                                 f"got {scheme!r}")
-            self.scheme = scheme
-        elif bounds is not None:
-            self.scheme = ExplicitBuckets(bounds)
-        else:
-            try:
-                self.scheme = ExponentialBuckets(scale, range, negative, classic_scale)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            if self.scheme.total_buckets > 1 << 16:
-                raise ValueError(f"{name}: {self.scheme.total_buckets} buckets; narrow the range "
-                                 f"or lower the scale")
-
-    # the scheme's figures, for readers that predate the scheme objects
-    mode = property(lambda self: self.scheme.kind)
-    scale = property(lambda self: self.scheme.scale)
-    negative = property(lambda self: self.scheme.negative)
-    n_buckets = property(lambda self: self.scheme.n_buckets)
-    total_buckets = property(lambda self: self.scheme.total_buckets)
-    zero_threshold = property(lambda self: self.scheme.zero_threshold)
-    bounds = property(lambda self: getattr(self.scheme, "bounds", None))
-    lo_index = property(lambda self: getattr(self.scheme, "lo_index", 0))
-    min_exponent = property(lambda self: getattr(self.scheme, "min_exponent", None))
-    max_exponent = property(lambda self: getattr(self.scheme, "max_exponent", None))
-    classic_scale = property(lambda self: getattr(self.scheme, "classic_scale", None))
-
-    def copy_bytes(self) -> int:
-        from ._record import H_BUCKETS
-        return H_BUCKETS + 8 * self.scheme.count_words
-
-    def read(self, m, words, copies):
-        from . import _record as R
-        from .snapshot import HistogramData, HistogramSnapshot
-        per = self.copy_bytes() // 8
-        block = _block(m, copies, per)
-        live, base = block[:-1], block[-1]
-        counts = since_reset(live.sum(axis=0, dtype=np.uint64), base)     # (slots, words)
-        lanes = slice(R.H_SUM // 8, R.H_SUM // 8 + R.LANES)
-        with np.errstate(over="ignore", invalid="ignore"):   # a sum may overflow to inf
-            sums = live[:, :, lanes].view(np.float64).sum(axis=(0, 2)) \
-                - base[:, lanes].view(np.float64).sum(axis=1)
-        data = []
-        for k in range(self.slots):
-            slot = counts[k].copy()
-            slot[R.H_SUM // 8] = np.float64(sums[k]).view(np.uint64)
-            lo, hi = R.decode_extremes(live[:, k, R.H_MIN // 8], live[:, k, R.H_MAX // 8])
-            slot[R.H_MIN // 8] = np.float64(lo).view(np.uint64)
-            slot[R.H_MAX // 8] = np.float64(hi).view(np.uint64)
-            data.append(HistogramData(self, slot))
-        return HistogramSnapshot(self, data)
-
-    def describe(self) -> dict:
-        d = super().describe()
-        d["histogram"] = self.scheme.describe()
-        return d
-
-    @classmethod
-    def from_description(cls, d: dict) -> "Histogram":
-        labels = [(x["name"], x["values"]) for x in d["labels"]]
-        return cls(d["name"], d["help"], labels, scheme=scheme_from_description(d["histogram"]),
-                   unit=d.get("unit", ""))
-
-
-class TopK(MetricSpec):
-    """The ``k`` most frequent keys of a stream and their counts (bounded cardinality).
-
-    Its label values are not fixed: each of the ``k`` slots holds one key (one
-    u64 per label, exported as decimal strings) and its count.  Maintained from
-    Python (e.g. by a trace collector hook) with :meth:`set`; kernels cannot
-    write it.  Exported as a counter family with one sample per occupied slot.
-    """
-
-    kind = TOPK
-    shared_per_slot = False
-
-    def __init__(self, name: str, help: str = "", key_labels=("key",), k: int = 10):
-        super().__init__(name, help, None)
-        self.family = name[:-len("_total")] if name.endswith("_total") else name
-        self.name = self.family + "_total"
-        names = tuple(key_labels)
-        for label in names:
-            LabelDim(label, ["x"])  # validates the label name
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"{name}: key_labels must be distinct names, got {key_labels!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 1024:
-            raise ValueError(f"{name}: k must be an integer in [1, 1024], got {k!r}")
-        self.key_labels = names
-        self.k = k
-
-    @property
-    def label_names(self) -> tuple:
-        return self.key_labels
-
-    @property
-    def entry_words(self) -> int:
-        return len(self.key_labels) + 1
-
-    def shared_bytes(self, alignment: int) -> int:
-        from .._region import round_up
-        return round_up(8 + 8 * self.k * self.entry_words, alignment)
-
-    def read(self, m, words, copies):
-        from .snapshot import TopKSnapshot
-        base = m.shared_offset // 8
-        return TopKSnapshot(self, words[base:base + 1 + self.k * self.entry_words])
-
-    def describe(self) -> dict:
-        d = super().describe()
-        d["topk"] = {"key_labels": list(self.key_labels), "k": self.k}
-        return d
-
-
-_CLASSES = {COUNTER: Counter, GAUGE: Gauge, HISTOGRAM: Histogram, TOPK: TopK}
-
-
 def spec_from_description(d: dict) -> MetricSpec:
     """Rebuild a declaration from a region's layout description (labels become strings)."""
-    cls = _CLASSES[kind_named(d.get("kind"))]
-    if cls is Histogram:
-        return Histogram.from_description(d)
-    if cls is TopK:
-        return TopK(d["name"], d["help"], d["topk"]["key_labels"], d["topk"]["k"])
-    labels = [(x["name"], x["values"]) for x in d["labels"]]
-    if cls is Gauge:
-        return Gauge(d["name"], d["help"], labels, unit=d.get("unit", ""),
-                     multiprocess_mode=d.get("multiprocess_mode", "pid"))
-    return cls(d["name"], d["help"], labels, unit=d.get("unit", ""))
+    return MetricSpec._by_kind[kind_named(d.get("kind"))].from_description(d)

@@ -16,21 +16,24 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.core.typing.templates import AttributeTemplate
-from numba.extending import (infer_getattr, models, intrinsic, lower_getattr_generic,
-                             make_attribute_wrapper, overload_method, register_model, unbox)
+from numba.extending import intrinsic
 
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._inline import always_inline
-from .._kernel_arg import OwnedAddressModel, unbox_address
-from .._methods import _star
+from .._kernel_arg import (MAX_ARGS, HandleType, OwnerType, arguments, check_enum_argument,
+                           generate, register_method, register_owner, returning, star,
+                           variadic)
+from .._methods import register_kernel_method
 from .._values import KernelTypingError
-from . import _ring as R
+from . import _ring as ringbuf
 from .schema import FLAG_EVENT
 
 
-class TracerType(types.Type):
-    """numba type of a tracer of one event set (enabled or disabled)."""
+class TracerType(OwnerType):
+    """numba type of a tracer of one event set (enabled or disabled).
+
+    Making one registers the set's kernel methods on the type (the event set's
+    module, below this one, does not know it)."""
 
     def __init__(self, set_class, layout, enabled: bool, n_rings: int, capacity: int,
                  clock: int):
@@ -39,21 +42,23 @@ class TracerType(types.Type):
         self.enabled = enabled
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         n_types = len(layout.types)
-        self.geometry = (n_rings, capacity, clock, R.ring_headers_offset(n_types),
-                         R.slots_offset(n_types, n_rings))
+        self.geometry = (n_rings, capacity, clock, ringbuf.ring_headers_offset(n_types),
+                         ringbuf.slots_offset(n_types, n_rings))
         self.handle_types = {t.name: _handle_type(t, layout, enabled, self.geometry)
                              for t in layout.types}
         state = "" if enabled else "Disabled"
         geometry = f"{n_rings}x{capacity},clock={clock}" if enabled else ""
         super().__init__(name=f"{state}Tracer[{set_class.__qualname__}@{layout.hash[:16]}"
                               f"{',' if geometry else ''}{geometry}]")
+        for km in set_class._kernel_methods.values():
+            register_kernel_method(km, TracerType)
 
     @property
     def claim_table(self):
         """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
 
-    claim_thread_words = R.CLAIM_THREAD_WORDS
+    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -76,7 +81,7 @@ def _tracer_type(ref, layout_hash, enabled, n_rings, capacity, clock, fingerprin
     return TracerType(set_class, set_class.layout, enabled, n_rings, capacity, clock)
 
 
-class HandleType(types.Type):
+class TypeHandleType(HandleType):
     """One declared type of a tracer inside a kernel: its layout and the tracer's geometry."""
 
     def __init__(self, enabled, geometry, index, type_name, fields):
@@ -92,9 +97,9 @@ class HandleType(types.Type):
     @property
     def claim_table(self):
         """The tracer's ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + R.R_OWNER, R.RING_HEADER_SIZE, self.geometry[0])
+        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
 
-    claim_thread_words = R.CLAIM_THREAD_WORDS
+    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -107,11 +112,11 @@ class HandleType(types.Type):
                                              self.index, self.type_name, fields, FINGERPRINT))
 
 
-class EventHandleType(HandleType):
+class EventHandleType(TypeHandleType):
     pass
 
 
-class SpanHandleType(HandleType):
+class SpanHandleType(TypeHandleType):
     pass
 
 
@@ -136,49 +141,13 @@ def _handle_type(t, layout, enabled, geometry):
     return cls(enabled, geometry, t.index, t.name, tuple(fields))
 
 
-class _HandleModel(models.StructModel):
-    """An event or span of an enabled tracer: base, pid and the thread's ring."""
-
-    def __init__(self, dmm, fe_type):
-        members = [("base", types.uintp), ("pid", types.uint64), ("entry", types.int64)] \
-            if fe_type.enabled else []
-        super().__init__(dmm, fe_type, members)
-
-
-register_model(TracerType)(OwnedAddressModel)
-for _t in (EventHandleType, SpanHandleType):
-    register_model(_t)(_HandleModel)
-for _t in (TracerType, EventHandleType, SpanHandleType):
-    make_attribute_wrapper(_t, "base", "base")
-    make_attribute_wrapper(_t, "pid", "pid")
-    make_attribute_wrapper(_t, "entry", "entry")
-unbox(TracerType)(unbox_address)
-
-
-@infer_getattr
-class _TracerAttributes(AttributeTemplate):
-    key = TracerType
-
-    def generic_resolve(self, typ, attr):
-        return typ.handle_types.get(attr)
-
-
-@lower_getattr_generic(TracerType)
-def _lower_handle(context, builder, typ, value, attr):
-    htype = typ.handle_types[attr]
-    handle = cgutils.create_struct_proxy(htype)(context, builder)
-    if typ.enabled:
-        tracer = cgutils.create_struct_proxy(typ)(context, builder, value=value)
-        handle.base = tracer.base
-        handle.pid = tracer.pid
-        handle.entry = tracer.entry
-    return handle._getvalue()
+register_owner(TracerType, (EventHandleType, SpanHandleType))
 
 
 # -- argument typing -----------------------------------------------------------------------
 
 def _check_args(h, method, args):
-    args = _star(args)
+    args = star(args)
     if len(args) != len(h.fields):
         names = [f[0] for f in h.fields]
         raise KernelTypingError(f"{h.type_name}.{method}: takes {len(names)} field(s) {names}, "
@@ -186,13 +155,7 @@ def _check_args(h, method, args):
     for (name, code, _, _, _, _, enum_cls), t in zip(h.fields, args):
         where = f"{h.type_name}.{method}: {name}"
         if code == "e":
-            if isinstance(t, types.IntEnumMember):
-                if t.instance_class is not enum_cls:
-                    raise KernelTypingError(f"{where} takes {enum_cls.__name__} members, "
-                                             f"got a {t.instance_class.__name__}")
-            elif isinstance(t, types.Boolean) or not isinstance(t, types.Integer):
-                raise KernelTypingError(f"{where} takes {enum_cls.__name__} members or "
-                                         f"integers, got {t}")
+            check_enum_argument(where, t, enum_cls)
         elif code in "iu":
             if isinstance(t, types.IntEnumMember):
                 continue
@@ -281,104 +244,76 @@ def _pack(typingctx, handle, args):
 
 # -- methods ----------------------------------------------------------------------------------
 # ``emit`` and ``begin`` take the fields as positional arguments; their functions are
-# generated with explicit parameters (up to MAX_FIELDS, the rest defaulting to None),
+# generated with explicit parameters (up to MAX_ARGS, the rest defaulting to None),
 # once per event shape.  LLVM always inlines them (see .._inline): the recording
 # code is part of the loop it is in (so LLVM can hoist the ring lookup out of it).
 # A disabled handle's methods are inlined by numba itself and return a constant,
 # so they vanish before LLVM ever sees a call: the kernel's machine code is that
 # of the same kernel without the calls.
 
-MAX_FIELDS = 44                      # one-byte fields filling the whole payload
-_PARAMS = ", ".join(["h"] + [f"a{i}=None" for i in range(MAX_FIELDS)])
-_generated: dict = {}
+_HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(MAX_ARGS))
+_NAMES = {"np": np, "ringbuf": ringbuf, "_pack": _pack}
 
 
-def _generate(key, body, **names):
-    fn = _generated.get(key)
-    if fn is None:
-        ns = {"np": np, "R": R, "_pack": _pack, **names}
-        exec(f"def f({_PARAMS}):\n" + body, ns)
-        fn = _generated[key] = always_inline(ns["f"])   # not for disabled handles: see _inline
-    return fn
-
-
-def _given(args):
-    return tuple(t for t in args
-                 if t is not None and not isinstance(t, (types.Omitted, types.NoneType)))
-
-
-def _tuple(n):
-    return "(" + "".join(f"a{i}, " for i in range(n)) + ")"
-
-
-def _inline_disabled(expr, caller, callee):
-    """numba inlines a disabled handle's methods itself: they vanish before LLVM sees a call."""
-    return not callee.signature.args[0].enabled
-
-
-def _emit_typer(h, a0=None, a1=None, a2=None, a3=None, a4=None, a5=None, a6=None, a7=None,
-                a8=None, a9=None, a10=None, a11=None, a12=None, a13=None, a14=None, a15=None,
-                a16=None, a17=None, a18=None, a19=None, a20=None, a21=None, a22=None, a23=None,
-                a24=None, a25=None, a26=None, a27=None, a28=None, a29=None, a30=None, a31=None,
-                a32=None, a33=None, a34=None, a35=None, a36=None, a37=None, a38=None, a39=None,
-                a40=None, a41=None, a42=None, a43=None):
-    args = _given((a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16,
-                   a17, a18, a19, a20, a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31,
-                   a32, a33, a34, a35, a36, a37, a38, a39, a40, a41, a42, a43))
+def _emit_typer(h, args):
     kind = "emit" if isinstance(h, EventHandleType) else "begin"
     _check_args(h, kind, args)
     n = len(args)
     if not h.enabled:
-        return _generate(("off", kind), "    return np.uint64(0)\n" if kind == "begin"
-                         else "    return False\n")
+        return returning(_HEAD, "np.uint64(0)" if kind == "begin" else "False")
     NR, CAP, CLK, TH_END, SLOTS = h.geometry
     consts = dict(NR=NR, CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
     if kind == "emit":
-        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
+        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
                 f"    if thresh == 0:\n"
                 f"        return False\n"
-                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {_tuple(n)})\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        R.count_invalid(h.base)\n"
+                f"        ringbuf.count_invalid(h.base)\n"
                 f"        return False\n"
-                f"    return R.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh, w2, w3,"
-                f" w4, w5, w6, w7)\n")
+                f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh,"
+                f" w2, w3, w4, w5, w6, w7)\n")
     else:
         # a span of a type that is off is still pushed (unrecorded), so that its end
         # always closes it, whatever the switches do in between
-        body = (f"    thresh = R.threshold(h.base, INDEX)\n"
-                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {_tuple(n)})\n"
+        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        R.count_invalid(h.base)\n"
+                f"        ringbuf.count_invalid(h.base)\n"
                 f"        thresh = np.uint64(0)\n"
-                f"    return R.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX,"
-                f" thresh, w2, w5, w6, w7)\n")
-    return _generate((kind, n) + tuple(sorted(consts.items())), body, **consts)
+                f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK,"
+                f" INDEX, thresh, w2, w5, w6, w7)\n")
+    return generate(("tracing", kind, n) + tuple(sorted(consts.items())), _HEAD, body,
+                    dict(_NAMES, **consts))
 
 
-overload_method(EventHandleType, "emit", inline=_inline_disabled)(_emit_typer)
-overload_method(SpanHandleType, "begin", inline=_inline_disabled)(_emit_typer)
+register_method(EventHandleType, "emit", variadic(_emit_typer, "h"))
+register_method(SpanHandleType, "begin", variadic(_emit_typer, "h"))
 
 
-@overload_method(SpanHandleType, "end", inline=_inline_disabled)
 def _end(h):
     if not h.enabled:
-        return lambda h: False
+        return returning("h")
     NR, CAP, CLK, TH_END, SLOTS = h.geometry
     INDEX = h.index
     W2 = np.uint64(INDEX)
 
     def impl(h):
-        return R.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
+        return ringbuf.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
     return always_inline(impl)
 
 
-@overload_method(TracerType, "release_thread")
+register_method(SpanHandleType, "end", _end)
+
+
 def _release_thread(tr):
     if not tr.enabled:
         return lambda tr: -1
     NR, _, _, TH_END, _ = tr.geometry
 
     def impl(tr):
-        return R.release_ring(tr.base, tr.pid, TH_END, NR)
+        return ringbuf.release_ring(tr.base, tr.pid, TH_END, NR)
     return impl
+
+
+register_method(TracerType, "release_thread", _release_thread, inline="never")

@@ -22,7 +22,7 @@ from numba import njit
 from ._ring import MAX_DEPTH
 from .schema import FLAG_BEGIN, FLAG_END, as_events
 
-__all__ = ["SpanAssembler", "Span", "OpenSpan", "SpanContext"]
+__all__ = ["SpanAssembler", "ClosedSpan", "OpenSpan", "SpanContext"]
 
 
 @njit(cache=True)
@@ -106,7 +106,7 @@ class OpenSpan:
 
 
 @dataclass
-class Span:
+class ClosedSpan:
     """A closed span: ids, name, ring, depth, start/end (unix ns), fields, events, and the OS
     thread id of the thread that recorded it."""
 
@@ -163,9 +163,7 @@ class SpanAssembler:
         closed = []
         types = events["event_type"]
         flags = events["flags"]
-        is_span = np.array([t.kind == "span" for t in layout.types] + [False] * (256 - len(
-            layout.types)))
-        span_rows = is_span[types]
+        span_rows = layout.is_span[types]
         wanted = np.flatnonzero(span_rows) if not self.attach_events else np.arange(events.size)
         names = [t.name for t in layout.types]
         fields_of = [[(name, ft.code) for name, ft in t.fields.items()] for t in layout.types]
@@ -221,7 +219,7 @@ class SpanAssembler:
                     self.unclosed += 1
                 s = stack.pop()
                 self.roots.pop(span_id, None)
-                closed.append(Span(s.span_id, s.parent_id, s.root_id, s.name, s.ring, s.depth,
+                closed.append(ClosedSpan(s.span_id, s.parent_id, s.root_id, s.name, s.ring, s.depth,
                                    s.start_ns, int(ev["timestamp"]), s.fields, s.events,
                                    s.thread))
         return closed

@@ -25,13 +25,12 @@ import time
 import numpy as np
 from numba import njit
 
-from .._kernel_arg import KernelArgument, current_pid
-from .._methods import object_from_address
+from .._kernel_arg import KernelArgument, current_pid, object_from_address
 from .._region import CACHE_LINE, KIND_TRACE, Region, RegionError, round_up
 from .._values import as_integer, as_rate
 from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
-from . import _ring as R
+from . import _ring as ringbuf
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
 from .schema import SLOT_SIZE, EventSet
 from .spans import SpanContext
@@ -49,7 +48,7 @@ def _baseline(words) -> Anchor:
     stretched by waiting 2 ms.  A header whose reference is unusable (a damaged
     file) falls back to a rate measured here and now.
     """
-    tsc_ref, mono_ref = int(words[R.TSC_REF_OFF // 8]), int(words[R.MONO_REF_OFF // 8])
+    tsc_ref, mono_ref = int(words[ringbuf.TSC_REF_OFF // 8]), int(words[ringbuf.MONO_REF_OFF // 8])
     tsc, mono, unix = now_triple()
     if mono - mono_ref < 1_000_000:
         time.sleep(0.002)
@@ -103,16 +102,16 @@ class Tracer(KernelArgument):
         layout = event_set.layout
         thresholds = config.thresholds(layout)           # checks the type names
         n_types, n_rings, capacity = len(layout.types), config.max_threads, config.ring_capacity
-        clock = R.CLOCK_TSC if tsc_is_reliable() else R.CLOCK_MONOTONIC
+        clock = ringbuf.CLOCK_TSC if tsc_is_reliable() else ringbuf.CLOCK_MONOTONIC
         desc = _description(layout, n_rings, capacity, clock)
-        size = R.region_size(n_types, n_rings, capacity)
+        size = ringbuf.region_size(n_types, n_rings, capacity)
         if path:
             region = Region.create(path, KIND_TRACE, size, desc, CACHE_LINE)
         else:
             region = Region.anonymous(KIND_TRACE, size, desc, CACHE_LINE)
         tracer_id = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]) | 1
-        R.initialise(region.data.view(np.uint64), n_types, n_rings, capacity, clock, thresholds,
-                     now_triple(), tracer_id)
+        ringbuf.initialise(region.data.view(np.uint64), n_types, n_rings, capacity, clock,
+                           thresholds, now_triple(), tracer_id)
         region.publish()
         return region, n_rings, capacity, clock
 
@@ -152,8 +151,8 @@ class Tracer(KernelArgument):
         self._wbase = self._base if region is not None and region.writable else None
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         self._n_types = len(self.layout.types)
-        self._th_end = R.ring_headers_offset(self._n_types)
-        self._slots = R.slots_offset(self._n_types, n_rings)
+        self._th_end = ringbuf.ring_headers_offset(self._n_types)
+        self._slots = ringbuf.slots_offset(self._n_types, n_rings)
         self._primary = primary
         self._lock = threading.Lock()
         self._context = SpanContext(n_rings)      # the drains' spans open on each ring
@@ -177,7 +176,7 @@ class Tracer(KernelArgument):
             old.close()
             return
         if self._base is not None:
-            R.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
+            ringbuf.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
             self._context = SpanContext(self.n_rings)
 
     @classmethod
@@ -222,7 +221,7 @@ class Tracer(KernelArgument):
                                       f"{event_set.__name__}")
             else:
                 event_set = EventSet.from_description(stored)
-            need = round_up(R.region_size(len(event_set.layout.types), n_rings, capacity),
+            need = round_up(ringbuf.region_size(len(event_set.layout.types), n_rings, capacity),
                             region.alignment)
             if region.size != need:
                 raise RegionError(f"{path}: data area is {region.size} bytes, the ring layout "
@@ -269,7 +268,7 @@ class Tracer(KernelArgument):
         if self._region is None:
             return -1
         self._require_writable()
-        return int(R.py_release_ring(self._base, current_pid(), self._th_end, self.n_rings))
+        return int(ringbuf.py_release_ring(self._base, current_pid(), self._th_end, self.n_rings))
 
     # -- configuration (takes effect in running kernels) ------------------------------------
 
@@ -282,14 +281,14 @@ class Tracer(KernelArgument):
             return
         self._require_writable()
         from .._atomics import atomic_store
-        atomic_store(self._words(), R.TH_OFF // 8 + t.index, np.uint64(value))
+        atomic_store(self._words(), ringbuf.TH_OFF // 8 + t.index, np.uint64(value))
 
     def thresholds(self) -> dict:
         """The threshold word of every type, by name (see :mod:`.config`)."""
         if self._region is None:
             return {t.name: 0 for t in self.layout.types}
         words = self._words()
-        return {t.name: int(words[R.TH_OFF // 8 + t.index]) for t in self.layout.types}
+        return {t.name: int(words[ringbuf.TH_OFF // 8 + t.index]) for t in self.layout.types}
 
     def sample_rates(self) -> dict:
         """Effective rate per type name (0.0 when off)."""
@@ -331,7 +330,7 @@ class Tracer(KernelArgument):
         return np.empty(0, dtype=self.layout.dtype)
 
     def _positions(self) -> np.ndarray:
-        return R.ring_positions(self._kernel_address, self._th_end, self.n_rings)
+        return ringbuf.ring_positions(self._kernel_address, self._th_end, self.n_rings)
 
     def _collect(self, starts) -> tuple:
         """Events from per-ring start positions to the current write indexes.
@@ -349,7 +348,7 @@ class Tracer(KernelArgument):
         dropped = lapped.copy()
         k = 0
         for r in np.flatnonzero(writes > begin):
-            k, lost = R.collect_ring(base, self._slots, self.capacity, int(r), int(begin[r]),
+            k, lost = ringbuf.collect_ring(base, self._slots, self.capacity, int(r), int(begin[r]),
                                      int(writes[r]), out, k)
             dropped[r] += lost
         events = out[:k * _WORDS].view(self.layout.slot_dtype)
@@ -359,9 +358,9 @@ class Tracer(KernelArgument):
         """Per ring: (OS thread id of its producer, write index when it claimed the ring,
         OS thread id of the producer before)."""
         words = self._words()
-        heads = np.array([R.header_word(0, r, self._n_types) for r in range(self.n_rings)])
-        return (words[heads + R.R_OS_TID // 8], words[heads + R.R_SINCE // 8],
-                words[heads + R.R_PREV_OS_TID // 8])
+        heads = np.array([ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)])
+        return (words[heads + ringbuf.R_OS_TID // 8], words[heads + ringbuf.R_SINCE // 8],
+                words[heads + ringbuf.R_PREV_OS_TID // 8])
 
     def _finish(self, raw, context) -> np.ndarray:
         """Drained events from raw slots: unix-ns timestamps, the recording thread's OS id,
@@ -380,7 +379,7 @@ class Tracer(KernelArgument):
         return events
 
     def _to_unix_ns(self, ticks: np.ndarray) -> np.ndarray:
-        anchor = Anchor.monotonic() if self.clock == R.CLOCK_MONOTONIC else self._anchor()
+        anchor = Anchor.monotonic() if self.clock == ringbuf.CLOCK_MONOTONIC else self._anchor()
         return anchor.to_unix_ns(ticks)
 
     def _anchor(self) -> Anchor:
@@ -392,31 +391,34 @@ class Tracer(KernelArgument):
         """
         words = self._words()
         for _ in range(100):
-            version = int(words[R.ANCHOR_VER_OFF // 8])
+            version = int(words[ringbuf.ANCHOR_VER_OFF // 8])
             if version == 0:
                 break
             if version & 1:
                 continue
             anchor = Anchor(*(int(words[off // 8]) for off in (
-                R.ANCHOR_TSC_OFF, R.ANCHOR_UNIX_OFF, R.ANCHOR_MULT_OFF, R.ANCHOR_SHIFT_OFF)))
-            if int(words[R.ANCHOR_VER_OFF // 8]) == version and 0 < anchor.mult < 1 << 32 \
+                ringbuf.ANCHOR_TSC_OFF, ringbuf.ANCHOR_UNIX_OFF, ringbuf.ANCHOR_MULT_OFF,
+                ringbuf.ANCHOR_SHIFT_OFF)))
+            if int(words[ringbuf.ANCHOR_VER_OFF // 8]) == version and 0 < anchor.mult < 1 << 32 \
                     and anchor.shift <= 32:
                 return anchor.at_now()
         return _baseline(words)
 
     def _publish_anchor(self) -> None:
         """Owner only: the rate over the whole baseline since creation, for every reader."""
-        if self.clock != R.CLOCK_TSC or not self._region.writable:
+        if self.clock != ringbuf.CLOCK_TSC or not self._region.writable:
             return
         words = self._words()
         anchor = _baseline(words)
         from .._atomics import atomic_store
-        version = int(words[R.ANCHOR_VER_OFF // 8])
-        atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 1))
-        for off, value in ((R.ANCHOR_TSC_OFF, anchor.ticks), (R.ANCHOR_UNIX_OFF, anchor.unix),
-                           (R.ANCHOR_MULT_OFF, anchor.mult), (R.ANCHOR_SHIFT_OFF, anchor.shift)):
+        version = int(words[ringbuf.ANCHOR_VER_OFF // 8])
+        atomic_store(words, ringbuf.ANCHOR_VER_OFF // 8, np.uint64(version + 1))
+        for off, value in ((ringbuf.ANCHOR_TSC_OFF, anchor.ticks),
+                           (ringbuf.ANCHOR_UNIX_OFF, anchor.unix),
+                           (ringbuf.ANCHOR_MULT_OFF, anchor.mult),
+                           (ringbuf.ANCHOR_SHIFT_OFF, anchor.shift)):
             words[off // 8] = value
-        atomic_store(words, R.ANCHOR_VER_OFF // 8, np.uint64(version + 2))
+        atomic_store(words, ringbuf.ANCHOR_VER_OFF // 8, np.uint64(version + 2))
 
     def drain(self) -> np.ndarray:
         """Events recorded since the last drain, merged across rings, oldest first.
@@ -435,11 +437,11 @@ class Tracer(KernelArgument):
         with self._lock:
             self._publish_anchor()
             words = self._words()
-            heads = [R.header_word(0, r, self._n_types) for r in range(self.n_rings)]
-            starts = [int(words[h + R.R_READ // 8]) for h in heads]
+            heads = [ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)]
+            starts = [int(words[h + ringbuf.R_READ // 8]) for h in heads]
             raw, writes, dropped = self._collect(starts)
             got = np.bincount(raw["ring"], minlength=self.n_rings)
-            R.finish_drain(self._kernel_address, self._th_end, self.n_rings,
+            ringbuf.finish_drain(self._kernel_address, self._th_end, self.n_rings,
                            np.asarray(starts, dtype=np.int64), writes, got.astype(np.int64),
                            dropped.astype(np.int64))
             return self._finish(raw, self._context)
@@ -472,7 +474,7 @@ class Tracer(KernelArgument):
         """Spans begun and not ended yet: ``{"ring", "depth", "span_id", "type", "recorded"}``."""
         if self._region is None:
             return []
-        spans = R.open_spans(self._words(), self._n_types, self.n_rings)
+        spans = ringbuf.open_spans(self._words(), self._n_types, self.n_rings)
         return [{"ring": r, "depth": d, "span_id": i,
                  "type": self.layout.types[t].name if t < self._n_types else "unknown",
                  "recorded": rec} for r, d, i, t, rec in spans]
@@ -480,7 +482,7 @@ class Tracer(KernelArgument):
     @property
     def tracer_id(self) -> int:
         """A random 64-bit id of this tracer (half of its OTLP trace ids)."""
-        return 0 if self._region is None else int(self._words()[R.TRACER_ID_OFF // 8])
+        return 0 if self._region is None else int(self._words()[ringbuf.TRACER_ID_OFF // 8])
 
     def stats(self) -> dict:
         """Per ring and in total: written, delivered, dropped, pending, utilization (%).
@@ -503,8 +505,9 @@ class Tracer(KernelArgument):
                     "capacity": 0, "memory_bytes": 0}
         with self._lock:
             words = self._words()
-            rings = R.ring_stats(words, self._n_types, self.n_rings, self.capacity)
-            no_ring, invalid = int(words[R.NO_RING_OFF // 8]), int(words[R.INVALID_OFF // 8])
+            rings = ringbuf.ring_stats(words, self._n_types, self.n_rings, self.capacity)
+            no_ring = int(words[ringbuf.NO_RING_OFF // 8])
+            invalid = int(words[ringbuf.INVALID_OFF // 8])
         total = dict(empty)
         for ring in rings:
             for k in ("written", "delivered", "dropped", "overwritten_unread", "pending"):
