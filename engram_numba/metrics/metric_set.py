@@ -477,7 +477,7 @@ class MetricSet(KernelArgument):
         return f"<{type(self).__name__} {len(self._specs)} metrics, {state}>"
 
     def _repr_html_(self) -> str:
-        from ..viz import metric_set_html
+        from ._html import metric_set_html
         return metric_set_html(self)
 
 

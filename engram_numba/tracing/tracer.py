@@ -525,7 +525,7 @@ class Tracer(KernelArgument):
         return float(np.max(pos[:, 0] - pos[:, 1], initial=0)) / self.capacity
 
     def _repr_html_(self) -> str:
-        from ..viz import tracer_html
+        from ._html import tracer_html
         return tracer_html(self)
 
     def __repr__(self) -> str:
