@@ -285,7 +285,9 @@ def _password(args) -> str:
 
 
 def _cmd_trace_export_dir(args) -> int:
-    from .tracing.directory import TraceDirectory, merged_chrome, merged_jsonl
+    from .export.chrome import merged_chrome
+    from .export.json import merged_jsonl
+    from .tracing.directory import TraceDirectory
     if args.format not in ("jsonl", "chrome", "otlp"):
         raise UsageError(f"--dir exports jsonl, chrome or otlp, not {args.format}")
     parts = TraceDirectory(args.dir).read(lambda events, tracer: _select(events, args, tracer))

@@ -24,6 +24,7 @@ field tables (see :mod:`._tables` and, for the number formatting,
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from functools import lru_cache
@@ -37,7 +38,7 @@ from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_T
                       C_TYPE, F32, F64, I, U, column, field_bits, rows_for)
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
-           "JsonLinesExporter"]
+           "JsonLinesExporter", "merged_jsonl"]
 
 _MAX_FIXED = 160                   # bytes of one line besides its fields
 _MAX_FIELD = 48                    # bytes of one field besides its key (and float64 text)
@@ -268,3 +269,17 @@ class JsonLinesExporter:
 
     def shutdown(self) -> None:
         self._file.close()
+
+
+def merged_jsonl(parts) -> bytes:
+    """JSON Lines of a trace directory's events, merged in time order (``parts``:
+    ``[(process, events)]``, as :meth:`~..tracing.directory.TraceDirectory.read` gives
+    them); each line starts with the process: ``{"pid":..,"process_start":..,"timestamp":..``."""
+    def stream(p, events):
+        prefix = f'{{"pid":{p.pid},"process_start":{p.start},'.encode()
+        lines = events_to_jsonl(events).splitlines()
+        for i, (t, line) in enumerate(zip(events["timestamp"].tolist(), lines)):
+            yield t, p.pid, p.n, i, prefix + line[1:]
+
+    streams = [stream(p, events) for p, events in parts if events.size]
+    return b"".join(item[-1] + b"\n" for item in heapq.merge(*streams))
