@@ -33,7 +33,7 @@ from .export.frames import to_dataframe
 from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",

@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engram-numba",
         description="Lock-free metrics and tracing for numba kernels.",
         **_parser_options("engram-numba"))
-    from . import __version__
+    from ._version import __version__
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

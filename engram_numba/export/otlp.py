@@ -45,7 +45,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
 from .._delivery import (RETRYABLE_GRPC, Backoff, ExportError, PermanentExportError, escape,
