@@ -21,14 +21,12 @@ from . import _cache  # noqa: F401  (installs the cache guard before anything co
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
 from ._progress import progress
-from ._region import RegionError
-from ._values import KernelTypingError
+from .errors import ExportError, KernelTypingError, PermanentExportError, RegionError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
                       GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
                       MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
 from .metrics.spec import TopK
-from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
-                      Tracer, TracingConfig)
+from .tracing import Event, EventSet, Span, TraceCollector, Tracer, TracingConfig
 from .export.frames import to_dataframe
 from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
                      EventType, InterferenceType, PrimingType, RejectionReason)

@@ -48,8 +48,8 @@ import numpy as np
 from .._version import __version__
 from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
-from .._delivery import (RETRYABLE_GRPC, Backoff, ExportError, PermanentExportError, escape,
-                         plan_retry)
+from .._delivery import RETRYABLE_GRPC, Backoff, escape, plan_retry
+from ..errors import ExportError, PermanentExportError
 from ..tracing.schema import as_events
 from . import _http
 from ._otlp_logs import field_bytes, log_records

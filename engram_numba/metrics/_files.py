@@ -16,7 +16,8 @@ import os
 from contextlib import contextmanager
 
 from .. import _process
-from .._region import KIND_METRICS, Region, RegionError, open_regular
+from .._region import KIND_METRICS, Region, open_regular
+from ..errors import LockUnavailable, RegionError
 
 __all__ = ["DIRECTORY_ENV", "LOCK_NAME", "LockUnavailable", "create_file", "directory_from_env",
            "locked", "reason", "resolve", "unlink"]
@@ -54,10 +55,6 @@ def create_file(directory, set_name: str, layout) -> Region:
             raise
     region.path = final
     return region
-
-
-class LockUnavailable(OSError):
-    """The directory's lock file cannot be used (so nobody can compact)."""
 
 
 @contextmanager

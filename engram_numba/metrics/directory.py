@@ -78,8 +78,8 @@ import numpy as np
 from .. import _process
 from .._region import FLAG_WRITER_LOCK, KIND_METRICS, Region, RegionError, not_regular, \
     open_regular, read_copy
-from ._files import DIRECTORY_ENV, LOCK_NAME, LockUnavailable, create_file, \
-    directory_from_env
+from ..errors import LockUnavailable
+from ._files import DIRECTORY_ENV, LOCK_NAME, create_file, directory_from_env
 from ._files import locked as _locked, reason as _reason, resolve as _resolve, \
     unlink as _unlink
 from .families import Family, families_dict, merge
