@@ -30,16 +30,16 @@ Each ``LogRecord`` of a set named ``S``::
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
-from ...tracing.schema import Layout, as_events
-from .._jsontext import Pieces, _shortest, _unscale, copy_bytes, put_piece
+from ...tracing.schema import as_events
+from .._jsontext import _shortest, _unscale, copy_bytes, put_piece
 from .._protowire import field_bytes, put_fixed64, put_varint, varint_size
 from .._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
-                      C_TYPE, F32, F64, I, U, bits_f64, column, field_bits, rows_for)
+                      C_TYPE, F32, F64, I, U, PieceSpec, bits_f64, column, field_bits,
+                      pieces_for, sign_extend)
 from ._common import OtlpExporter, envelope
 
 SEVERITY_INFO = 9
@@ -100,16 +100,6 @@ def _attr_double(buf, pos, flat, starts, lengths, key, value):
     return put_fixed64(buf, pos + 3, np.float64(value).view(np.uint64))
 
 
-@njit(cache=True)
-def _sign_extend(raw, width):
-    if width >= 64:
-        return raw
-    top = np.uint64(1) << np.uint64(width - 1)
-    if raw & top:
-        return raw | ~((top << np.uint64(1)) - np.uint64(1))
-    return raw
-
-
 SEVERITY, K_THREAD, K_SEQUENCE, K_SPAN_ID, K_PARENT, K_DEPTH, K_RING, K_TRACE, SPAN_BEGIN, \
     SPAN_END, UNKNOWN_TYPE = range(11)
 TYPE0 = 11
@@ -165,7 +155,7 @@ def encode_records(words, n, stride, common, observed, out, scratch, flat, start
                     p = _attr_int(scratch, p, flat, starts, lengths, key0 + f, raw)
                 elif kind == I:
                     p = _attr_int(scratch, p, flat, starts, lengths, key0 + f,
-                                  _sign_extend(raw, width))
+                                  sign_extend(raw, width))
                 elif kind == F32:
                     p = _attr_double(scratch, p, flat, starts, lengths, key0 + f,
                                      _f32_as_double(raw))
@@ -175,7 +165,7 @@ def encode_records(words, n, stride, common, observed, out, scratch, flat, start
                 elif kind == B:
                     p = _attr_bool(scratch, p, flat, starts, lengths, key0 + f, raw != 0)
                 else:
-                    v = np.int64(_sign_extend(raw, width)) - enum_lo[f]
+                    v = sign_extend(raw, width) - enum_lo[f]
                     k = enum_first[f] + (v if 0 <= v < enum_n[f] else enum_n[f])
                     p = put_piece(scratch, p, flat, starts, lengths, enum0 + k)
         out[pos] = 0x12
@@ -198,30 +188,17 @@ def _type_piece(prefix: str, name: str) -> bytes:
             + _string_attr(f"{prefix}.event_type", name))
 
 
-@lru_cache(maxsize=64)
-def _pieces(layout: Layout):
-    rows = rows_for(layout)
-    s = layout.name
-    fixed = [bytes([0x10, SEVERITY_INFO]) + field_bytes(3, b"INFO")]
-    fixed += [field_bytes(1, f"{s}.{k}".encode()) for k in
-              ("thread", "sequence", "span_id", "parent_span_id", "depth", "ring", "trace_id")]
-    fixed += [_string_attr(f"{s}.span", "begin"), _string_attr(f"{s}.span", "end"),
-              _type_piece(s, "unknown")]
-    types = [_type_piece(s, n) for n in rows.type_names]
-    keys = [field_bytes(1, f"{s}.{n}".encode()) for n in rows.names]
-    enums = []
-    f = 0
-    for t in layout.types:            # the enum pieces are whole attributes: key and value
-        for name, ft in t.fields.items():
-            if ft.code == "e":
-                lo, hi = min(ft.values), max(ft.values)
-                for v in range(lo, hi + 1):
-                    enums.append(_string_attr(f"{s}.{name}", ft.names.get(v, "unknown")))
-                enums.append(_string_attr(f"{s}.{name}", "unknown"))
-            f += 1
-    assert len(enums) == len(rows.enum_names)
-    pieces = Pieces(fixed + types + keys + (enums or [b""]))
-    return rows, pieces, TYPE0 + len(types), TYPE0 + len(types) + len(keys)
+_PIECES = PieceSpec(
+    fixed=lambda s: [bytes([0x10, SEVERITY_INFO]) + field_bytes(3, b"INFO")]
+    + [field_bytes(1, f"{s}.{k}".encode()) for k in
+       ("thread", "sequence", "span_id", "parent_span_id", "depth", "ring", "trace_id")]
+    + [_string_attr(f"{s}.span", "begin"), _string_attr(f"{s}.span", "end"),
+       _type_piece(s, "unknown")],
+    type_piece=_type_piece,
+    key_piece=lambda s, name: field_bytes(1, f"{s}.{name}".encode()),
+    # the enum pieces are whole attributes: key and value
+    enum_piece=lambda s, field, member: _string_attr(f"{s}.{field}", member))
+assert len(_PIECES.fixed("")) == TYPE0
 
 
 def log_records(events: np.ndarray, observed_ns: int) -> bytes:
@@ -230,7 +207,7 @@ def log_records(events: np.ndarray, observed_ns: int) -> bytes:
     n = events.size
     if n == 0:
         return b""
-    rows, pieces, key0, enum0 = _pieces(layout)
+    rows, pieces, key0, enum0 = pieces_for(layout, _PIECES)
     per_event = MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * MAX_FIELD \
         + 2 * int(pieces.lengths.max())
     out = np.empty(n * per_event, dtype=np.uint8)
