@@ -21,19 +21,17 @@ from . import _cache  # noqa: F401  (installs the cache guard before anything co
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
 from ._progress import progress
-from ._region import RegionError
-from ._values import KernelTypingError
+from .errors import ExportError, KernelTypingError, PermanentExportError, RegionError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
                       GaugeSnapshot, Histogram, HistogramData, HistogramSnapshot, MetricSet,
                       MetricSetSnapshot, attach_metrics, kernel_method, relative_error_bound)
 from .metrics.topk import TopK
-from .tracing import (Event, EventSet, ExportError, PermanentExportError, Span, TraceCollector,
-                      Tracer, TracingConfig)
+from .tracing import Event, EventSet, Span, TraceCollector, Tracer, TracingConfig
 from .export.frames import to_dataframe
 from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, CognitiveTracer,
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",

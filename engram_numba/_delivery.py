@@ -26,7 +26,8 @@ all follow these rules:
   log line raw.
 
 This module is below every other layer: the collector (``tracing``), the
-exporters (``export``) and the command line all import it.
+exporters (``export``) and the command line all import it; the error types
+live in :mod:`.errors` (re-exported here).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from .errors import ExportError, PermanentExportError
+
 __all__ = ["ExportError", "PermanentExportError", "RETRYABLE_HTTP", "RETRYABLE_GRPC",
            "MAX_RETRY_AFTER", "Backoff", "Retry", "deliver", "escape", "parse_retry_after",
            "plan_retry", "printable"]
@@ -47,23 +50,6 @@ RETRYABLE_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED", "DEA
                             "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"})
 MAX_RETRY_AFTER = 120.0          # seconds: a longer Retry-After is shortened to this
 MAX_PEER_TEXT = 500              # characters of a peer's text shown
-
-
-class ExportError(Exception):
-    """An export failed; the batch is retried later.
-
-    ``retry_after``: seconds the receiver asked to wait (None if it did not say);
-    ``retry_header``: the header it said it with, as received (for messages)."""
-
-    def __init__(self, message, retry_after: float | None = None,
-                 retry_header: str | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.retry_header = retry_header
-
-
-class PermanentExportError(ExportError):
-    """An export failed in a way retrying cannot fix; the batch is dropped."""
 
 
 _DELTA = re.compile(r"^\s*(\d{1,12})(\.\d+)?\s*$")

@@ -33,9 +33,12 @@ import re
 import stat
 
 __all__ = ["identity", "start_time", "running", "held", "Watcher", "shared_directory",
-           "new_file_path", "file_pattern"]
+           "new_file_path", "file_pattern", "METRICS_DIRECTORY_ENV", "TRACE_DIRECTORY_ENV",
+           "new_rings_path"]
 
 SET_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+METRICS_DIRECTORY_ENV = "ENGRAM_NUMBA_METRICS_DIR"   # a metric set's default directory
+TRACE_DIRECTORY_ENV = "ENGRAM_NUMBA_TRACE_DIR"       # a tracer's default directory
 _sequence = itertools.count()
 
 
@@ -61,6 +64,12 @@ def new_file_path(directory: str, set_name: str, suffix: str) -> str:
         path = os.path.join(directory, f"{set_name}.{pid}.{start}.{next(_sequence)}.{suffix}")
         if not os.path.exists(path):
             return path
+
+
+def new_rings_path(directory, set_name: str) -> str:
+    """A new rings file name for this process's tracer of ``set_name`` in ``directory``
+    (default ``$ENGRAM_NUMBA_TRACE_DIR``; created if missing)."""
+    return new_file_path(shared_directory(directory, TRACE_DIRECTORY_ENV), set_name, "rings")
 
 
 def file_pattern(suffix: str) -> re.Pattern:

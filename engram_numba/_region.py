@@ -61,6 +61,8 @@ import time
 
 import numpy as np
 
+from .errors import RegionError
+
 __all__ = ["Region", "RegionError", "KIND_METRICS", "KIND_TRACE", "CACHE_LINE",
            "FLAG_WRITER_LOCK", "open_regular", "read_copy"]
 
@@ -81,10 +83,6 @@ HEADER_DTYPE = np.dtype({
     "offsets": [0, 8, 12, 16, 20, 24, 32, 40, 48, 80],
     "itemsize": HEADER_SIZE,
 })
-
-
-class RegionError(ValueError):
-    """A file is not a usable region: foreign, truncated, corrupt or of another layout."""
 
 
 def round_up(n: int, multiple: int) -> int:

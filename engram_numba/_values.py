@@ -20,16 +20,9 @@ import re
 
 import numpy as np
 
+from .errors import KernelTypingError
+
 __all__ = ["as_number", "as_integer", "as_enum", "as_rate", "KernelTypingError"]
-
-
-class KernelTypingError(TypeError):
-    """A kernel calls a metric, event or kernel method in a way that cannot compile.
-
-    Raised while numba types the kernel, with the message first: it names the metric
-    (or event type, or method), what it takes, and the fix.  (numba's own
-    ``TypingError`` would bury it under its account of every overload it tried.)
-    """
 
 
 def _what(value) -> str:

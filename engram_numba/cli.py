@@ -285,7 +285,9 @@ def _password(args) -> str:
 
 
 def _cmd_trace_export_dir(args) -> int:
-    from .tracing.directory import TraceDirectory, merged_chrome, merged_jsonl
+    from .export.chrome import merged_chrome
+    from .export.json import merged_jsonl
+    from .tracing.directory import TraceDirectory
     if args.format not in ("jsonl", "chrome", "otlp"):
         raise UsageError(f"--dir exports jsonl, chrome or otlp, not {args.format}")
     parts = TraceDirectory(args.dir).read(lambda events, tracer: _select(events, args, tracer))
@@ -536,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engram-numba",
         description="Lock-free metrics and tracing for numba kernels.",
         **_parser_options("engram-numba"))
-    from . import __version__
+    from ._version import __version__
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -8,14 +8,15 @@ in a fresh kernel (it has a ``_repr_png_``; no ``%matplotlib inline`` needed).
 
 from __future__ import annotations
 
-import html
 import math
 
 import typing
 
 import numpy as np
 
+from .metrics._html import metric_set_html
 from .metrics.kinds import HISTOGRAM
+from .tracing._html import tracer_html
 from .tracing.schema import as_events
 
 if typing.TYPE_CHECKING:      # the class is built on first use (see _notebook_figure_class)
@@ -34,7 +35,8 @@ _figure_class = None
 
 def _notebook_figure_class():
     """``NotebookFigure``, built on first use: matplotlib is an extra (``[viz]``), and
-    the HTML tables below work without it."""
+    the HTML tables (:mod:`.metrics._html`, :mod:`.tracing._html`, re-exported here) work
+    without it."""
     global _figure_class
     if _figure_class is None:
         try:
@@ -286,58 +288,3 @@ def overhead_figure(instrumented_s, disabled_s, *, confidence: float = 0.95) -> 
         right.legend(fontsize=8, loc="upper right")
     fig.suptitle("Instrumentation overhead: instrumented vs disabled twin, interleaved rounds")
     return fig
-
-
-# -- Jupyter tables -----------------------------------------------------------------
-
-def _table(head, rows) -> str:
-    th = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>"
-                                    for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.4g}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def metric_set_html(metrics) -> str:
-    """An HTML table of a metric set (or a snapshot): a row per series of its families,
-    derived series included, histograms summarised."""
-    snap = metrics.collect() if hasattr(metrics, "collect") else metrics
-    rows = []
-    for fam in snap.families():
-        unit = f" ({fam.unit})" if fam.unit else ""
-        for labels, v in fam.points:
-            lab = ", ".join(f"{n}={x}" for n, x in zip(fam.label_names, labels))
-            if fam.kind is HISTOGRAM:
-                value = (f"n={v.count:,} mean={_fmt(v.mean)} p50={_fmt(v.quantile(0.5))} "
-                         f"p95={_fmt(v.quantile(0.95))} p99={_fmt(v.quantile(0.99))}")
-            else:
-                value = _fmt(v)
-            rows.append((fam.name + unit, lab, fam.kind.name, value))
-    if hasattr(metrics, "enabled"):
-        state = "enabled" if metrics.enabled else "disabled"
-        title = f"<b>{html.escape(type(metrics).__name__)}</b> ({state})"
-    else:
-        title = f"<b>{html.escape(snap.name)}</b> (snapshot)"
-    return title + _table(["metric", "labels", "kind", "value"], rows)
-
-
-def tracer_html(tracer) -> str:
-    """An HTML summary of a tracer: configuration and ring counts."""
-    title = html.escape(f"{type(tracer).__name__} of {tracer.event_set.set_name}")
-    if not tracer.enabled:
-        return f"<b>{title}</b> (disabled: records nothing, owns no memory)"
-    st = tracer.stats()
-    rates = tracer.sample_rates()
-    rows = [(t.name, t.kind, "on" if rates[t.name] > 0 else "off", _fmt(rates[t.name]))
-            for t in tracer.layout.types]
-    t = st["total"]
-    summary = (f"<b>{title}</b> {tracer.n_rings} rings x {tracer.capacity:,} events "
-               f"({st['memory_bytes']:,} bytes); written {t['written']:,}, delivered "
-               f"{t['delivered']:,}, dropped {t['dropped']:,}, pending {t['pending']:,}, "
-               f"no free ring {st['no_ring']:,}")
-    return summary + _table(["event type", "kind", "state", "sample rate"], rows)

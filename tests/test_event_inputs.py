@@ -20,7 +20,7 @@ from engram_numba import CognitiveTracer, TracingConfig, EVENT_DTYPE
 from engram_numba.tracing.schema import concat
 from engram_numba.export.json import events_to_jsonl, events_to_document, event_records
 from engram_numba.export.otlp import logs_request, OtlpLogExporter
-from engram_numba.export._otlp_logs import log_records
+from engram_numba.export.otlp.logs import log_records
 from engram_numba.export.loki import push_body, LokiExporter
 from engram_numba.export.chrome import chrome_trace, ChromeTraceExporter
 from engram_numba import viz

@@ -16,7 +16,7 @@ from .._methods import kernel_method
 from ..tracing.config import TracingConfig
 from ..tracing.schema import Event, EventSet
 from ..tracing.tracer import Tracer
-from .metrics import InterferenceType, PrimingType
+from .enums import InterferenceType, PrimingType
 
 __all__ = ["CognitiveEvents", "CognitiveTracer", "EventType", "EVENT_DTYPE", "EVENT_FIELDS"]
 

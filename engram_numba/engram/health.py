@@ -27,8 +27,10 @@ import time
 import numpy as np
 from numba import njit
 
-from ..tracing.health import TopKeys
 from ..metrics.kinds import COUNTER, HISTOGRAM
+from ..tracing.config import TracingConfig
+from ..tracing.health import TopKeys
+from .events import CognitiveTracer, EventType
 
 __all__ = ["CognitiveHealth", "OverheadEstimate"]
 
@@ -48,20 +50,18 @@ def _time_records(metrics, n):
 _costs = None
 
 
-def record_costs() -> tuple:
-    """(ns per traced event, ns per metric record), measured once per process."""
+def record_costs(metrics_class) -> tuple:
+    """(ns per traced event, ns per metric record), measured once per process (a record:
+    ``record_priming`` of a new ``metrics_class()``, a CognitivePatternMetrics)."""
     global _costs
     if _costs is None:
-        from ..tracing.config import TracingConfig
-        from .events import CognitiveTracer
-        from .metrics import CognitivePatternMetrics
         n = 200_000
         with CognitiveTracer(TracingConfig(ring_buffer_size=1 << 12, max_threads=2)) as tr:
             _time_events(tr, 10)
             t = time.perf_counter_ns()
             _time_events(tr, n)
             c_event = (time.perf_counter_ns() - t) / n
-        m = CognitivePatternMetrics()
+        m = metrics_class()
         _time_records(m, 10)
         t = time.perf_counter_ns()
         _time_records(m, n)
@@ -74,10 +74,11 @@ def record_costs() -> tuple:
 class OverheadEstimate:
     """``engram_metrics_overhead_percent``: 100 * (events * c_event + records * c_record)
     / (interval * recording threads), with the per-record costs measured once per
-    process (an estimate: it assumes the recording threads were busy throughout)."""
+    process (an estimate: it assumes the recording threads were busy throughout).
+    ``metrics_class``: the CognitivePatternMetrics (sub)class whose record is timed."""
 
-    def __init__(self):
-        self.c_event, self.c_record = record_costs()
+    def __init__(self, metrics_class):
+        self.c_event, self.c_record = record_costs(metrics_class)
 
     def percent(self, events: int, records: int, interval_ns: int, threads: int) -> float:
         if interval_ns <= 0 or threads <= 0:
@@ -119,10 +120,9 @@ class CognitiveHealth:
         self._last = None
 
     def on_start(self, collector) -> None:
-        self._overhead = OverheadEstimate()
+        self._overhead = OverheadEstimate(type(self.metrics))
 
     def on_cycle(self, collector, events, before, after) -> None:
-        from .events import EventType
         m = self.metrics
         lost = after["total"]["dropped"] + after["no_ring"]
         now_ns = time.monotonic_ns()

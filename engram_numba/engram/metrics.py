@@ -18,34 +18,15 @@ bucket, which is at most 2**(1/16) - 1 = 4.4 % wide).
 
 from __future__ import annotations
 
-import enum
-
 from .._methods import kernel_method
 from .._values import as_enum
 from ..metrics.metric_set import MetricSet
 from ..metrics.kinds import HISTOGRAM
 from ..metrics import Counter, Gauge, Histogram, HistogramData, TopK
+from .enums import InterferenceType, PrimingType, RejectionReason
+from .health import CognitiveHealth
 
 __all__ = ["CognitivePatternMetrics", "PrimingType", "InterferenceType", "RejectionReason"]
-
-
-class PrimingType(enum.IntEnum):
-    SEMANTIC = 0
-    ASSOCIATIVE = 1
-    REPETITION = 2
-
-
-class InterferenceType(enum.IntEnum):
-    PROACTIVE = 0
-    RETROACTIVE = 1
-    FAN = 2
-
-
-class RejectionReason(enum.IntEnum):
-    OUTSIDE_WINDOW = 0
-    TOO_SOON = 1
-    CONFLICTING = 2
-    OTHER = 3
 
 
 # strengths, factors, confidences; interference magnitudes can exceed 1.  Every classic
@@ -221,7 +202,6 @@ class CognitivePatternMetrics(MetricSet, name="engram"):
 
     def collector_hook(self):
         """What a TraceCollector given ``metrics=`` calls to keep the tracing-health metrics."""
-        from .health import CognitiveHealth
         return CognitiveHealth(self)
 
     # -- queries (Python) ---------------------------------------------------------

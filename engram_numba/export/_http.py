@@ -37,8 +37,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from .._delivery import (RETRYABLE_HTTP as RETRYABLE, ExportError, PermanentExportError, escape,
-                         parse_retry_after as retry_after)
+from .._delivery import RETRYABLE_HTTP as RETRYABLE, escape, parse_retry_after as retry_after
+from ..errors import ExportError, PermanentExportError
 
 MAX_RESPONSE = 1 << 20          # bytes of a response body kept (error messages, partial success)
 _CHUNK = 1 << 16

@@ -12,12 +12,14 @@ Built once per layout and cached; nothing here is written per event type.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from numba import njit
 
 from ..tracing.schema import Layout
+from ._jsontext import Pieces
 
 KIND = {"u": 0, "i": 1, "f": 2, "d": 3, "b": 4, "e": 5}
 U, I, F32, F64, B, E = range(6)
@@ -43,6 +45,17 @@ def field_bits(word, shift, width):
 
 
 @njit(cache=True)
+def sign_extend(raw, width):
+    """The ``width``-bit two's complement value in the low bits of ``raw``, as an int64."""
+    if width >= 64:
+        return np.int64(raw)
+    top = np.uint64(1) << np.uint64(width - 1)
+    if raw & top:
+        return np.int64(raw | ~((top << np.uint64(1)) - np.uint64(1)))
+    return np.int64(raw)
+
+
+@njit(cache=True)
 def bits_f64(bits):
     return np.uint64(bits).view(np.float64)
 
@@ -56,6 +69,7 @@ class FieldRows:
         starts, names, words, shifts, widths, kinds, enum_lo, enum_n, enum_first = \
             [0], [], [], [], [], [], [], [], []
         self.enum_names = []            # flat list of member names (plus "unknown" per field)
+        self.enum_fields = []           # the field of each of them
         self.f64_names = []             # distinct names of float64 fields (text made in Python)
         f64_col = []
         for t in layout.types:
@@ -74,6 +88,7 @@ class FieldRows:
                     for v in range(lo, hi + 1):
                         self.enum_names.append(ft.names.get(v, "unknown"))
                     self.enum_names.append("unknown")
+                    self.enum_fields += [name] * (hi - lo + 2)
                 else:
                     enum_lo.append(0), enum_n.append(0), enum_first.append(0)
                 if ft.code == "d":
@@ -131,3 +146,31 @@ class FieldRows:
 @lru_cache(maxsize=64)
 def rows_for(layout: Layout) -> FieldRows:
     return FieldRows(layout)
+
+
+class PieceSpec(NamedTuple):
+    """The constant pieces an encoder copies, as functions of the set's name (``prefix``):
+    ``fixed(prefix)`` the pieces its loop numbers itself, then one ``type_piece`` per
+    event type, one ``key_piece`` per field row and one ``enum_piece`` per enum member
+    name of :class:`FieldRows` (``"unknown"`` included)."""
+
+    fixed: Callable
+    type_piece: Callable
+    key_piece: Callable
+    enum_piece: Callable
+
+
+@lru_cache(maxsize=128)
+def pieces_for(layout: Layout, spec: PieceSpec) -> tuple:
+    """``(rows, pieces, key0, enum0)`` of a layout for an encoder: its field rows, its
+    constant pieces in one table (fixed ones first, then types, keys, enum members), and
+    the numbers of the first key and the first enum piece."""
+    rows = rows_for(layout)
+    prefix = layout.name
+    fixed = list(spec.fixed(prefix))
+    types = [spec.type_piece(prefix, n) for n in rows.type_names]
+    keys = [spec.key_piece(prefix, n) for n in rows.names]
+    enums = [spec.enum_piece(prefix, f, n) for f, n in zip(rows.enum_fields, rows.enum_names)]
+    pieces = Pieces(fixed + types + keys + (enums or [b""]))
+    type0 = len(fixed)
+    return rows, pieces, type0 + len(types), type0 + len(types) + len(keys)

@@ -31,7 +31,7 @@ from ..tracing.schema import as_events
 from ..tracing.spans import SpanAssembler
 from .json import _encode_events
 
-__all__ = ["chrome_trace", "ChromeTraceExporter"]
+__all__ = ["chrome_trace", "ChromeTraceExporter", "merged_chrome"]
 
 
 def _tid(thread: int, ring: int) -> int:
@@ -286,3 +286,17 @@ class ChromeTraceExporter:
             entries += self._rates.flush()
         self._write(entries, final=True)
         self._file.close()
+
+
+def merged_chrome(parts) -> dict:
+    """One Chrome/Perfetto trace of a trace directory's ``[(process, events)]`` (as
+    :meth:`~..tracing.directory.TraceDirectory.read` gives them): a process per file
+    (named ``<set> pid <pid>``)."""
+    stamps = [int(e["timestamp"].min()) for _, e in parts if e.size]
+    start = min(stamps) if stamps else 0
+    trace = []
+    for p, events in parts:
+        doc = chrome_trace(events, process_name=f"{p.tracer.layout.name} pid {p.pid}",
+                           pid=p.pid, start_ns=start)
+        trace.extend(doc["traceEvents"])
+    return {"traceEvents": trace, "displayTimeUnit": "ns"}

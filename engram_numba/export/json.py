@@ -24,20 +24,21 @@ field tables (see :mod:`._tables` and, for the number formatting,
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
-from functools import lru_cache
 
 import numpy as np
 from numba import njit
 
 from ..tracing.schema import EventSet, Layout, as_events
-from ._jsontext import Pieces, put_piece, write_f32, write_i64, write_u64
+from ._jsontext import put_piece, write_f32, write_i64, write_u64
 from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
-                      C_TYPE, F32, F64, I, U, column, field_bits, rows_for)
+                      C_TYPE, F32, F64, I, U, PieceSpec, column, field_bits, pieces_for,
+                      sign_extend)
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
-           "JsonLinesExporter"]
+           "JsonLinesExporter", "merged_jsonl"]
 
 _MAX_FIXED = 160                   # bytes of one line besides its fields
 _MAX_FIELD = 48                    # bytes of one field besides its key (and float64 text)
@@ -46,28 +47,15 @@ TS, SEQ, BEGIN, END, PARENT, DEPTH, UNKNOWN, TRUE, FALSE, RING, TRACE, SPAN = ra
 TYPE0 = 12
 
 
-@lru_cache(maxsize=64)
-def _pieces(layout: Layout):
-    rows = rows_for(layout)
-    fixed = [b'{"timestamp":', b',"sequence":', b',"span":"begin","span_id":',
-             b',"span":"end","span_id":', b',"parent_span_id":', b',"depth":',
-             b',"event_type":"unknown","thread":', b"true", b"false", b',"ring":',
-             b',"trace_id":', b',"span_id":']
-    types = [f',"event_type":"{n}","thread":'.encode() for n in rows.type_names]
-    keys = [f',"{n}":'.encode() for n in rows.names]
-    enums = [f'"{n}"'.encode() for n in rows.enum_names] or [b'""']
-    pieces = Pieces(fixed + types + keys + enums)
-    return rows, pieces, TYPE0 + len(types), TYPE0 + len(types) + len(keys)
-
-
-@njit(cache=True)
-def _sign_extend(raw, width):
-    if width >= 64:
-        return np.int64(raw)
-    top = np.uint64(1) << np.uint64(width - 1)
-    if raw & top:
-        return np.int64(raw | ~((top << np.uint64(1)) - np.uint64(1)))
-    return np.int64(raw)
+_PIECES = PieceSpec(
+    fixed=lambda prefix: [b'{"timestamp":', b',"sequence":', b',"span":"begin","span_id":',
+                          b',"span":"end","span_id":', b',"parent_span_id":', b',"depth":',
+                          b',"event_type":"unknown","thread":', b"true", b"false", b',"ring":',
+                          b',"trace_id":', b',"span_id":'],
+    type_piece=lambda prefix, name: f',"event_type":"{name}","thread":'.encode(),
+    key_piece=lambda prefix, name: f',"{name}":'.encode(),
+    enum_piece=lambda prefix, field, member: f'"{member}"'.encode())
+assert len(_PIECES.fixed("")) == TYPE0
 
 
 @njit(cache=True)
@@ -124,7 +112,7 @@ def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, 
             if kind == U:
                 pos = write_u64(buf, pos, raw)
             elif kind == I:
-                pos = write_i64(buf, pos, _sign_extend(raw, width))
+                pos = write_i64(buf, pos, sign_extend(raw, width))
             elif kind == F32:
                 pos = write_f32(buf, pos, raw)
             elif kind == F64:
@@ -135,7 +123,7 @@ def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, 
             elif kind == B:
                 pos = put_piece(buf, pos, flat, starts, lengths, TRUE if raw else FALSE)
             else:
-                v = _sign_extend(raw, width) - enum_lo[f]
+                v = sign_extend(raw, width) - enum_lo[f]
                 k = enum_first[f] + (v if 0 <= v < enum_n[f] else enum_n[f])
                 pos = put_piece(buf, pos, flat, starts, lengths, enum0 + k)
         buf[pos] = 125  # '}'
@@ -148,7 +136,7 @@ def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
     n = events.size
     if n == 0:
         return b""
-    rows, pieces, key0, enum0 = _pieces(layout)
+    rows, pieces, key0, enum0 = pieces_for(layout, _PIECES)
     f64_flat, f64_start, f64_len = rows.f64_text(events)
     longest = int(f64_len.max()) if f64_len.size else 0
     per_event = _MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * (_MAX_FIELD + longest) \
@@ -268,3 +256,17 @@ class JsonLinesExporter:
 
     def shutdown(self) -> None:
         self._file.close()
+
+
+def merged_jsonl(parts) -> bytes:
+    """JSON Lines of a trace directory's events, merged in time order (``parts``:
+    ``[(process, events)]``, as :meth:`~..tracing.directory.TraceDirectory.read` gives
+    them); each line starts with the process: ``{"pid":..,"process_start":..,"timestamp":..``."""
+    def stream(p, events):
+        prefix = f'{{"pid":{p.pid},"process_start":{p.start},'.encode()
+        lines = events_to_jsonl(events).splitlines()
+        for i, (t, line) in enumerate(zip(events["timestamp"].tolist(), lines)):
+            yield t, p.pid, p.n, i, prefix + line[1:]
+
+    streams = [stream(p, events) for p, events in parts if events.size]
+    return b"".join(item[-1] + b"\n" for item in heapq.merge(*streams))

@@ -35,7 +35,7 @@ from functools import lru_cache
 
 from ..metrics.buckets import ExponentialBuckets
 from ..metrics.families import COUNTER, GAUGE, families_of
-from ._otlp_logs import varint
+from ._protowire import read_varint, varint
 
 __all__ = ["CONTENT_TYPE", "protobuf_exposition", "render_protobuf", "parse_protobuf"]
 
@@ -199,16 +199,7 @@ def parse_protobuf(data: bytes) -> list:
     M = messages()
     out, pos = [], 0
     while pos < len(data):
-        size, shift = 0, 0
-        while True:
-            if pos >= len(data) or shift > 63:
-                raise ValueError("truncated length prefix")
-            byte = data[pos]
-            pos += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        size, pos = read_varint(data, pos, "length prefix")
         if pos + size > len(data):
             raise ValueError(f"message of {size} bytes runs past the end of the stream")
         mf = M["MetricFamily"]()

@@ -66,15 +66,11 @@ bounded by the running processes plus one archive per layout.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import logging
 import os
 import re
-import stat
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -82,6 +78,10 @@ import numpy as np
 from .. import _process
 from .._region import FLAG_WRITER_LOCK, KIND_METRICS, Region, RegionError, not_regular, \
     open_regular, read_copy
+from ..errors import LockUnavailable
+from ._files import DIRECTORY_ENV, LOCK_NAME, create_file, directory_from_env
+from ._files import locked as _locked, reason as _reason, resolve as _resolve, \
+    unlink as _unlink
 from .families import Family, families_dict, merge
 from . import _record as R
 from .kinds import GAUGE
@@ -91,8 +91,6 @@ from .snapshot import label_values
 __all__ = ["DIRECTORY_ENV", "MetricsDirectory", "DirectorySnapshot", "create_file",
            "directory_from_env", "SKIPPED_FAMILY"]
 
-DIRECTORY_ENV = "ENGRAM_NUMBA_METRICS_DIR"
-LOCK_NAME = ".engram-numba.lock"
 LIVE = _process.file_pattern("metrics")
 ARCHIVE = re.compile(rf"^(?P<set>{_process.SET_NAME})\.archive\.(?P<layout>[0-9a-f]{{16}})"
                      rf"\.metrics$")
@@ -112,80 +110,6 @@ SKIPPED_HELP = ("Entries of a metrics directory that its last reading could not 
                 "regular files, an unusable lock file); each is logged once with the reason")
 
 log = logging.getLogger(__name__)
-
-
-def directory_from_env() -> str | None:
-    value = os.environ.get(DIRECTORY_ENV, "").strip()
-    return value or None
-
-
-def _resolve(directory) -> str:
-    return _process.shared_directory(directory, DIRECTORY_ENV)
-
-
-def create_file(directory, set_name: str, layout) -> Region:
-    """This process's new file for a set in ``directory`` (created if missing, mode 0700),
-    locked by this process for as long as it keeps it (see the module docstring)."""
-    directory = _resolve(directory)
-    final = _process.new_file_path(directory, set_name, "metrics")
-    tmp = final + ".creating"
-    with _locked(directory, exclusive=False):    # no compactor judges a half-made file
-        region = Region.create(tmp, KIND_METRICS, layout.size, layout.description,
-                               layout.alignment, hold_lock=True)
-        try:
-            region.publish()
-            os.rename(tmp, final)
-        except BaseException:
-            region.close()
-            _unlink(tmp)
-            raise
-    region.path = final
-    return region
-
-
-class LockUnavailable(OSError):
-    """The directory's lock file cannot be used (so nobody can compact)."""
-
-
-@contextmanager
-def _locked(directory: str, exclusive: bool):
-    """The directory's lock; yields None once held, or (shared only) the reason why it
-    could not be taken: the reading goes on without it.  Exclusive raises
-    :class:`LockUnavailable` instead."""
-    path = os.path.join(directory, LOCK_NAME)
-    fd, problem = None, None
-    try:
-        try:
-            fd = open_regular(path, os.O_RDWR | os.O_CREAT, follow_symlinks=False)
-        except OSError as exc:
-            if exclusive or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            try:                             # a reader without write access shares it
-                fd = open_regular(path, os.O_RDONLY, follow_symlinks=False)
-            except FileNotFoundError:        # and none exists: nobody can be compacting
-                fd = None
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-    except (OSError, RegionError) as exc:
-        if fd is not None:
-            os.close(fd)
-            fd = None
-        problem = f"{LOCK_NAME}: unusable lock ({_reason(exc)})"
-        if exclusive:
-            raise LockUnavailable(problem) from None
-    try:
-        yield problem
-    finally:
-        if fd is not None:
-            os.close(fd)                    # releases the lock
-
-
-def _reason(exc) -> str:
-    if isinstance(exc, RegionError):
-        return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{type(exc).__name__}: {exc.strerror}"
-    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 def _mark(name: str) -> int:
@@ -899,15 +823,3 @@ def _write_atomically(path: str, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-
-
-def _unlink(path) -> bool:
-    """Remove a file (not a directory); False if there was none or it cannot be."""
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        log.debug("cannot remove %s: %s", path, exc)
-        return False

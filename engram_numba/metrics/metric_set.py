@@ -150,7 +150,7 @@ class MetricSet(KernelArgument):
 
         With ``ENGRAM_NUMBA_METRICS_DIR`` set, the set is this process's file in that
         directory instead (see :meth:`create_in`), so pool workers need no code change."""
-        from .directory import create_file, directory_from_env
+        from ._files import create_file, directory_from_env
         labels = self._check_const_labels(const_labels)
         layout = type(self)._layout(alignment)
         directory = directory_from_env()
@@ -169,7 +169,7 @@ class MetricSet(KernelArgument):
         time, which :class:`~.directory.MetricsDirectory` and ``engram-numba metrics
         serve --dir`` add up with the other processes' files.  A forked child gets a
         file of its own.  See :mod:`.directory`."""
-        from .directory import create_file
+        from ._files import create_file
         labels = cls._check_const_labels(const_labels)
         layout = cls._layout(alignment)
         region = create_file(directory, cls.set_name, layout)
@@ -273,7 +273,7 @@ class MetricSet(KernelArgument):
         if self._base is not None and self._directory is not None:
             # directory mode: the child records into a file of its own (the parent's
             # counts stay in the parent's file, to be compacted when it exits)
-            from .directory import create_file
+            from ._files import create_file
             old = self._region
             self._bind(create_file(self._directory, self.set_name, self._layout_),
                        self._layout_)
@@ -472,7 +472,7 @@ class MetricSet(KernelArgument):
         return f"<{type(self).__name__} {len(self._specs)} metrics, {state}>"
 
     def _repr_html_(self) -> str:
-        from ..viz import metric_set_html
+        from ._html import metric_set_html
         return metric_set_html(self)
 
 

@@ -78,12 +78,12 @@ class MetricSetSnapshot:
 
     def to_dataframe(self, histograms: str = "quantiles", quantiles=(0.5, 0.9, 0.99)):
         """A tidy pandas DataFrame: a row per series (``histograms="buckets"``: a row per
-        non-empty bucket); see :mod:`engram_numba.export.metric_frames`."""
-        from ..export.metric_frames import metrics_dataframe
+        non-empty bucket); see :mod:`engram_numba.metrics.frames`."""
+        from .frames import metrics_dataframe
         return metrics_dataframe(self, histograms, quantiles)
 
     def _repr_html_(self) -> str:
-        from ..viz import metric_set_html
+        from ._html import metric_set_html
         return metric_set_html(self)
 
     def families(self) -> list:

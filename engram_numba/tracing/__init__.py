@@ -1,6 +1,7 @@
 """Event tracing for any numba workload: declared event sets, per-thread rings, spans."""
 
-from .collector import DROP_REASONS, ExportError, PermanentExportError, TraceCollector
+from ..errors import ExportError, PermanentExportError
+from .collector import DROP_REASONS, TraceCollector
 from .config import TracingConfig
 from .schema import Event, EventSet, Span, as_events, concat, schema_of
 from .tracer import Tracer

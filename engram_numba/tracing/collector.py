@@ -64,7 +64,8 @@ import weakref
 
 import numpy as np
 
-from .._delivery import Backoff, ExportError, PermanentExportError, escape, plan_retry
+from .._delivery import Backoff, escape, plan_retry
+from ..errors import ExportError, PermanentExportError
 from .schema import concat
 
 __all__ = ["TraceCollector", "ExportError", "PermanentExportError", "DROP_REASONS",

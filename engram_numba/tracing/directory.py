@@ -2,13 +2,15 @@
 
 ``Tracer.create_in(Events, DIR)`` (or ``$ENGRAM_NUMBA_TRACE_DIR``) names each
 process's rings file ``<set>.<pid>.<start>.<n>.rings`` (pid, process start time
-in clock ticks since boot, the process's n-th tracer of that set), so events
-keep the process that recorded them; their ``thread`` field is the recording
-thread's OS id and ``ring`` its ring in that file.  :class:`TraceDirectory` reads every file (a file
-still being created is skipped until it is valid) and merges the events in time
-order; ``engram-numba trace export --dir DIR`` writes them as JSON Lines (each
-line with ``pid`` and ``process_start``), as a Chrome/Perfetto trace (a process
-per file), or sends them over OTLP with one resource per process
+in clock ticks since boot, the process's n-th tracer of that set; see
+:func:`.._process.new_rings_path`), so events keep the process that recorded
+them; their ``thread`` field is the recording thread's OS id and ``ring`` its
+ring in that file.  :class:`TraceDirectory` reads every file (a file still being
+created is skipped until it is valid) and merges the events in time order;
+``engram-numba trace export --dir DIR`` writes them as JSON Lines (each line
+with ``pid`` and ``process_start``: :func:`..export.json.merged_jsonl`), as a
+Chrome/Perfetto trace (a process per file: :func:`..export.chrome.merged_chrome`),
+or sends them over OTLP with one resource per process
 (``service.instance.id`` = ``<pid>.<start>``, ``process.pid``).
 
 Only regular files are read (a symbolic link, a FIFO or a directory named like
@@ -18,7 +20,6 @@ was attached is skipped instead of being read (which would raise SIGBUS).
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 
@@ -29,7 +30,7 @@ from .._region import RegionError, not_regular
 
 __all__ = ["TRACE_DIRECTORY_ENV", "TraceDirectory", "new_path"]
 
-TRACE_DIRECTORY_ENV = "ENGRAM_NUMBA_TRACE_DIR"
+TRACE_DIRECTORY_ENV = _process.TRACE_DIRECTORY_ENV
 RINGS = _process.file_pattern("rings")
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def _resolve(directory) -> str:
 
 def new_path(directory, event_set) -> str:
     """A new rings file name for this process in ``directory`` (created if missing)."""
-    return _process.new_file_path(_resolve(directory), event_set.layout.name, "rings")
+    return _process.new_rings_path(directory, event_set.layout.name)
 
 
 class Process:
@@ -105,30 +106,3 @@ class TraceDirectory:
                 events = select(events, p.tracer)
             out.append((p, events[np.argsort(events["timestamp"], kind="stable")]))
         return out
-
-
-def merged_jsonl(parts) -> bytes:
-    """JSON Lines of every process's events, merged in time order; each line starts
-    with the process: ``{"pid":..,"process_start":..,"timestamp":..``."""
-    from ..export.json import events_to_jsonl
-    def stream(p, events):
-        prefix = f'{{"pid":{p.pid},"process_start":{p.start},'.encode()
-        lines = events_to_jsonl(events).splitlines()
-        for i, (t, line) in enumerate(zip(events["timestamp"].tolist(), lines)):
-            yield t, p.pid, p.n, i, prefix + line[1:]
-
-    streams = [stream(p, events) for p, events in parts if events.size]
-    return b"".join(item[-1] + b"\n" for item in heapq.merge(*streams))
-
-
-def merged_chrome(parts) -> dict:
-    """One Chrome/Perfetto trace: a process per file (named ``<set> pid <pid>``)."""
-    from ..export.chrome import chrome_trace
-    stamps = [int(e["timestamp"].min()) for _, e in parts if e.size]
-    start = min(stamps) if stamps else 0
-    trace = []
-    for p, events in parts:
-        doc = chrome_trace(events, process_name=f"{p.tracer.layout.name} pid {p.pid}",
-                           pid=p.pid, start_ns=start)
-        trace.extend(doc["traceEvents"])
-    return {"traceEvents": trace, "displayTimeUnit": "ns"}

@@ -127,7 +127,7 @@ class Tracer(KernelArgument):
         import os
         from dataclasses import replace
 
-        from .directory import new_path
+        from .._process import new_rings_path
         if not (isinstance(event_set, type) and issubclass(event_set, EventSet)) \
                 or event_set.layout is None:
             raise TypeError(f"Tracer.create_in takes an EventSet class with events, got "
@@ -137,7 +137,7 @@ class Tracer(KernelArgument):
             raise TypeError(f"config must be a TracingConfig, got {config!r}")
         config.validate()
         config.thresholds(event_set.layout)          # bad type names: before any file exists
-        path = new_path(directory, event_set)
+        path = new_rings_path(directory, event_set.layout.name)
         obj = cls(event_set, replace(config, path=path))
         obj._directory = os.path.dirname(path)
         obj._track()
@@ -168,11 +168,11 @@ class Tracer(KernelArgument):
         # threads' claims stay with the parent; the child starts with empty rings
         if self._base is not None and self._directory is not None:
             # directory mode: the child records into a rings file of its own
-            from .directory import new_path
+            from .._process import new_rings_path
             old = self._region
-            self._bind(self.event_set, *self._new_region(
-                self.event_set, self.config, new_path(self._directory, self.event_set)),
-                primary=True)
+            path = new_rings_path(self._directory, self.event_set.layout.name)
+            self._bind(self.event_set, *self._new_region(self.event_set, self.config, path),
+                       primary=True)
             old.close()
             return
         if self._base is not None:
@@ -528,7 +528,7 @@ class Tracer(KernelArgument):
         return float(np.max(pos[:, 0] - pos[:, 1], initial=0)) / self.capacity
 
     def _repr_html_(self) -> str:
-        from ..viz import tracer_html
+        from ._html import tracer_html
         return tracer_html(self)
 
     def __repr__(self) -> str:
