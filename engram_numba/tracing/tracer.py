@@ -32,7 +32,7 @@ from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
 from . import _ring as ringbuf
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
-from .schema import SLOT_SIZE, EventSet
+from .schema import SLOT_SIZE, Event, EventSet, reserve_names
 from .spans import SpanContext
 
 __all__ = ["Tracer"]
@@ -82,6 +82,9 @@ class Tracer(KernelArgument):
     ring until ``release_thread()``; threads beyond the rings lose their events (counted
     as ``no_ring``).  ``TraceCollector`` drains in the background.
     """
+
+    #: a subclass's default event set (``Tracer.disabled()`` / ``attach`` use it)
+    events = None
 
     def __init__(self, event_set, config: TracingConfig | None = None):
         if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
@@ -609,3 +612,17 @@ def _handle_caller(nbtype, method):
                 return make(base, pid).end()
         _handle_callers[key] = fn
     return fn
+
+
+def _reserve_tracer_names() -> None:
+    """Reserve every name of the Tracer class and of a constructed tracer's attributes,
+    derived from both so that the list cannot drift from the class."""
+    class _Probe(EventSet, name="probe"):
+        probe_event_type = Event()
+
+    # an enabled tracer binds the same attributes (``_bind``); a test checks both
+    names = set(dir(Tracer)) | set(vars(Tracer.disabled(_Probe)))
+    reserve_names(names)
+
+
+_reserve_tracer_names()
