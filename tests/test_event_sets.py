@@ -522,7 +522,7 @@ def test_rotel_receives_spans(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["capacity", "clock", "closed", "n_rings", "event_set",
-                                  "tracer_id", "create_in", "drain"])
+                                  "tracer_id", "create_in", "drain", "parent", "context"])
 def test_names_the_tracer_uses_are_refused_at_declaration(name):
     # the reserved names come from Tracer and a constructed tracer, so none can be
     # accepted and then shadowed in Python while a kernel sees the event
