@@ -186,3 +186,16 @@ def test_another_threads_context_makes_children_of_its_span():
     (step,) = [s for s in spans if s.name == "step"]
     assert done and step.parent_id == request.span_id
     assert tr.trace_id_of(step.root_id) == tr.trace_id_of(request.root_id) == ctx.trace_id
+
+
+def test_a_disabled_tracer_checks_the_context_and_records_nothing():
+    off = Tracer.disabled(Work)
+    with pytest.raises(ValueError):
+        off.parent("00-bad")
+    with off.parent(HEADER):
+        handle(off, 2)
+    assert off.context() is None and off.external_traces() == {} and off.drain().size == 0
+    tr = tracer()
+    with tr.parent(None):            # what context() gives with no span open: no parent
+        handle(tr, 1)
+    assert tr.drain()["parent_span_id"][0] == 0
