@@ -519,3 +519,20 @@ def test_rotel_receives_spans(tmp_path):
     assert f"Parent ID      : {int(root['span_id']):016x}" in text
     assert "-> solver.size: Int(2)" in text and "-> solver.tol: Double(0.000001)" in text
     assert "-> service.name: Str(solver)" in text
+
+
+@pytest.mark.parametrize("name", ["capacity", "clock", "closed", "n_rings", "event_set",
+                                  "tracer_id", "create_in", "drain", "parent", "context"])
+def test_names_the_tracer_uses_are_refused_at_declaration(name):
+    # the reserved names come from Tracer and a constructed tracer, so none can be
+    # accepted and then shadowed in Python while a kernel sees the event
+    for kind in (Event(x=np.uint8), Span()):
+        with pytest.raises(TypeError, match=f"'{name}'.*taken by Tracer"):
+            type("Taken", (EventSet,), {name: kind})
+
+
+def test_every_public_name_of_a_constructed_tracer_is_reserved():
+    from engram_numba.tracing.schema import reserved_names
+    tr = Tracer(Solver, TracingConfig(ring_buffer_size=64, max_threads=1))
+    names = set(dir(Tracer)) | set(vars(tr))
+    assert names <= reserved_names()

@@ -104,3 +104,10 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = commands[1].strip()
     assert test_command in ci, f"CI does not run the README's test command: {test_command}"
+
+
+def test_the_kernel_joins_the_requests_trace(tmp_path, monkeypatch):
+    ns, _ = _run_alone(_block("class ServiceEvents"), tmp_path, monkeypatch)
+    request, span, tracer = ns["request"], ns["kernel_span"], ns["service_tracer"]
+    assert span.parent_id == request.span_id != 0
+    assert tracer.trace_id_of(span.root_id) == request.trace_id != 0

@@ -15,6 +15,10 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
     80    anchor_unix u64      } the TSC rate measured over the whole life of the
     88    anchor_mult u64      } tracer, ns = (ticks * mult) >> shift; every process
     96    anchor_shift u64     } converts with it, anchored at its own present
+    104   ext_parent  u64      span id of the explicit parent of root spans (tracer.parent),
+                               0 = none: a span begun with no open span on its thread
+                               takes it as parent
+    112   ext_count   u64      contexts written to the context table so far
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an argument out of range, a span end
                                without its begin, a span beyond the stack depth
@@ -29,6 +33,8 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
             +72   rng          u64   xorshift state for sampling                   [producer]
             +80   span_count   u64   spans begun on this ring (their ids)          [producer]
             +88   depth        u64   open spans of the ring's thread               [producer]
+            +96   root_parent  u64   parent of the thread's outermost open span     [producer]
+                                     (tracer.parent's span id, or 0)
             +128  read_index   u64   events consumed by the primary consumer      [consumer]
             +136  delivered    u64                                                 [consumer]
             +144  dropped      u64   overwritten before being read, or torn       [consumer]
@@ -39,6 +45,10 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
             +192  span ids     u64[MAX_DEPTH]  the thread's open spans            [producer]
             +320  span types   u8[MAX_DEPTH]   their types; bit 7 set when the begin was written
     slots: ring r, position p -> slots + (r * capacity + (p & (capacity - 1))) * 64
+    CT    context table, N_CONTEXTS entries of 32 bytes (span id, trace id high and low
+          halves, unused), written round robin by tracer.parent: the 128-bit trace id
+          of an explicit parent, which its children's trace takes (the begin event
+          has room for the parent's span id only)
 
 Protocol (one producer per ring; it never writes a consumer word):
 
@@ -82,7 +92,7 @@ from numba import njit
 
 from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
                      store_u64, store_u64_release, thread_id)
-from .._claim import release
+from .._claim import owns, release
 from .._inline import always_inline
 from ..clock import cycles, monotonic_ns
 from .schema import FLAG_BEGIN, FLAG_END
@@ -102,6 +112,10 @@ ANCHOR_MULT_OFF = 88
 ANCHOR_SHIFT_OFF = 96
 NO_RING_OFF = 128
 INVALID_OFF = 136
+EXT_PARENT_OFF = 104
+EXT_COUNT_OFF = 112
+N_CONTEXTS = 256
+CONTEXT_SIZE = 32
 TH_OFF = 192
 R_OWNER = 0
 R_OS_TID = 16
@@ -111,6 +125,7 @@ R_WRITE = 64
 R_RNG = 72
 R_SPANS = 80
 R_DEPTH = 88
+R_ROOT_PARENT = 96
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
@@ -145,9 +160,20 @@ def slots_offset(n_types: int, n_rings: int) -> int:
     return -(-end // SLOT) * SLOT
 
 
+def contexts_offset(n_types: int, n_rings: int, capacity: int) -> int:
+    return slots_offset(n_types, n_rings) + n_rings * capacity * SLOT
+
+
 def region_size(n_types: int, n_rings: int, capacity: int) -> int:
     """Bytes of the data area (Python integers: no overflow for any input)."""
-    return slots_offset(n_types, n_rings) + n_rings * capacity * SLOT
+    return contexts_offset(n_types, n_rings, capacity) + N_CONTEXTS * CONTEXT_SIZE
+
+
+def external_traces(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> dict:
+    """``{span id: 128-bit trace id}`` of the explicit parents still in the context table."""
+    first = contexts_offset(n_types, n_rings, capacity) // 8
+    table = words[first:first + N_CONTEXTS * CONTEXT_SIZE // 8].reshape(N_CONTEXTS, -1)
+    return {int(s): int(hi) << 64 | int(lo) for s, hi, lo in table[:, :3].tolist() if s}
 
 
 def header_word(offset: int, ring: int | None = None, n_types: int = 0) -> int:
@@ -259,6 +285,27 @@ def release_ring(base, pid, th_end, n_rings):
 
 
 @njit(nogil=True, cache=True)
+def py_thread_ring(base, pid, th_end, n_rings):
+    """The ring the calling thread owns, or -1."""
+    tid = np.uint64(thread_id())
+    for i in range(n_rings):
+        if owns(base + th_end + R_OWNER + RING_HEADER_SIZE * i, tid, np.uint64(pid)):
+            return np.int64(i)
+    return np.int64(-1)
+
+
+def thread_context(words: np.ndarray, n_types: int, ring: int) -> tuple:
+    """(innermost open span id, outermost open span id, its parent) of ``ring``'s thread;
+    zeros when it has no open span."""
+    depth = min(int(words[header_word(R_DEPTH, ring, n_types)]), MAX_DEPTH)
+    if depth == 0:
+        return 0, 0, 0
+    ids = header_word(R_STACK_IDS, ring, n_types)
+    return (int(words[ids + depth - 1]), int(words[ids]),
+            int(words[header_word(R_ROOT_PARENT, ring, n_types)]))
+
+
+@njit(nogil=True, cache=True)
 def py_release_ring(base, pid, th_end, n_rings):
     return release_ring(base, pid, th_end, n_rings)
 
@@ -367,9 +414,11 @@ def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, 
     n = load_u64(header + R_SPANS) + _ONE
     store_u64(header + R_SPANS, n)
     span_id = (np.uint64(ring + 1) << np.uint64(48)) | (n & np.uint64(0xFFFFFFFFFFFF))
-    parent = np.uint64(0)
     if depth > 0:
         parent = load_u64(header + R_STACK_IDS + 8 * (depth - _ONE))
+    else:
+        parent = load_u64(base + EXT_PARENT_OFF)     # tracer.parent's span, or 0
+        store_u64(header + R_ROOT_PARENT, parent)
     recorded = thresh != 0 and sampled(header, thresh)
     store_u64(header + R_STACK_IDS + 8 * depth, span_id)
     _store_type(header, depth, type_index | (RECORDED if recorded else 0))

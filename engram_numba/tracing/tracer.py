@@ -32,12 +32,13 @@ from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
 from . import _ring as ringbuf
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
-from .schema import SLOT_SIZE, EventSet
+from .schema import SLOT_SIZE, Event, EventSet, reserve_names
+from .context import CURRENT, TraceContext, resolve
 from .spans import SpanContext
 
 __all__ = ["Tracer"]
 
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 _WORDS = SLOT_SIZE // 8
 
 
@@ -82,6 +83,9 @@ class Tracer(KernelArgument):
     ring until ``release_thread()``; threads beyond the rings lose their events (counted
     as ``no_ring``).  ``TraceCollector`` drains in the background.
     """
+
+    #: a subclass's default event set (``Tracer.disabled()`` / ``attach`` use it)
+    events = None
 
     def __init__(self, event_set, config: TracingConfig | None = None):
         if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
@@ -158,6 +162,7 @@ class Tracer(KernelArgument):
         self._context = SpanContext(n_rings)      # the drains' spans open on each ring
         self._callers = {}
         self._handles = {}
+        self._parents = []                         # contexts of the active parent() blocks
         self._nbtype = _njit.TracerType(event_set, self.layout, region is not None, n_rings,
                                         capacity, clock)
         if region is not None and region.path is None:
@@ -479,6 +484,77 @@ class Tracer(KernelArgument):
                  "type": self.layout.types[t].name if t < self._n_types else "unknown",
                  "recorded": rec} for r, d, i, t, rec in spans]
 
+    # -- trace context ----------------------------------------------------------------------
+
+    def parent(self, ctx=CURRENT) -> "_ParentBlock":
+        """``with tracer.parent(ctx):`` makes every span begun while the block is active,
+        on any thread, that has no open span on its own thread, a child of ``ctx`` in
+        ``ctx``'s trace (its OTLP trace id and parent span id).
+
+        ``ctx``: nothing (the current OpenTelemetry span; needs ``opentelemetry-api``),
+        an ``opentelemetry.trace.SpanContext``, a W3C ``traceparent`` string, or what
+        :meth:`context` returns (None, when no span was open, changes nothing).  A bad
+        context raises ``ValueError`` here, before anything is recorded.  Blocks nest;
+        when several are active (on several threads), the latest entered applies.
+        """
+        return _ParentBlock(self, None if ctx is None else resolve(ctx))
+
+    def context(self) -> TraceContext | None:
+        """The calling thread's innermost open span as a :class:`TraceContext` (its trace
+        id and span id), for ``tracer.parent(...)`` on another thread or process
+        (``.traceparent`` is its W3C header); None when no span is open on the thread."""
+        if self._region is None:
+            return None
+        ring = int(ringbuf.py_thread_ring(self._kernel_address, current_pid(), self._th_end,
+                                          self.n_rings))
+        if ring < 0:
+            return None
+        words = self._words()
+        span, root, root_parent = ringbuf.thread_context(words, self._n_types, ring)
+        if span == 0:
+            return None
+        trace = self.external_traces().get(root_parent) if root_parent else None
+        if trace is None:
+            trace = self.tracer_id << 64 | (root_parent or root)
+        return TraceContext(trace, span)
+
+    def external_traces(self) -> dict:
+        """``{span id: 128-bit trace id}`` of the recent explicit parents (:meth:`parent`):
+        the trace of a span whose root has such a parent (the last
+        ``N_CONTEXTS`` contexts entered are kept)."""
+        if self._region is None:
+            return {}
+        return ringbuf.external_traces(self._words(), self._n_types, self.n_rings,
+                                       self.capacity)
+
+    def trace_id_of(self, root: int) -> int:
+        """The 128-bit trace id of the trace whose root key (an event's ``trace_id``
+        column, a closed span's ``root_id``) is ``root``."""
+        return self.external_traces().get(int(root), self.tracer_id << 64 | int(root))
+
+    def _set_parent(self, ctx, entering: bool) -> None:
+        self._require_writable()
+        from .._atomics import atomic_store
+        words = self._words()
+        with self._lock:
+            if entering:
+                n = int(words[ringbuf.EXT_COUNT_OFF // 8])
+                at = (ringbuf.contexts_offset(self._n_types, self.n_rings, self.capacity)
+                      + (n % ringbuf.N_CONTEXTS) * ringbuf.CONTEXT_SIZE) // 8
+                words[at] = 0                     # (readers skip an entry being written)
+                words[at + 1] = ctx.trace_id >> 64
+                words[at + 2] = ctx.trace_id & (1 << 64) - 1
+                atomic_store(words, at, np.uint64(ctx.span_id))
+                words[ringbuf.EXT_COUNT_OFF // 8] = n + 1
+                self._parents.append(ctx)
+            else:
+                for k in range(len(self._parents) - 1, -1, -1):
+                    if self._parents[k] is ctx:
+                        del self._parents[k]
+                        break
+            active = self._parents[-1].span_id if self._parents else 0
+            atomic_store(words, ringbuf.EXT_PARENT_OFF // 8, np.uint64(active))
+
     @property
     def tracer_id(self) -> int:
         """A random 64-bit id of this tracer (half of its OTLP trace ids)."""
@@ -537,6 +613,23 @@ class Tracer(KernelArgument):
             return f"<{name} disabled>"
         where = self._region.path or "anonymous"
         return f"<{name} {self.n_rings} rings x {self.capacity} events, {where}>"
+
+
+class _ParentBlock:
+    """``with tracer.parent(ctx):`` (see :meth:`Tracer.parent`)."""
+
+    def __init__(self, tracer, ctx):
+        self._tracer, self.context = tracer, ctx
+
+    def __enter__(self):
+        if self.context is not None and self._tracer._region is not None:
+            self._tracer._set_parent(self.context, True)
+        return self.context
+
+    def __exit__(self, *exc):
+        if self.context is not None and self._tracer._region is not None:
+            self._tracer._set_parent(self.context, False)
+        return False
 
 
 class _PyHandle:
@@ -609,3 +702,17 @@ def _handle_caller(nbtype, method):
                 return make(base, pid).end()
         _handle_callers[key] = fn
     return fn
+
+
+def _reserve_tracer_names() -> None:
+    """Reserve every name of the Tracer class and of a constructed tracer's attributes,
+    derived from both so that the list cannot drift from the class."""
+    class _Probe(EventSet, name="probe"):
+        probe_event_type = Event()
+
+    # an enabled tracer binds the same attributes (``_bind``); a test checks both
+    names = set(dir(Tracer)) | set(vars(Tracer.disabled(_Probe)))
+    reserve_names(names)
+
+
+_reserve_tracer_names()

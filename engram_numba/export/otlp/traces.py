@@ -32,8 +32,13 @@ def _field_attributes(common_pb2, prefix, fields, enums):
 
 
 def spans_request(spans, layout, *, tracer_id: int, service_name: str | None = None,
-                  resource_attributes: dict | None = None) -> bytes:
-    """A serialized ``ExportTraceServiceRequest`` of closed spans (see :mod:`..tracing.spans`)."""
+                  resource_attributes: dict | None = None, traces: dict | None = None) -> bytes:
+    """A serialized ``ExportTraceServiceRequest`` of closed spans (see :mod:`..tracing.spans`).
+
+    A span's trace id is ``tracer_id`` followed by its root's id, or, when its root
+    has an explicit parent (``tracer.parent(ctx)``), that parent's 128-bit trace id
+    from ``traces`` (``tracer.external_traces()``)."""
+    traces = traces or {}
     common_pb2, _, _ = proto()
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     from opentelemetry.proto.trace.v1 import trace_pb2
@@ -46,7 +51,8 @@ def spans_request(spans, layout, *, tracer_id: int, service_name: str | None = N
     out = []
     for s in spans:
         span = trace_pb2.Span(
-            trace_id=tid + int(s.root_id).to_bytes(8, "big"),
+            trace_id=(traces[s.root_id].to_bytes(16, "big") if s.root_id in traces
+                      else tid + int(s.root_id).to_bytes(8, "big")),
             span_id=int(s.span_id).to_bytes(8, "big"),
             parent_span_id=int(s.parent_id).to_bytes(8, "big") if s.parent_id else b"",
             name=s.name, kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
@@ -90,9 +96,12 @@ class OtlpSpanExporter(OtlpExporter):
         self._pending = []
         self._last = None
 
+    _tracer = None
+
     def bind(self, tracer) -> None:
         if self.tracer_id is None:
             self.tracer_id = tracer.tracer_id
+        self._tracer = tracer            # its explicit parents' trace ids
 
     def export(self, events: np.ndarray, deadline=None) -> None:
         given = events
@@ -103,7 +112,8 @@ class OtlpSpanExporter(OtlpExporter):
             self._pending.extend(self.assembler.feed(events))
             self._last = given
         if self._pending:
+            traces = self._tracer.external_traces() if self._tracer is not None else None
             self._send(spans_request(self._pending, layout, tracer_id=self.tracer_id,
-                                     service_name=self.service_name,
+                                     service_name=self.service_name, traces=traces,
                                      resource_attributes=self.resource_attributes), deadline)
             self._pending = []
