@@ -51,6 +51,26 @@ class _DeviceRecord:
             _refuse(f"{self._m.attr}.{method}")
         return self._owner._dwords
 
+    def _kernel_slot(self, words, labels, method):
+        """The labels' slot, or None after counting the record as invalid (in a kernel a bad
+        label is refused and counted, as the compiled code does, not raised)."""
+        try:
+            return self._slot(labels)
+        except ValueError:
+            if len(labels) != len(self.spec.labels):
+                raise                       # the compiled code refuses this when it compiles
+        from ..metrics import _record as R
+        from ._bodies import note_invalid
+        for k, (dim, label) in enumerate(zip(self.spec.labels, labels)):
+            try:
+                dim.index(label)
+            except ValueError:
+                value = int(label) if isinstance(label, (int, np.integer)) else 0
+                note_invalid(words, self._place[6], R.METHODS.index(method), R.INVALID_LABEL,
+                             k, value)
+                return None
+        return None
+
     def _copy_word(self, slot):
         """The slot's first word in the copy this thread's multiprocessor records into."""
         shared, sstride, block, hot, copy_words, copies, metric, slot_words = self._place
@@ -68,33 +88,48 @@ class _DeviceRecord:
 class _DeviceCounter(_DeviceRecord, _ms._BoundCounter):
     def inc(self, *labels) -> bool:
         words = self._words_for_record("inc")
+        slot = self._kernel_slot(words, labels, "inc")
+        if slot is None:
+            return False
         from ._bodies import counter_inc
-        counter_inc(words, self._copy_word(self._slot(labels)))
+        counter_inc(words, self._copy_word(slot))
         return True
 
     def add(self, n, *labels) -> bool:
         words = self._words_for_record("add")
         n = as_integer(n, f"{self.spec.name}: n (counters add whole numbers)")
+        slot = self._kernel_slot(words, labels, "add")
+        if slot is None:
+            return False
+        from ..metrics import _record as R
+        from ._bodies import counter_add, note_invalid
         if n < 0:
-            raise ValueError(f"{self.spec.name}: a counter only goes up; got {n!r}")
-        from ._bodies import counter_add
-        counter_add(words, self._copy_word(self._slot(labels)), n)
+            note_invalid(words, self._place[6], R.METHODS.index("add"), R.INVALID_NEGATIVE,
+                         R.VALUE_POSITION, n)
+            return False
+        counter_add(words, self._copy_word(slot), n)
         return True
 
 
 class _DeviceGauge(_DeviceRecord, _ms._BoundGauge):
     def set(self, value, *labels) -> bool:
         words = self._words_for_record("set")
+        slot = self._kernel_slot(words, labels, "set")
+        if slot is None:
+            return False
         from ._bodies import gauge_set
         shared, sstride = self._place[:2]
-        gauge_set(words, shared + sstride * self._slot(labels), as_number(value, self.spec.name))
+        gauge_set(words, shared + sstride * slot, as_number(value, self.spec.name))
         return True
 
     def add(self, value, *labels) -> bool:
         words = self._words_for_record("add")
+        slot = self._kernel_slot(words, labels, "add")
+        if slot is None:
+            return False
         from ._bodies import gauge_add
         shared, sstride = self._place[:2]
-        gauge_add(words, shared + sstride * self._slot(labels), as_number(value, self.spec.name))
+        gauge_add(words, shared + sstride * slot, as_number(value, self.spec.name))
         return True
 
     def sub(self, value, *labels) -> bool:
@@ -107,8 +142,12 @@ class _DeviceHistogram(_DeviceRecord, _ms._BoundHistogram):
 
     def observe(self, value, *labels) -> bool:
         words = self._words_for_record("observe")
+        slot = self._kernel_slot(words, labels, "observe")
+        if slot is None:
+            return False
         from ._target import observer
-        observer(self.spec.scheme)(words, self._copy_word(self._slot(labels)), as_number(value, self.spec.name))
+        observer(self.spec.scheme)(words, self._copy_word(slot),
+                                   as_number(value, self.spec.name))
         return True
 
 
