@@ -114,3 +114,20 @@ def test_otlp(run):
     assert hist.count == len(run["xs"])
     assert list(hist.bucket_counts) == np.bincount(
         np.searchsorted([0.1, 0.5, 1.0, 5.0], run["xs"], side="left"), minlength=5).tolist()
+
+
+def test_readme_gpu_example_runs_under_the_simulator(tmp_path):
+    import re
+    readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
+    (block,) = [b for b in re.findall(r"```py\n(.*?)```", readme, flags=re.S)
+                if "Shop.cuda()" in b]
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first = out.stdout.splitlines()[0]
+    assert first.split() == ["25", "25", "50"]
+    assert 'orders_total{kind="new"} 25' in out.stdout
