@@ -138,3 +138,25 @@ def test_leader_is_the_lowest_lane_of_its_group():
         lanes = [lane for lane in range(32) if is_leader(peers, lane)]
         lowest = [lane for lane in range(32) if peers >> lane & 1][0]
         assert lanes == [lowest]
+
+
+def test_kernel_methods_and_count_invalid_compile_for_the_device():
+    from engram_numba import kernel_method
+
+    class Served(MetricSet):
+        served = Counter("served_total", "Served", labels={"kind": ["a", "b"]})
+        seconds = Histogram("seconds", "Time", range=(1e-3, 10))
+
+        @kernel_method
+        def record(self, kind, seconds):
+            self.served.inc(kind)
+            self.seconds.observe(seconds)
+
+    def k(m, xs):
+        i = cuda.grid(1)
+        if i < xs.size:
+            m.record(i & 1, xs[i])
+            m.count_invalid()
+
+    got = instructions(compile_ptx(k, (device_type(Served), types.float64[::1])))
+    assert {"match.any.sync.b64", "atom.global.add.f64", "atom.global.cas.b64"} <= got

@@ -234,6 +234,28 @@ class DeviceMetricSet:
         return f"<{type(self).__name__} {len(self._specs)} metrics, {state}>"
 
 
+class _DeviceKernelMethod:
+    """A ``@kernel_method`` of a device set, called from Python: its body runs with the device
+    set inside a (simulated) kernel; outside one, it raises as any record does."""
+
+    def __init__(self, km):
+        self.km = km
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.km
+        km = self.km
+
+        def call(*args, **kwargs):
+            values = km._arguments(obj, args, kwargs)
+            if not _in_simulated_kernel():
+                _refuse(km.name)
+            return km.func(obj, *values)
+        call.__name__ = call.__qualname__ = km.name
+        call.__wrapped__ = km.func
+        return call
+
+
 class _Region:
     """What readers ask of a set's region, for a device set (no file, no mapping)."""
 
@@ -260,9 +282,11 @@ def device_metric_set(set_class, *, const_labels=None):
         if not SIMULATOR:
             from numba.cuda.args import ArgHint
             bases += (ArgHint,)
-        cls = _classes[set_class] = type(f"Cuda{set_class.__name__}", bases,
-                                         {"__module__": set_class.__module__,
-                                          "__qualname__": f"Cuda{set_class.__qualname__}"})
+        namespace = {"__module__": set_class.__module__,
+                     "__qualname__": f"Cuda{set_class.__qualname__}"}
+        namespace.update({name: _DeviceKernelMethod(km)
+                          for name, km in set_class._kernel_methods.items()})
+        cls = _classes[set_class] = type(f"Cuda{set_class.__name__}", bases, namespace)
     labels = set_class._check_const_labels(const_labels)
     layout = set_class._layout(_ms.CACHE_LINE)
     obj = cls.__new__(cls)
