@@ -1,0 +1,91 @@
+"""Run under NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_simulator.py): a set of the test's own
+goes through a simulated CUDA kernel; prints what the parent checks, as JSON."""
+
+import json
+import sys
+
+import numpy as np
+from numba import cuda, njit
+
+from engram_numba import Counter, Gauge, Histogram, MetricSet
+from engram_numba.export.otlp import metrics_request
+from engram_numba.export.prometheus import exposition
+
+
+class ShopKernelMetrics(MetricSet, name="shop"):
+    orders = Counter("orders_total", "Orders by kind", labels={"kind": ["new", "repeat", "refund"]})
+    items = Counter("items_total", "Items ordered", labels={"kind": ["new", "repeat", "refund"]})
+    latency = Histogram("latency_seconds", "Time per order", bounds=[0.1, 0.5, 1.0, 5.0])
+    spread = Histogram("spread", "Signed values", range=(1e-3, 1e3), negative=True)
+    level = Gauge("level", "Up and down")
+    last = Gauge("last", "Set once")
+
+
+def record(m, kinds, n, xs, ys, i):
+    m.orders.inc(kinds[i])
+    m.items.labels("new").inc(n[i])
+    m.latency.observe(xs[i])
+    m.spread.observe(ys[i])
+    m.level.add(1.0)
+    if i % 2 == 0:
+        m.level.sub(0.5)
+    if i == 0:
+        m.last.set(42.5)
+
+
+@cuda.jit
+def kernel(m, kinds, n, xs, ys):
+    i = cuda.grid(1)
+    if i < xs.size:
+        m.orders.inc(kinds[i])
+        m.items.labels("new").inc(n[i])
+        m.latency.observe(xs[i])
+        m.spread.observe(ys[i])
+        m.level.add(1.0)
+        if i % 2 == 0:
+            m.level.sub(0.5)
+        if i == 0:
+            m.last.set(42.5)
+
+
+@njit
+def cpu_kernel(m, kinds, n, xs, ys):
+    for i in range(xs.size):
+        m.orders.inc(kinds[i])
+        m.items.labels("new").inc(n[i])
+        m.latency.observe(xs[i])
+        m.spread.observe(ys[i])
+        m.level.add(1.0)
+        if i % 2 == 0:
+            m.level.sub(0.5)
+        if i == 0:
+            m.last.set(42.5)
+
+
+def main():
+    size = int(sys.argv[1])
+    rng = np.random.default_rng(int(sys.argv[2]))
+    kinds = rng.integers(0, 4, size)                 # 3 is out of range: refused, counted
+    n = rng.integers(0, 5, size)
+    xs = rng.choice([0.05, 0.1, 0.3, 0.5, 0.7, 1.0, 3.0, 5.0, 9.0], size) * rng.choice([1, 1.0001], size)
+    ys = rng.normal(0, 50, size)
+    ys[:6] = [np.nan, np.inf, -np.inf, 0.0, 1e-5, 1e300]
+    m = ShopKernelMetrics.cuda()
+    kernel[3, 64](m, kinds, n, xs, ys)
+    cpu = ShopKernelMetrics()
+    cpu_kernel(cpu, kinds, n, xs, ys)
+    json.dump({"kinds": kinds.tolist(), "n": n.tolist(), "xs": xs.tolist(),
+               "ys": [repr(float(y)) for y in ys],
+               "device": m.snapshot(), "cpu": cpu.snapshot(),
+               "orders_new": m.orders.value("new"), "invalid": m.invalid_records,
+               "spread": {k: getattr(m.spread.read(), k)
+                          for k in ("count", "nan", "pos_inf", "neg_inf", "zero_count")},
+               "spread_sum": m.spread.read().sum, "zero_threshold": m.spread.spec.scheme.zero_threshold,
+               "level": m.level.value(), "last": m.last.value(),
+               "prometheus": exposition(m), "otlp": metrics_request(m).hex(),
+               "type": type(m).__name__, "isinstance": isinstance(m, ShopKernelMetrics)},
+              sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
