@@ -26,6 +26,11 @@ from numba import cuda
 from .._values import as_integer, as_number
 from ..metrics.kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from ..metrics import metric_set as _ms
+from ..metrics.counter import _BoundCounter
+from ..metrics.gauge import _BoundGauge
+from ..metrics.handle import _BoundMetric
+from ..metrics.histogram import _BoundHistogram
+from ..metrics.topk import _BoundTopK
 from ._ops import SIMULATOR, sm_id
 
 _classes: dict = {}
@@ -85,7 +90,7 @@ class _DeviceRecord:
         _refuse(f"{self._m.attr}.reset")
 
 
-class _DeviceCounter(_DeviceRecord, _ms._BoundCounter):
+class _DeviceCounter(_DeviceRecord, _BoundCounter):
     def inc(self, *labels) -> bool:
         words = self._words_for_record("inc")
         slot = self._kernel_slot(words, labels, "inc")
@@ -111,7 +116,7 @@ class _DeviceCounter(_DeviceRecord, _ms._BoundCounter):
         return True
 
 
-class _DeviceGauge(_DeviceRecord, _ms._BoundGauge):
+class _DeviceGauge(_DeviceRecord, _BoundGauge):
     def set(self, value, *labels) -> bool:
         words = self._words_for_record("set")
         slot = self._kernel_slot(words, labels, "set")
@@ -136,9 +141,9 @@ class _DeviceGauge(_DeviceRecord, _ms._BoundGauge):
         return self.add(-as_number(value, self.spec.name), *labels)
 
 
-class _DeviceHistogram(_DeviceRecord, _ms._BoundHistogram):
+class _DeviceHistogram(_DeviceRecord, _BoundHistogram):
     def __init__(self, owner, m):
-        _ms._BoundMetric.__init__(self, owner, m)
+        _BoundMetric.__init__(self, owner, m)
 
     def observe(self, value, *labels) -> bool:
         words = self._words_for_record("observe")
@@ -151,7 +156,7 @@ class _DeviceHistogram(_DeviceRecord, _ms._BoundHistogram):
         return True
 
 
-class _DeviceTopK(_DeviceRecord, _ms._BoundTopK):
+class _DeviceTopK(_DeviceRecord, _BoundTopK):
     def set(self, entries) -> None:
         _refuse(f"{self._m.attr}.set")
 

@@ -46,6 +46,7 @@ from numba.core.typing.templates import AttributeTemplate
 from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
                              make_attribute_wrapper, models, overload_method, register_model)
 
+from .._kernel_arg import given
 from .._methods import register_kernel_method
 from .._values import KernelTypingError
 from ..metrics import _njit as N
@@ -235,13 +236,13 @@ def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, 
 
 
 def _counter_inc(h, l0=None, l1=None, l2=None, l3=None):
-    labels = N._given((l0, l1, l2, l3))
+    labels = given((l0, l1, l2, l3))
     resolved = N._checked(h, "inc", labels)
     return _generate("counter.inc", h, len(labels), "", "inc", resolved)
 
 
 def _counter_add(h, n, l0=None, l1=None, l2=None, l3=None):
-    labels = N._given((l0, l1, l2, l3))
+    labels = given((l0, l1, l2, l3))
     resolved = N._checked(h, "add", labels, [("n", n, True)])
     signed = isinstance(n, types.IntEnumMember) or n.signed
     return _generate("counter.add", h, len(labels), "n", "add", resolved, amount="n",
@@ -254,7 +255,7 @@ overload_method(CudaCounterHandleType, "add", prefer_literal=True)(_counter_add)
 
 def _gauge_method(name, sign):
     def typer(h, value, l0=None, l1=None, l2=None, l3=None):
-        labels = N._given((l0, l1, l2, l3))
+        labels = given((l0, l1, l2, l3))
         resolved = N._checked(h, name, labels, [("value", value, False)])
         if name == "set":
             return _generate("gauge.set", h, len(labels), "value", "set", resolved)
@@ -296,7 +297,7 @@ def observer(scheme):
 
 
 def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
-    labels = N._given((l0, l1, l2, l3))
+    labels = given((l0, l1, l2, l3))
     resolved = N._checked(h, "observe", labels, [("value", value, False)])
     return _generate("histogram", h, len(labels), "value", "observe", resolved,
                      OBSERVE=observer(scheme_from_key(h.extra)))
@@ -361,7 +362,7 @@ def _child_parts(typingctx, child):
 
 
 def _labels_method(h, l0=None, l1=None, l2=None, l3=None):
-    labels = N._given((l0, l1, l2, l3))
+    labels = given((l0, l1, l2, l3))
     resolved = N._checked(h, "labels", labels)
     key = ("labels", h, len(labels), resolved)
     fn = _generated.get(key)
