@@ -20,6 +20,7 @@ structured-array records inside kernels.
 from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
+from ._kernel_arg import register_device_module
 from ._progress import progress
 from ._region import RegionError
 from ._values import KernelTypingError
@@ -34,6 +35,9 @@ from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, Cogn
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
 __version__ = "0.1.0"
+
+# MySet.cuda(): the gpu package registers it when imported (extra [cuda]); imported on first use
+register_device_module("cuda", __name__ + ".gpu")
 
 __all__ = [
     "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",

@@ -44,6 +44,10 @@ __all__ = ["device_metric_set", "device_type", "DeviceMetricSet", "compile_ptx",
 if not SIMULATOR:
     from . import _target  # noqa: F401  (registers the CUDA types and methods)
 
+from .._kernel_arg import register_device  # noqa: E402
+
+register_device("cuda", device_metric_set)          # MySet.cuda()
+
 
 @contextlib.contextmanager
 def _device_cc(cc):

@@ -1,39 +1,43 @@
-"""numba-cuda registrations of device metric sets: every one of them is in this module.
+"""The numba-cuda target of device metric sets, registered through :mod:`.._kernel_arg`.
 
-What it registers (numba's extension API; numba-cuda shares numba's type classes
-and registries, so ``numba.extending`` reaches the CUDA target)::
+:class:`CudaTarget` is a :class:`.._kernel_arg.Target` on numba-cuda's registries
+(``numba.cuda.extending``); :func:`.._kernel_arg.register_owner` registers the
+device set's type and its handle types with it, and every method goes through
+:func:`.._kernel_arg.register_method` with ``target="cuda"``, as the CPU's do
+with ``"cpu"``.  What differs from the CPU target is what the target says::
 
-    CudaMetricSetType(types.Array)   a device set: typed as the uint64 array of its
-                                     words (numba's ArrayModel), with its class and
-                                     layout; the launch passes it as that array (the
-                                     Python object is a numba-cuda ``ArgHint`` whose
-                                     ``to_device`` gives the device array)
-    CudaCounterHandleType, CudaGaugeHandleType, CudaHistogramHandleType
-                                     ``m.<metric>`` in a kernel: {words}, the metric's
-                                     place and scheme in the type (compile-time constants)
-    CudaChildType                    ``m.<metric>.labels(...)``: {handle, slot, bad0, bad1}
-    @infer_getattr / @lower_getattr_generic on CudaMetricSetType    m.<metric>
-    @overload_method: inc, add (counter); set, add, sub (gauge); observe (histogram);
-                      labels (all three); the same on CudaChildType;
-                      count_invalid on the set; the class's @kernel_methods
-                      (through ``_methods.register_kernel_method``)
+    CudaMetricSetType(types.Array)   a device set: the uint64 array of its words
+                                     (numba's ArrayModel), with its class and layout;
+                                     the launch passes it as that array (the Python
+                                     object is a numba-cuda ``ArgHint`` whose
+                                     ``to_device`` gives the device array), so the
+                                     target's ``enter`` registers nothing
+    Cuda{Counter,Gauge,Histogram}HandleType
+                                     ``m.<metric>``: the CPU handle types (labels,
+                                     messages), native value {words}, the metric's
+                                     place in the type (compile-time constants)
+    CudaChildType                    ``m.<metric>.labels(...)``: the CPU child's model
+                                     and intrinsics (``_make_child``, ``_child_parts``)
+    methods                          inc, add (counter); set, add, sub (gauge);
+                                     observe (histogram); labels; the same on the
+                                     child; count_invalid; the class's @kernel_methods
     launch hook                      numba-cuda's ``_Kernel._prepare_args`` is wrapped
                                      once so that a *disabled* CPU set (an empty struct)
                                      is passed as no kernel argument at all
 
-Reused by import, not copied: label checks and messages (``metrics._njit._checked``,
-``_given``, ``_disabled``, ``_inline_disabled``, ``_label_slot``, ``_bad_label``),
-the handle base class (``metrics._njit.HandleType``, for its label metadata),
-layouts (``metrics.layout``), slot offsets (``metrics._record``), bucket indices
-(``metrics.buckets``), kernel methods (``_methods.register_kernel_method``).
+Shared with the CPU target, by import: label checks and messages
+(``metrics._njit._checked``, ``_label_slot``, ``_bad_label``, ``_METHOD_CODE``),
+the handle types' base, the child's model and intrinsics, layouts, slot offsets
+(``metrics._record``), bucket indices (``metrics.buckets``), kernel methods
+(``_methods.register_kernel_method``).
 
-Duplicated from ``metrics/_njit.py`` because those are bound to the CPU model
-(base address, pid, copy entry) and would move onto a shared kernel-argument
-module with a target parameter: the set/handle type classes and their models,
-the attribute typing/lowering of ``m.<metric>``, the generated record-method
-texts (``_BODIES``: here with word indices and the SM-chosen copy instead of the
-thread's owned copy), the child type of ``labels(...)`` and its two intrinsics
-(``_make_child``, ``_child_parts``), and the per-scheme ``observer``.
+Still this target's own, because the device records into word indices of an
+array with warp-aggregated atomics where the CPU records at addresses of the
+thread's owned copy: the record-method texts (``_BODIES``: word indices, the
+copy chosen by ``%smid``) and the per-scheme ``observer`` (a device function
+over the words, :mod:`._bodies`).  Under the simulator the types exist (the
+simulated handles read their places from them) and :class:`SimulatedTarget`
+registers nothing.
 """
 
 from __future__ import annotations
@@ -42,11 +46,10 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, errors
-from numba.core.typing.templates import AttributeTemplate
-from numba.extending import (infer_getattr, intrinsic, lower_getattr_generic,
-                             make_attribute_wrapper, models, overload_method, register_model)
+from numba.extending import models
 
-from .._kernel_arg import given
+from .._kernel_arg import (Target, given, register_method, register_model, register_owner,
+                           register_target)
 from .._methods import register_kernel_method
 from .._values import KernelTypingError
 from ..metrics import _njit as N
@@ -56,7 +59,7 @@ from ..metrics.buckets import (ExplicitBuckets, ExponentialBuckets, exponential_
 from ..metrics.kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from ..metrics.spec import MAX_LABEL_DIMS
 from . import _bodies as B
-from ._ops import device, sm_id
+from ._ops import SIMULATOR, device, sm_id
 
 WORDS = types.Array(types.uint64, 1, "C")
 
@@ -73,6 +76,14 @@ class CudaMetricSetType(types.Array):
         self.handle_types = {attr: _handle_type(m, layout)
                              for attr, m in layout.metrics.items() if m.spec.kind is not TOPK}
         self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind is TOPK}
+
+    def handle_type(self, attr):
+        """The type of ``m.<attr>`` in a kernel (the typing template of
+        :func:`_kernel_arg.register_owner` asks)."""
+        if attr in self.python_only:
+            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in "
+                                     f"kernels")
+        return self.handle_types.get(attr)
 
     @property
     def key(self):
@@ -137,28 +148,80 @@ class _HandleModel(models.StructModel):
         super().__init__(dmm, fe_type, [("words", WORDS)])
 
 
-register_model(CudaMetricSetType)(models.ArrayModel)
-for _t in _HANDLE_TYPES.values():
-    register_model(_t)(_HandleModel)
-    make_attribute_wrapper(_t, "words", "words")
+class CudaTarget(Target):
+    """numba-cuda's registries (``numba.cuda.extending``) and a device set's shape: the set
+    is the array of its words (numba's ArrayModel; the launch passes the device array
+    that the set's ``to_device`` gives), a handle is ``{words}``, its place in the words
+    a compile-time constant of its type."""
+
+    name = "cuda"
+    owner_model = models.ArrayModel
+    handle_model = _HandleModel
+    owner_members = ()
+
+    @property
+    def attribute_template(self):
+        from numba.cuda.typing.templates import AttributeTemplate
+        return AttributeTemplate
+
+    def handle_members(self, handle_type) -> tuple:
+        return ("words",)
+
+    def lower_handle(self, context, builder, typ, value, attr):
+        handle = cgutils.create_struct_proxy(typ.handle_types[attr])(context, builder)
+        handle.words = value
+        return handle._getvalue()
+
+    def register_model(self, typ, model) -> None:
+        from numba.cuda.extending import register_model
+        register_model(typ)(model)
+
+    def enter(self, owner_type) -> None:
+        """Nothing to register: the set is an ``ArgHint`` whose ``to_device`` gives its words."""
+
+    def attribute_wrapper(self, typ, member: str) -> None:
+        from numba.cuda.extending import make_attribute_wrapper
+        make_attribute_wrapper(typ, member, member)
+
+    def infer_getattr(self, template) -> None:
+        from numba.cuda.extending import infer_getattr
+        infer_getattr(template)
+
+    def lower_getattr_generic(self, typ, impl) -> None:
+        from numba.cuda.extending import lower_getattr_generic
+        lower_getattr_generic(typ)(impl)
+
+    def overload_method(self, typ, name: str, typer, **options) -> None:
+        from numba.cuda.extending import overload_method
+        overload_method(typ, name, **options)(typer)
 
 
-@infer_getattr
-class _SetAttributes(AttributeTemplate):
-    key = CudaMetricSetType
+class SimulatedTarget(CudaTarget):
+    """The simulator (``NUMBA_ENABLE_CUDASIM=1``) runs kernels as Python: the types exist
+    (their places and observers are the simulated handles'), nothing is registered."""
 
-    def generic_resolve(self, typ, attr):
-        if attr in typ.python_only:
-            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in "
-                                     f"kernels")
-        return typ.handle_types.get(attr)
+    def register_model(self, typ, model) -> None:
+        pass
+
+    def attribute_wrapper(self, typ, member: str) -> None:
+        pass
+
+    def infer_getattr(self, template) -> None:
+        pass
+
+    def lower_getattr_generic(self, typ, impl) -> None:
+        pass
+
+    def overload_method(self, typ, name: str, typer, **options) -> None:
+        pass
 
 
-@lower_getattr_generic(CudaMetricSetType)
-def _lower_handle(context, builder, typ, value, attr):
-    handle = cgutils.create_struct_proxy(typ.handle_types[attr])(context, builder)
-    handle.words = value
-    return handle._getvalue()
+register_target(SimulatedTarget() if SIMULATOR else CudaTarget())
+register_owner(CudaMetricSetType, tuple(_HANDLE_TYPES.values()), target="cuda")
+
+
+def _method(typ, name, typer, **options):
+    register_method(typ, name, typer, target="cuda", **options)
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +278,7 @@ def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, 
     if fn is not None:
         return fn
     ns = dict(np=np, B=B, R=R, sm_id=sm_id, _label_slot=N._label_slot,
-              _bad_label=N._bad_label, _child_parts=_child_parts,
+              _bad_label=N._bad_label, _child_parts=N._child_parts,
               METHOD=N._METHOD_CODE[method], SIGNED=False, SIGN=1.0)
     ns.update(_constants(h))
     ns.update(constants)
@@ -249,8 +312,8 @@ def _counter_add(h, n, l0=None, l1=None, l2=None, l3=None):
                      SIGNED=signed)
 
 
-overload_method(CudaCounterHandleType, "inc", prefer_literal=True)(_counter_inc)
-overload_method(CudaCounterHandleType, "add", prefer_literal=True)(_counter_add)
+_method(CudaCounterHandleType, "inc", _counter_inc, prefer_literal=True)
+_method(CudaCounterHandleType, "add", _counter_add, prefer_literal=True)
 
 
 def _gauge_method(name, sign):
@@ -260,7 +323,7 @@ def _gauge_method(name, sign):
         if name == "set":
             return _generate("gauge.set", h, len(labels), "value", "set", resolved)
         return _generate("gauge.add", h, len(labels), "value", name, resolved, SIGN=sign)
-    overload_method(CudaGaugeHandleType, name, prefer_literal=True)(typer)
+    _method(CudaGaugeHandleType, name, typer, prefer_literal=True)
 
 
 _gauge_method("set", 1.0)
@@ -303,7 +366,7 @@ def _histogram_observe(h, value, l0=None, l1=None, l2=None, l3=None):
                      OBSERVE=observer(scheme_from_key(h.extra)))
 
 
-overload_method(CudaHistogramHandleType, "observe", prefer_literal=True)(_histogram_observe)
+_method(CudaHistogramHandleType, "observe", _histogram_observe, prefer_literal=True)
 
 
 # --------------------------------------------------------------------------
@@ -323,42 +386,8 @@ class CudaChildType(types.Type):
         return ("cuda-child", self.parent)
 
 
-@register_model(CudaChildType)
-class _ChildModel(models.StructModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("h", fe_type.parent), ("slot", types.intp),
-                                        ("bad0", types.int64), ("bad1", types.int64)])
-
-
-@intrinsic
-def _make_child(typingctx, handle, labels):
-    sig = CudaChildType(handle)(handle, labels)
-    slot_sig = types.intp(handle, labels)
-    bad_sig = types.UniTuple(types.int64, 2)(handle, labels)
-
-    def codegen(context, builder, sig, args):
-        child = cgutils.create_struct_proxy(sig.return_type)(context, builder)
-        child.h = args[0]
-        child.slot = N._label_slot._defn(context.typing_context, handle, labels)[1](
-            context, builder, slot_sig, args)
-        bad = N._bad_label._defn(context.typing_context, handle, labels)[1](
-            context, builder, bad_sig, args)
-        child.bad0 = builder.extract_value(bad, 0)
-        child.bad1 = builder.extract_value(bad, 1)
-        return child._getvalue()
-
-    return sig, codegen
-
-
-@intrinsic
-def _child_parts(typingctx, child):
-    sig = types.Tuple((child.parent, types.intp, types.int64, types.int64))(child)
-
-    def codegen(context, builder, sig, args):
-        c = cgutils.create_struct_proxy(child)(context, builder, value=args[0])
-        return context.make_tuple(builder, sig.return_type, [c.h, c.slot, c.bad0, c.bad1])
-
-    return sig, codegen
+register_model(CudaChildType, N._ChildModel, target="cuda")   # {h, slot, bad0, bad1}
+_CudaHandle.child_class = CudaChildType
 
 
 def _labels_method(h, l0=None, l1=None, l2=None, l3=None):
@@ -369,14 +398,14 @@ def _labels_method(h, l0=None, l1=None, l2=None, l3=None):
     if fn is None:
         exprs = [str(r) if r is not None else f"l{i}" for i, r in enumerate(resolved)]
         tup = "(" + "".join(f"{e}, " for e in exprs) + ")"
-        ns = {"_make_child": _make_child}
+        ns = {"_make_child": N._make_child}
         exec(f"def f(h, {_LABELS}):\n    return _make_child(h, {tup})\n", ns)
         fn = _generated[key] = ns["f"]
     return fn
 
 
 for _t in _HANDLE_TYPES.values():
-    overload_method(_t, "labels", prefer_literal=True)(_labels_method)
+    _method(_t, "labels", _labels_method, prefer_literal=True)
 
 _CHILD = {          # (kind, method): (body, integer amount, constants)
     ("counter", "inc"): ("counter.add", True, {}),
@@ -428,16 +457,18 @@ def _child_typer(name):
 
 
 for _name in ("inc", "add", "set", "sub", "observe"):
-    overload_method(CudaChildType, _name, prefer_literal=True)(_child_typer(_name))
+    _method(CudaChildType, _name, _child_typer(_name), prefer_literal=True)
 
 _KERNEL_METHOD = R.METHODS.index("kernel method")
 
 
-@overload_method(CudaMetricSetType, "count_invalid")
 def _count_invalid(m):
     def impl(m):
         B.note_invalid(m, -1, _KERNEL_METHOD, R.INVALID_ARGUMENT, R.VALUE_POSITION, 0)
     return impl
+
+
+_method(CudaMetricSetType, "count_invalid", _count_invalid)
 
 
 _types: dict = {}
@@ -450,7 +481,7 @@ def set_type(set_class, layout) -> CudaMetricSetType:
     if typ is None:
         typ = _types[key] = CudaMetricSetType(set_class, layout)
         for km in set_class._kernel_methods.values():
-            register_kernel_method(km, CudaMetricSetType)
+            register_kernel_method(km, CudaMetricSetType, target="cuda")
     return typ
 
 

@@ -250,8 +250,7 @@ class MetricSet(KernelArgument):
     def cuda(cls, *, const_labels=None):
         """A set whose values live in device memory, for numba CUDA kernels (extra
         ``[cuda]``); read and exported as this set is.  See :mod:`engram_numba.gpu`."""
-        from ..gpu import device_metric_set
-        return device_metric_set(cls, const_labels=const_labels)
+        return _kernel_arg.device("cuda")(cls, const_labels=const_labels)
 
     @classmethod
     def _new(cls, region, layout):
