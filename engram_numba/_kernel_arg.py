@@ -62,9 +62,12 @@ parameter of :func:`register_owner` and :func:`register_method` (default
     the CUDA target, :mod:`engram_numba.gpu._target`, passes a device set as
     the array of its words and a handle as ``{words}``).
 
-The owner and handle types, their models and the generated method bodies are
-target-independent: a target changes how they are registered, never what they
-are.
+What every target shares is the protocol of the types (an owner's
+``handle_type(attr)``, a handle's label metadata) and the typing around it; a
+target says how values are represented (models, lowering), where the
+registrations go, and, where its memory differs, its own record bodies (the CPU
+records at addresses of the thread's owned copy, the CUDA target into word
+indices of a device array).
 
 Both kinds of owner own a :class:`~engram_numba._region.Region`.  The pid
 travels with the address because a forked child keeps its parent's thread ids:
