@@ -62,6 +62,22 @@ def cpu_kernel(m, kinds, n, xs, ys):
             m.last.set(42.5)
 
 
+def clock_check():
+    """A device timestamp converted by the calibration, and the host readings around it."""
+    import time
+    from engram_numba.gpu._clock import _read_kernel, calibrate
+    clock = calibrate()
+    out = cuda.to_device(np.zeros(1, dtype=np.uint64))
+    before = time.time_ns()
+    _read_kernel()[1, 1](out)
+    cuda.synchronize()
+    after = time.time_ns()
+    ticks = int(out.copy_to_host()[0])
+    return {"before": before, "after": after, "ticks": ticks,
+            "unix": clock.to_unix_ns(ticks), "error": clock.error_ns,
+            "unix_array": int(clock.to_unix_ns(np.array([ticks], dtype=np.uint64))[0])}
+
+
 def main():
     size = int(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]))
@@ -83,7 +99,8 @@ def main():
                "spread_sum": m.spread.read().sum, "zero_threshold": m.spread.spec.scheme.zero_threshold,
                "level": m.level.value(), "last": m.last.value(),
                "prometheus": exposition(m), "otlp": metrics_request(m).hex(),
-               "type": type(m).__name__, "isinstance": isinstance(m, ShopKernelMetrics)},
+               "type": type(m).__name__, "isinstance": isinstance(m, ShopKernelMetrics),
+               "clock": clock_check()},
               sys.stdout)
 
 

@@ -160,3 +160,14 @@ def test_kernel_methods_and_count_invalid_compile_for_the_device():
 
     got = instructions(compile_ptx(k, (device_type(Served), types.float64[::1])))
     assert {"match.any.sync.b64", "atom.global.add.f64", "atom.global.cas.b64"} <= got
+
+
+def test_device_timestamps_read_the_global_timer():
+    from engram_numba.gpu._ops import global_timer
+
+    def stamp(out):
+        out[cuda.grid(1)] = global_timer()
+
+    ptx = compile_ptx(stamp, (types.uint64[::1],))
+    assert re.search(r"mov\.u64\s+%rd\d+,\s*%globaltimer;", ptx), ptx[-2000:]
+    assert ".extern" not in ptx         # no call left to a function the device lacks

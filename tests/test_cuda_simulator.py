@@ -138,3 +138,14 @@ def test_readme_gpu_example_runs_under_the_simulator(tmp_path):
     first = out.stdout.splitlines()[0]
     assert first.split() == ["25", "25", "50"]
     assert 'orders_total{kind="new"} 25' in out.stdout
+
+
+def test_device_timestamps_calibrate_to_host_unix_time(run):
+    c = run["clock"]
+    # the simulator's %globaltimer is CLOCK_MONOTONIC: raw readings are no Unix time
+    assert not c["before"] - 10**9 <= c["ticks"] <= c["after"] + 10**9
+    # converted, the reading falls between the host readings around its kernel
+    # (give or take the calibration's own bracket)
+    assert c["before"] - c["error"] <= c["unix"] <= c["after"] + c["error"]
+    assert c["unix_array"] == c["unix"]
+    assert 0 <= c["error"] < 10**9

@@ -25,6 +25,7 @@ runs the same loop over the same mask, as ``shfl.sync`` requires).
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from numba import cuda
@@ -91,6 +92,11 @@ if SIMULATOR:
     def store_f64(words, i, v):
         with _lock:
             _host(words)[i] = np.array([v], _F64).view(np.uint64)[0]
+
+    def global_timer():
+        """The simulator's ``%globaltimer``: CLOCK_MONOTONIC ns, an epoch other than Unix
+        time (as the device's is not promised to be), so calibration is exercised."""
+        return np.uint64(time.monotonic_ns())
 
     def sm_id():
         """The simulator has no SMs: the block index stands in, so copies are spread."""
@@ -213,6 +219,21 @@ else:
                           ir.DoubleType())
             builder.store(context.cast(builder, args[2], v, types.float64), ptr, align=8)
             return context.get_dummy_value()
+        return sig, codegen
+
+    @intrinsic
+    def global_timer(typingctx):
+        """``%globaltimer``: the device's nanosecond clock (its epoch is calibrated to Unix
+        time on the host, :mod:`._clock`)."""
+        sig = types.uint64()
+
+        def codegen(context, builder, sig, args):
+            # inline PTX: this NVVM has no llvm.nvvm.read.ptx.sreg.globaltimer intrinsic (it
+            # would be left as a call to an undefined function); side effect: every read
+            # is a fresh one
+            asm = ir.InlineAsm(ir.FunctionType(ir.IntType(64), ()),
+                               "mov.u64 $0, %globaltimer;", "=l", side_effect=True)
+            return builder.call(asm, ())
         return sig, codegen
 
     @intrinsic
