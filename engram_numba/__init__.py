@@ -38,6 +38,7 @@ __version__ = "0.1.0"
 
 # MySet.cuda(): the gpu package registers it when imported (extra [cuda]); imported on first use
 register_device_module("cuda", __name__ + ".gpu")
+register_device_module("cuda-tracer", __name__ + ".gpu")
 
 __all__ = [
     "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",

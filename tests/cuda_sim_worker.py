@@ -7,7 +7,8 @@ import sys
 import numpy as np
 from numba import cuda, njit
 
-from engram_numba import Counter, Gauge, Histogram, MetricSet
+from engram_numba import (Counter, Event, EventSet, Gauge, Histogram, MetricSet, Tracer,
+                          TracingConfig, to_dataframe)
 from engram_numba.export.otlp import metrics_request
 from engram_numba.export.prometheus import exposition
 
@@ -78,6 +79,43 @@ def clock_check():
             "unix_array": int(clock.to_unix_ns(np.array([ticks], dtype=np.uint64))[0])}
 
 
+class StepEvents(EventSet, name="steps"):
+    step = Event("A step of the kernel", i=np.uint32, x=np.float64, k=np.uint8)
+
+
+@cuda.jit
+def traced(tr, xs, ks):
+    i = cuda.grid(1)
+    if i < xs.size:
+        tr.step.emit(i, xs[i], ks[i])
+
+
+def trace_check(size, rings, capacity):
+    """Events of a simulated kernel, drained; the host readings around the kernel."""
+    import time
+    from engram_numba.export.chrome import chrome_trace
+    from engram_numba.gpu import thread_name
+    tr = Tracer.cuda(StepEvents, TracingConfig(max_threads=rings, ring_buffer_size=capacity))
+    xs = np.arange(size) * 0.5
+    ks = np.arange(size) % 200
+    ks[7] = 300                                   # out of the u1 field's range: refused
+    before = time.time_ns()
+    traced[3, 64](tr, xs, ks)
+    after = time.time_ns()
+    ev = tr.drain()
+    again = tr.drain()
+    stats = tr.stats()
+    return {"before": before, "after": after, "error": tr.clock.error_ns,
+            "columns": {c: ev[c].tolist() for c in ("i", "x", "k", "thread", "ring",
+                                                      "sequence", "timestamp",
+                                                      "event_type")},
+            "names": sorted({thread_name(t) for t in ev["thread"].tolist()}),
+            "again": len(again), "stats": stats, "dtype": str(ev.dtype),
+            "cpu_dtype": str(Tracer.disabled(StepEvents).drain().dtype),
+            "frame_rows": len(to_dataframe(ev, "step")),
+            "chrome": json.dumps(chrome_trace(ev))}
+
+
 def main():
     size = int(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]))
@@ -100,7 +138,8 @@ def main():
                "level": m.level.value(), "last": m.last.value(),
                "prometheus": exposition(m), "otlp": metrics_request(m).hex(),
                "type": type(m).__name__, "isinstance": isinstance(m, ShopKernelMetrics),
-               "clock": clock_check()},
+               "clock": clock_check(), "trace": trace_check(size, 4, 64),
+               "trace_lapped": trace_check(size, 2, 8)},
               sys.stdout)
 
 

@@ -171,3 +171,26 @@ def test_device_timestamps_read_the_global_timer():
     ptx = compile_ptx(stamp, (types.uint64[::1],))
     assert re.search(r"mov\.u64\s+%rd\d+,\s*%globaltimer;", ptx), ptx[-2000:]
     assert ".extern" not in ptx         # no call left to a function the device lacks
+
+
+def test_device_events_claim_a_slot_per_warp_with_one_atomic():
+    from engram_numba import Event, EventSet
+    from engram_numba.gpu._device_tracer import geometry
+    from engram_numba.gpu._target import tracer_type
+
+    class GpuSteps(EventSet):
+        step = Event("A step", i=np.uint32, x=np.float64)
+
+    def traced(tr, xs):
+        i = cuda.grid(1)
+        if i < xs.size:
+            tr.step.emit(np.uint32(i), xs[i])       # in range by type: no check, no refusal
+
+    ptx = compile_ptx(traced, (tracer_type(GpuSteps, geometry(4, 64)), types.float64[::1]))
+    found = instructions(ptx)
+    assert {"activemask.b32", "shfl.sync.idx.b32"} <= found, found
+    assert ptx.count("atom.global.add.u64") == 1          # the warp's claim (fields in range)
+    assert re.search(r"popc\.b32", ptx)
+    assert re.search(r"mov\.u64\s+%rd\d+,\s*%globaltimer;", ptx)
+    assert "membar.gl" in ptx                              # the slot before its position word
+    assert ".extern" not in ptx

@@ -123,11 +123,26 @@ def test_otlp(run):
         np.searchsorted([0.1, 0.5, 1.0, 5.0], run["xs"], side="left"), minlength=5).tolist()
 
 
-def test_readme_gpu_example_runs_under_the_simulator(tmp_path):
+def _readme_block(snippet):
     import re
     readme = open(os.path.join(os.path.dirname(HERE), "README.md")).read()
-    (block,) = [b for b in re.findall(r"```py\n(.*?)```", readme, flags=re.S)
-                if "Shop.cuda()" in b]
+    (block,) = [b for b in re.findall(r"```py\n(.*?)```", readme, flags=re.S) if snippet in b]
+    return block
+
+
+def test_readme_gpu_tracing_example_runs_under_the_simulator(tmp_path):
+    script = tmp_path / "example.py"
+    script.write_text(_readme_block("Tracer.cuda("))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    env["PYTHONPATH"] = os.path.dirname(HERE) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[0] == "50 ['block 0 warp 0', 'block 1 warp 0']"
+
+
+def test_readme_gpu_example_runs_under_the_simulator(tmp_path):
+    block = _readme_block("Shop.cuda()")
     script = tmp_path / "example.py"
     script.write_text(block)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
@@ -149,3 +164,49 @@ def test_device_timestamps_calibrate_to_host_unix_time(run):
     assert c["before"] - c["error"] <= c["unix"] <= c["after"] + c["error"]
     assert c["unix_array"] == c["unix"]
     assert 0 <= c["error"] < 10**9
+
+
+def test_device_events_read_back_exactly(run):
+    t = run["trace"]
+    c = t["columns"]
+    i = np.array(c["i"])
+    expected = np.array([k for k in range(SIZE) if k != 7])     # 7's field was out of range
+    order = np.argsort(i)
+    assert i[order].tolist() == expected.tolist()
+    assert np.array(c["x"])[order].tolist() == (expected * 0.5).tolist()
+    assert np.array(c["k"])[order].tolist() == (expected % 200).tolist()
+    block, warp = expected // 64, (expected % 64) // 32
+    assert np.array(c["thread"])[order].tolist() == ((block << 16) | warp).tolist()
+    assert np.array(c["ring"])[order].tolist() == ((block * 2 + warp) % 4).tolist()
+    assert t["names"] == sorted(f"block {b} warp {w}" for b in range(3) for w in range(2)
+                                if b * 64 + w * 32 < SIZE)
+    ring, seq = np.array(c["ring"]), np.array(c["sequence"])
+    for r in range(4):          # each ring's positions, every one delivered once
+        assert sorted(seq[ring == r].tolist()) == list(range(int((ring == r).sum())))
+    ts = np.array(c["timestamp"], dtype=np.int64)
+    assert (ts >= t["before"] - t["error"]).all() and (ts <= t["after"] + t["error"]).all()
+    assert (np.diff(ts) >= 0).all()                               # oldest first
+    s = t["stats"]
+    assert (s["written"], s["delivered"], s["dropped"], s["invalid"], s["pending"]) == \
+        (SIZE - 1, SIZE - 1, 0, 1, 0)
+    assert t["again"] == 0
+    assert t["dtype"] == t["cpu_dtype"]          # the CPU tracer's array: exporters unchanged
+    assert t["frame_rows"] == SIZE - 1
+    chrome = json.loads(t["chrome"])
+    assert sum(e.get("name") == "step" for e in chrome["traceEvents"]) == SIZE - 1
+
+
+def test_device_ring_overflow_is_counted_exactly(run):
+    t = run["trace_lapped"]
+    ring, seq = np.array(t["columns"]["ring"]), np.array(t["columns"]["sequence"])
+    s = t["stats"]
+    assert s["written"] == SIZE - 1 and s["invalid"] == 1
+    assert s["written"] == s["delivered"] + s["dropped"]
+    for r, per in enumerate(s["rings"]):
+        assert per["written"] == per["delivered"] + per["dropped"]
+        assert per["delivered"] == min(per["written"], 8)
+        # what survives is each ring's newest 8 positions
+        assert sorted(seq[ring == r].tolist()) == list(range(per["written"] - per["delivered"],
+                                                          per["written"]))
+    i = np.array(t["columns"]["i"])
+    assert np.array(t["columns"]["x"]).tolist() == (i * 0.5).tolist()

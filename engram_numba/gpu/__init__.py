@@ -1,4 +1,5 @@
-"""Metric sets inside numba CUDA kernels (extra ``[cuda]``: numba-cuda and NVIDIA's wheels).
+"""Metric sets and event tracers inside numba CUDA kernels (extra ``[cuda]``: numba-cuda
+and NVIDIA's wheels).
 
 ::
 
@@ -27,6 +28,11 @@ into one of the set's copies (``%smid``), which readers add up.  See
 :mod:`._target` for the numba registrations, :mod:`._bodies` for the recording
 code (one source for the GPU and the simulator).
 
+Events: ``Tracer.cuda(Events, config)`` (:mod:`._device_tracer`) keeps rings in
+device memory; a warp claims its lanes' slots with one atomic, events carry
+``%globaltimer`` calibrated to Unix time (:mod:`._clock`), and ``drain()`` gives
+the CPU tracer's event array.
+
 Without a GPU, :func:`compile_ptx` compiles a kernel that calls device
 functions (numba-cuda 0.30 compiles those for the current device, which needs
 a driver) and the simulator (``NUMBA_ENABLE_CUDASIM=1``) runs kernels.
@@ -39,7 +45,8 @@ import contextlib
 from ._ops import SIMULATOR, is_leader
 from ._device_set import DeviceMetricSet, device_metric_set, device_type
 
-__all__ = ["device_metric_set", "device_type", "DeviceMetricSet", "compile_ptx", "SIMULATOR", "is_leader"]
+__all__ = ["device_metric_set", "device_type", "DeviceMetricSet", "DeviceTracer", "device_tracer",
+           "thread_name", "compile_ptx", "SIMULATOR", "is_leader"]
 
 if not SIMULATOR:
     from . import _target  # noqa: F401  (registers the CUDA types and methods)
@@ -47,6 +54,9 @@ if not SIMULATOR:
 from .._kernel_arg import register_device  # noqa: E402
 
 register_device("cuda", device_metric_set)          # MySet.cuda()
+from ._device_tracer import DeviceTracer, device_tracer, thread_name  # noqa: E402
+
+register_device("cuda-tracer", device_tracer)       # Tracer.cuda(Events, config)
 
 
 @contextlib.contextmanager

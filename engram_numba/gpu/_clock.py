@@ -7,8 +7,8 @@ brackets: the device's reading happened inside it, so ``offset`` (the bracket's
 middle minus the reading) converts a device timestamp to Unix ns within
 ``error_ns`` (half the bracket: the launch and copy latencies bound it).
 
-This is the timestamp a device tracer's events will carry (``Tracer.cuda``,
-not built yet).
+A device tracer's events carry these timestamps (``Tracer.cuda``,
+:mod:`._device_tracer`).
 """
 
 from __future__ import annotations

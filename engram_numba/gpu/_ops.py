@@ -54,7 +54,9 @@ if SIMULATOR:
     def atomic_add_u64(words, i, n):
         with _lock:
             w = _host(words)
-            w[i] = np.uint64((int(w[i]) + int(n)) & 0xFFFFFFFFFFFFFFFF)
+            old = w[i]
+            w[i] = np.uint64((int(old) + int(n)) & 0xFFFFFFFFFFFFFFFF)
+            return old
 
     def warp_inc(words, i):
         atomic_add_u64(words, i, 1)
@@ -271,3 +273,35 @@ else:
             rest &= rest - np.uint32(1)
         if _leader(peers, cuda.laneid):
             atomic_add_u64(words, i, np.uint64(total))
+
+    @cuda.jit(device=True, forceinline=True)
+    def warp_emit(words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7):
+        """An event of every active lane into its warp's ring (:mod:`._device_tracer`): the
+        lanes' positions claimed with one atomic from the lowest lane."""
+        mask = cuda.activemask()
+        lane = cuda.laneid
+        tid = cuda.threadIdx.x + cuda.blockDim.x * (cuda.threadIdx.y
+                                                    + cuda.blockDim.y * cuda.threadIdx.z)
+        warp = np.int64(tid // 32)
+        block = np.int64(cuda.blockIdx.x) + np.int64(cuda.gridDim.x) * (
+            np.int64(cuda.blockIdx.y) + np.int64(cuda.gridDim.y) * np.int64(cuda.blockIdx.z))
+        per_block = np.int64((cuda.blockDim.x * cuda.blockDim.y * cuda.blockDim.z + 31) // 32)
+        ring = (block * per_block + warp) % NR
+        first = cuda.ffs(np.int32(mask)) - 1
+        base = np.int64(0)
+        if lane == first:
+            base = np.int64(atomic_add_u64(words, ring, np.uint64(cuda.popc(mask))))
+        base = cuda.shfl_sync(mask, base, first)
+        below = np.uint32(mask) & ((np.uint32(1) << np.uint32(lane)) - np.uint32(1))
+        p = base + np.int64(cuda.popc(below))
+        slot = SLOTS + (ring * CAP + (p & (CAP - 1))) * 8
+        store_u64(words, slot + 1, global_timer())
+        store_u64(words, slot + 2, np.uint64(w2) | (np.uint64(ring) << np.uint64(16)))
+        store_u64(words, slot + 3, w3)
+        store_u64(words, slot + 4, w4)
+        store_u64(words, slot + 5, w5)
+        store_u64(words, slot + 6, w6)
+        store_u64(words, slot + 7, w7)
+        cuda.threadfence()
+        store_u64(words, slot, np.uint64(p & 0xFFFFFFFF) | (np.uint64(warp) << np.uint64(32))
+                  | (np.uint64(block) << np.uint64(38)))

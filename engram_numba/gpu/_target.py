@@ -506,3 +506,86 @@ def _install_launch_hook() -> None:
 
 
 _install_launch_hook()
+
+
+# --------------------------------------------------------------------------
+# device tracers (:mod:`._device_tracer`): events only
+# --------------------------------------------------------------------------
+
+from ..tracing import _njit as TN  # noqa: E402
+from .._kernel_arg import arguments, generate, variadic  # noqa: E402
+
+
+class CudaTracerType(types.Array):
+    """numba type of a device tracer: its words, typed with its event set and geometry."""
+
+    def __init__(self, set_class, geometry):
+        self.set_class = set_class
+        self.geometry = geometry
+        self.enabled = True
+        layout = set_class.layout
+        super().__init__(types.uint64, 1, "C",
+                         name=f"CudaTracer[{set_class.__qualname__}@{layout.hash[:16]},"
+                              f"{geometry[0]}x{geometry[1]}]")
+        self.handle_types = {t.name: CudaEventHandleType(TN._handle_type(t, layout, True,
+                                                                          geometry))
+                             for t in layout.types}
+
+    def handle_type(self, attr):
+        return self.handle_types.get(attr)
+
+    @property
+    def key(self):
+        return ("cuda-tracer", self.set_class, self.set_class.layout.hash, self.geometry)
+
+    def copy(self, *args, **kwargs):
+        return WORDS.copy(*args, **kwargs)
+
+
+class CudaEventHandleType(TN.EventHandleType):
+    """``tr.<event>`` in a kernel: {words}; the event's fields and the rings' geometry in the
+    type (what ``tracing._njit._pack`` packs by)."""
+
+    def __init__(self, cpu):
+        super().__init__(True, cpu.geometry, cpu.index, cpu.type_name, cpu.fields)
+        self.name = "Cuda" + self.name
+
+    @property
+    def key(self):
+        return ("cuda",) + TN.EventHandleType.key.fget(self)
+
+
+register_owner(CudaTracerType, (CudaEventHandleType,), target="cuda")
+
+_TRACE_HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(TN.MAX_ARGS))
+
+
+def _device_emit(h, args):
+    TN._check_args(h, "emit", args)
+    n = len(args)
+    NR, CAP, SLOTS, _ = h.geometry
+    body = (f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
+            f"    if not ok:\n"
+            f"        atomic_add_u64(h.words, NR, 1)\n"
+            f"        return False\n"
+            f"    warp_emit(h.words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7)\n"
+            f"    return True\n")
+    from . import _ops
+    names = {"np": np, "_pack": TN._pack, "NR": NR, "CAP": CAP, "SLOTS": SLOTS,
+             "atomic_add_u64": _ops.atomic_add_u64,
+             "warp_emit": getattr(_ops, "warp_emit", None)}
+    return generate(("cuda-tracing", n, NR, CAP, SLOTS), _TRACE_HEAD, body, names,
+                    inline=False)
+
+
+_method(CudaEventHandleType, "emit", variadic(_device_emit, "h"))
+
+_tracer_types: dict = {}
+
+
+def tracer_type(set_class, geometry) -> CudaTracerType:
+    key = (set_class, set_class.layout.hash, geometry)
+    typ = _tracer_types.get(key)
+    if typ is None:
+        typ = _tracer_types[key] = CudaTracerType(set_class, geometry)
+    return typ
