@@ -9,8 +9,10 @@ events, best of several launches:
     counter         m.ops.inc() per element (warp-aggregated)
     labelled        m.ops_by_kind.inc(i & 3)
     histogram       m.latency.observe(x) per element
+    event/warp      tr.tick.emit(i, x) from lane 0 of each warp per loop step
+                    (Tracer.cuda, 1024 rings of 4096 slots: overwritten, never drained)
 
-It prints ns per element, each op's cost as a ratio to the bare atomic and the
+It prints ns per element, events per second of event/warp, each op's cost as a ratio to the bare atomic and the
 uninstrumented kernel, and the machine.  Goals (issue 25, to check on hardware):
 counter <= 0.1x the bare atomic, observe <= 0.5x, a kernel recording once per
 element within 5 % of its twin.  Without a GPU it says so and exits 0 (nothing
@@ -45,12 +47,16 @@ def main(argv=None) -> int:
     import numpy as np
     from numba import cuda
 
-    from engram_numba import Counter, Histogram, MetricSet
+    from engram_numba import (Counter, Event, EventSet, Histogram, MetricSet, Tracer,
+                              TracingConfig)
 
     class Bench(MetricSet):
         ops = Counter("ops_total", "ops")
         ops_by_kind = Counter("ops_by_kind_total", "ops", labels={"kind": ["a", "b", "c", "d"]})
         latency = Histogram("latency_seconds", "latency", range=(1e-6, 10))
+
+    class Ticks(EventSet):
+        tick = Event("A warp's step", i=np.uint32, x=np.float64)
 
     n = 1 << 24
     xs = cuda.to_device(np.random.default_rng(0).random(n))
@@ -86,6 +92,13 @@ def main(argv=None) -> int:
             m.latency.observe(xs[i])
             out[i] = xs[i] * 2.0
 
+    @cuda.jit
+    def event_per_warp(tr, xs, out, one):
+        for i in range(cuda.grid(1), xs.size, cuda.gridsize(1)):
+            if cuda.laneid == 0:
+                tr.tick.emit(np.uint32(i), xs[i])
+            out[i] = xs[i] * 2.0
+
     device = cuda.get_current_device()
     blocks, threads = device.MULTIPROCESSOR_COUNT * 8, 256
     m, off = Bench.cuda(), Bench.disabled()
@@ -105,7 +118,9 @@ def main(argv=None) -> int:
 
     rows = {"bare": best(bare, off), "disabled": best(counter, off), "atomic": best(atomic, off),
             "counter": best(counter, m), "labelled": best(labelled, m),
-            "histogram": best(histogram, m)}
+            "histogram": best(histogram, m),
+            "event/warp": best(event_per_warp, Tracer.cuda(Ticks, TracingConfig(
+                max_threads=1024, ring_buffer_size=4096)))}
     print(f"device: {device.name.decode() if isinstance(device.name, bytes) else device.name}, "
           f"{device.MULTIPROCESSOR_COUNT} SMs; {n} elements, {blocks}x{threads} threads")
     atomic_cost = rows["atomic"] - rows["bare"]
@@ -113,6 +128,8 @@ def main(argv=None) -> int:
         extra = ns - rows["bare"]
         ratio = f"{extra / atomic_cost:6.3f}x atomic" if atomic_cost > 0 else ""
         print(f"  {name:10s} {ns:8.4f} ns/element  {ns / rows['bare']:6.3f}x bare  {ratio}")
+    # one event per 32 elements (lane 0 of each warp, each step of the grid-stride loop)
+    print(f"  event/warp: {1e9 / (32 * rows['event/warp']):.3e} events/s")
     return 0
 
 
