@@ -20,6 +20,7 @@ structured-array records inside kernels.
 from . import _cache  # noqa: F401  (installs the cache guard before anything compiles)
 from ._atomics import (atomic_add, atomic_cas, atomic_exchange, atomic_fence, atomic_load,
                        atomic_max, atomic_min, atomic_store, atomic_sub)
+from ._kernel_arg import register_device_module
 from ._progress import progress
 from .errors import ExportError, KernelTypingError, PermanentExportError, RegionError
 from .metrics import (Counter, CounterSnapshot, ExplicitBuckets, ExponentialBuckets, Gauge,
@@ -32,6 +33,10 @@ from .engram import (EVENT_DTYPE, CognitiveEvents, CognitivePatternMetrics, Cogn
                      EventType, InterferenceType, PrimingType, RejectionReason)
 
 from ._version import __version__
+
+# MySet.cuda(): the gpu package registers it when imported (extra [cuda]); imported on first use
+register_device_module("cuda", __name__ + ".gpu")
+register_device_module("cuda-tracer", __name__ + ".gpu")
 
 __all__ = [
     "atomic_add", "atomic_sub", "atomic_max", "atomic_min", "atomic_exchange", "atomic_cas",

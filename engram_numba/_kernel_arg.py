@@ -53,10 +53,21 @@ parameter of :func:`register_owner` and :func:`register_method` (default
 ``overload_method(typ, name, typer, **options)``
     a method's typer (CPU: ``numba.extending.overload_method``; another target
     passes ``target=<its name>``).
+``owner_model``, ``handle_model``, ``owner_members``, ``handle_members(h)``,
+``attribute_template``, ``lower_handle(context, builder, typ, value, attr)``
+    the data models of owners and handles, the members readable on both and on
+    handles, the typing template's base class, and what ``obj.<attr>`` lowers
+    to (CPU: :class:`OwnedAddressModel`, :class:`HandleModel`, base/pid/entry,
+    the handle's constants, numba's AttributeTemplate, :func:`_lower_handle`;
+    the CUDA target, :mod:`engram_numba.gpu._target`, passes a device set as
+    the array of its words and a handle as ``{words}``).
 
-The owner and handle types, their models and the generated method bodies are
-target-independent: a target changes how they are registered, never what they
-are.
+What every target shares is the protocol of the types (an owner's
+``handle_type(attr)``, a handle's label metadata) and the typing around it; a
+target says how values are represented (models, lowering), where the
+registrations go, and, where its memory differs, its own record bodies (the CPU
+records at addresses of the thread's owned copy, the CUDA target into word
+indices of a device array).
 
 Both kinds of owner own a :class:`~engram_numba._region.Region`.  The pid
 travels with the address because a forked child keeps its parent's thread ids:
@@ -240,6 +251,22 @@ class Target:
     """
 
     name = "cpu"
+    #: the data models of owners and handles (see :class:`OwnedAddressModel`)
+    owner_model = OwnedAddressModel
+    handle_model = HandleModel
+    #: the members ``register_owner`` makes readable on owners and handles
+    owner_members = tuple(m for m, _ in OWNER_MEMBERS)
+    #: the base class of the ``obj.<attr>`` typing template
+    attribute_template = AttributeTemplate
+
+    def handle_members(self, handle_type) -> tuple:
+        """The members made readable on a handle besides ``owner_members`` (CPU: its
+        ``constant_members``)."""
+        return handle_type.constant_members
+
+    def lower_handle(self, context, builder, typ, value, attr):
+        """``obj.<attr>``: the handle's native value (CPU: :func:`_lower_handle`)."""
+        return _lower_handle(context, builder, typ, value, attr)
 
     def register_model(self, typ, model) -> None:
         from numba.extending import register_model
@@ -277,6 +304,37 @@ def register_target(target: Target) -> None:
     _targets[target.name] = target
 
 
+# -- devices: ``MySet.cuda()`` ------------------------------------------------------------------
+# Core modules cannot import the device packages (they sit above them); a device package
+# registers its factories when imported, and the package facade says which module that is.
+
+_devices: dict = {}
+_device_modules: dict = {}
+
+
+def register_device(kind: str, factory) -> None:
+    """``factory(owner_class, **options)`` makes a device object (``kind``: "cuda")."""
+    _devices[kind] = factory
+
+
+def register_device_module(kind: str, module: str) -> None:
+    """The module whose import registers ``kind``'s factories (the package facade's say)."""
+    _device_modules[kind] = module
+
+
+def device(kind: str):
+    """The factory of ``kind``'s device objects, importing the module that registers it."""
+    factory = _devices.get(kind)
+    if factory is None and kind in _device_modules:
+        import importlib
+        importlib.import_module(_device_modules[kind])
+        factory = _devices.get(kind)
+    if factory is None:
+        raise RuntimeError(f"no {kind} device support registered; import "
+                           f"{_device_modules.get(kind, 'its package')}")
+    return factory
+
+
 def _target(name: str) -> Target:
     try:
         return _targets[name]
@@ -295,17 +353,17 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
     """Register an :class:`OwnerType` subclass and its :class:`HandleType` subclasses
     with a numba target: models, member access, entry, ``obj.<attr>`` typing and lowering."""
     t = _target(target)
-    t.register_model(owner_type, OwnedAddressModel)
+    t.register_model(owner_type, t.owner_model)
     for h in handle_types:
-        t.register_model(h, HandleModel)
-        for member in h.constant_members:
+        t.register_model(h, t.handle_model)
+        for member in t.handle_members(h):
             t.attribute_wrapper(h, member)
     for typ in (owner_type, *handle_types):
-        for member, _ in OWNER_MEMBERS:
+        for member in t.owner_members:
             t.attribute_wrapper(typ, member)
     t.enter(owner_type)
 
-    class _Attributes(AttributeTemplate):
+    class _Attributes(t.attribute_template):
         key = owner_type
 
         def generic_resolve(self, typ, attr):
@@ -313,7 +371,7 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
 
     _Attributes.__name__ = f"_{owner_type.__name__}Attributes"
     t.infer_getattr(_Attributes)
-    t.lower_getattr_generic(owner_type, _lower_handle)
+    t.lower_getattr_generic(owner_type, t.lower_handle)
 
 
 def inline_disabled(expr, caller, callee):

@@ -286,8 +286,9 @@ def _wrapper(body, n):
                     {"body": body})
 
 
-def register_kernel_method(km, owner_type) -> None:
-    """Make ``obj.<name>(...)`` resolve, in kernels on ``owner_type``, to the class's method."""
+def register_kernel_method(km, owner_type, target: str = "cpu") -> None:
+    """Make ``obj.<name>(...)`` resolve, in kernels on ``owner_type`` (of numba target
+    ``target``), to the class's method."""
     name = km.name
     if (owner_type, name) in _registered:
         return
@@ -314,7 +315,8 @@ def register_kernel_method(km, owner_type) -> None:
         return _wrapper(body, len(given))
 
     _method.__name__ = name
-    register_method(owner_type, name, variadic(_method, "self"), inline=_inline_nothing)
+    register_method(owner_type, name, variadic(_method, "self"), target=target,
+                    inline=_inline_nothing)
 
 
 def _returns_none(body, arg_types) -> bool:

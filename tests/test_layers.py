@@ -26,8 +26,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "engram_numba"
 
 CORE, DOMAIN, EXPORT, VIZ, ENGRAM, ENTRY = range(6)
-LAYER_NAMES = ("core", "metrics/tracing", "export", "viz", "engram", "entry points")
-_PACKAGES = {"metrics": DOMAIN, "tracing": DOMAIN, "export": EXPORT, "engram": ENGRAM}
+LAYER_NAMES = ("core", "metrics/tracing", "export/gpu", "viz", "engram", "entry points")
+# gpu (numba's CUDA target) sits beside export: it builds on metrics and tracing, and
+# nothing below reaches it except through the device registry in _kernel_arg
+_PACKAGES = {"metrics": DOMAIN, "tracing": DOMAIN, "export": EXPORT, "gpu": EXPORT,
+             "engram": ENGRAM}
 _TOP = {"viz": VIZ, "cli": ENTRY, "dask": ENTRY, "__main__": ENTRY, "clock": CORE,
         "errors": CORE}
 

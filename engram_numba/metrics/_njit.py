@@ -562,11 +562,13 @@ class _ChildModel(models.StructModel):
 
 
 register_model(ChildType, _ChildModel)
+HandleType.child_class = ChildType      # the type of labels(...) (another target's handles
+                                        # give their own)
 
 
 @intrinsic
 def _make_child(typingctx, handle, labels):
-    sig = ChildType(handle)(handle, labels)
+    sig = handle.child_class(handle)(handle, labels)
     slot_sig = types.intp(handle, labels)
     bad_sig = types.UniTuple(types.int64, 2)(handle, labels)
 

@@ -247,6 +247,12 @@ class MetricSet(KernelArgument):
         return obj
 
     @classmethod
+    def cuda(cls, *, const_labels=None):
+        """A set whose values live in device memory, for numba CUDA kernels (extra
+        ``[cuda]``); read and exported as this set is.  See :mod:`engram_numba.gpu`."""
+        return _kernel_arg.device("cuda")(cls, const_labels=const_labels)
+
+    @classmethod
     def _new(cls, region, layout):
         obj = cls.__new__(cls)
         obj._bind(region, layout)

@@ -185,6 +185,14 @@ class Tracer(KernelArgument):
             self._context = SpanContext(self.n_rings)
 
     @classmethod
+    def cuda(cls, event_set, config: TracingConfig | None = None):
+        """A tracer whose rings live in device memory, for numba CUDA kernels (extra
+        ``[cuda]``; events only): ``drain()`` gives this tracer's event array.  See
+        :mod:`engram_numba.gpu`."""
+        from .. import _kernel_arg
+        return _kernel_arg.device("cuda-tracer")(event_set, config)
+
+    @classmethod
     def disabled(cls, event_set=None) -> "Tracer":
         """A tracer of ``event_set`` that records nothing, owns no memory and compiles to no
         code in kernels."""
