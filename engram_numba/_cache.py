@@ -8,7 +8,13 @@ code after engram-numba changes.  Two guards:
   the numba type of every object we pass into kernels (metric sets, tracers),
   so a cached kernel taking one of them no longer matches after any change.
 * Our own ``cache=True`` functions get a cache locator whose source stamp
-  includes the fingerprint.
+  includes the fingerprint.  That includes the recording functions generated
+  per metric and event shape (:func:`._kernel_arg.generate`): each is written
+  once to a file of :func:`generated_dir` (a directory per fingerprint, the
+  file named by a hash of its text and of every name it uses) and compiled
+  from there, so numba caches it like a function of the package.  One whose
+  names cannot be described (a user's kernel method) is marked with
+  :func:`mark_uncached` and compiles in every process, as before.
 
 Where no cache location is writable (a read-only install, no writable home,
 ``NUMBA_CACHE_DIR`` unusable), numba would refuse to define a ``cache=True``
@@ -64,7 +70,9 @@ def _install_locator() -> None:
             self._inner.ensure_cache_path()
 
         def get_cache_path(self):
-            return self._inner.get_cache_path()
+            path = self._inner.get_cache_path()
+            _package_cache_paths.add(os.path.abspath(path))
+            return path
 
         def get_source_stamp(self):
             return (self._inner.get_source_stamp(), FINGERPRINT)
@@ -74,8 +82,13 @@ def _install_locator() -> None:
 
         @classmethod
         def from_function(cls, py_func, py_file):
+            if getattr(py_func, _UNCACHED, False):
+                return _Uncached(py_file)       # generated from names we cannot key on
             try:
-                inside = Path(py_file).resolve().is_relative_to(_PACKAGE_DIR)
+                where = Path(py_file).resolve()
+                gen = _generated_dir
+                inside = where.is_relative_to(_PACKAGE_DIR) or (
+                    gen is not None and where.is_relative_to(gen))
             except (OSError, ValueError):
                 return None
             if not inside:
@@ -140,8 +153,97 @@ def _install_locator() -> None:
             guarded_check._engram_guard = True
             cls.check_cachable = guarded_check
 
+    # A cached body of the package is shared by every program that records the same
+    # shape, so its index can hold signatures with another program's types (an IntEnum
+    # label of a module this program cannot import), and numba unpickles the whole
+    # index before it looks for an entry.  For the package's cache paths, an index
+    # that cannot be read counts as empty: the body compiles and the index is rewritten.
+    index_file = getattr(caching, "IndexDataCacheFile", None)
+    load_index = getattr(index_file, "_load_index", None)
+    if load_index is not None and not getattr(load_index, "_engram_guard", False):
+        def guarded_load_index(self, _load=load_index):
+            try:
+                return _load(self)
+            except Exception:  # unpickling names what this program lacks
+                if os.path.abspath(getattr(self, "_cache_path", "")) in _package_cache_paths:
+                    return {}
+                raise
+        guarded_load_index._engram_guard = True
+        index_file._load_index = guarded_load_index
+
     if not any(getattr(c, "__name__", "") == "PackageCacheLocator" for c in impl._locator_classes):
         impl._locator_classes = [PackageCacheLocator, *impl._locator_classes]
+
+
+_UNCACHED = "_engram_numba_uncached"
+
+
+def mark_uncached(py_func):
+    """Compile ``py_func`` without an on-disk cache even where ``cache=True`` is asked for."""
+    setattr(py_func, _UNCACHED, True)
+    return py_func
+
+
+_generated_dir = None
+_generated_checked = False
+
+
+def generated_dir():
+    """The directory of generated sources for this package version (created on first use):
+    ``$NUMBA_CACHE_DIR`` or the user's cache directory, then ``engram-numba-generated/<FINGERPRINT>``;
+    None when neither is writable (generated functions then compile in every process)."""
+    global _generated_dir, _generated_checked
+    if _generated_checked:
+        return _generated_dir
+    _generated_checked = True
+    from numba.core import config
+    roots = [config.CACHE_DIR] if config.CACHE_DIR else []
+    roots.append(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                  ".cache"))
+    for root in roots:
+        # a name that is no Python identifier: never imported as a package from there
+        path = Path(root) / "engram-numba-generated" / FINGERPRINT
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK | os.X_OK):
+            _generated_dir = path.resolve()
+            break
+    return _generated_dir
+
+
+def generated_file(text: str, identity: str):
+    """The path of a generated source file holding ``text`` (written now if absent), named
+    by a hash of ``identity`` (the text and everything it refers to); None when no
+    directory is writable."""
+    where = generated_dir()
+    if where is None:
+        return None
+    name = "gen_" + hashlib.sha256(f"{FINGERPRINT}\n{identity}".encode()).hexdigest()[:24]
+    path = where / f"{name}.py"
+    if path.exists():
+        return path
+    # written whole, then linked into place: never a half-written file, never rewritten
+    # (numba stamps a source by its modification time)
+    tmp = where / f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_text(text)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    except OSError:
+        return path if path.exists() else None
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return path
+
+
+_package_cache_paths: set = set()
 
 
 def _subclasses(cls) -> set:

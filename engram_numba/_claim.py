@@ -33,7 +33,7 @@ BUSY = np.uint64(1)            # never a pthread_self() value (it is a pointer)
 ENTRY_BYTES = 16
 
 
-@njit
+@njit(cache=True)
 def home(tid, pid, n):
     """Where a thread starts probing a table of ``n`` entries."""
     key = (np.uint64(tid) ^ (np.uint64(pid) * _HASH)) * _HASH
@@ -41,13 +41,13 @@ def home(tid, pid, n):
     return np.int64(((key >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
 
 
-@njit
+@njit(cache=True)
 def owns(addr, tid, pid):
     """True if the entry at ``addr`` belongs to (tid, pid)."""
     return load_u64_acquire(addr) == tid and load_u64(addr + 8) == pid
 
 
-@njit
+@njit(cache=True)
 def claim(table, stride, n, tid, pid):
     """Index of the entry of thread (tid, pid), claimed if needed; -1 if all are taken."""
     tid = np.uint64(tid)
@@ -68,7 +68,7 @@ def claim(table, stride, n, tid, pid):
     return np.int64(-1)
 
 
-@njit
+@njit(cache=True)
 def release(table, stride, n, tid, pid):
     """Free the entry of thread (tid, pid); returns its index, or -1 if it had none."""
     tid = np.uint64(tid)

@@ -133,7 +133,13 @@ class _Listener(event.Listener):
             name = getattr(getattr(cres, "fndesc", None), "llvm_func_name", None)
             if library is None or name is None:
                 continue
-            finish_always_inline(library.get_function(name))
+            try:
+                fn = library.get_function(name)
+            except NameError:
+                # loaded from numba's on-disk cache as machine code: the attribute is
+                # already in the bitcode kept for inlining (saved after this listener ran)
+                continue
+            finish_always_inline(fn)
 
 
 _listener = _Listener()

@@ -76,7 +76,9 @@ the claim tables (:mod:`._claim`) key ownership by (thread, process).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import weakref
 
 import numpy as np
@@ -86,6 +88,7 @@ from numba.core import cgutils
 from numba.core.typing.templates import AttributeTemplate
 from numba.extending import NativeValue, intrinsic, models
 
+from ._cache import generated_file, mark_uncached
 from ._inline import always_inline
 
 _pid = os.getpid()
@@ -384,8 +387,11 @@ def register_method(typ, name: str, typer, *, target: str = "cpu", inline=inline
     """``obj.<name>(...)`` on values of ``typ`` in kernels: ``typer`` returns the body.
 
     By default a disabled value's method is inlined by numba (:func:`inline_disabled`):
-    give it a body that returns a constant (:func:`returning`)."""
-    options = {"inline": inline}
+    give it a body that returns a constant (:func:`returning`).
+
+    The bodies are cached on disk (``cache=True``, keyed on the package's fingerprint):
+    ``typer`` returns functions of the package or of :func:`generate`."""
+    options = {"inline": inline, "jit_options": {"cache": True}}
     if prefer_literal:
         options["prefer_literal"] = True
     _target(target).overload_method(typ, name, typer, **options)
@@ -446,18 +452,84 @@ _generated: dict = {}
 
 
 def generate(key, head: str, body: str, names: dict | None = None, *, inline: bool = True):
-    """``def f(<head>):\\n<body>`` compiled once per ``key`` in a namespace of ``names``;
+    """``def f(<head>):\n<body>`` compiled once per ``key`` in a namespace of ``names``;
     ``inline``: marked for LLVM to inline (:func:`._inline.always_inline`), as recording
-    code of an enabled object is (a disabled object's is inlined by numba instead)."""
+    code of an enabled object is (a disabled object's is inlined by numba instead).
+
+    The text is written to a file of the package's generated directory (see
+    :mod:`._cache`), named by a hash of the text and of a description of every name
+    in ``names``, so that numba's on-disk cache keeps its compiled code across
+    processes; when a name cannot be described (see :func:`_describe`) or no
+    directory is writable, it compiles in every process instead."""
     fn = _generated.get(key)
     if fn is None:
         ns = dict(names or {})
-        exec(f"def f({head}):\n{body}", ns)
-        fn = ns["f"]
+        text = f"def f({head}):\n{body}"
+        described = _describe_names(ns)
+        path = None
+        if described is not None:
+            path = generated_file(f"# engram_numba generated code; names: {described}\n"
+                                  + text, f"{inline}\n{described}\n{text}")
+        # numba rebuilds a cached function's environment from its module's name
+        ns.setdefault("__name__", __name__)
+        if path is None:
+            exec(compile(text, "<engram_numba generated>", "exec"), ns)
+            fn = mark_uncached(ns["f"])
+        else:
+            exec(compile("\n" + text, str(path), "exec"), ns)   # line 2 of the file
+            fn = ns["f"]
+            fn._engram_numba_source = path.name
         if inline:
             fn = always_inline(fn)
         _generated[key] = fn
     return fn
+
+
+def _describe_names(ns: dict):
+    """A text naming every value of ``ns`` well enough that equal texts mean equal
+    compiled code (this package's fingerprint keys the package's own code), or None."""
+    parts = []
+    for name in sorted(ns):
+        d = _describe(ns[name])
+        if d is None:
+            return None
+        parts.append(f"{name}={d}")
+    return "; ".join(parts)
+
+
+def _describe(value, depth: int = 0):
+    """``value`` as stable text: numbers, strings, tuples of them, and functions,
+    intrinsics, njit functions and modules of this package or numpy (closures with
+    their cells); None for anything else (a user's function: its code is not keyed)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.generic)):
+        return repr(value)
+    if isinstance(value, tuple) and depth < 4:
+        items = [_describe(v, depth + 1) for v in value]
+        return None if None in items else "(" + ", ".join(items) + ",)"
+    if isinstance(value, type(np)):
+        name = value.__name__
+        return f"module {name}" if name.split(".")[0] in (_PACKAGE, "numpy") else None
+    func = getattr(value, "py_func", None) or getattr(value, "_defn", None) or value
+    if hasattr(func, "_engram_numba_source"):
+        return f"generated {func._engram_numba_source}"
+    if getattr(func, "_engram_numba_uncached", False):
+        return None
+    module = getattr(func, "__module__", None) or ""
+    qualname = getattr(func, "__qualname__", None)
+    if module.split(".")[0] != _PACKAGE or not qualname or not callable(func):
+        return None
+    text = f"{type(value).__name__} {module}.{qualname}"
+    cells = getattr(func, "__closure__", None)
+    if cells:
+        try:
+            data = pickle.dumps(tuple(c.cell_contents for c in cells), protocol=4)
+        except Exception:  # a cell we cannot key on
+            return None
+        text += f" cells {hashlib.sha256(data).hexdigest()[:24]}"
+    return text
+
+
+_PACKAGE = __name__.split(".")[0]
 
 
 def returning(head: str, value: str = "False"):

@@ -11,7 +11,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script", ["metrics_overhead.py", "tracing_overhead.py",
-                                    "directory_scrape.py", "pool_scaling.py"])
+                                    "directory_scrape.py", "pool_scaling.py", "compile_time.py"])
 def test_benchmark_quick_run(script, tmp_path):
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--output", str(out)],

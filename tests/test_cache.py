@@ -115,3 +115,108 @@ def test_a_change_in_another_module_of_the_package_invalidates_cached_code(tmp_p
     record = tmp_path / "engram_numba" / "metrics" / "_record.py"   # not the cached function's file
     record.write_text(record.read_text() + "\n# changed\n")
     assert run() == [0, 1]
+
+
+WARM_SET = '''
+import enum
+import numpy as np
+from engram_numba import Counter, Event, EventSet, Gauge, Histogram, MetricSet, Span
+
+
+class Route(enum.IntEnum):
+    GET = 0
+    PUT = 1
+
+
+class Shop(MetricSet):
+    requests = Counter("requests_total", labels={"route": Route})
+    inflight = Gauge("inflight")
+    latency = Histogram("latency", range=(1e-6, 10.0))
+
+
+class Steps(EventSet, name="steps"):
+    step = Event("A step", value=np.float64, k=np.uint32)
+    work = Span("Work", n=np.uint32)
+'''
+
+WARM_RUN = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+from numba.core import event
+
+compiled = []
+
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        fn = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        module = getattr(fn, "__module__", None) or ""
+        # the public atomics' Python-side fallbacks (used by Python calls, not kernels)
+        # compile once per process
+        if module.startswith("engram_numba") and module != "engram_numba._atomics":
+            compiled.append(fn.__qualname__)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Compiles())
+
+import numpy as np
+from numba import njit
+from engram_numba import Tracer, TracingConfig
+from warmset import Route, Shop, Steps
+
+
+@njit
+def kernel(m, tr, xs):
+    tr.work.begin(xs.size)
+    for i in range(xs.size):
+        m.requests.inc(Route.GET)
+        m.requests.labels(Route.PUT).inc()
+        m.inflight.set(xs[i])
+        m.latency.observe(xs[i])
+        tr.step.emit(xs[i], i)
+    tr.work.end()
+
+
+xs = np.linspace(0.5, 1.0, 5)
+m, tr = Shop(), Tracer(Steps, TracingConfig(ring_buffer_size=64))
+kernel(m, tr, xs)
+twin = njit(kernel.py_func)                     # the disabled twin
+twin(Shop.disabled(), Tracer.disabled(Steps), xs)
+events = tr.drain()
+print(len(compiled), m.requests.value(Route.GET), m.requests.value(Route.PUT),
+      m.latency.read().count, int((events["event_type"] == Steps.step.index).sum()))
+'''
+
+
+def test_a_second_process_compiles_no_function_of_the_package(tmp_path):
+    """The library's compiled recording code (its njit helpers and the bodies generated per
+    metric and event shape) comes from numba's on-disk cache in a second process; a
+    change of the package's source compiles it afresh (the cache guard)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    import engram_numba
+    src = Path(engram_numba.__file__).parent
+    shutil.copytree(src, tmp_path / "pkg" / "engram_numba",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (tmp_path / "warmset.py").write_text(WARM_SET)
+    (tmp_path / "run.py").write_text(WARM_RUN)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+
+    def run():
+        r = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path / "pkg")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        return [int(x) for x in r.stdout.split()]
+
+    first = run()
+    assert first[0] > 10 and first[1:] == [5, 5, 5, 5]
+    assert run() == [0, 5, 5, 5, 5]             # everything of the package from the cache
+    record = tmp_path / "pkg" / "engram_numba" / "metrics" / "_record.py"
+    record.write_text(record.read_text() + "\n# changed\n")
+    again = run()
+    assert again[0] > 10 and again[1:] == [5, 5, 5, 5]

@@ -498,7 +498,7 @@ def observer(scheme):
         K0, SHIFT, LAST, M, LUT, BOUNDS = scheme.tables
 
         @always_inline
-        @njit
+        @njit(cache=True)
         def fn(slot, value, owned):
             R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
     elif isinstance(scheme, ExponentialBuckets):
@@ -508,7 +508,7 @@ def observer(scheme):
         OVER = (scheme.max_exponent, scheme.near_top, scheme.overflow_words)
 
         @always_inline
-        @njit
+        @njit(cache=True)
         def fn(slot, value, owned):
             R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, OVER,
                                   owned)

@@ -115,14 +115,14 @@ def key_to_float(key) -> float:
 # -- counters ------------------------------------------------------------------------------
 
 @always_inline
-@njit
+@njit(cache=True)
 def owned_add(addr, n):
     """A single writer's increment: relaxed load, add, relaxed store (no lock prefix)."""
     store_u64(addr, load_u64(addr) + np.uint64(n))
 
 
 @never_inline
-@njit
+@njit(cache=True)
 def shared_add(addr, n):
     """The shared copy's increment: one locked add (kept out of line: a cold path)."""
     add_u64(addr, np.uint64(n))
@@ -136,7 +136,7 @@ METHODS = ("", "inc", "add", "set", "sub", "observe", "kernel method")
 
 
 @never_inline
-@njit
+@njit(cache=True)
 def note_invalid(base, metric, method, reason, position, value):
     """Count an invalid record of the set at ``base`` and keep what it was (cold path).
 
@@ -159,7 +159,7 @@ def note_invalid(base, metric, method, reason, position, value):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def counter_add(addr, n, owned):
     if owned:
         owned_add(addr, n)
@@ -170,7 +170,7 @@ def counter_add(addr, n, owned):
 # -- gauges ---------------------------------------------------------------------------------
 
 @always_inline
-@njit
+@njit(cache=True)
 def gauge_set(shared, value):
     """``set`` from any thread: the other value word, then the next epoch."""
     while True:
@@ -181,7 +181,7 @@ def gauge_set(shared, value):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _lane(counter_addr):
     """The next of the four lanes (an integer counter: no float chain through memory)."""
     lane = load_u64(counter_addr)
@@ -190,7 +190,7 @@ def _lane(counter_addr):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def gauge_add(shared, copy_slot, value, owned):
     """``add`` by a copy's owner (relaxed), or into the shared value (atomic)."""
     epoch = load_u64_acquire(shared + G_EPOCH)
@@ -206,14 +206,14 @@ def gauge_add(shared, copy_slot, value, owned):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def gauge_stamp(shared):
     """Time-stamp a gauge's shared slot (``multiprocess_mode="latest"``)."""
     store_u64(shared + G_STAMP, cycles())
 
 
 @never_inline
-@njit
+@njit(cache=True)
 def _shared_gauge_add(shared, value):
     epoch = load_u64_acquire(shared + G_EPOCH)
     add_f64(shared + G_VALUES + 8 * (epoch & _ONE), value)
@@ -222,7 +222,7 @@ def _shared_gauge_add(shared, value):
 # -- histograms -----------------------------------------------------------------------------
 
 @always_inline
-@njit
+@njit(cache=True)
 def _extremes(slot, key, owned):
     """Keep the largest ``key`` in the max word and the largest ``~key`` in the min word."""
     if owned:
@@ -236,7 +236,7 @@ def _extremes(slot, key, owned):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _sum(slot, v, owned):
     if owned:
         lane = slot + H_SUM + _lane(slot + H_LANE)
@@ -246,7 +246,7 @@ def _sum(slot, v, owned):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _observed(slot, v, key, bucket, owned):
     """A finite value in the histogram's domain: sum, extremes and its bucket word."""
     _sum(slot, v, owned)
@@ -255,7 +255,7 @@ def _observed(slot, v, key, bucket, owned):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def overflow_word(magnitude, max_exponent, near_top):
     """The overflow bucket (0-based) of a finite ``magnitude > 2**max_exponent``: its
     octave ``o`` (``2**o < magnitude <= 2**(o+1)``) below ``near_top``, else its group of
@@ -268,7 +268,7 @@ def overflow_word(magnitude, max_exponent, near_top):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
                         high, over, owned):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``.
@@ -284,7 +284,7 @@ def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, ne
 
 
 @never_inline
-@njit
+@njit(cache=True)
 def _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
                                 low, high, over):
     _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
@@ -292,7 +292,7 @@ def _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buc
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
                          high, over, owned):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``.
@@ -329,7 +329,7 @@ def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, n
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def observe_explicit(slot, value, k0, shift, last, m, lut, bounds, owned):
     """Record ``value`` into an explicit-boundary histogram slot at address ``slot``."""
     if owned:
@@ -339,13 +339,13 @@ def observe_explicit(slot, value, k0, shift, last, m, lut, bounds, owned):
 
 
 @never_inline
-@njit
+@njit(cache=True)
 def _observe_explicit_shared(slot, value, k0, shift, last, m, lut, bounds):
     _observe_explicit(slot, value, k0, shift, last, m, lut, bounds, False)
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _observe_explicit(slot, value, k0, shift, last, m, lut, bounds, owned):
     v = np.float64(value)
     if -np.inf < v < np.inf:

@@ -180,7 +180,7 @@ def exponential_tables(scale: int):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def exponential_index(value, scale, lut, bounds):
     """Bucket index of a positive, finite, normal ``value`` at ``scale`` (see module doc)."""
     bits = f64_bits(value)
@@ -225,7 +225,7 @@ def ordered_key(value: float) -> int:
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def key_of(value):
     bits = f64_bits(value)
     return bits ^ (np.uint64(np.int64(bits) >> 63) | _SIGN)
@@ -255,7 +255,7 @@ def explicit_tables(bounds: tuple) -> tuple:
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def explicit_index(value, k0, shift, last, m, lut, bounds):
     """Index of the bucket ``(b[k-1], b[k]]`` holding ``value`` (``len(b)``: above them all).
 

@@ -268,12 +268,12 @@ def open_spans(words: np.ndarray, n_types: int, n_rings: int) -> list:
 # -- producer ----------------------------------------------------------------------------------
 
 @always_inline
-@njit
+@njit(cache=True)
 def ring_header(base, th_end, ring):
     return base + th_end + RING_HEADER_SIZE * ring
 
 
-@njit
+@njit(cache=True)
 def release_ring(base, pid, th_end, n_rings):
     """Give the calling thread's ring back (it must not record into it any more).
 
@@ -311,7 +311,7 @@ def py_release_ring(base, pid, th_end, n_rings):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def sampled(header, thresh):
     """Keep this event?  ALWAYS keeps without a draw; else a xorshift64 draw < thresh."""
     if thresh == ALWAYS:
@@ -325,7 +325,7 @@ def sampled(header, thresh):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _now(clock):
     if clock == CLOCK_TSC:
         return cycles()
@@ -333,26 +333,26 @@ def _now(clock):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def threshold(base, index):
     """The type's threshold word: 0 = off (see .config)."""
     return load_u64(base + TH_OFF + 8 * index)
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def count_invalid(base):
     add_u64(base + INVALID_OFF, _ONE)
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def count_no_ring(base):
     add_u64(base + NO_RING_OFF, _ONE)
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
     ts = _now(clock)
@@ -373,7 +373,7 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def emit(base, ring, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
     """Record one event into the calling thread's ring; True if it was written.
 
@@ -392,7 +392,7 @@ def emit(base, ring, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
                w5, w6, w7):
     """Open a span of ``type_index`` on the calling thread; returns its id (0 if none).
@@ -431,7 +431,7 @@ def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, 
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def span_end(base, ring, th_end, slots, n_rings, capacity, clock, type_index, w2):
     """Close the calling thread's innermost span, which must be of ``type_index``.
 
@@ -466,7 +466,7 @@ def span_end(base, ring, th_end, slots, n_rings, capacity, clock, type_index, w2
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _store_type(header, depth, value):
     word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
     shift = (depth & np.uint64(7)) * np.uint64(8)
@@ -476,7 +476,7 @@ def _store_type(header, depth, value):
 
 
 @always_inline
-@njit
+@njit(cache=True)
 def _load_type(header, depth):
     word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
     return (load_u64(word) >> ((depth & np.uint64(7)) * np.uint64(8))) & np.uint64(0xFF)
