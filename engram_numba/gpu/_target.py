@@ -193,6 +193,12 @@ class CudaTarget(Target):
 
     def overload_method(self, typ, name: str, typer, **options) -> None:
         from numba.cuda.extending import overload_method
+        # the CPU target caches its method bodies on disk; the device bodies here are
+        # generated from strings (no source file numba-cuda's cache could locate), and
+        # they compile into the kernel that calls them, which a user may cache itself
+        jit_options = {k: v for k, v in options.pop("jit_options", {}).items() if k != "cache"}
+        if jit_options:
+            options["jit_options"] = jit_options
         overload_method(typ, name, **options)(typer)
 
 
