@@ -297,12 +297,9 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
     t = _target(target)
     t.register_model(owner_type, OwnedAddressModel)
     for h in handle_types:
-        t.register_model(h, HandleModel)
-        for member in h.constant_members:
-            t.attribute_wrapper(h, member)
-    for typ in (owner_type, *handle_types):
-        for member, _ in OWNER_MEMBERS:
-            t.attribute_wrapper(typ, member)
+        register_handle(h, target)
+    for member, _ in OWNER_MEMBERS:
+        t.attribute_wrapper(owner_type, member)
     t.enter(owner_type)
 
     class _Attributes(AttributeTemplate):
@@ -314,6 +311,15 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
     _Attributes.__name__ = f"_{owner_type.__name__}Attributes"
     t.infer_getattr(_Attributes)
     t.lower_getattr_generic(owner_type, _lower_handle)
+
+
+def register_handle(handle_type, target: str = "cpu") -> None:
+    """Register a :class:`HandleType` subclass (one registered later than its owner type, as
+    a metric kind's): its model and member access."""
+    t = _target(target)
+    t.register_model(handle_type, HandleModel)
+    for member, _ in OWNER_MEMBERS + tuple((m, None) for m in handle_type.constant_members):
+        t.attribute_wrapper(handle_type, member)
 
 
 def inline_disabled(expr, caller, callee):
