@@ -519,3 +519,25 @@ def test_rotel_receives_spans(tmp_path):
     assert f"Parent ID      : {int(root['span_id']):016x}" in text
     assert "-> solver.size: Int(2)" in text and "-> solver.tol: Double(0.000001)" in text
     assert "-> service.name: Str(solver)" in text
+
+
+def test_event_kinds_are_objects_from_declaration_to_description():
+    import pickle
+
+    from engram_numba.tracing.kinds import EVENT, SPAN, trace_kind_named
+
+    class Kinds(EventSet):
+        hit = Event("a hit", n=np.int64)
+        step = Span("a step")
+
+    assert Kinds.hit.kind is EVENT and Kinds.step.kind is SPAN
+    assert [t.kind for t in Kinds.layout.types] == [EVENT, SPAN]
+    assert [t["kind"] for t in json.loads(Kinds.layout.description)["types"]] == ["event", "span"]
+    assert f"{SPAN:5}|" == "span |" and str(EVENT) == "event"      # listings show the word
+    assert pickle.loads(pickle.dumps(SPAN)) is SPAN and trace_kind_named("event") is EVENT
+    with pytest.raises(ValueError, match="unknown event kind"):
+        trace_kind_named("instant")
+    with pytest.raises(TypeError, match="kind is SPAN"):
+        Kinds.step.kind == "span"
+    with pytest.raises(TypeError, match="kind is EVENT"):
+        Kinds.hit.kind != "event"

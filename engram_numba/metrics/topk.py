@@ -4,7 +4,7 @@ Everything a top-k table is, in one place: its declaration (:class:`TopK`:
 bytes, reading its words, reset), its snapshot (:class:`TopKSnapshot`) and its
 Python handle (:class:`_BoundTopK`).  Kernels cannot write it; it is set from
 Python (:func:`._record.write_table`), e.g. from a
-:class:`~engram_numba.tracing.health.SpaceSaving` summary.
+Space-Saving summary (:class:`~engram_numba._topkeys.TopKeys`).
 """
 
 from __future__ import annotations
