@@ -29,6 +29,7 @@ from engram_numba.export import exposition  # noqa: E402
 from engram_numba._stats import overhead_estimate  # noqa: E402
 from engram_numba.engram import CognitiveTracer, PrimingType  # noqa: E402
 from engram_numba.engram.metrics import CognitivePatternMetrics  # noqa: E402
+from engram_numba.metrics.operations import OPERATIONS  # noqa: E402
 
 
 class Bench(MetricSet):
@@ -51,34 +52,21 @@ def _lock_add(arr, vals, i):
     atomic_add(arr, 0, 1)
 
 
+def _operation(op, case):
+    """``m.<attr>.<method>(<args>)`` of an operations-table row's benchmark case."""
+    ns = {}
+    exec(f"def record(m, vals, i):\n    m.{case.attr}.{op.method}({case.args})\n", ns)
+    return njit(inline="always")(ns["record"])
+
+
+# one kernel per benchmark case of the operations table (engram_numba.metrics.operations)
+OPERATION_KERNELS = {case.name: H.timed(_operation(op, case))
+                     for op in OPERATIONS for case in op.bench}
+
+
 @njit(inline="always")
 def _counter(m, vals, i):
     m.counter.inc()
-
-
-@njit(inline="always")
-def _counter_label(m, vals, i):
-    m.labelled.inc(i & 3)
-
-
-@njit(inline="always")
-def _gauge_set(m, vals, i):
-    m.gauge.set(vals[i & 4095])
-
-
-@njit(inline="always")
-def _gauge_add(m, vals, i):
-    m.gauge.add(1.0)
-
-
-@njit(inline="always")
-def _histogram(m, vals, i):
-    m.hist.observe(vals[i & 4095])
-
-
-@njit(inline="always")
-def _explicit(m, vals, i):
-    m.explicit.observe(vals[i & 4095])
 
 
 @njit(inline="always")
@@ -98,12 +86,6 @@ def _nothing(m, vals, i):
 
 
 k_lock_add = H.timed(_lock_add)
-k_counter = H.timed(_counter)
-k_counter_label = H.timed(_counter_label)
-k_gauge_set = H.timed(_gauge_set)
-k_gauge_add = H.timed(_gauge_add)
-k_histogram = H.timed(_histogram)
-k_explicit = H.timed(_explicit)
 k_disabled = H.timed(_counter_and_histogram)
 k_record_priming = H.timed(_record_priming)
 k_bare_loop = H.timed(_nothing)
@@ -158,12 +140,8 @@ def single_thread(rounds, batches, batch, ticks):
     arr = np.zeros(8, dtype=np.int64)
     kernels = {
         "lock add (bare reference)": lambda out: k_lock_add(arr, VALUES, batch, out),
-        "counter.inc()": lambda out: k_counter(m, VALUES, batch, out),
-        "counter.inc(label)": lambda out: k_counter_label(m, VALUES, batch, out),
-        "gauge.set(v)": lambda out: k_gauge_set(m, VALUES, batch, out),
-        "gauge.add(1.0)": lambda out: k_gauge_add(m, VALUES, batch, out),
-        "histogram.observe(v) exponential": lambda out: k_histogram(m, VALUES, batch, out),
-        "histogram.observe(v) 64 explicit bounds": lambda out: k_explicit(m, VALUES, batch, out),
+        **{name: (lambda out, k=k: k(m, VALUES, batch, out))
+           for name, k in OPERATION_KERNELS.items()},
         "disabled counter.inc() + observe(v)": lambda out: k_disabled(d, VALUES, batch, out),
         "cognitive record_priming(type, strength)":
             lambda out: k_record_priming(cognitive, STRENGTHS, batch, out),

@@ -358,12 +358,9 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
     t = _target(target)
     t.register_model(owner_type, t.owner_model)
     for h in handle_types:
-        t.register_model(h, t.handle_model)
-        for member in t.handle_members(h):
-            t.attribute_wrapper(h, member)
-    for typ in (owner_type, *handle_types):
-        for member in t.owner_members:
-            t.attribute_wrapper(typ, member)
+        register_handle(h, target)
+    for member in t.owner_members:
+        t.attribute_wrapper(owner_type, member)
     t.enter(owner_type)
 
     class _Attributes(t.attribute_template):
@@ -375,6 +372,17 @@ def register_owner(owner_type, handle_types, target: str = "cpu") -> None:
     _Attributes.__name__ = f"_{owner_type.__name__}Attributes"
     t.infer_getattr(_Attributes)
     t.lower_getattr_generic(owner_type, t.lower_handle)
+
+
+def register_handle(handle_type, target: str = "cpu") -> None:
+    """Register a :class:`HandleType` subclass (one registered later than its owner type, as
+    a metric kind's): its model and member access."""
+    t = _target(target)
+    t.register_model(handle_type, t.handle_model)
+    for member in t.handle_members(handle_type):
+        t.attribute_wrapper(handle_type, member)
+    for member in t.owner_members:
+        t.attribute_wrapper(handle_type, member)
 
 
 def inline_disabled(expr, caller, callee):

@@ -80,3 +80,31 @@ def as_rate(value, name: str) -> float:
 def snake_case(name: str) -> str:
     """``CamelCase`` -> ``camel_case`` (default names of sets and enum labels)."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+class NamedKind:
+    """Base of kinds that are objects, not strings (metric kinds, trace event kinds).
+
+    ``name`` is the word stored in layout descriptions and shown to people;
+    comparing a kind with a string raises ``TypeError`` (naming the object to
+    compare with) rather than quietly answering ``False``.  Subclasses set
+    ``what`` and ``home`` (for that message) and pickle by name.
+    """
+
+    what = "kind"
+    home = ""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name.upper()
+
+    def __eq__(self, other):
+        if isinstance(other, str):            # code written for kinds as strings: say so
+            raise TypeError(f"a {self.what} is an object: compare with `kind is {self!r}` "
+                            f"({self.home}), not with the string {other!r}")
+        return self is other
+
+    __hash__ = object.__hash__
+

@@ -41,7 +41,7 @@ def record_as_pid_zero(tr, n, clock):
     """The control: the ring key without the process id."""
     kept = 0
     for i in range(n):
-        kept += R.emit(tr.base, np.uint64(0), TH_END, SLOTS, 4, 1 << 12, clock, R.ALWAYS,
+        kept += R.emit(tr.base, np.uint64(0), TH_END, SLOTS, 1 << 12, clock, R.ALWAYS,
                        np.uint64(0), np.uint64(i), np.uint64(i), np.uint64(0), np.uint64(0),
                        np.uint64(0))
     return kept

@@ -536,3 +536,25 @@ def test_every_public_name_of_a_constructed_tracer_is_reserved():
     tr = Tracer(Solver, TracingConfig(ring_buffer_size=64, max_threads=1))
     names = set(dir(Tracer)) | set(vars(tr))
     assert names <= reserved_names()
+
+
+def test_event_kinds_are_objects_from_declaration_to_description():
+    import pickle
+
+    from engram_numba.tracing.kinds import EVENT, SPAN, trace_kind_named
+
+    class Kinds(EventSet):
+        hit = Event("a hit", n=np.int64)
+        step = Span("a step")
+
+    assert Kinds.hit.kind is EVENT and Kinds.step.kind is SPAN
+    assert [t.kind for t in Kinds.layout.types] == [EVENT, SPAN]
+    assert [t["kind"] for t in json.loads(Kinds.layout.description)["types"]] == ["event", "span"]
+    assert f"{SPAN:5}|" == "span |" and str(EVENT) == "event"      # listings show the word
+    assert pickle.loads(pickle.dumps(SPAN)) is SPAN and trace_kind_named("event") is EVENT
+    with pytest.raises(ValueError, match="unknown event kind"):
+        trace_kind_named("instant")
+    with pytest.raises(TypeError, match="kind is SPAN"):
+        Kinds.step.kind == "span"
+    with pytest.raises(TypeError, match="kind is EVENT"):
+        Kinds.hit.kind != "event"

@@ -100,7 +100,7 @@ class FieldRows:
             starts.append(len(names))
         self.names = names
         self.type_names = [t.name for t in layout.types]
-        self.is_span = np.array([t.kind == "span" for t in layout.types], dtype=np.bool_)
+        self.is_span = layout.is_span
         self.starts = np.array(starts, dtype=np.int64)
         self.words = np.array(words, dtype=np.int64)
         self.shifts = np.array(shifts, dtype=np.uint64)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tracing.kinds import SPAN
 from ..tracing.schema import as_events
 from ..tracing.spans import SpanAssembler
 
@@ -70,7 +71,7 @@ def to_dataframe(events, type: str | None = None):
     closed = spans.feed(events) if layout.has_spans else []
     for t in wanted:
         rows = events[events["event_type"] == t.index]
-        if t.kind == "span":
+        if t.kind is SPAN:
             mine = [s for s in closed if s.name == t.name]
             still = [s for s in spans.open_spans() if s.name == t.name]
             every = mine + still

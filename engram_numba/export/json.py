@@ -31,6 +31,7 @@ import time
 import numpy as np
 from numba import njit
 
+from ..tracing.kinds import SPAN as SPAN_KIND
 from ..tracing.schema import EventSet, Layout, as_events
 from ._jsontext import put_piece, write_f32, write_i64, write_u64
 from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
@@ -194,7 +195,7 @@ def schema(source, kind: str = "event") -> dict:
         required = ["event_type"]
         for name, ft in t.fields.items():
             props[name] = ft.json_schema()
-        if t.kind == "span":
+        if t.kind is SPAN_KIND:
             props.update({"span": {"enum": ["begin", "end"]}, "span_id": u64,
                           "parent_span_id": u64, "depth": {"type": "integer", "minimum": 0}})
             variants.append({"properties": props, "required": required + ["span", "span_id"],

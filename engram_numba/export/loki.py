@@ -22,6 +22,7 @@ import json
 
 import numpy as np
 
+from ..tracing.kinds import SPAN
 from ..tracing.schema import FLAG_BEGIN, FLAG_END, as_events
 from . import _http
 from .json import _encode_events
@@ -92,7 +93,7 @@ def push_body(events: np.ndarray, service: str | None = None,
 
 def _span_end_keys(events, layout, types, keys, label_fields, stride, open_spans) -> None:
     """Give every span end the stream key of its begin (see :func:`push_body`)."""
-    labelled = [t.index for t in layout.types if t.kind == "span" and label_fields[t.index]]
+    labelled = [t.index for t in layout.types if t.kind is SPAN and label_fields[t.index]]
     if not labelled:
         return
     rows = np.flatnonzero(np.isin(types, labelled))

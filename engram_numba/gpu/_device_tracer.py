@@ -39,6 +39,7 @@ import numpy as np
 from numba import cuda
 
 from .._region import round_up
+from ..tracing.kinds import SPAN
 from ._ops import SIMULATOR
 
 POSITION_MASK = 0xFFFFFFFF
@@ -73,7 +74,7 @@ class DeviceTracer:
             raise TypeError(f"config must be a TracingConfig, got {config!r}")
         config.validate()
         layout = event_set.layout
-        spans = [t.name for t in layout.types if t.kind == "span"]
+        spans = [t.name for t in layout.types if t.kind is SPAN]
         if spans:
             raise ValueError(f"{event_set.__name__}: a device tracer records events only; "
                              f"spans {spans} are the CPU tracer's (declare them in another "

@@ -53,6 +53,9 @@ from .._kernel_arg import (Target, given, register_method, register_model, regis
 from .._methods import register_kernel_method
 from .._values import KernelTypingError
 from ..metrics import _njit as N
+from ..metrics.counter import CounterHandleType
+from ..metrics.gauge import GaugeHandleType
+from ..metrics.histogram import HistogramHandleType
 from ..metrics import _record as R
 from ..metrics.buckets import (ExplicitBuckets, ExponentialBuckets, exponential_tables,
                                scheme_from_key)
@@ -106,17 +109,17 @@ class _CudaHandle:
         return ("cuda", getattr(self, "place", None)) + N.HandleType.key.fget(self)
 
 
-class CudaCounterHandleType(_CudaHandle, N.CounterHandleType):
+class CudaCounterHandleType(_CudaHandle, CounterHandleType):
     def __init__(self, place, *args):
         self._init(place, *args)
 
 
-class CudaGaugeHandleType(_CudaHandle, N.GaugeHandleType):
+class CudaGaugeHandleType(_CudaHandle, GaugeHandleType):
     def __init__(self, place, *args):
         self._init(place, *args)
 
 
-class CudaHistogramHandleType(_CudaHandle, N.HistogramHandleType):
+class CudaHistogramHandleType(_CudaHandle, HistogramHandleType):
     def __init__(self, place, *args):
         self._init(place, *args)
 

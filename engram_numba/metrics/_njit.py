@@ -33,14 +33,11 @@ from numba.extending import intrinsic, models
 from .._addr import thread_id
 from .._cache import FINGERPRINT, class_ref, rebuild_type, resolve_class
 from .._claim import ENTRY_BYTES, claim, release
-from .._inline import always_inline
 from .._kernel_arg import (HandleType as KernelHandleType, OwnerType, generate, given,
-                           register_method, register_model, register_owner, returning, star,
-                           variadic)
+                           register_handle, register_method, register_model, register_owner,
+                           returning, star, variadic)
 from .._values import KernelTypingError
-from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from . import _record as R
-from .buckets import ExplicitBuckets, ExponentialBuckets, exponential_tables, scheme_from_key
 from .spec import MAX_LABEL_DIMS
 
 
@@ -54,9 +51,11 @@ class MetricSetType(OwnerType):
         self.enabled = enabled
         prefix = "" if enabled else "Disabled"
         super().__init__(name=f"{prefix}MetricSet[{set_class.__qualname__}@{layout.type_key}]")
-        self.handle_types = {attr: _handle_type(m, layout, enabled)
-                             for attr, m in layout.metrics.items() if m.spec.kind is not TOPK}
-        self.python_only = {attr for attr, m in layout.metrics.items() if m.spec.kind is TOPK}
+        self.handle_types = {attr: _handle_type(m, enabled)
+                             for attr, m in layout.metrics.items()
+                             if m.spec.kind in _HANDLE_TYPES}
+        self.python_only = {attr: m.spec for attr, m in layout.metrics.items()
+                            if m.spec.kind not in _HANDLE_TYPES}
 
     @property
     def claim_table(self):
@@ -65,7 +64,7 @@ class MetricSetType(OwnerType):
 
     def handle_type(self, attr):
         if attr in self.python_only:
-            raise errors.TypingError(f"{attr}: a top-k table is maintained from Python, not in kernels")
+            raise errors.TypingError(f"{attr}: {self.python_only[attr].kernel_refusal}")
         return self.handle_types.get(attr)
 
     def handle_constants(self, attr) -> tuple:
@@ -103,8 +102,19 @@ class HandleType(KernelHandleType):
     puts there and LLVM folds into the inlined recording code.
     """
 
-    kind = ""
+    kind = None                     # the kind's Kind (a subclass per kind, see kernel_kind)
     constant_members = ()           # PLACE, set below
+    methods: dict = {}              # record method name -> Record
+    amount_hint = ""                # how a record passes its amount, for messages ({m}, {method})
+
+    @classmethod
+    def extra_of(cls, spec) -> tuple:
+        """What besides labels shapes the kind's recording code (part of the type)."""
+        return ()
+
+    def label_count_fix(self, method) -> str:
+        """The fix a message suggests for a record given more labels than declared."""
+        return f"; {_fix(self, method)}"
 
     def __init__(self, enabled, labels, enums, extra=(), attr="", metric="", values=()):
         self.enabled = enabled
@@ -147,19 +157,24 @@ class HandleType(KernelHandleType):
             (f" or one of {names}" if names else "")
 
 
-class CounterHandleType(HandleType):
-    kind = COUNTER
+_HANDLE_TYPES: dict = {}        # Kind -> its HandleType subclass (see kernel_kind)
 
 
-class GaugeHandleType(HandleType):
-    kind = GAUGE
+def kernel_kind(cls):
+    """Register a kind's :class:`HandleType` subclass (a class decorator, in the kind's
+    module): its model and members, ``labels(...)``, its record methods (``cls.methods``:
+    name -> :class:`Record`) on the handle and on its ``labels(...)`` child."""
+    _HANDLE_TYPES[cls.kind] = cls
+    register_handle(cls)
+    _record_method(cls, "labels", _labels_method)
+    for name, rec in cls.methods.items():
+        _record_method(cls, name, _record_typer(name, rec), rec.param if rec.param else "")
+        if name not in _child_names:
+            _child_names.add(name)
+            register_method(ChildType, name, _child_typer(name, rec.child_param),
+                            prefer_literal=True)
+    return cls
 
-
-class HistogramHandleType(HandleType):
-    kind = HISTOGRAM
-
-
-_HANDLE_TYPES = {t.kind: t for t in (CounterHandleType, GaugeHandleType, HistogramHandleType)}
 
 # where a metric sits, in its handle's native value (after base and pid):
 #   shared   its first slot in the shared block     sstride  bytes between shared slots
@@ -183,33 +198,21 @@ def _handle_type_from(kind, enabled, labels, enums, extra, attr, metric, values,
                                attr, metric, values)
 
 
-def _handle_type(m, layout, enabled):
+def _handle_type(m, enabled):
     spec = m.spec
     labels = tuple((d.name, len(d.values)) for d in spec.labels)
     enums = tuple(d.enum for d in spec.labels)
     values = tuple(tuple(d.values) for d in spec.labels)
-    if spec.kind is HISTOGRAM:
-        extra = spec.scheme.key()
-    elif spec.kind is GAUGE and spec.multiprocess_mode == "latest":
-        extra = ("latest",)                 # its records time-stamp the shared slot
-    else:
-        extra = ()
-    return _HANDLE_TYPES[spec.kind](enabled, labels, enums, extra, m.attr, spec.name, values)
+    cls = _HANDLE_TYPES[spec.kind]
+    return cls(enabled, labels, enums, cls.extra_of(spec), m.attr, spec.name, values)
 
 
-register_owner(MetricSetType, (CounterHandleType, GaugeHandleType, HistogramHandleType))
+register_owner(MetricSetType, ())
 
 
 # --------------------------------------------------------------------------
 # labels: checked when the kernel compiles, resolved to a slot when it runs
 # --------------------------------------------------------------------------
-
-_AMOUNT_HINT = {"counter": "to count by n, write {m}.labels(...).inc(n) or {m}.add(n, ...)",
-                "gauge": "the value comes first: {m}.{method}(value, ...), or "
-                         "{m}.labels(...).{method}(value)",
-                "histogram": "the value comes first: {m}.observe(value, ...), or "
-                             "{m}.labels(...).observe(value)"}
-
 
 class _Retry(errors.TypingError):
     """Raised while numba tries literal argument types, to have it try the plain ones: a
@@ -217,7 +220,7 @@ class _Retry(errors.TypingError):
 
 
 def _fix(h, method) -> str:
-    return _AMOUNT_HINT[h.kind.name].format(m=h.attr or "metric", method=method)
+    return h.amount_hint.format(m=h.attr or "metric", method=method)
 
 
 def _check_labels(h, method, labels) -> tuple:
@@ -228,12 +231,7 @@ def _check_labels(h, method, labels) -> tuple:
     where = f"{h.metric_name}.{method}"
     if len(labels) != len(h.dims):
         given = len(labels)
-        fix = ""
-        if given > len(h.dims) and h.kind is COUNTER and method == "inc":
-            fix = f"; {_fix(h, method)}" if h.dims else \
-                f"; to count by n, write {h.attr}.add(n)"
-        elif given > len(h.dims):
-            fix = f"; {_fix(h, method)}"
+        fix = h.label_count_fix(method) if given > len(h.dims) else ""
         names = [k for k, _ in h.labels]
         raise KernelTypingError(f"{where}: takes {len(h.dims)} label(s) {names}, got {given}"
                                 f"{fix}")
@@ -363,60 +361,52 @@ def _bad_label(typingctx, handle, labels):
 
 _LABELS = ", ".join(f"l{i}=None" for i in range(MAX_LABEL_DIMS))
 
-# the copy that records: the caller's own (1..N), or 0, the shared one
-_COPY = "copy = h.entry + 1"      # the entry found where the set entered the function
-_INVALID = """    if slot < 0:
+# fragments of the kinds' bodies (see Record)
+COPY = "copy = h.entry + 1"       # the copy that records: the caller's own (1..N), or 0, the
+                                  # shared one (the entry found where the set entered the function)
+INVALID = """    if slot < 0:
         bad = BAD
         R.note_invalid(h.base, h.metric, METHOD, R.INVALID_LABEL, bad[0], bad[1])
         return False
 """
-_NEGATIVE = """    if SIGNED and __AMOUNT__ < 0:
-        R.note_invalid(h.base, h.metric, METHOD, R.INVALID_NEGATIVE, R.VALUE_POSITION,
-                       __AMOUNT__)
-        return False
-"""
-
-# __AMOUNT__: the counter's amount (a parameter, or 1 for inc())
-_BODIES = {
-    "counter": _INVALID + _NEGATIVE + f"""    {_COPY}
-    R.counter_add(h.base + h.hot + copy * h.copy + h.block + 8 * slot, __AMOUNT__, copy > 0)
-    return True
-""",
-    "gauge.set": _INVALID + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
-    if STAMP:
-        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
-    return True
-""",
-    "gauge.add": _INVALID + f"""    {_COPY}
-    R.gauge_add(h.base + h.shared + h.sstride * slot,
-                h.base + h.hot + copy * h.copy + h.block + G_SLOT * slot, SIGN * value,
-                copy > 0)
-    if STAMP:
-        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
-    return True
-""",
-    "histogram": _INVALID + f"""    {_COPY}
-    OBSERVE(h.base + h.hot + copy * h.copy + h.block + SLOT * slot, value, copy > 0)
-    return True
-""",
-}
 _METHOD_CODE = {name: i for i, name in enumerate(R.METHODS) if name}
+
+
+class Record:
+    """A record method of a kind, declared in the kind's module (``HandleType.methods``).
+
+    ``body``: the code after the label slot (``slot``; ``h`` the handle, ``BAD`` the
+    out-of-range label, ``__AMOUNT__`` the amount: the value parameter, or 1 without
+    one); ``param``: the value parameter (``""``: none, as ``inc()``); ``integer``: the
+    value is a whole number; ``constants(h, value type or None)``: further names the body
+    uses.  The same body serves ``m.x.labels(...).<name>(...)``, whose value parameter is
+    ``value`` (``n``, optional, when the record takes none).
+    """
+
+    def __init__(self, body: str, param: str = "", *, integer: bool = False,
+                 constants=lambda h, t: {}):
+        self.body = body
+        self.param = param
+        self.integer = integer
+        self.what = "n" if integer else "value"       # how messages name the value
+        self.child_param = "value" if param else "n"
+        self.constants = constants
 
 
 def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, amount="1",
               **constants):
     """``def f(h, [value,] l0=None, ...)``: ``body`` after the label slot, for this handle;
     string literal labels (``resolved``) are constants.  ``child``: ``def f(c, <param>=None)``
-    on a child handle, whose slot is resolved.  ``amount``: a counter's amount.
+    on a child handle, whose slot is resolved.  ``amount``: what ``__AMOUNT__`` stands for.
 
     Built once per (body, handle, label count, string literals, constants).
     """
     key = ("metrics", body, h, n_labels, value_param, method, resolved, child, amount,
            tuple(sorted(constants.items())))
-    ns = dict(G_SLOT=R.G_SLOT, R=R, _label_slot=_label_slot, _bad_label=_bad_label,
-              _child_parts=_child_parts, METHOD=_METHOD_CODE[method], SIGNED=False)
+    ns = dict(R=R, _label_slot=_label_slot, _bad_label=_bad_label, _child_parts=_child_parts,
+              METHOD=_METHOD_CODE[method])
     ns.update(constants)
-    text = _BODIES[body].replace("__AMOUNT__", amount)
+    text = body.replace("__AMOUNT__", amount)
     if child:
         return generate(key, _head(value_param, child=True),
                         "    h, slot, bad0, bad1 = _child_parts(c)\n"
@@ -436,20 +426,24 @@ def _head(value_param, child=False) -> str:
     return (f"h, {value_param}, " if value_param else "h, ") + _LABELS
 
 
-def _counter_inc(h, labels):
-    resolved = _checked(h, "inc", labels)
-    if not h.enabled:
-        return returning(_head(""))
-    return _generate("counter", h, len(labels), "", "inc", resolved)
+def _record_typer(name, rec):
+    """The typer of ``m.x.<name>([value,] *labels)`` (see :func:`_record_method`)."""
+    def record(h, value, labels):
+        checks = [(rec.what, value, rec.integer)] if rec.param else []
+        resolved = _checked(h, name, labels, checks)
+        if not h.enabled:
+            return returning(_head(rec.param))
+        return _generate(rec.body, h, len(labels), rec.param, name, resolved,
+                         amount=rec.param or "1", **rec.constants(h, value))
 
-
-def _counter_add(h, n, labels):
-    resolved = _checked(h, "add", labels, [("n", n, True)])
-    if not h.enabled:
-        return returning(_head("n"))
-    signed = isinstance(n, types.IntEnumMember) or n.signed
-    return _generate("counter", h, len(labels), "n", "add", resolved, amount="n",
-                     SIGNED=signed)
+    if rec.param:
+        def typer(h, value, labels):
+            return record(h, value, labels)
+    else:
+        def typer(h, labels):
+            return record(h, None, labels)
+    typer.__name__ = typer.__qualname__ = f"_{name}"
+    return typer
 
 
 def _record_method(typ, name, impl, value_param=""):
@@ -457,81 +451,6 @@ def _record_method(typ, name, impl, value_param=""):
     fixed = (value_param,) if value_param else ()
     register_method(typ, name, variadic(impl, "h", fixed, "l", MAX_LABEL_DIMS),
                     prefer_literal=True)
-
-
-_record_method(CounterHandleType, "inc", _counter_inc)
-_record_method(CounterHandleType, "add", _counter_add, "n")
-
-
-def _gauge_method(name, sign):
-    def typer(h, value, labels):
-        resolved = _checked(h, name, labels, [("value", value, False)])
-        if not h.enabled:
-            return returning(_head("value"))
-        stamp = h.extra == ("latest",)
-        if name == "set":
-            return _generate("gauge.set", h, len(labels), "value", "set", resolved,
-                             STAMP=stamp)
-        return _generate("gauge.add", h, len(labels), "value", name, resolved, SIGN=sign,
-                         STAMP=stamp)
-    _record_method(GaugeHandleType, name, typer, "value")
-
-
-_gauge_method("set", 1.0)
-_gauge_method("add", 1.0)
-_gauge_method("sub", -1.0)
-
-
-# --------------------------------------------------------------------------
-# Histogram: the scheme object picks the recording function
-# --------------------------------------------------------------------------
-
-_observers: dict = {}
-
-
-def observer(scheme):
-    """An njit ``observe(slot address, value, owned)`` for a bucket scheme."""
-    fn = _observers.get(scheme.key())
-    if fn is not None:
-        return fn
-    if isinstance(scheme, ExplicitBuckets):
-        K0, SHIFT, LAST, M, LUT, BOUNDS = scheme.tables
-
-        @always_inline
-        @njit(cache=True)
-        def fn(slot, value, owned):
-            R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
-    elif isinstance(scheme, ExponentialBuckets):
-        SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
-        LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
-        LUT, BND = exponential_tables(SCALE)
-        OVER = (scheme.max_exponent, scheme.near_top, scheme.overflow_words)
-
-        @always_inline
-        @njit(cache=True)
-        def fn(slot, value, owned):
-            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, OVER,
-                                  owned)
-    else:
-        raise TypeError(f"no recording function for bucket scheme {scheme!r}")
-    _observers[scheme.key()] = fn
-    return fn
-
-
-def _observe_constants(h):
-    scheme = scheme_from_key(h.extra)
-    return dict(OBSERVE=observer(scheme), SLOT=R.H_BUCKETS + 8 * scheme.count_words)
-
-
-def _histogram_observe(h, value, labels):
-    resolved = _checked(h, "observe", labels, [("value", value, False)])
-    if not h.enabled:
-        return returning(_head("value"))
-    return _generate("histogram", h, len(labels), "value", "observe", resolved,
-                     **_observe_constants(h))
-
-
-_record_method(HistogramHandleType, "observe", _histogram_observe, "value")
 
 
 # --------------------------------------------------------------------------
@@ -607,65 +526,40 @@ def _labels_method(h, labels):
                     inline=h.enabled)
 
 
-for _t in (CounterHandleType, GaugeHandleType, HistogramHandleType):
-    _record_method(_t, "labels", _labels_method)
+_child_names: set = set()       # record method names registered on ChildType
 
 
-_CHILD = {          # (kind, method): (body, parameter, integer amount, constants)
-    ("counter", "inc"): ("counter", "n", True, {}),
-    ("counter", "add"): ("counter", "value", True, {}),
-    ("gauge", "set"): ("gauge.set", "value", False, {}),
-    ("gauge", "add"): ("gauge.add", "value", False, {"SIGN": 1.0}),
-    ("gauge", "sub"): ("gauge.add", "value", False, {"SIGN": -1.0}),
-    ("histogram", "observe"): ("histogram", "value", False, {}),
-}
-
-
-def _child_typer(name):
+def _child_typer(name, param):
     """``m.x.labels(...).<name>(...)``: one overload per method name on ChildType, for the
-    parent metric's kind."""
-    param = "n" if name == "inc" else "value"
+    parent metric's kind (its ``methods``)."""
 
     def typer(c, arg):
         h = c.parent
-        entry = _CHILD.get((h.kind.name, name))
-        if entry is None:
-            has = ", ".join(f"{n}()" for (k, n) in _CHILD if k == h.kind.name)
+        rec = h.methods.get(name)
+        if rec is None:
+            has = ", ".join(f"{n}()" for n in h.methods)
             raise KernelTypingError(f"{h.metric_name}.labels(...) has no {name}(); a "
                                     f"{h.kind.name} has {has}")
-        body, _, integer, consts = entry
         given_arg = bool(given((arg,)))
-        if not given_arg and name != "inc":
+        if not given_arg and rec.param:
             raise KernelTypingError(f"{h.metric_name}.labels(...).{name}: takes the value, "
                                     f"{name}(value)")
-        if given_arg and _check_number(h, name, "n" if h.kind is COUNTER else "value", arg,
-                                   integer):
+        if given_arg and _check_number(h, name, rec.what, arg, rec.integer):
             raise _Retry("retry with plain types")
         if not h.enabled:
             return returning(_head(param, child=True))
-        consts = dict(consts)
-        if h.kind is COUNTER:
-            consts["SIGNED"] = given_arg and (isinstance(arg, types.IntEnumMember)
-                                          or bool(getattr(arg, "signed", False)))
-        elif h.kind is HISTOGRAM:
-            consts.update(_observe_constants(h))
-        else:
-            consts["STAMP"] = h.extra == ("latest",)
         amount = param if given_arg else "1"
-        return _generate(body, h, 0, param, name, child=True, amount=amount, **consts)
+        return _generate(rec.body, h, 0, param, name, child=True, amount=amount,
+                         **rec.constants(h, arg if given_arg else None))
 
-    if name == "inc":
-        def inc(c, n=None):
+    if param == "n":
+        def method(c, n=None):
             return typer(c, n)
-        return inc
-
-    def method(c, value=None):
-        return typer(c, value)
+    else:
+        def method(c, value=None):
+            return typer(c, value)
+    method.__name__ = method.__qualname__ = name
     return method
-
-
-for _name in ("inc", "add", "set", "sub", "observe"):
-    register_method(ChildType, _name, _child_typer(_name), prefer_literal=True)
 
 
 # --------------------------------------------------------------------------
@@ -726,32 +620,6 @@ def py_gauge_add(shared, copy_slot, value, owned):
 @njit(nogil=True, cache=True)
 def py_gauge_stamp(shared):
     R.gauge_stamp(shared)
-
-
-_python_observers: dict = {}
-
-
-def python_observers(scheme):
-    """``(owned, shared)``: compiled ``observe(slot address, value)`` for Python callers.
-
-    Two arguments, because numba's dispatcher spends most of a call from
-    Python on typing its arguments; the scheme's parameters are constants.
-    Compiled once per scheme and process, on first use (closures are not
-    kept in numba's on-disk cache).
-    """
-    pair = _python_observers.get(scheme.key())
-    if pair is None:
-        OBSERVE = observer(scheme)
-
-        @njit(nogil=True)
-        def owned(slot, value):
-            OBSERVE(slot, value, True)
-
-        @njit(nogil=True)
-        def shared(slot, value):
-            OBSERVE(slot, value, False)
-        pair = _python_observers[scheme.key()] = (owned, shared)
-    return pair
 
 
 @njit(nogil=True, cache=True)

@@ -3,22 +3,57 @@
 Everything a counter is, in one place: its declaration (:class:`Counter`:
 bytes per slot, reading its words, reset), its snapshot
 (:class:`CounterSnapshot`) and its Python handle (:class:`_BoundCounter`).
-Its recording code is :func:`._record.counter_add`, generated into kernels by
-:mod:`._njit` (bodies ``counter``).
+Its kernel handle (:class:`CounterHandleType`: the recording bodies of ``inc``
+and ``add`` around :func:`._record.counter_add`) is generated into kernels by
+:mod:`._njit`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import types
 
 from .._values import as_integer
 from . import _njit
+from ._njit import COPY, INVALID, HandleType, Record, kernel_kind
 from .handle import U64_MAX, _BoundMetric, keyed
 from .kinds import COUNTER
 from .snapshot import LabelledSnapshot, labelled_dict
 from .spec import MetricSpec, block_words, since_reset
 
 __all__ = ["Counter", "CounterSnapshot"]
+
+
+# a negative amount of a signed type is refused at run time (SIGNED: the type is signed)
+_NEGATIVE = """    if SIGNED and __AMOUNT__ < 0:
+        R.note_invalid(h.base, h.metric, METHOD, R.INVALID_NEGATIVE, R.VALUE_POSITION,
+                       __AMOUNT__)
+        return False
+"""
+_BODY = INVALID + _NEGATIVE + f"""    {COPY}
+    R.counter_add(h.base + h.hot + copy * h.copy + h.block + 8 * slot, __AMOUNT__, copy > 0)
+    return True
+"""
+
+
+def _signed(h, t) -> dict:
+    return {"SIGNED": t is not None and (isinstance(t, types.IntEnumMember)
+                                         or bool(getattr(t, "signed", False)))}
+
+
+@kernel_kind
+class CounterHandleType(HandleType):
+    """A counter in a kernel: ``inc(*labels)``, ``add(n, *labels)``."""
+
+    kind = COUNTER
+    methods = {"inc": Record(_BODY, integer=True, constants=_signed),
+               "add": Record(_BODY, "n", integer=True, constants=_signed)}
+    amount_hint = "to count by n, write {m}.labels(...).inc(n) or {m}.add(n, ...)"
+
+    def label_count_fix(self, method) -> str:
+        if method == "inc" and not self.dims:
+            return f"; to count by n, write {self.attr}.add(n)"
+        return super().label_count_fix(method)
 
 
 class CounterSnapshot(LabelledSnapshot):

@@ -83,7 +83,6 @@ from ._files import DIRECTORY_ENV, LOCK_NAME, create_file, directory_from_env
 from ._files import locked as _locked, reason as _reason, resolve as _resolve, \
     unlink as _unlink
 from .families import Family, families_dict, merge
-from . import _record as R
 from .kinds import GAUGE
 from .merge import plan_of
 from .snapshot import label_values
@@ -656,24 +655,14 @@ class _Reading:
         for m in plan.gauges:
             if not self.alive:
                 continue
-            mode = m.spec.multiprocess_mode
             rows = values[m.attr]
-            if mode == "pid":
+            combined = m.spec.combine(m, rows, self.alive)      # by its multiprocess_mode
+            if combined is None:                                # pid: a series per process
                 self.rows[m.attr] = list(zip(self.alive, rows.tolist()))
-            elif mode == "sum":
-                self.gauges[m.attr] = rows.sum(axis=0)
-            elif mode == "min":
-                self.gauges[m.attr] = rows.min(axis=0)
-            elif mode == "max":
-                self.gauges[m.attr] = rows.max(axis=0)
-            else:                                           # latest: the last stamped write
-                stamps = np.array([[int(f.words[(m.shared_offset + k * m.shared_stride
-                                                 + R.G_STAMP) // 8]) for k in range(m.spec.slots)]
-                                   for f in self.alive], dtype=np.uint64)
-                best = stamps.argmax(axis=0)
-                slots = np.arange(m.spec.slots)
-                self.gauges[m.attr] = rows[best, slots]
-                self.stamps[m.attr] = stamps[best, slots]
+            else:
+                self.gauges[m.attr], stamps = combined
+                if stamps is not None:
+                    self.stamps[m.attr] = stamps
         self.folded = set()    # attrs whose values went to another version's reading
         self.owns_invalid = True
 
@@ -696,25 +685,16 @@ class _Reading:
         self.total[a:a + n] = out
         attr, their = mine.attr, theirs.attr
         if mine.spec.kind is GAUGE:
-            mode = mine.spec.multiprocess_mode
-            if mode == "pid":
-                if their in other.rows:
-                    self.rows[attr] = self.rows.get(attr, []) + other.rows[their]
+            if their in other.rows:                             # pid
+                self.rows[attr] = self.rows.get(attr, []) + other.rows[their]
             elif their in other.gauges:
-                if attr not in self.gauges:
-                    self.gauges[attr] = other.gauges[their]
-                    if mode == "latest":
-                        self.stamps[attr] = other.stamps[their]
-                elif mode == "sum":
-                    self.gauges[attr] = self.gauges[attr] + other.gauges[their]
-                elif mode == "min":
-                    self.gauges[attr] = np.minimum(self.gauges[attr], other.gauges[their])
-                elif mode == "max":
-                    self.gauges[attr] = np.maximum(self.gauges[attr], other.gauges[their])
-                else:
-                    newer = other.stamps[their] > self.stamps[attr]
-                    self.gauges[attr] = np.where(newer, other.gauges[their], self.gauges[attr])
-                    self.stamps[attr] = np.maximum(other.stamps[their], self.stamps[attr])
+                theirs_v = (other.gauges[their], other.stamps.get(their))
+                if attr in self.gauges:
+                    theirs_v = mine.spec.fold((self.gauges[attr], self.stamps.get(attr)),
+                                              theirs_v)
+                self.gauges[attr] = theirs_v[0]
+                if theirs_v[1] is not None:
+                    self.stamps[attr] = theirs_v[1]
         if their in other.tables:
             counts = dict(self.tables.get(attr, []))
             for key, c in other.tables[their]:

@@ -3,8 +3,8 @@
 A family is what Prometheus, OpenMetrics and OpenTelemetry each call a metric:
 a name, a kind, help text, a unit, label names and one point per label
 combination (a count, a value, or a :class:`~.snapshot.HistogramData`).  Besides
-one family per declared metric, a snapshot yields the series derived from it,
-defined only here:
+one family per declared metric (each kind maps its snapshot:
+:meth:`.spec.MetricSpec.families`), a snapshot yields the series derived from it:
 
 * ``<histogram>_excluded_total{reason}``: observations kept out of a histogram's
   count and sum (NaN, infinities, negatives without negative buckets);
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .kinds import COUNTER, GAUGE, HISTOGRAM, TOPK, Kind
+from .kinds import COUNTER, GAUGE, HISTOGRAM, Kind
 
 __all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "Family", "families", "merge", "families_of",
            "families_dict",
@@ -75,24 +75,7 @@ def families(snapshot) -> list:
     c_names = tuple(k for k, _ in const)
     c_values = tuple(v for _, v in const)
     for snap in snapshot.metrics.values():
-        spec = snap.spec
-        kind = spec.kind.exported_as
-        unit = getattr(spec, "unit", "") or ""
-        fixed = spec.kind is not TOPK
-        if fixed:
-            names = tuple(spec.label_names)
-            points = tuple((c_values + tuple(labels), value) for labels, value in snap.items())
-        else:
-            names = tuple(spec.key_labels)
-            points = tuple((c_values + tuple(str(k) for k in key), count)
-                           for key, count in snap.items())
-        out.append(Family(spec.name, kind, spec.help, c_names + names, points, unit, spec,
-                          fixed_labels=fixed, **times))
-        if kind is HISTOGRAM:
-            excluded = tuple((labels + (reason,), h.excluded[reason])
-                             for labels, h in points for reason in EXCLUDED_REASONS)
-            out.append(Family(f"{spec.name}_excluded_total", COUNTER, excluded_help(spec.name),
-                              c_names + names + ("reason",), excluded, **times))
+        out.extend(snap.spec.families(snap, c_names, c_values, times))   # each kind says
     out.append(Family(f"{snapshot.name}_invalid_records_total", COUNTER, INVALID_RECORDS_HELP,
                       c_names, ((c_values, snapshot.invalid_records),), **times))
     return out

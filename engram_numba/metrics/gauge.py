@@ -3,8 +3,11 @@
 Everything a gauge is, in one place: its declaration (:class:`Gauge`: bytes
 per slot, its directory mode, reading its words, reset), its snapshot
 (:class:`GaugeSnapshot`) and its Python handle (:class:`_BoundGauge`).  Its
-recording code is :func:`._record.gauge_set` / :func:`._record.gauge_add`,
-generated into kernels by :mod:`._njit` (bodies ``gauge.set``, ``gauge.add``).
+kernel handle (:class:`GaugeHandleType`: the recording bodies of ``set``,
+``add`` and ``sub`` around :func:`._record.gauge_set` / :func:`._record.gauge_add`)
+is generated into kernels by :mod:`._njit`; :meth:`Gauge.combine` and
+:meth:`Gauge.fold` say how a directory of files combines it (its
+``multiprocess_mode``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,51 @@ import numpy as np
 from .._values import as_number
 from . import _njit
 from . import _record as R
+from ._njit import COPY, INVALID, HandleType, Record, kernel_kind
 from .handle import _BoundMetric, keyed
 from .kinds import GAUGE
 from .snapshot import LabelledSnapshot, labelled_dict
 from .spec import MetricSpec, block_words
 
 __all__ = ["Gauge", "GaugeSnapshot", "GAUGE_MODES"]
+
+
+_SET = INVALID + """    R.gauge_set(h.base + h.shared + h.sstride * slot, value)
+    if STAMP:
+        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
+    return True
+"""
+_ADD = INVALID + f"""    {COPY}
+    R.gauge_add(h.base + h.shared + h.sstride * slot,
+                h.base + h.hot + copy * h.copy + h.block + G_SLOT * slot, SIGN * value,
+                copy > 0)
+    if STAMP:
+        R.gauge_stamp(h.base + h.shared + h.sstride * slot)
+    return True
+"""
+
+
+def _constants(sign=None):
+    def constants(h, t) -> dict:
+        stamp = {"STAMP": h.extra == ("latest",)}           # records time-stamp the slot
+        return stamp if sign is None else dict(stamp, SIGN=sign, G_SLOT=R.G_SLOT)
+    return constants
+
+
+@kernel_kind
+class GaugeHandleType(HandleType):
+    """A gauge in a kernel: ``set``, ``add``, ``sub`` (value first, then labels)."""
+
+    kind = GAUGE
+    methods = {"set": Record(_SET, "value", constants=_constants()),
+               "add": Record(_ADD, "value", constants=_constants(1.0)),
+               "sub": Record(_ADD, "value", constants=_constants(-1.0))}
+    amount_hint = "the value comes first: {m}.{method}(value, ...), or " \
+                  "{m}.labels(...).{method}(value)"
+
+    @classmethod
+    def extra_of(cls, spec) -> tuple:
+        return ("latest",) if spec.multiprocess_mode == "latest" else ()
 
 
 class GaugeSnapshot(LabelledSnapshot):
@@ -72,6 +114,8 @@ class _BoundGauge(_BoundMetric):
 
 
 GAUGE_MODES = ("pid", "sum", "min", "max", "latest")
+_ACROSS = {"sum": np.sum, "min": np.min, "max": np.max}                    # over processes
+_PAIRWISE = {"sum": np.add, "min": np.minimum, "max": np.maximum}          # two readings
 # prometheus_client's multiprocess_mode names; gauges of exited processes are always
 # dropped here (their files are compacted), so "all" and "live..." mean the same
 _GAUGE_MODE_ALIASES = {"all": "pid", "liveall": "pid", "livesum": "sum", "livemin": "min",
@@ -112,6 +156,36 @@ class Gauge(MetricSpec):
         return d
 
     handle = _BoundGauge
+    per_file = "gauge"
+
+    def net_words(self, m) -> dict:
+        """A gauge is not a count: its copy words are cleared in a net (see :meth:`combine`)."""
+        first = m.block_offset // 8
+        return {"gauge": range(first, first + m.slot_bytes // 8 * self.slots)}
+
+    def combine(self, m, rows, files):
+        """A directory's value per slot from the running processes' ``rows`` (one per
+        file of ``files``, the alive ones), by ``multiprocess_mode``: ``(values, stamps)``
+        (stamps of the latest writes, ``"latest"`` only), or ``None`` for ``"pid"`` (one
+        series per process)."""
+        mode = self.multiprocess_mode
+        if mode == "pid":
+            return None
+        if mode != "latest":
+            return _ACROSS[mode](rows, axis=0), None
+        stamps = np.array([[int(f.words[(m.shared_offset + k * m.shared_stride
+                                         + R.G_STAMP) // 8]) for k in range(self.slots)]
+                           for f in files], dtype=np.uint64)
+        best = stamps.argmax(axis=0)
+        slots = np.arange(self.slots)
+        return rows[best, slots], stamps[best, slots]
+
+    def fold(self, mine, theirs):
+        """Two :meth:`combine` results ``(values, stamps)`` of one gauge as one."""
+        if self.multiprocess_mode != "latest":
+            return _PAIRWISE[self.multiprocess_mode](mine[0], theirs[0]), None
+        newer = theirs[1] > mine[1]
+        return np.where(newer, theirs[0], mine[0]), np.maximum(theirs[1], mine[1])
 
     @classmethod
     def from_description(cls, d: dict) -> "Gauge":

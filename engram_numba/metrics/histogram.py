@@ -4,9 +4,9 @@ Everything a histogram is, in one place: its declaration (:class:`Histogram`:
 its bucket scheme (:mod:`.buckets`), bytes per slot, reading its words,
 reset), its readings (:class:`HistogramData` per label combination,
 :class:`HistogramSnapshot`) and its Python handle (:class:`_BoundHistogram`).
-Its recording code is :func:`._record.observe_exponential` /
-:func:`._record.observe_explicit`, picked by :func:`._njit.observer` from the
-scheme.
+Its kernel handle (:class:`HistogramHandleType`: the recording body of
+``observe``) calls :func:`._record.observe_exponential` /
+:func:`._record.observe_explicit`, picked by :func:`observer` from the scheme.
 """
 
 from __future__ import annotations
@@ -14,18 +14,105 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
+from .._inline import always_inline
 from .._values import as_number
-from . import _njit
 from . import _record as R
+from ._njit import COPY, INVALID, HandleType, Record, kernel_kind
 from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets, estimate_quantile,
-                      scheme_from_description)
+                      exponential_tables, scheme_from_description, scheme_from_key)
 from .handle import _BoundMetric, keyed
-from .kinds import HISTOGRAM
+from .families import EXCLUDED_REASONS, Family, excluded_help
+from .kinds import COUNTER, HISTOGRAM
 from .snapshot import LabelledSnapshot, labelled_dict
 from .spec import MetricSpec, block_words, since_reset
 
 __all__ = ["Histogram", "HistogramData", "HistogramSnapshot"]
+
+
+_observers: dict = {}
+
+
+def observer(scheme):
+    """An njit ``observe(slot address, value, owned)`` for a bucket scheme."""
+    fn = _observers.get(scheme.key())
+    if fn is not None:
+        return fn
+    if isinstance(scheme, ExplicitBuckets):
+        K0, SHIFT, LAST, M, LUT, BOUNDS = scheme.tables
+
+        @always_inline
+        @njit(cache=True)
+        def fn(slot, value, owned):
+            R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
+    elif isinstance(scheme, ExponentialBuckets):
+        SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
+        LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
+        LUT, BND = exponential_tables(SCALE)
+        OVER = (scheme.max_exponent, scheme.near_top, scheme.overflow_words)
+
+        @always_inline
+        @njit(cache=True)
+        def fn(slot, value, owned):
+            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, OVER,
+                                  owned)
+    else:
+        raise TypeError(f"no recording function for bucket scheme {scheme!r}")
+    _observers[scheme.key()] = fn
+    return fn
+
+
+def _observe_constants(h):
+    scheme = scheme_from_key(h.extra)
+    return dict(OBSERVE=observer(scheme), SLOT=R.H_BUCKETS + 8 * scheme.count_words)
+
+
+_python_observers: dict = {}
+
+
+def python_observers(scheme):
+    """``(owned, shared)``: compiled ``observe(slot address, value)`` for Python callers.
+
+    Two arguments, because numba's dispatcher spends most of a call from
+    Python on typing its arguments; the scheme's parameters are constants.
+    Compiled once per scheme and process, on first use (closures are not
+    kept in numba's on-disk cache).
+    """
+    pair = _python_observers.get(scheme.key())
+    if pair is None:
+        OBSERVE = observer(scheme)
+
+        @njit(nogil=True)
+        def owned(slot, value):
+            OBSERVE(slot, value, True)
+
+        @njit(nogil=True)
+        def shared(slot, value):
+            OBSERVE(slot, value, False)
+        pair = _python_observers[scheme.key()] = (owned, shared)
+    return pair
+
+
+_OBSERVE = INVALID + f"""    {COPY}
+    OBSERVE(h.base + h.hot + copy * h.copy + h.block + SLOT * slot, value, copy > 0)
+    return True
+"""
+
+
+@kernel_kind
+class HistogramHandleType(HandleType):
+    """A histogram in a kernel: ``observe(value, *labels)``; its type holds the scheme."""
+
+    kind = HISTOGRAM
+    methods = {"observe": Record(_OBSERVE, "value",
+                                 constants=lambda h, t: _observe_constants(h))}
+    amount_hint = "the value comes first: {m}.observe(value, ...), or " \
+                  "{m}.labels(...).observe(value)"
+
+    @classmethod
+    def extra_of(cls, spec) -> tuple:
+        return spec.scheme.key()
 
 
 def _f64(word) -> float:
@@ -140,7 +227,7 @@ class HistogramSnapshot(LabelledSnapshot):
 class _BoundHistogram(_BoundMetric):
     def __init__(self, owner, m):
         super().__init__(owner, m)
-        self._owned, self._shared = _njit.python_observers(m.spec.scheme)
+        self._owned, self._shared = python_observers(m.spec.scheme)
 
     def observe(self, value, *labels) -> bool:
         v = value if type(value) is float else as_number(value, f"{self.spec.name}: value")
@@ -231,6 +318,27 @@ class Histogram(MetricSpec):
     classic_scale = property(lambda self: getattr(self.scheme, "classic_scale", None))
 
     handle = _BoundHistogram
+
+    def families(self, snap, c_names, c_values, times) -> list:
+        """Its family, and ``<name>_excluded_total{reason}``: the observations kept out."""
+        fams = super().families(snap, c_names, c_values, times)
+        excluded = tuple((labels + (reason,), h.excluded[reason])
+                         for labels, h in fams[0].points for reason in EXCLUDED_REASONS)
+        fams.append(Family(f"{self.name}_excluded_total", COUNTER, excluded_help(self.name),
+                           c_names + tuple(self.label_names) + ("reason",), excluded, **times))
+        return fams
+
+    def net_words(self, m) -> dict:
+        """Sums add as floats (the lanes into lane 0), extremes by max, counts as integers."""
+        lane0, lanes, extremes = [], [], []
+        first, per = m.block_offset // 8, m.slot_bytes // 8
+        for k in range(self.slots):
+            s = first + k * per
+            lane0.append(s + R.H_SUM // 8)
+            lanes.extend(s + R.H_SUM // 8 + j for j in range(R.LANES))
+            lanes.append(s + R.H_LANE // 8)
+            extremes.extend((s + R.H_MIN // 8, s + R.H_MAX // 8))
+        return {"lane0": lane0, "lanes": lanes, "extremes": extremes}
 
     def copy_bytes(self) -> int:
         return R.H_BUCKETS + 8 * self.scheme.count_words

@@ -12,30 +12,23 @@ answering ``False``.
 
 from __future__ import annotations
 
+from .._values import NamedKind
+
 __all__ = ["Kind", "COUNTER", "GAUGE", "HISTOGRAM", "TOPK", "kind_named"]
 
 
-class Kind:
+class Kind(NamedKind):
     """A metric kind; exporters map it to their own type names."""
 
+    what = "metric kind"
+    home = "engram_numba.metrics.kinds"
     _by_name: dict = {}
 
     def __init__(self, name: str, monotonic: bool, exported_as: "Kind | None" = None):
-        self.name = name
+        super().__init__(name)
         self.monotonic = monotonic
         self.exported_as = self if exported_as is None else exported_as
         Kind._by_name[name] = self
-
-    def __repr__(self) -> str:
-        return self.name.upper()
-
-    def __eq__(self, other):
-        if isinstance(other, str):            # code written for kinds as strings: say so
-            raise TypeError(f"a metric kind is an object: compare with `kind is {self!r}` "
-                            f"(engram_numba.metrics.kinds), not with the string {other!r}")
-        return self is other
-
-    __hash__ = object.__hash__
 
     def __reduce__(self):                     # pickles (numba's cache) keep the identity
         return kind_named, (self.name,)

@@ -9,7 +9,11 @@ A region's words hold each metric in several copies plus a baseline (see
 * histogram extremes: the largest key of the copies (both extremes are kept as
   "largest key" words, see :mod:`._record`), so they combine by ``max``;
 * gauge slots: zero (a gauge is not a count; :mod:`.directory` combines gauges
-  by their declared mode).
+  by their declared mode, see :meth:`.gauge.Gauge.combine`).
+
+Each kind says which of its words combine how (:meth:`.spec.MetricSpec.net_words`)
+and whether files are read per metric (``per_file``: a gauge's values, a top-k
+table).
 
 Nets of regions of one layout add up the same way (integer words add, lane 0
 adds as floats, extremes take the max), in one numpy pass over all of them: a
@@ -25,7 +29,6 @@ from numba import njit
 
 from .._addr import f64_bits, load_f64, load_u64
 from . import _record as R
-from .kinds import GAUGE, HISTOGRAM, TOPK
 from .layout import INVALID_BASELINE_OFFSET, INVALID_OFFSET
 
 __all__ = ["WordPlan", "plan_of"]
@@ -37,20 +40,12 @@ class WordPlan:
     def __init__(self, layout):
         self.layout = layout
         n = layout.copy_size // 8
-        lane0, lanes, extremes, gauge = [], [], [], []
+        words = {"lane0": [], "lanes": [], "extremes": [], "gauge": []}
         for m in layout.metrics.values():
-            spec = m.spec
-            first = m.block_offset // 8
-            per = m.slot_bytes // 8
-            if spec.kind is HISTOGRAM:
-                for k in range(spec.slots):
-                    s = first + k * per
-                    lane0.append(s + R.H_SUM // 8)
-                    lanes.extend(s + R.H_SUM // 8 + j for j in range(R.LANES))
-                    lanes.append(s + R.H_LANE // 8)
-                    extremes.extend((s + R.H_MIN // 8, s + R.H_MAX // 8))
-            elif spec.kind is GAUGE:
-                gauge.extend(range(first, first + per * spec.slots))
+            for what, idx in m.spec.net_words(m).items():      # each kind says (see there)
+                words[what].extend(idx)
+        lane0, lanes, extremes, gauge = (words[k] for k in ("lane0", "lanes", "extremes",
+                                                             "gauge"))
         self.words = n
         self.lane0 = np.array(lane0, dtype=np.intp)
         self.lanes = np.array(lanes, dtype=np.intp)
@@ -58,8 +53,8 @@ class WordPlan:
             np.empty((0, R.LANES), dtype=np.intp)
         self.extremes = np.array(extremes, dtype=np.intp)
         self.gauge = np.array(gauge, dtype=np.intp)
-        self.gauges = [m for m in layout.metrics.values() if m.spec.kind is GAUGE]
-        self.topk = [m for m in layout.metrics.values() if m.spec.kind is TOPK]
+        self.gauges = [m for m in layout.metrics.values() if m.spec.per_file == "gauge"]
+        self.topk = [m for m in layout.metrics.values() if m.spec.per_file == "table"]
         # every gauge slot: its shared line's first word, its copy slot's first word
         shared, block = [], []
         for m in self.gauges:

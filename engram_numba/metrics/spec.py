@@ -17,6 +17,7 @@ import numpy as np
 
 from .._values import snake_case
 from . import _record as R
+from .families import Family
 from .kinds import kind_named
 
 __all__ = ["MetricSpec", "LabelDim", "spec_from_description"]
@@ -155,6 +156,9 @@ class MetricSpec:
     kind = None                 # a Kind (see .kinds)
     shared_per_slot = True      # shared_bytes() is per label combination (else per metric)
     handle = None               # the Python handle class (``m.<metric>`` on an instance)
+    kernel_refusal = ""         # a kind without a kernel handle: why, for messages
+    per_file = ""               # read from each file apart when files combine: "gauge"
+                                # (values, by mode) or "table" (top-k entries) (see .merge)
     _by_kind: dict = {}         # Kind -> declaration class (spec_from_description)
 
     def __init_subclass__(cls, **kwargs):
@@ -218,6 +222,22 @@ class MetricSpec:
     def baseline(self, owner, m, live: np.ndarray) -> np.ndarray:
         """The baseline words a reset writes, from the live copies' words of the metric."""
         return live.sum(axis=0, dtype=np.uint64)
+
+    def families(self, snap, c_names: tuple, c_values: tuple, times: dict) -> list:
+        """The families of this metric's snapshot ``snap`` (see :mod:`.families`), after
+        the set's constant labels (``c_names``, ``c_values``): one, a point per label
+        combination."""
+        points = tuple((c_values + tuple(labels), value) for labels, value in snap.items())
+        return [Family(self.name, self.kind.exported_as, self.help,
+                       c_names + tuple(self.label_names), points, self.unit or "", self,
+                       **times)]
+
+    def net_words(self, m) -> dict:
+        """How a copy's words of this metric add up across copies and files (the merge
+        plan, :class:`~.merge.WordPlan`): word indices (in a copy) under ``"lane0"`` (a
+        float sum's lane 0), ``"lanes"`` (its lanes), ``"extremes"`` (combined by max),
+        ``"gauge"`` (not a count: cleared); every other word adds as an integer."""
+        return {}
 
     @staticmethod
     def described_labels(d: dict) -> list:

@@ -4,7 +4,7 @@ Everything a top-k table is, in one place: its declaration (:class:`TopK`:
 bytes, reading its words, reset), its snapshot (:class:`TopKSnapshot`) and its
 Python handle (:class:`_BoundTopK`).  Kernels cannot write it; it is set from
 Python (:func:`._record.write_table`), e.g. from a
-:class:`~engram_numba.tracing.health.SpaceSaving` summary.
+Space-Saving summary (:class:`~engram_numba._topkeys.TopKeys`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .._region import round_up
 from .._values import as_integer
 from . import _record as R
 from .handle import U64_MAX, _BoundMetric
+from .families import Family
 from .kinds import TOPK
 from .spec import LabelDim, MetricSpec
 
@@ -98,6 +99,8 @@ class TopK(MetricSpec):
 
     kind = TOPK
     shared_per_slot = False
+    kernel_refusal = "a top-k table is maintained from Python, not in kernels"
+    per_file = "table"
 
     def __init__(self, name: str, help: str = "", key_labels=("key",), k: int = 10):
         super().__init__(name, help, None)
@@ -138,6 +141,13 @@ class TopK(MetricSpec):
     def read(self, m, words, copies):
         base = m.shared_offset // 8
         return TopKSnapshot(self, words[base:base + 1 + self.k * self.entry_words])
+
+    def families(self, snap, c_names, c_values, times) -> list:
+        """A counter family whose label values are the keys (they change with the data)."""
+        points = tuple((c_values + tuple(str(k) for k in key), count)
+                       for key, count in snap.items())
+        return [Family(self.name, self.kind.exported_as, self.help, c_names + self.key_labels,
+                       points, "", self, fixed_labels=False, **times)]
 
     def describe(self) -> dict:
         d = super().describe()

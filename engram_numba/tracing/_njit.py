@@ -26,10 +26,22 @@ from .._kernel_arg import (MAX_ARGS, HandleType, OwnerType, arguments, check_enu
 from .._methods import register_kernel_method
 from .._values import KernelTypingError
 from . import _ring as ringbuf
+from .kinds import SPAN
 from .schema import FLAG_EVENT
 
 
-class TracerType(OwnerType):
+class _RingOwners:
+    """A tracer's, or one of its types', table of ring owners (from ``geometry``)."""
+
+    @property
+    def claim_table(self):
+        """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
+        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
+
+    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
+
+
+class TracerType(_RingOwners, OwnerType):
     """numba type of a tracer of one event set (enabled or disabled).
 
     Making one registers the set's kernel methods on the type (the event set's
@@ -54,13 +66,6 @@ class TracerType(OwnerType):
             register_kernel_method(km, TracerType)
 
     @property
-    def claim_table(self):
-        """(offset, bytes per entry, entries) of the ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
-
-    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
-
-    @property
     def key(self):
         layout = getattr(self, "layout", None)
         return (getattr(self, "set_class", None), getattr(layout, "hash", None),
@@ -81,7 +86,7 @@ def _tracer_type(ref, layout_hash, enabled, n_rings, capacity, clock, fingerprin
     return TracerType(set_class, set_class.layout, enabled, n_rings, capacity, clock)
 
 
-class TypeHandleType(HandleType):
+class TypeHandleType(_RingOwners, HandleType):
     """One declared type of a tracer inside a kernel: its layout and the tracer's geometry."""
 
     def __init__(self, enabled, geometry, index, type_name, fields):
@@ -93,13 +98,6 @@ class TypeHandleType(HandleType):
         state = "" if enabled else "Disabled"
         super().__init__(name=f"{state}{type(self).__name__[:-4]}[{type_name}#{index}"
                               f"{[f[0] for f in fields]}]")
-
-    @property
-    def claim_table(self):
-        """The tracer's ring owners (see OwnedAddressModel)."""
-        return (self.geometry[3] + ringbuf.R_OWNER, ringbuf.RING_HEADER_SIZE, self.geometry[0])
-
-    claim_thread_words = ringbuf.CLAIM_THREAD_WORDS
 
     @property
     def key(self):
@@ -137,7 +135,7 @@ def _handle_type(t, layout, enabled, geometry):
         if enum_cls is not None:
             lo, hi = min(ft.values), max(ft.values)
         fields.append((name, ft.code, layout.offsets[(t.index, name)], ft.size, lo, hi, enum_cls))
-    cls = SpanHandleType if t.kind == "span" else EventHandleType
+    cls = SpanHandleType if t.kind is SPAN else EventHandleType
     return cls(enabled, geometry, t.index, t.name, tuple(fields))
 
 
@@ -261,8 +259,8 @@ def _emit_typer(h, args):
     n = len(args)
     if not h.enabled:
         return returning(_HEAD, "np.uint64(0)" if kind == "begin" else "False")
-    NR, CAP, CLK, TH_END, SLOTS = h.geometry
-    consts = dict(NR=NR, CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
+    _, CAP, CLK, TH_END, SLOTS = h.geometry
+    consts = dict(CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
     if kind == "emit":
         body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
                 f"    if thresh == 0:\n"
@@ -271,7 +269,7 @@ def _emit_typer(h, args):
                 f"    if not ok:\n"
                 f"        ringbuf.count_invalid(h.base)\n"
                 f"        return False\n"
-                f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, thresh,"
+                f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, CAP, CLK, thresh,"
                 f" w2, w3, w4, w5, w6, w7)\n")
     else:
         # a span of a type that is off is still pushed (unrecorded), so that its end
@@ -281,7 +279,7 @@ def _emit_typer(h, args):
                 f"    if not ok:\n"
                 f"        ringbuf.count_invalid(h.base)\n"
                 f"        thresh = np.uint64(0)\n"
-                f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK,"
+                f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, CAP, CLK,"
                 f" INDEX, thresh, w2, w5, w6, w7)\n")
     return generate(("tracing", kind, n) + tuple(sorted(consts.items())), _HEAD, body,
                     dict(_NAMES, **consts))
@@ -294,12 +292,12 @@ register_method(SpanHandleType, "begin", variadic(_emit_typer, "h"))
 def _end(h):
     if not h.enabled:
         return returning("h")
-    NR, CAP, CLK, TH_END, SLOTS = h.geometry
+    _, CAP, CLK, TH_END, SLOTS = h.geometry
     INDEX = h.index
     W2 = np.uint64(INDEX)
 
     def impl(h):
-        return ringbuf.span_end(h.base, h.entry, TH_END, SLOTS, NR, CAP, CLK, INDEX, W2)
+        return ringbuf.span_end(h.base, h.entry, TH_END, SLOTS, CAP, CLK, INDEX, W2)
     return always_inline(impl)
 
 

@@ -374,7 +374,7 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
 
 @always_inline
 @njit(cache=True)
-def emit(base, ring, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
+def emit(base, ring, th_end, slots, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
     """Record one event into the calling thread's ring; True if it was written.
 
     ``thresh`` is the type's non-zero threshold; ``w2`` holds bytes 16..23 (type,
@@ -393,8 +393,8 @@ def emit(base, ring, th_end, slots, n_rings, capacity, clock, thresh, w2, w3, w4
 
 @always_inline
 @njit(cache=True)
-def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, thresh, w2,
-               w5, w6, w7):
+def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w2, w5, w6,
+               w7):
     """Open a span of ``type_index`` on the calling thread; returns its id (0 if none).
 
     Pushes the span on the ring's stack (always, so its end matches) and writes
@@ -432,7 +432,7 @@ def span_begin(base, ring, th_end, slots, n_rings, capacity, clock, type_index, 
 
 @always_inline
 @njit(cache=True)
-def span_end(base, ring, th_end, slots, n_rings, capacity, clock, type_index, w2):
+def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
     """Close the calling thread's innermost span, which must be of ``type_index``.
 
     An end without a begin of this type at the top of the stack is counted as

@@ -76,6 +76,7 @@ from numba import njit
 from .._fields import FieldType, field_from_description, field_type
 from .._methods import kernel_method
 from .._values import as_rate, snake_case
+from .kinds import EVENT, SPAN
 
 __all__ = ["EventSet", "Event", "Span", "FieldType", "EventKind", "SLOT_SIZE", "schema_of",
            "as_events", "concat"]
@@ -106,9 +107,10 @@ _LAYOUTS: dict = {}                  # drained dtype -> Layout: how arrays are r
 # -- declarations ----------------------------------------------------------------------------
 
 class EventKind:
-    """Base of :class:`Event` and :class:`Span`: a help text and named fields."""
+    """Base of :class:`Event` and :class:`Span`: a help text and named fields; ``kind`` is
+    :data:`~.kinds.EVENT` or :data:`~.kinds.SPAN`."""
 
-    kind = ""
+    kind = None
     reserved = ()
 
     def __init__(self, help: str = "", /, **fields):
@@ -131,7 +133,7 @@ class EventKind:
         self.name = name
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "help": self.help,
+        return {"kind": self.kind.name, "help": self.help,
                 "fields": [dict(name=n, **t.describe()) for n, t in self.fields.items()]}
 
     def __repr__(self):
@@ -141,7 +143,7 @@ class EventKind:
 class Event(EventKind):
     """An instant event: ``tr.<name>.emit(*fields)`` records one slot."""
 
-    kind = "event"
+    kind = EVENT
     reserved = ()
 
 
@@ -153,7 +155,7 @@ class Span(EventKind):
     ``parent_span_id`` and the declared fields, its end event the ``span_id``.
     """
 
-    kind = "span"
+    kind = SPAN
     reserved = ((SPAN_ID_OFFSET, 16),)
 
 
@@ -175,7 +177,7 @@ class Layout:
         self.name = name
         self.types = types
         self.production_rates = dict(production_rates)
-        self.has_spans = any(t.kind == "span" for t in types)
+        self.has_spans = any(t.kind is SPAN for t in types)
         self.offsets = {}               # (type index, field name) -> offset
         field_types = {}
         users = {}
@@ -237,7 +239,7 @@ class Layout:
         self.type_has = {f: np.isin(np.arange(MAX_TYPES), [u.index for u in users[f]])
                          for f in field_types}
         self.is_span = np.isin(np.arange(MAX_TYPES), [t.index for t in types
-                                                     if t.kind == "span"])
+                                                     if t.kind is SPAN])
         self.by_name = {t.name: t for t in types}
         _LAYOUTS[self.dtype] = self
 
@@ -291,7 +293,7 @@ class Layout:
                   for n in ("timestamp", "sequence", "ring", "event_type", "flags")]
         starts, rows = [0], []
         for t in self.types:
-            if t.kind == "span":
+            if t.kind is SPAN:
                 rows += [(SPAN_ID_OFFSET, self.record_offset("span_id"), 8),
                          (PARENT_ID_OFFSET, self.record_offset("parent_span_id"), 8)]
             for fname, ft in t.fields.items():

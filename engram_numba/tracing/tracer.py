@@ -32,8 +32,9 @@ from ..clock import Anchor, now_triple, tsc_is_reliable
 from . import _njit
 from . import _ring as ringbuf
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
-from .schema import SLOT_SIZE, Event, EventSet, reserve_names
 from .context import CURRENT, TraceContext, resolve
+from .kinds import EVENT, SPAN
+from .schema import SLOT_SIZE, Event, EventSet, reserve_names
 from .spans import SpanContext
 
 __all__ = ["Tracer"]
@@ -668,19 +669,19 @@ class _PyHandle:
         return caller(self._tracer._address(), current_pid(), *values)
 
     def emit(self, *args) -> bool:
-        if self._type.kind != "event":
+        if self._type.kind is not EVENT:
             raise TypeError(f"{self._type.name} is a span: use begin() and end()")
         values = self._values("emit", args)
         return self._tracer._region is not None and bool(self._call("emit", values))
 
     def begin(self, *args) -> int:
-        if self._type.kind != "span":
+        if self._type.kind is not SPAN:
             raise TypeError(f"{self._type.name} is an event: use emit()")
         values = self._values("begin", args)
         return 0 if self._tracer._region is None else int(self._call("begin", values))
 
     def end(self) -> bool:
-        if self._type.kind != "span":
+        if self._type.kind is not SPAN:
             raise TypeError(f"{self._type.name} is an event: use emit()")
         return self._tracer._region is not None and bool(self._call("end", []))
 
