@@ -353,9 +353,10 @@ def _cmd_trace_export(args) -> int:
         return 0
     if args.format == "chrome":
         from .export.chrome import chrome_trace
-        body = json.dumps(chrome_trace(events)).encode()
+        body = json.dumps(chrome_trace(events, tracer=tracer)).encode()
     else:
-        body = events_to_document(events) if args.format == "json" else events_to_jsonl(events)
+        body = events_to_document(events, tracer=tracer) if args.format == "json" \
+            else events_to_jsonl(events, tracer=tracer)
     out = _output(args)
     out.write(body)
     out.flush()
@@ -375,7 +376,7 @@ def _cmd_trace_stream(args) -> int:
         for batch in tracer.follow(interval=args.interval):
             batch = _select(batch, args, tracer)
             if batch.size:
-                out.write(events_to_jsonl(batch))
+                out.write(events_to_jsonl(batch, tracer=tracer))
                 out.flush()
     except (KeyboardInterrupt, BrokenPipeError):
         pass

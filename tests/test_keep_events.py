@@ -109,15 +109,19 @@ def test_event_frames_join_their_spans_and_name_the_os_thread():
     inside = ticks[ticks["span_id"] != 0]
     assert set(inside["span_id"]) <= set(spans) and len(inside) == 4 * 3     # 4 jobs
     assert (ticks[ticks["k"] == 999]["span_id"] == 0).all()
-    assert (ticks[ticks["k"] == 999]["trace_id"] == 0).all()
+    assert ticks[ticks["k"] == 999]["trace_id"].isna().all()
     joined = inside.merge(parts, on="span_id", suffixes=("", "_part"))
     assert ((joined["k"] % 100) == joined["i"] + 1).all() and len(joined) == 4 * 2
     assert (joined["thread"] == joined["thread_part"]).all()
-    # the trace of every event is its job's: a part's trace_id is its parent job's span_id
-    assert set(parts["trace_id"]) == set(jobs["span_id"])
-    assert (parts["trace_id"] == parts["parent_span_id"]).all()
+    # the trace of every event is its job's: a part's trace id is the (zero, without the
+    # tracer) tracer id followed by its parent job's span_id
+    def root(trace):
+        assert len(trace) == 32 and trace[:16] == "0" * 16
+        return int(trace[16:], 16)
+    assert set(parts["trace_id"].map(root)) == set(jobs["span_id"])
+    assert (parts["trace_id"].map(root) == parts["parent_span_id"]).all()
     by_job = dict(zip(jobs["span_id"], jobs["n"]))
-    assert [by_job[t] for t in inside["trace_id"]] == [k // 100 for k in inside["k"]]
+    assert [by_job[root(t)] for t in inside["trace_id"]] == [k // 100 for k in inside["k"]]
 
 
 def test_the_chrome_file_is_a_valid_trace_after_every_export(tmp_path):

@@ -199,3 +199,79 @@ def test_a_disabled_tracer_checks_the_context_and_records_nothing():
     with tr.parent(None):            # what context() gives with no span open: no parent
         handle(tr, 1)
     assert tr.drain()["parent_span_id"][0] == 0
+
+
+def test_json_frames_and_chrome_show_the_contexts_trace_id_and_parent(tmp_path):
+    import json
+
+    import jsonschema
+
+    from engram_numba.export.chrome import chrome_trace
+    from engram_numba.export.frames import to_dataframe
+    from engram_numba.export.json import JsonLinesExporter, events_to_jsonl, schema
+    tr = tracer()
+    with tr.parent(HEADER):
+        handle(tr, 2)
+    handle(tr, 1)                                  # outside the block: a trace of its own
+    events = tr.drain()
+    begins = events[(events["flags"] & 3) == 1]
+    roots = begins[begins["event_type"] == Work.layout.type_of("request").index]
+    (joined_root,) = roots[roots["parent_span_id"] == SPAN]["span_id"].tolist()
+    (own_root,) = roots[roots["parent_span_id"] == 0]["span_id"].tolist()
+    # the expected trace and parent of every span, from the OTLP request (official protos)
+    ref = {int.from_bytes(s.span_id, "big"): (s.trace_id.hex(),
+                                              int.from_bytes(s.parent_span_id or bytes(8), "big"))
+           for s in otlp_spans(tr, events)}
+    assert ref[joined_root] == (f"{TRACE:032x}", SPAN)
+    assert ref[own_root] == (f"{tr.tracer_id:016x}{own_root:016x}", 0)
+    assert len(ref) == 5 and {t for t, _ in ref.values()} == {
+        f"{TRACE:032x}", f"{tr.tracer_id:016x}{own_root:016x}"}
+
+    lines = [json.loads(line) for line in events_to_jsonl(events, tracer=tr).splitlines()]
+    validator = jsonschema.Draft202012Validator(schema(tr))
+    for line in lines:
+        validator.validate(line)
+    for line in lines:
+        if line.get("span") == "begin":
+            assert (line["trace_id"], line["parent_span_id"]) == ref[line["span_id"]]
+        elif line.get("span") == "end" or line["event_type"] == "note":
+            assert line["trace_id"] == ref[line["span_id"]][0]
+    assert sum(line["event_type"] == "note" for line in lines) == 3
+    # a collector's exporter gets the tracer from bind()
+    path = tmp_path / "events.jsonl"
+    exporter = JsonLinesExporter(path)
+    exporter.bind(tr)
+    exporter.export(events)
+    exporter.shutdown()
+    with open(path, "rb") as f:
+        assert [json.loads(line) for line in f.read().splitlines()] == lines
+
+    frames = to_dataframe(events, tracer=tr)
+    for name in ("request", "step"):
+        for row in frames[name].itertuples():
+            assert (row.trace_id, row.parent_span_id) == ref[row.span_id]
+    for row in frames["note"].itertuples():
+        assert row.trace_id == ref[row.span_id][0]
+
+    doc = chrome_trace(events, tracer=tr)
+    spans = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+    notes = [e for e in doc["traceEvents"] if e["ph"] == "i"]
+    assert len(spans) == 5 and len(notes) == 3
+    for e in spans:
+        assert (e["args"]["trace_id"], e["args"]["parent_span_id"]) == ref[e["args"]["span_id"]]
+    for e in notes:
+        assert e["args"]["trace_id"] == ref[e["args"]["span_id"]][0]
+
+
+def test_without_the_tracer_trace_ids_keep_the_format_with_a_zero_tracer_id():
+    import json
+
+    from engram_numba.export.frames import to_dataframe
+    from engram_numba.export.json import events_to_jsonl
+    tr = tracer()
+    handle(tr, 1)
+    events = tr.drain()
+    root = int(events["span_id"][0])
+    lines = [json.loads(line) for line in events_to_jsonl(events).splitlines()]
+    assert {line["trace_id"] for line in lines} == {f"{0:016x}{root:016x}"}
+    assert set(to_dataframe(events, "step")["trace_id"]) == {f"{0:016x}{root:016x}"}

@@ -218,3 +218,14 @@ def write_f32(buf, pos, bits):
         end += 1
         first = -first
     return write_u64(buf, end, first)
+
+
+@njit(cache=True)
+def write_hex64(buf, pos, value):
+    """``value`` as 16 lowercase hex digits (zero-padded)."""
+    value = np.uint64(value)
+    for i in range(15, -1, -1):
+        d = np.uint8(value & np.uint64(15))
+        buf[pos + i] = 48 + d if d < 10 else 87 + d
+        value >>= np.uint64(4)
+    return pos + 16

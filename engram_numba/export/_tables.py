@@ -174,3 +174,41 @@ def pieces_for(layout: Layout, spec: PieceSpec) -> tuple:
     pieces = Pieces(fixed + types + keys + (enums or [b""]))
     type0 = len(fixed)
     return rows, pieces, type0 + len(types), type0 + len(types) + len(keys)
+
+
+class TraceIds(NamedTuple):
+    """How an event's trace key (its ``trace_id`` column: the root span's id, or the
+    explicit parent's span id for a trace joined with ``tracer.parent(ctx)``) becomes
+    the 128-bit trace id: the explicit parents' trace ids (``keys`` sorted, with the
+    ids' high and low words), else ``tracer_id`` followed by the key, as the OTLP span
+    exporter sends them."""
+
+    tracer_id: int
+    keys: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+
+    def of(self, key: int) -> int:
+        """The 128-bit trace id of ``key`` (0 for key 0: no trace)."""
+        key = int(key)
+        if key == 0:
+            return 0
+        k = int(np.searchsorted(self.keys, np.uint64(key)))
+        if k < self.keys.size and int(self.keys[k]) == key:
+            return int(self.high[k]) << 64 | int(self.low[k])
+        return self.tracer_id << 64 | key
+
+    def hex(self, key: int) -> str | None:
+        """The trace id of ``key`` as 32 lowercase hex digits (None for key 0)."""
+        return f"{self.of(key):032x}" if int(key) else None
+
+
+def trace_ids(tracer=None) -> TraceIds:
+    """The :class:`TraceIds` of ``tracer`` (its id and its explicit parents' traces, read
+    now); without a tracer, a tracer id of 0 and no explicit parents."""
+    traces = tracer.external_traces() if tracer is not None else {}
+    keys = np.array(sorted(traces), dtype=np.uint64)
+    return TraceIds(int(tracer.tracer_id) if tracer is not None else 0, keys,
+                    np.array([traces[int(k)] >> 64 for k in keys.tolist()], dtype=np.uint64),
+                    np.array([traces[int(k)] & (1 << 64) - 1 for k in keys.tolist()],
+                             dtype=np.uint64))

@@ -4,7 +4,11 @@
   it is unknown), named ``thread <id> (ring <r>)`` by metadata events;
 * spans as duration events (``"ph": "X"``, nested per thread by their times;
   a span still open at the end is a ``"B"`` event without its end), with their
-  fields and ids as ``args``;
+  fields and ids as ``args``: ``span_id``, ``parent_span_id`` (for a root span
+  under ``tracer.parent(ctx)``, ``ctx``'s span id) and ``trace_id``, the trace's
+  128-bit OpenTelemetry id as 32 hex digits, as the OTLP span exporter sends it
+  (pass ``tracer=``; without it the tracer's id reads as zeros and explicit
+  parents are not resolved);
 * an instant event (``"ph": "i"``, thread scope) per event, named by its type
   and its first enum field (``priming/semantic``), with every field in ``args``;
 * counter tracks (``"ph": "C"``) with the rate of each event type, events per
@@ -29,6 +33,7 @@ import numpy as np
 
 from ..tracing.schema import as_events
 from ..tracing.spans import SpanAssembler
+from ._tables import trace_ids
 from .json import _encode_events
 
 __all__ = ["chrome_trace", "ChromeTraceExporter", "merged_chrome"]
@@ -53,8 +58,9 @@ class _Writer:
     :mod:`.json`), each line becoming the ``args`` of its entry, so that a batch costs
     one string format per event."""
 
-    def __init__(self, layout, pid: int, start: int):
+    def __init__(self, layout, pid: int, start: int, tracer=None):
         self.layout = layout
+        self.tracer = tracer
         self.pid = pid
         self.start = start
         self.assembler = SpanAssembler()
@@ -98,7 +104,9 @@ class _Writer:
                 self.threads[tid] = ring
                 out.append(_json({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name",
                                   "args": {"name": _thread_name(th, ring)}}))
-        lines = _encode_events(events, b"\n").decode().split("\n") if events.size else []
+        lines = _encode_events(events, b"\n", self.tracer).decode().split("\n") \
+            if events.size else []
+        ids = trace_ids(self.tracer)
         instant = ~self.layout.is_span[events["event_type"]]
         names = self._names(events)
         cats = [self.layout.types[t].name if t < len(self.layout.types) else "unknown"
@@ -114,13 +122,17 @@ class _Writer:
                                   "cat": "span", "name": s.name,
                                   "args": {**s.fields, "span_id": s.span_id,
                                            "parent_span_id": s.parent_id,
-                                           "trace_id": s.root_id, "depth": s.depth}}))
+                                           "trace_id": ids.hex(s.root_id),
+                                           "depth": s.depth}}))
         return out
 
     def open_spans(self) -> list:
+        ids = trace_ids(self.tracer)
         return [_json({"ph": "B", "pid": self.pid, "tid": _tid(s.thread, s.ring),
                        "ts": self.us(s.start_ns), "cat": "span", "name": s.name,
-                       "args": {**s.fields, "span_id": s.span_id, "open": True}})
+                       "args": {**s.fields, "span_id": s.span_id,
+                                "parent_span_id": s.parent_id,
+                                "trace_id": ids.hex(s.root_id), "open": True}})
                 for s in self.assembler.open_spans()]
 
 
@@ -169,18 +181,19 @@ class _Rates:
 
 def chrome_trace(events: np.ndarray, *, process_name: str | None = None,
                  rate_window_ms: float = 100.0, pid: int = 1,
-                 start_ns: int | None = None) -> dict:
+                 start_ns: int | None = None, tracer=None) -> dict:
     """The Trace Event Format document (a dict; ``json.dump`` it) for ``events``.
 
     ``pid`` names the process the events belong to; ``start_ns`` (default: the first
-    event) is time zero, so that documents of several processes can be merged."""
+    event) is time zero, so that documents of several processes can be merged;
+    ``tracer``: the tracer that recorded the events, for their trace ids."""
     events, layout = as_events(events)
     if start_ns is None:
         start = int(events["timestamp"].min()) if events.size else 0
     else:
         start = int(start_ns)
     process_name = layout.name if process_name is None else process_name
-    writer = _Writer(layout, pid, start)
+    writer = _Writer(layout, pid, start, tracer)
     trace = [_json({"ph": "M", "pid": pid, "tid": 0, "name": "process_name",
                     "args": {"name": process_name}})]
     trace += writer.entries(events)
@@ -203,8 +216,10 @@ class ChromeTraceExporter:
 
     name = "chrome"
 
-    def __init__(self, path, *, max_events: int = 1_000_000, rate_window_ms: float = 100.0):
+    def __init__(self, path, *, max_events: int = 1_000_000, rate_window_ms: float = 100.0,
+                 tracer=None):
         self.path = path
+        self.tracer = tracer
         self.max_events = max_events
         self.rate_window_ms = rate_window_ms
         self.kept = 0
@@ -220,7 +235,10 @@ class ChromeTraceExporter:
 
     def bind(self, tracer) -> None:
         """Compile the encoder now (a TraceCollector calls this before it starts), so that
-        the first export does not hold up the collector."""
+        the first export does not hold up the collector; the tracer's id and explicit
+        parents give the trace ids."""
+        if self.tracer is None:
+            self.tracer = tracer
         layout = getattr(tracer, "layout", None)
         if layout is not None:
             _encode_events(np.zeros(1, dtype=layout.dtype), b"\n")
@@ -266,7 +284,7 @@ class ChromeTraceExporter:
         if self._writer is None:
             self._layout = layout
             start = int(events["timestamp"].min())
-            self._writer = _Writer(layout, 1, start)
+            self._writer = _Writer(layout, 1, start, self.tracer)
             self._rates = _Rates(layout, 1, start, int(self.rate_window_ms * 1e6))
             entries.append(_json({"ph": "M", "pid": 1, "tid": 0, "name": "process_name",
                                   "args": {"name": layout.name}}))
@@ -297,6 +315,6 @@ def merged_chrome(parts) -> dict:
     trace = []
     for p, events in parts:
         doc = chrome_trace(events, process_name=f"{p.tracer.layout.name} pid {p.pid}",
-                           pid=p.pid, start_ns=start)
+                           pid=p.pid, start_ns=start, tracer=p.tracer)
         trace.extend(doc["traceEvents"])
     return {"traceEvents": trace, "displayTimeUnit": "ns"}

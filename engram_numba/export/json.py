@@ -7,13 +7,19 @@ One event per line::
 
 ``timestamp`` is unix nanoseconds, ``event_type`` the declared type's name,
 ``thread`` the OS id of the recording thread, ``ring`` its ring, ``sequence``
-the event's position in that ring, then ``trace_id`` (the root span's id) for
-an event inside a trace and ``span_id`` for an instant event inside a span,
+the event's position in that ring, then ``trace_id`` for an event inside a
+trace and ``span_id`` for an instant event inside a span,
 and the type's fields follow by name in declaration order (enum fields as
 lowercase member names, ``unknown`` for a value that is not a member; bools as
 ``true``/``false``; NaN and infinities as ``null``).  A span's events add
 ``"span":"begin"`` (with ``span_id``, ``parent_span_id``, ``depth`` and the
 span's fields) or ``"span":"end"`` (with ``span_id`` and ``depth``).
+``trace_id`` is the trace's 128-bit OpenTelemetry id as 32 hex digits, the one
+the OTLP span exporter sends: for a trace joined with ``tracer.parent(ctx)``,
+``ctx``'s trace id (and the root span's ``parent_span_id`` is ``ctx``'s span id),
+else the tracer's id followed by the root span's id.  Pass ``tracer=`` (the
+collector's exporter gets it from ``bind``); without it the tracer's id reads
+as zeros and explicit parents are not resolved.
 The batch document is ``{"events": [...], "exported_at": <unix s>, "count": n}``.
 :func:`schema` gives the JSON Schema of a set's lines or documents.
 
@@ -33,10 +39,10 @@ from numba import njit
 
 from ..tracing.kinds import SPAN as SPAN_KIND
 from ..tracing.schema import EventSet, Layout, as_events
-from ._jsontext import put_piece, write_f32, write_i64, write_u64
+from ._jsontext import put_piece, write_f32, write_hex64, write_i64, write_u64
 from ._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
                       C_TYPE, F32, F64, I, U, PieceSpec, column, field_bits, pieces_for,
-                      sign_extend)
+                      sign_extend, trace_ids)
 
 __all__ = ["events_to_jsonl", "events_to_document", "event_records", "schema",
            "JsonLinesExporter", "merged_jsonl"]
@@ -52,7 +58,7 @@ _PIECES = PieceSpec(
     fixed=lambda prefix: [b'{"timestamp":', b',"sequence":', b',"span":"begin","span_id":',
                           b',"span":"end","span_id":', b',"parent_span_id":', b',"depth":',
                           b',"event_type":"unknown","thread":', b"true", b"false", b',"ring":',
-                          b',"trace_id":', b',"span_id":'],
+                          b',"trace_id":"', b',"span_id":'],
     type_piece=lambda prefix, name: f',"event_type":"{name}","thread":'.encode(),
     key_piece=lambda prefix, name: f',"{name}":'.encode(),
     enum_piece=lambda prefix, field, member: f'"{member}"'.encode())
@@ -62,7 +68,7 @@ assert len(_PIECES.fixed("")) == TYPE0
 @njit(cache=True)
 def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, is_span, fstart,
             fword, fshift, fwidth, fkind, enum_lo, enum_n, enum_first, f64_col, f64_flat,
-            f64_start, f64_len, key0, enum0):
+            f64_start, f64_len, key0, enum0, tracer_id, ext_keys, ext_high, ext_low):
     pos = 0
     for e in range(n):
         if e:
@@ -85,8 +91,15 @@ def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, 
             continue
         trace = column(words, b, common, C_TRACE, 64)
         if trace:
+            high, low = np.uint64(tracer_id), trace
+            k = np.searchsorted(ext_keys, trace)
+            if k < ext_keys.size and ext_keys[k] == trace:
+                high, low = ext_high[k], ext_low[k]
             pos = put_piece(buf, pos, flat, starts, lengths, TRACE)
-            pos = write_u64(buf, pos, trace)
+            pos = write_hex64(buf, pos, high)
+            pos = write_hex64(buf, pos, low)
+            buf[pos] = 34  # '"'
+            pos += 1
         if is_span[t]:
             phase = flags & 3
             pos = put_piece(buf, pos, flat, starts, lengths, BEGIN if phase == 1 else END)
@@ -132,7 +145,7 @@ def _encode(words, n, stride, common, buf, sep, flat, starts, lengths, n_types, 
     return pos
 
 
-def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
+def _encode_events(events: np.ndarray, sep: bytes, tracer=None) -> bytes:
     events, layout = as_events(events)
     n = events.size
     if n == 0:
@@ -143,31 +156,35 @@ def _encode_events(events: np.ndarray, sep: bytes) -> bytes:
     per_event = _MAX_FIXED + int(np.diff(rows.starts).max(initial=0)) * (_MAX_FIELD + longest) \
         + int(pieces.lengths.max())
     buf = np.empty(n * per_event, dtype=np.uint8)
+    ids = trace_ids(tracer)
     end = _encode(events.view(np.uint64), n, rows.stride, rows.common, buf, sep[0],
                   pieces.flat, pieces.starts, pieces.lengths, len(rows.type_names),
                   rows.is_span, rows.starts, rows.words, rows.shifts, rows.widths, rows.kinds,
                   rows.enum_lo, rows.enum_n, rows.enum_first, rows.f64_col, f64_flat,
-                  f64_start, f64_len, key0, enum0)
+                  f64_start, f64_len, key0, enum0, np.uint64(ids.tracer_id), ids.keys, ids.high,
+                  ids.low)
     return buf[:end].tobytes()
 
 
-def events_to_jsonl(events: np.ndarray) -> bytes:
-    """One JSON object per line (a trailing newline after the last)."""
-    body = _encode_events(events, b"\n")
+def events_to_jsonl(events: np.ndarray, *, tracer=None) -> bytes:
+    """One JSON object per line (a trailing newline after the last).  ``tracer``: the
+    tracer that recorded the events, for their 128-bit trace ids (see the module)."""
+    body = _encode_events(events, b"\n", tracer)
     return body + b"\n" if body else b""
 
 
-def events_to_document(events: np.ndarray, exported_at: float | None = None) -> bytes:
+def events_to_document(events: np.ndarray, exported_at: float | None = None, *,
+                       tracer=None) -> bytes:
     """``{"events": [...], "exported_at": <unix s>, "count": n}``."""
     exported_at = time.time() if exported_at is None else exported_at
-    body = _encode_events(events, b",")
+    body = _encode_events(events, b",", tracer)
     return (b'{"events":[' + body + b'],"exported_at":' + repr(float(exported_at)).encode()
             + b',"count":' + str(len(events)).encode() + b"}")
 
 
-def event_records(events: np.ndarray) -> list:
+def event_records(events: np.ndarray, *, tracer=None) -> list:
     """The events as Python dicts, exactly as exported (for other exporters and tests)."""
-    text = _encode_events(events, b",")
+    text = _encode_events(events, b",", tracer)
     return json.loads(b"[" + text + b"]") if text else []
 
 
@@ -219,7 +236,8 @@ def schema(source, kind: str = "event") -> dict:
                      "description": "ring of the recording thread"},
             "sequence": {"type": "integer", "minimum": 0,
                          "description": "position of the event in its ring"},
-            "trace_id": {**u64, "description": "id of the root span of the event's trace"},
+            "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                         "description": "the 128-bit id of the event's trace, as in OTLP"},
             "span_id": {**u64, "description": "a span's id, or for an instant event the "
                                               "innermost span it happened in"},
         },
@@ -240,19 +258,23 @@ class JsonLinesExporter:
 
     name = "jsonl"
 
-    def __init__(self, path):
+    def __init__(self, path, *, tracer=None):
         self.path = path
+        self.tracer = tracer
         self._file = open(path, "ab")
 
     def bind(self, tracer) -> None:
         """Compile the encoder now (a TraceCollector calls this before it starts), so that
-        the first export does not hold up the collector's draining."""
+        the first export does not hold up the collector's draining; the tracer's id and
+        explicit parents give the trace ids."""
+        if self.tracer is None:
+            self.tracer = tracer
         layout = getattr(tracer, "layout", None)
         if layout is not None:
             events_to_jsonl(np.zeros(1, dtype=layout.dtype))
 
     def export(self, events: np.ndarray) -> None:
-        self._file.write(events_to_jsonl(events))
+        self._file.write(events_to_jsonl(events, tracer=self.tracer))
         self._file.flush()
 
     def shutdown(self) -> None:
@@ -265,7 +287,7 @@ def merged_jsonl(parts) -> bytes:
     them); each line starts with the process: ``{"pid":..,"process_start":..,"timestamp":..``."""
     def stream(p, events):
         prefix = f'{{"pid":{p.pid},"process_start":{p.start},'.encode()
-        lines = events_to_jsonl(events).splitlines()
+        lines = events_to_jsonl(events, tracer=p.tracer).splitlines()
         for i, (t, line) in enumerate(zip(events["timestamp"].tolist(), lines)):
             yield t, p.pid, p.n, i, prefix + line[1:]
 

@@ -34,19 +34,21 @@ MAX_OPEN_SPANS = 1 << 16      # span begins remembered for the labels of their e
 
 
 def push_body(events: np.ndarray, service: str | None = None,
-              extra_labels: dict | None = None, open_spans: dict | None = None) -> bytes:
+              extra_labels: dict | None = None, open_spans: dict | None = None,
+              tracer=None) -> bytes:
     """The JSON body of one push request for ``events`` (``service`` defaults to the set name).
 
     A span's end carries no fields of its own: it goes to the stream of its begin
     (the begin's enum fields), found in this batch or in ``open_spans`` (span id ->
     stream, updated here; an exporter keeps one across batches).  An end whose
-    begin was never seen gets ``unknown`` for its enum labels.
+    begin was never seen gets ``unknown`` for its enum labels.  ``tracer`` (the one
+    that recorded the events) gives the lines' 128-bit ``trace_id``.
     """
     events, layout = as_events(events)
     if events.size == 0:
         return b'{"streams":[]}'
     service = layout.name if service is None else service
-    lines = _encode_events(events, b"\n").split(b"\n")
+    lines = _encode_events(events, b"\n", tracer).split(b"\n")
     timestamps = events["timestamp"]
     types = events["event_type"].astype(np.int64)
     keys = types.copy()
@@ -147,10 +149,13 @@ class LokiExporter:
         self.timeout = timeout
         self.context = _http.ssl_context(ca_file, insecure) if self.url.startswith("https") else None
         self._open_spans = {}        # span id -> stream of its begin, across batches
+        self._tracer = None
 
     def bind(self, tracer) -> None:
         """Compile the encoder now (a TraceCollector calls this before it starts), so that
-        the first export does not hold up the collector's draining."""
+        the first export does not hold up the collector's draining; the tracer gives
+        the lines' trace ids."""
+        self._tracer = tracer
         layout = getattr(tracer, "layout", None)
         if layout is not None:
             push_body(np.zeros(1, dtype=layout.dtype))
@@ -163,7 +168,8 @@ class LokiExporter:
         events, _ = as_events(events)
         if events.size:
             open_spans = dict(self._open_spans)
-            _http.post(self.url, push_body(events, self.service, self.labels, open_spans),
+            _http.post(self.url, push_body(events, self.service, self.labels, open_spans,
+                                           self._tracer),
                        "application/json", headers=self.headers, compress=self.compress,
                        timeout=self.timeout, context=self.context, deadline=deadline)
             self._open_spans = open_spans
