@@ -117,25 +117,22 @@ class _DeviceCounter(_DeviceRecord, _BoundCounter):
 
 
 class _DeviceGauge(_DeviceRecord, _BoundGauge):
-    def set(self, value, *labels) -> bool:
-        words = self._words_for_record("set")
-        slot = self._kernel_slot(words, labels, "set")
+    def _gauge_record(self, method: str, value, labels) -> bool:
+        from . import _bodies
+        words = self._words_for_record(method)
+        slot = self._kernel_slot(words, labels, method)
         if slot is None:
             return False
-        from ._bodies import gauge_set
         shared, sstride = self._place[:2]
-        gauge_set(words, shared + sstride * slot, as_number(value, self.spec.name))
+        getattr(_bodies, f"gauge_{method}")(words, shared + sstride * slot,
+                                            as_number(value, self.spec.name))
         return True
 
+    def set(self, value, *labels) -> bool:
+        return self._gauge_record("set", value, labels)
+
     def add(self, value, *labels) -> bool:
-        words = self._words_for_record("add")
-        slot = self._kernel_slot(words, labels, "add")
-        if slot is None:
-            return False
-        from ._bodies import gauge_add
-        shared, sstride = self._place[:2]
-        gauge_add(words, shared + sstride * slot, as_number(value, self.spec.name))
-        return True
+        return self._gauge_record("add", value, labels)
 
     def sub(self, value, *labels) -> bool:
         return self.add(-as_number(value, self.spec.name), *labels)

@@ -61,18 +61,9 @@ class DeviceTracer:
     """Rings in device memory for ``@cuda.jit`` kernels (see the module doc)."""
 
     def __init__(self, event_set, config=None):
-        from ..tracing.config import TracingConfig
-        from ..tracing.schema import EventSet
+        from ..tracing.tracer import checked_arguments
         from ._clock import calibrate
-        if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
-            raise TypeError(f"Tracer.cuda takes an EventSet class (and a TracingConfig), got "
-                            f"{event_set!r}")
-        if event_set.layout is None:
-            raise ValueError(f"{event_set.__name__} declares no events")
-        config = TracingConfig() if config is None else config
-        if not isinstance(config, TracingConfig):
-            raise TypeError(f"config must be a TracingConfig, got {config!r}")
-        config.validate()
+        config = checked_arguments(event_set, config, "Tracer.cuda")
         layout = event_set.layout
         spans = [t.name for t in layout.types if t.kind is SPAN]
         if spans:

@@ -39,6 +39,21 @@ from .spans import SpanContext
 
 __all__ = ["Tracer"]
 
+
+def checked_arguments(event_set, config, who: str) -> TracingConfig:
+    """``who(event_set, config)``'s arguments checked: an EventSet class that declares
+    events, and a valid TracingConfig (the default when None), which is returned."""
+    if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
+        raise TypeError(f"{who} takes an EventSet class (and a TracingConfig), got "
+                        f"{event_set!r}")
+    if event_set.layout is None:
+        raise ValueError(f"{event_set.__name__} declares no events")
+    config = TracingConfig() if config is None else config
+    if not isinstance(config, TracingConfig):
+        raise TypeError(f"config must be a TracingConfig, got {config!r}")
+    config.validate()
+    return config
+
 LAYOUT_VERSION = 4
 _WORDS = SLOT_SIZE // 8
 
@@ -89,15 +104,7 @@ class Tracer(KernelArgument):
     events = None
 
     def __init__(self, event_set, config: TracingConfig | None = None):
-        if not (isinstance(event_set, type) and issubclass(event_set, EventSet)):
-            raise TypeError(f"Tracer takes an EventSet class (and a TracingConfig), got "
-                            f"{event_set!r}")
-        if event_set.layout is None:
-            raise ValueError(f"{event_set.__name__} declares no events")
-        config = TracingConfig() if config is None else config
-        if not isinstance(config, TracingConfig):
-            raise TypeError(f"config must be a TracingConfig, got {config!r}")
-        config.validate()
+        config = checked_arguments(event_set, config, "Tracer")
         self.config = config
         self._bind(event_set, *self._new_region(event_set, config, config.path), primary=True)
 
