@@ -279,17 +279,21 @@ class Target:
         from numba.extending import unbox
         unbox(owner_type)(unbox_address)
 
+    #: the module whose registration decorators this target's registries take
+    extending = "numba.extending"
+
+    def _extending(self):
+        import importlib
+        return importlib.import_module(self.extending)
+
     def attribute_wrapper(self, typ, member: str) -> None:
-        from numba.extending import make_attribute_wrapper
-        make_attribute_wrapper(typ, member, member)
+        self._extending().make_attribute_wrapper(typ, member, member)
 
     def infer_getattr(self, template) -> None:
-        from numba.extending import infer_getattr
-        infer_getattr(template)
+        self._extending().infer_getattr(template)
 
     def lower_getattr_generic(self, typ, impl) -> None:
-        from numba.extending import lower_getattr_generic
-        lower_getattr_generic(typ)(impl)
+        self._extending().lower_getattr_generic(typ)(impl)
 
     def overload_method(self, typ, name: str, typer, **options) -> None:
         from numba.extending import overload_method

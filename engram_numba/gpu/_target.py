@@ -57,8 +57,7 @@ from ..metrics.counter import CounterHandleType
 from ..metrics.gauge import GaugeHandleType
 from ..metrics.histogram import HistogramHandleType
 from ..metrics import _record as R
-from ..metrics.buckets import (ExplicitBuckets, ExponentialBuckets, exponential_tables,
-                               scheme_from_key)
+from ..metrics.buckets import ExplicitBuckets, ExponentialBuckets, scheme_from_key
 from ..metrics.kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from ..metrics.spec import MAX_LABEL_DIMS
 from . import _bodies as B
@@ -158,6 +157,7 @@ class CudaTarget(Target):
     a compile-time constant of its type."""
 
     name = "cuda"
+    extending = "numba.cuda.extending"
     owner_model = models.ArrayModel
     handle_model = _HandleModel
     owner_members = ()
@@ -181,18 +181,6 @@ class CudaTarget(Target):
 
     def enter(self, owner_type) -> None:
         """Nothing to register: the set is an ``ArgHint`` whose ``to_device`` gives its words."""
-
-    def attribute_wrapper(self, typ, member: str) -> None:
-        from numba.cuda.extending import make_attribute_wrapper
-        make_attribute_wrapper(typ, member, member)
-
-    def infer_getattr(self, template) -> None:
-        from numba.cuda.extending import infer_getattr
-        infer_getattr(template)
-
-    def lower_getattr_generic(self, typ, impl) -> None:
-        from numba.cuda.extending import lower_getattr_generic
-        lower_getattr_generic(typ)(impl)
 
     def overload_method(self, typ, name: str, typer, **options) -> None:
         from numba.cuda.extending import overload_method
@@ -354,10 +342,7 @@ def observer(scheme):
         def fn(words, slot, value):
             B.observe_explicit(words, slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS)
     elif isinstance(scheme, ExponentialBuckets):
-        SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
-        LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
-        LUT, BND = exponential_tables(SCALE)
-        MAXE, TOP, OVER = scheme.max_exponent, scheme.near_top, scheme.overflow_words
+        SCALE, LO, NB, NEG, LOW, HIGH, LUT, BND, (MAXE, TOP, OVER) = scheme.recording_constants
 
         def fn(words, slot, value):
             B.observe_exponential(words, slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH,

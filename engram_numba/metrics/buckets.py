@@ -592,6 +592,17 @@ class ExponentialBuckets(BucketScheme):
         lut, bounds = exponential_tables(self.scale)
         return int(exponential_index(float(value), self.scale, lut, bounds))
 
+    @property
+    def recording_constants(self) -> tuple:
+        """What the compiled observe functions (CPU and device) take as constants:
+        ``(scale, lo_index, n_buckets, negative, low, high, lut, bounds, over)`` with
+        ``low``/``high`` the range ``(2**min_exponent, 2**max_exponent]`` and ``over`` =
+        ``(max_exponent, near_top, overflow_words)``."""
+        lut, bounds = exponential_tables(self.scale)
+        return (self.scale, self.lo_index, self.n_buckets, self.negative, self.zero_threshold,
+                2.0 ** self.max_exponent, lut, bounds,
+                (self.max_exponent, self.near_top, self.overflow_words))
+
 
 class ExplicitBuckets(BucketScheme):
     """Prometheus classic buckets: explicit upper bounds ``b``, then ``(b[-1], inf)``."""

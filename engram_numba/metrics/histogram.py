@@ -21,7 +21,7 @@ from .._values import as_number
 from . import _record as R
 from ._njit import COPY, INVALID, HandleType, Record, kernel_kind
 from .buckets import (BucketScheme, ExplicitBuckets, ExponentialBuckets, estimate_quantile,
-                      exponential_tables, scheme_from_description, scheme_from_key)
+                      scheme_from_description, scheme_from_key)
 from .handle import _BoundMetric, keyed
 from .families import EXCLUDED_REASONS, Family, excluded_help
 from .kinds import COUNTER, HISTOGRAM
@@ -47,10 +47,7 @@ def observer(scheme):
         def fn(slot, value, owned):
             R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
     elif isinstance(scheme, ExponentialBuckets):
-        SCALE, LO, NB, NEG = scheme.scale, scheme.lo_index, scheme.n_buckets, scheme.negative
-        LOW, HIGH = scheme.zero_threshold, 2.0 ** scheme.max_exponent
-        LUT, BND = exponential_tables(SCALE)
-        OVER = (scheme.max_exponent, scheme.near_top, scheme.overflow_words)
+        SCALE, LO, NB, NEG, LOW, HIGH, LUT, BND, OVER = scheme.recording_constants
 
         @always_inline
         @njit(cache=True)
