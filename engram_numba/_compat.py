@@ -17,6 +17,10 @@ that the rest of the code is written against one numba.
   llvmlite, not by its version number.
 * **Cache implementation class** (numba 0.61 renamed ``caching._CacheImpl`` to
   ``caching.CacheImpl``).
+* **Parallel-region entry**: ``numba_parallel_for`` and its eight arguments are
+  the same from 0.60 to the newest, and so is the private ``_launch_threads``
+  (with ``_is_initialized``) that registers it; only the functions at the end
+  of this module touch them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import functools
 
 __all__ = ["function_attributes_work", "cache_impl_class",
-           "prepare_always_inline", "finish_always_inline", "atomic_rmw"]
+           "prepare_always_inline", "finish_always_inline", "atomic_rmw",
+           "parallel_for_signature", "parallel_for_address", "parallel_for_caller",
+           "when_threading_layer_launched", "replace_parallel_for"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,3 +115,58 @@ def atomic_rmw(builder, opcode: str, ptr, value, ordering: str):
     builder.cbranch(builder.extract_value(pair, 1), done, loop)
     builder.position_at_end(done)
     return builder.bitcast(old_bits, fty)
+
+
+# -- numba's parallel-region entry ----------------------------------------------------------
+# Every parallel region (prange, parallel ufuncs) calls the native
+# ``numba_parallel_for(fn, args, dims, steps, data, inner_ndim, array_count, num_threads)``,
+# with these arguments on numba 0.60 to the newest; the threading layer registers it in
+# llvmlite's symbol table when it is launched, and a kernel resolves it when it is linked.
+
+def parallel_for_signature():
+    from numba import types
+    vp = types.voidptr
+    return types.void(vp, vp, vp, vp, vp, types.intp, types.intp, types.intp)
+
+
+def parallel_for_address() -> int:
+    """numba's ``numba_parallel_for`` (its threading layer must be launched)."""
+    import llvmlite.binding as ll
+    return ll.address_of_symbol("numba_parallel_for")
+
+
+def when_threading_layer_launched(callback) -> None:
+    """Call ``callback()`` now if numba's threading layer is launched, else right after
+    numba launches it (which it does before it compiles a parallel kernel), so that
+    nothing here starts threads."""
+    from numba.np.ufunc import parallel
+    if parallel._is_initialized:
+        callback()
+        return
+    launch = parallel._launch_threads
+    if getattr(launch, "_engram_callbacks", None) is not None:
+        launch._engram_callbacks.append(callback)
+        return
+
+    def _launch_threads():
+        launch()
+        while wrapped._engram_callbacks:
+            wrapped._engram_callbacks.pop(0)()
+    wrapped = _launch_threads
+    wrapped._engram_callbacks = [callback]
+    parallel._launch_threads = wrapped
+
+
+def parallel_for_caller(address: int):
+    """A ctypes function for ``address``, callable from a compiled function."""
+    import ctypes
+    proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 5, ctypes.c_ssize_t,
+                             ctypes.c_ssize_t, ctypes.c_ssize_t)
+    return proto(address)
+
+
+def replace_parallel_for(compiled) -> None:
+    """Make kernels linked from now on enter parallel regions through ``compiled`` (a
+    ``cfunc``; kept alive by the caller)."""
+    import llvmlite.binding as ll
+    ll.add_symbol("numba_parallel_for", compiled.address)

@@ -19,6 +19,10 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
                                0 = none: a span begun with no open span on its thread
                                takes it as parent
     112   ext_count   u64      contexts written to the context table so far
+    120   prange_parent u64    while a parallel region runs: the innermost span open on
+                               the thread that entered it (see ._prange), 0 = none; a
+                               span begun with no open span on its thread takes it as
+                               parent, before ext_parent
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an argument out of range, a span end
                                without its begin, a span beyond the stack depth
@@ -114,6 +118,7 @@ NO_RING_OFF = 128
 INVALID_OFF = 136
 EXT_PARENT_OFF = 104
 EXT_COUNT_OFF = 112
+PRANGE_PARENT_OFF = 120
 N_CONTEXTS = 256
 CONTEXT_SIZE = 32
 TH_OFF = 192
@@ -417,7 +422,9 @@ def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w
     if depth > 0:
         parent = load_u64(header + R_STACK_IDS + 8 * (depth - _ONE))
     else:
-        parent = load_u64(base + EXT_PARENT_OFF)     # tracer.parent's span, or 0
+        parent = load_u64(base + PRANGE_PARENT_OFF)  # a prange launcher's span, or 0
+        if parent == 0:
+            parent = load_u64(base + EXT_PARENT_OFF)     # tracer.parent's span, or 0
         store_u64(header + R_ROOT_PARENT, parent)
     recorded = thresh != 0 and sampled(header, thresh)
     store_u64(header + R_STACK_IDS + 8 * depth, span_id)

@@ -175,6 +175,10 @@ class Tracer(KernelArgument):
                                         capacity, clock)
         if region is not None and region.path is None:
             self._track()
+        if self._wbase is not None and self.layout.has_spans:
+            from . import _prange
+            _prange.register(self, region.data.view(np.uint64), self._th_end, n_rings,
+                             ringbuf.contexts_offset(self._n_types, n_rings, capacity))
 
     def _after_fork_in_child(self):
         # the child's anonymous rings are a private copy: the parent's events and its
@@ -550,18 +554,18 @@ class Tracer(KernelArgument):
 
     def _set_parent(self, ctx, entering: bool) -> None:
         self._require_writable()
-        from .._atomics import atomic_store
+        from .._atomics import atomic_add, atomic_store
         words = self._words()
         with self._lock:
             if entering:
-                n = int(words[ringbuf.EXT_COUNT_OFF // 8])
+                # (parallel regions write the table too: see ._prange)
+                n = int(atomic_add(words, ringbuf.EXT_COUNT_OFF // 8, np.uint64(1)))
                 at = (ringbuf.contexts_offset(self._n_types, self.n_rings, self.capacity)
                       + (n % ringbuf.N_CONTEXTS) * ringbuf.CONTEXT_SIZE) // 8
                 words[at] = 0                     # (readers skip an entry being written)
                 words[at + 1] = ctx.trace_id >> 64
                 words[at + 2] = ctx.trace_id & (1 << 64) - 1
                 atomic_store(words, at, np.uint64(ctx.span_id))
-                words[ringbuf.EXT_COUNT_OFF // 8] = n + 1
                 self._parents.append(ctx)
             else:
                 for k in range(len(self._parents) - 1, -1, -1):

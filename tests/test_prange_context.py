@@ -1,0 +1,49 @@
+"""prange workers inherit the launching thread's span: a span around a parallel loop is
+the parent of the row spans on every worker, in its trace, under each threading layer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+WORKER = os.path.join(os.path.dirname(__file__), "prange_worker.py")
+
+
+def run(layer, **env):
+    lib = os.path.join(sys.prefix, "lib")
+    full = dict(os.environ, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2",
+                LD_LIBRARY_PATH=os.pathsep.join(p for p in (lib, os.environ.get(
+                    "LD_LIBRARY_PATH")) if p), **env)
+    full["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                    os.environ.get("PYTHONPATH")) if p)
+    out = subprocess.run([sys.executable, WORKER], capture_output=True, text=True,
+                         timeout=600, env=full)
+    if out.returncode != 0 and layer != "workqueue" and (
+            "TBB" in out.stderr or "OpenMP" in out.stderr or "threading layer" in out.stderr):
+        pytest.skip(f"threading layer {layer} is not available here: {out.stderr[-300:]}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+def test_row_spans_on_every_worker_are_children_of_the_launching_span(layer):
+    result = run(layer)
+    assert result["layer"] == layer
+    for found in result["found"]:
+        assert found["rows"] == 96 and found["threads"] == 2 and found["on_workers"] > 0
+        assert found["children"] == 96, found            # the innermost span at entry
+        assert found["roots"] == 0, found
+        assert found["same_trace"] == 96, found          # nested: via the context table
+        assert found["notes"] == found["notes_in_rows"] == found["notes_same_trace"] == 96
+
+
+def test_control_without_the_hook_the_rows_on_workers_are_roots():
+    result = run("workqueue", ENGRAM_NUMBA_PRANGE_CONTEXT="0")
+    for found in result["found"]:
+        assert found["on_workers"] > 0
+        assert found["roots"] == found["on_workers"], found
+        assert found["same_trace"] == 96 - found["on_workers"], found
+        assert found["notes_same_trace"] == 96 - found["on_workers"], found
