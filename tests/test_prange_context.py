@@ -47,3 +47,19 @@ def test_control_without_the_hook_the_rows_on_workers_are_roots():
         assert found["roots"] == found["on_workers"], found
         assert found["same_trace"] == 96 - found["on_workers"], found
         assert found["notes_same_trace"] == 96 - found["on_workers"], found
+
+
+def test_an_otlp_receiver_gets_every_row_of_the_sweep_as_its_child():
+    # the receiver is built from the official TraceService stubs; the worker exports the
+    # spans of its last plain sweep, whose rows ran on the launcher and on a worker
+    from .receivers import OtlpGrpcReceiver
+    with OtlpGrpcReceiver() as rx:
+        result = run("workqueue", PRANGE_OTLP_ENDPOINT=rx.endpoint)
+        spans = [s for req in rx.traces for rs in req.resource_spans for ss in rs.scope_spans
+                 for s in ss.spans]
+    assert result["found"][0]["on_workers"] > 0
+    (outer,) = [s for s in spans if s.name == "sweep"]
+    rows = [s for s in spans if s.name == "row"]
+    assert len(rows) == 96
+    assert {s.parent_span_id for s in rows} == {outer.span_id}
+    assert {s.trace_id for s in rows} == {outer.trace_id} and len(outer.trace_id) == 16
