@@ -244,8 +244,16 @@ def main(argv=None) -> int:
     ap.add_argument("--output", default="soak", help="JSON file (default results/soak.json)")
     ap.add_argument("--outage-period", type=float, default=4.0,
                     help="seconds the receiver stays up; it is then down for half as long")
+    ap.add_argument("--until-scrapes", type=int, default=0,
+                    help="after --minutes, go on until this many scrapes succeeded")
+    ap.add_argument("--until-outages", type=int, default=0,
+                    help="after --minutes, go on until the receiver went away this many times "
+                         "and OTLP delivery resumed after the last of them")
+    ap.add_argument("--guard-minutes", type=float, default=None,
+                    help="stop anyway after this long (default: 10 times --minutes)")
     args = ap.parse_args(argv)
     seconds = args.minutes * 60
+    guard = (args.guard_minutes or 10 * args.minutes) * 60
     sample_every = args.sample or max(1.0, seconds / 60)
     info = machine()
     header(f"soak, {args.minutes:g} minutes", info)
@@ -295,6 +303,7 @@ def main(argv=None) -> int:
     scraper = threading.Thread(target=scrape, name="soak-scraper")
     start = time.monotonic()
     samples = []
+    outage_mark = {}                # OTLP events delivered when the latest outage was seen
     worker.start()
     scraper.start()
     print(f"{'t (s)':>7} {'RSS MB':>8} {'threads':>8} {'fds':>5} {'trials':>12} {'written':>10} "
@@ -317,9 +326,18 @@ def main(argv=None) -> int:
                   f"{row['otlp_exported']:9,} {row['otlp_dropped']:9,} "
                   f"{row['jsonl_exported']:10,} {row['scrapes']:8,} {row['dir_files']:9,} "
                   f"{row['dir_longest_ms']:8.1f}", flush=True)
-            if elapsed >= seconds:
+            # the conditions a run must see are driven until they hold, not assumed to fit
+            # into --minutes on a loaded machine; the guard only bounds a run that hangs
+            seen = (scrapes["ok"] >= args.until_scrapes
+                    and receiver.outages >= args.until_outages
+                    and (args.until_outages == 0
+                         or ex["otlp"]["exported_events"] > outage_mark.get("exported", 0)))
+            if receiver.outages > outage_mark.get("outages", 0):
+                outage_mark.update(outages=receiver.outages,
+                                   exported=ex["otlp"]["exported_events"])
+            if (elapsed >= seconds and seen) or elapsed >= guard:
                 break
-            time.sleep(min(sample_every, max(0.0, seconds - elapsed)))
+            time.sleep(min(sample_every, max(1.0, seconds - elapsed)))
     finally:
         stop.set()
         worker.join()

@@ -12,6 +12,7 @@ SOAK = Path(__file__).resolve().parents[1] / "benchmarks" / "soak.py"
 def test_one_minute_soak_accounts_for_every_event(tmp_path):
     out = tmp_path / "soak.json"
     r = subprocess.run([sys.executable, str(SOAK), "--minutes", "1", "--sample", "5",
+                        "--until-scrapes", "10", "--until-outages", "2", "--guard-minutes", "12",
                         "--output", str(out)], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     s = json.loads(out.read_text())
