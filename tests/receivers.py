@@ -198,23 +198,17 @@ def loki_problem(headers, body):
     return None
 
 
-class MisbehavingServer:
-    """A loopback TCP server that reads a request and answers badly.
+class _LoopbackTcp:
+    """A loopback TCP listener that hands each connection to ``_accepted(conn)`` on a
+    thread of its own, until the ``with`` block ends."""
 
-    ``mode``: ``"trickle"`` sends a valid response one byte every ``interval``
-    seconds; ``"garbage"`` sends a line that is not an HTTP status line;
-    ``"silent"`` never answers; ``"close"`` closes the connection at once.
-    """
-
-    def __init__(self, mode, interval=0.5):
+    def __init__(self, backlog=16):
         import socket
-        self.mode, self.interval = mode, interval
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.stop = threading.Event()
-        self.connections = 0
 
     @property
     def url(self):
@@ -230,8 +224,33 @@ class MisbehavingServer:
                 continue
             except OSError:
                 return
-            self.connections += 1
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            self._accepted(conn)
+
+    def __enter__(self):
+        threading.Thread(target=self._serve, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.sock.close()
+
+
+class MisbehavingServer(_LoopbackTcp):
+    """A loopback TCP server that reads a request and answers badly.
+
+    ``mode``: ``"trickle"`` sends a valid response one byte every ``interval``
+    seconds; ``"garbage"`` sends a line that is not an HTTP status line;
+    ``"silent"`` never answers; ``"close"`` closes the connection at once.
+    """
+
+    def __init__(self, mode, interval=0.5):
+        super().__init__()
+        self.mode, self.interval = mode, interval
+        self.connections = 0
+
+    def _accepted(self, conn):
+        self.connections += 1
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn):
         try:
@@ -254,50 +273,23 @@ class MisbehavingServer:
         finally:
             conn.close()
 
-    def __enter__(self):
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.sock.close()
-
-
-class RawPeer:
+class RawPeer(_LoopbackTcp):
     """A loopback TCP peer that reads each HTTP request in full and answers it with a
     script of raw actions: ``("send", bytes)``, ``("sleep", seconds)``, ``("close",)``
     or ``("reset",)`` (an RST).  ``answers`` is a callable returning the script of the
     next connection (or a list, used in turn, the last one forever)."""
 
     def __init__(self, answers):
-        import socket
+        super().__init__(backlog=64)
         if not callable(answers):
             scripts = list(answers)
             answers = lambda: scripts.pop(0) if len(scripts) > 1 else scripts[0]  # noqa: E731
         self.answers = answers
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
         self.requests = []
 
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def _serve(self):
-        import socket
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._answer, args=(conn, self.answers()),
-                             daemon=True).start()
+    def _accepted(self, conn):
+        threading.Thread(target=self._answer, args=(conn, self.answers()), daemon=True).start()
 
     def _read_request(self, conn):
         data = b""
@@ -345,11 +337,3 @@ class RawPeer:
             pass
         finally:
             conn.close()
-
-    def __enter__(self):
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.sock.close()
