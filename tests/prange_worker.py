@@ -1,6 +1,8 @@
 """Run by test_prange_context in a fresh interpreter (its threading layer comes from the
 environment): spans begun in prange bodies on every worker, under a span of the
-launching thread.  Prints one JSON line of what it found."""
+launching thread; a span begun by a thread outside a running region (no parent); two
+regions running at the same time (each passes its own span).  Prints one JSON line of
+what it found."""
 
 import json
 import os
@@ -10,7 +12,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from engram_numba import Event, EventSet, Span, Tracer, TracingConfig
+from engram_numba import Event, EventSet, Span, Tracer, TracingConfig, atomic_load, atomic_store
+from engram_numba.clock import monotonic_ns
 from engram_numba.export._tables import trace_ids
 from engram_numba.tracing.spans import SpanAssembler
 
@@ -20,6 +23,45 @@ class Sweep(EventSet, name="sweep"):
     step = Span("A step of the sweep", n=np.uint32)
     row = Span("One row", r=np.uint32)
     note = Event("A note inside a row", r=np.uint32)
+    lone = Span("A span of a thread outside the parallel region", n=np.uint32)
+
+
+GUARD_NS = 300_000_000_000            # a guard only: the waits end when the other side acts
+
+
+@njit(nogil=True)
+def wait_for(flags, index):
+    """Wait until flags[index] is set; False if the guard ran out first."""
+    deadline = monotonic_ns() + GUARD_NS
+    while atomic_load(flags, index) == 0:
+        if monotonic_ns() > deadline:
+            return False
+    return True
+
+
+@njit(parallel=True, nogil=True)
+def waiting_sweep(tr, rows, flags, me, others):
+    """A sweep whose rows, once begun, wait until ``flags[others]`` are set (having set
+    ``flags[me]``); flags[3] counts the waits that ran out."""
+    tr.sweep.begin(rows)
+    for r in prange(rows):
+        tr.row.begin(r)
+        atomic_store(flags, me, np.uint64(1))
+        for k in range(others.size):
+            if not wait_for(flags, others[k]):
+                atomic_store(flags, 3, np.uint64(1))
+        tr.row.end()
+    tr.sweep.end()
+
+
+@njit(nogil=True)
+def lone_span(tr, flags):
+    """Begin and end a span while a waiting sweep runs, then let the sweep go on."""
+    if not wait_for(flags, 0):
+        atomic_store(flags, 3, np.uint64(1))
+    tr.lone.begin(0)
+    tr.lone.end()
+    atomic_store(flags, 1, np.uint64(1))
 
 
 @njit(parallel=True)
@@ -82,7 +124,62 @@ def main():
             "notes_same_trace": sum(ids.of(int(e["trace_id"])) == ids.of(outer.root_id)
                                     for e in notes),
         })
-    print(json.dumps({"layer": numba.threading_layer(), "found": found}))
+    print(json.dumps({"layer": numba.threading_layer(), "found": found,
+                      "outside": outside(tr, launcher), "concurrent": concurrent(tr)}))
+
+
+def outside(tr, launcher):
+    """A plain Python thread begins a root span while a sweep's rows wait for it."""
+    tr.drain()
+    flags = np.zeros(4, dtype=np.uint64)
+    other = threading.Thread(target=lone_span, args=(tr, flags))
+    other.start()
+    waiting_sweep(tr, 16, flags, 0, np.array([1], dtype=np.int64))
+    other.join()
+    spans = SpanAssembler().feed(tr.drain())
+    (lone,) = [s for s in spans if s.name == "lone"]
+    (outer,) = [s for s in spans if s.name == "sweep"]
+    rows = [s for s in spans if s.name == "row"]
+    return {"guard_ran_out": int(flags[3]), "lone_parent": lone.parent_id,
+            "lone_is_its_root": lone.root_id == lone.span_id, "rows": len(rows),
+            "rows_on_workers": sum(s.thread != launcher for s in rows),
+            "children": sum(s.parent_id == outer.span_id for s in rows)}
+
+
+def concurrent(tr):
+    """Two threads run sweeps at the same time (sweep 1 starts once a row of sweep 0 has
+    begun; each row waits until both sweeps have begun a row), until the first sweep had
+    rows on a thread other than its launcher: its rows after the wait begin while the
+    later sweep runs (a row's thread is the OS thread that recorded it; its ring's, for a
+    sweep)."""
+    import numba
+    if numba.threading_layer() == "workqueue":
+        return None                   # (workqueue runs one region at a time)
+    both = np.array([0, 1], dtype=np.int64)
+    for attempt in range(200):
+        tr.drain()
+        flags = np.zeros(4, dtype=np.uint64)
+
+        def run(me):
+            if me == 1 and not wait_for(flags, 0):         # sweep 1 starts after sweep 0
+                atomic_store(flags, 3, np.uint64(1))
+            waiting_sweep(tr, 32 + me, flags, me, both)     # sweep me has 32 + me rows
+        threads = [threading.Thread(target=run, args=(me,)) for me in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        spans = SpanAssembler().feed(tr.drain())
+        outers = {s.fields["n"] - 32: s for s in spans if s.name == "sweep"}
+        rows = [s for s in spans if s.name == "row"]
+        launchers = {outer.thread for outer in outers.values()}
+        per_parent = [sum(s.parent_id == outers[me].span_id for s in rows) for me in (0, 1)]
+        worker_rows = [sum(s.thread not in launchers and s.parent_id == outers[me].span_id
+                           for s in rows) for me in (0, 1)]
+        if worker_rows[0] or per_parent != [32, 33]:
+            break
+    return {"attempts": attempt + 1, "guard_ran_out": int(flags[3]),
+            "per_parent": per_parent, "rows": len(rows), "worker_rows": worker_rows}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """prange workers inherit the launching thread's span: a span around a parallel loop is
-the parent of the row spans on every worker, in its trace, under each threading layer."""
+the parent of the row spans on every worker, in its trace, under each threading layer;
+only the region's workers inherit it, and concurrent regions each pass their own."""
 
+import functools
 import json
 import os
 import subprocess
@@ -12,6 +14,12 @@ WORKER = os.path.join(os.path.dirname(__file__), "prange_worker.py")
 
 
 def run(layer, **env):
+    return _run(layer, tuple(sorted(env.items())))
+
+
+@functools.lru_cache(maxsize=None)            # one interpreter per layer for the tests below
+def _run(layer, env):
+    env = dict(env)
     lib = os.path.join(sys.prefix, "lib")
     full = dict(os.environ, NUMBA_THREADING_LAYER=layer, NUMBA_NUM_THREADS="2",
                 LD_LIBRARY_PATH=os.pathsep.join(p for p in (lib, os.environ.get(
@@ -63,3 +71,27 @@ def test_an_otlp_receiver_gets_every_row_of_the_sweep_as_its_child():
     assert len(rows) == 96
     assert {s.parent_span_id for s in rows} == {outer.span_id}
     assert {s.trace_id for s in rows} == {outer.trace_id} and len(outer.trace_id) == 16
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+def test_a_thread_outside_a_running_region_does_not_inherit_its_span(layer):
+    # a plain Python thread begins its span while the region's rows wait for it: it is
+    # the root of a trace of its own; the rows on the workers still get the sweep
+    result = run(layer)["outside"]
+    assert result["guard_ran_out"] == 0
+    assert result["lone_parent"] == 0 and result["lone_is_its_root"], result
+    assert result["rows"] == 16 and result["children"] == 16, result
+    if layer == "workqueue":                  # (its launcher runs no rows)
+        assert result["rows_on_workers"] == 16
+
+
+@pytest.mark.parametrize("layer", ["omp", "tbb"])
+def test_regions_launched_at_the_same_time_each_pass_their_own_span(layer):
+    # the second sweep starts once the first has begun a row, and each row waits until
+    # both sweeps have begun one, so the first sweep's later rows on its workers begin
+    # while the second sweep runs: they must still take their own sweep as parent
+    result = run(layer)["concurrent"]
+    assert result["guard_ran_out"] == 0
+    assert result["rows"] == 65
+    assert result["per_parent"] == [32, 33], result
+    assert result["worker_rows"][0] > 0, result

@@ -275,3 +275,38 @@ def test_without_the_tracer_trace_ids_keep_the_format_with_a_zero_tracer_id():
     lines = [json.loads(line) for line in events_to_jsonl(events).splitlines()]
     assert {line["trace_id"] for line in lines} == {f"{0:016x}{root:016x}"}
     assert set(to_dataframe(events, "step")["trace_id"]) == {f"{0:016x}{root:016x}"}
+
+
+def test_otlp_log_records_carry_the_trace_and_span_of_their_span():
+    # the logs exporter bound to the tracer, through a receiver built from the official
+    # stubs; each record's trace_id and span_id must be those of its span in the span
+    # export (official protos on both sides)
+    from engram_numba.export.otlp import OtlpLogExporter
+    tr = tracer()
+    with tr.parent(HEADER):
+        handle(tr, 2)
+    handle(tr, 1)                                  # a trace of its own
+    tr.note.emit(9)                                # in no span: no link
+    events = tr.drain()
+    ref = {s.span_id: s.trace_id for s in otlp_spans(tr, events)}
+    with OtlpGrpcReceiver() as rx:
+        exporter = OtlpLogExporter(rx.endpoint, insecure=True)
+        exporter.bind(tr)
+        exporter.export(events)
+        exporter.shutdown()
+        records = [r for req in rx.logs for rl in req.resource_logs for sl in rl.scope_logs
+                   for r in sl.log_records]
+    assert len(records) == events.size == 14
+    linked = 0
+    for r in records:
+        attrs = {kv.key: kv.value for kv in r.attributes}
+        if r.body.string_value == "note" and attrs["work.k"].int_value == 9:
+            assert r.trace_id == b"" and r.span_id == b""
+            continue
+        span = attrs["work.span_id"].int_value.to_bytes(8, "big", signed=True)
+        assert r.span_id == span and len(r.trace_id) == 16
+        assert r.trace_id == ref[span], (r.body.string_value, attrs)
+        linked += 1
+    assert linked == 13
+    assert {r.trace_id for r in records if r.trace_id} == set(ref.values())
+    assert TRACE.to_bytes(16, "big") in set(ref.values())

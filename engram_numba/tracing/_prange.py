@@ -1,22 +1,33 @@
 """prange workers inherit the launching thread's span (internal).
 
 Every numba parallel region enters through one native function,
-``numba_parallel_for``, on the thread that reaches the loop.  :func:`register`
-puts a compiled wrapper in its place (see ``.._compat.replace_parallel_for``):
-for every registered tracer whose ring the launching thread owns with a span
-open, the wrapper stores that innermost span's id in the tracer's
-``prange_parent`` header word for the region's duration, so that a root span
-begun on a worker takes it as parent (``_ring.span_begin``).  When the launcher's
-trace key is not that span (a nested span, or a trace joined with
-``tracer.parent``), the span's trace id is written to the context table too, so
-that the workers' spans carry the launcher's trace id.
+``numba_parallel_for(fn, args, dims, steps, data, ...)``, on the thread that
+reaches the loop; the threading layer then calls ``fn(args, dims, steps, data)``
+on its workers, one call per chunk of the loop.  :func:`register` puts a
+compiled wrapper in numba's place (see ``.._compat.replace_parallel_for``).  For
+every registered tracer whose ring the launching thread owns with a span open
+(or with a span inherited from an enclosing region), the wrapper notes that
+innermost span in a region record of its own, and launches the region with
+``fn`` and ``data`` replaced by a trampoline and the record.  On each worker the
+trampoline stores the region's span in the ``inherited`` word of the worker's
+own ring header (claiming the ring as the worker's first record would), runs
+the chunk, and puts the word back as it was; a root span begun on the worker
+takes it as parent (``_ring.span_begin``).  When the launcher's trace key is
+not that span (a nested span, or a trace joined with ``tracer.parent``), the
+span's trace id is written to the context table too, so that the workers'
+spans carry the launcher's trace id.
 
-While a region runs, the word applies to root spans begun on any thread (as
-``tracer.parent`` does).  Regions launched at the same time from several threads:
-the latest entered applies; each clears the word when it ends if it still holds
-its own span.  Up to MAX_TRACERS live tracers with spans take part (a slot is
-freed when its tracer is collected).  Kernels linked before the wrapper was put
-in place keep numba's own entry and pass nothing.
+So only the workers of a region inherit, each from the region it runs a chunk
+of: a thread outside the region (a nogil Python thread, say) is not affected,
+and regions launched at the same time from several threads (omp, tbb) each
+pass their own launcher's span.  Limits: up to MAX_REGIONS regions at a time
+take part (more run without inheriting), and up to MAX_TRACERS live tracers
+with spans (a slot is freed when its tracer is collected); a worker claims its
+ring in such a tracer when it starts a chunk, whether or not the chunk records
+into it; kernels linked before the wrapper was put in place keep numba's own
+entry and pass nothing.  Instant events emitted on a worker with no span open
+there are not attached to the launcher's span: an event has no room for a span
+id, and readers attach it to the span open on its own ring.
 """
 
 from __future__ import annotations
@@ -26,20 +37,28 @@ import threading
 import weakref
 
 import numpy as np
-from numba import cfunc
+from llvmlite import ir
+from numba import cfunc, types
+from numba.extending import intrinsic
 
 from .. import _compat
 from .._atomics import atomic_exchange
-from .._addr import add_u64, cas_u64, load_u64, store_u64, thread_id
-from .._claim import owns
+from .._addr import add_u64, cas_u64, load_u64, store_u64, store_u64_release, thread_id
+from .._claim import _claim_function, owns
 from . import _ring as ringbuf
 
-MAX_TRACERS = 64
+MAX_TRACERS = 64                     # (the trampoline's frame holds 2 words each)
 # a tracer's descriptor (never changed once published): base, th_end, n_rings,
 # contexts offset, pid.  The registry: MAX_TRACERS slots (a descriptor's address,
 # 0 = free), then the number of regions reading the slots.
 BUSY = MAX_TRACERS
 _registry = np.zeros(MAX_TRACERS + 1, dtype=np.uint64)
+# region records, one per parallel region running with spans to pass: the chunk
+# function (0 = free record), its data, the number of pairs, then (descriptor,
+# launcher span) pairs
+MAX_REGIONS = 32
+REGION_WORDS = 3 + 2 * MAX_TRACERS + 1
+_regions = np.zeros(MAX_REGIONS * REGION_WORDS, dtype=np.uint64)
 _lock = threading.Lock()
 _installed = False
 _members: dict = {}
@@ -48,14 +67,73 @@ _retired: list = []
 _keep: list = []
 
 
+@intrinsic
+def _ptr_int(typingctx, ptr):
+    def codegen(context, builder, sig, args):
+        return builder.ptrtoint(args[0], ir.IntType(64))
+    return types.uint64(types.voidptr), codegen
+
+
+@intrinsic
+def _int_ptr(typingctx, addr):
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+    return types.voidptr(types.uint64), codegen
+
+
+@intrinsic
+def _run_chunk(typingctx, fn, args, dims, steps, data):
+    """Call the chunk function at address ``fn`` with (args, dims, steps, data)."""
+    sig = types.void(types.uint64, types.voidptr, types.voidptr, types.voidptr, types.uint64)
+
+    def codegen(context, builder, sig, a):
+        vp = ir.IntType(8).as_pointer()
+        fty = ir.FunctionType(ir.VoidType(), [vp] * 4)
+        target = builder.inttoptr(a[0], fty.as_pointer())
+        builder.call(target, [a[1], a[2], a[3], builder.inttoptr(a[4], vp)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _claim_ring(typingctx, table, n, pid):
+    """The calling thread's ring of a tracer (its owner table at ``table``, ``n`` rings),
+    claimed as a kernel claims it; -1 if every ring is taken."""
+    sig = types.int64(types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, a):
+        fn = _claim_function(builder.module, ringbuf.CLAIM_THREAD_WORDS)
+        return builder.call(fn, [a[0], ir.Constant(ir.IntType(64), ringbuf.RING_HEADER_SIZE),
+                                 a[1], a[2]])
+    return sig, codegen
+
+
+@intrinsic
+def _frame_words(typingctx, n):
+    """The address of ``n`` (a constant) u64 words in the caller's stack frame."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    count = n.literal_value
+
+    def codegen(context, builder, sig, a):
+        from numba.core import cgutils
+        slots = cgutils.alloca_once(builder, ir.ArrayType(ir.IntType(64), count))
+        return builder.ptrtoint(slots, ir.IntType(64))
+    return types.uint64(n), codegen
+
+
 def _launcher_span(base, th_end, n_rings, pid):
-    """(innermost open span, trace key) of the calling thread in the tracer at ``base``."""
+    """(innermost open span, trace key) of the calling thread in the tracer at ``base``;
+    with no span open, the span it inherited as a worker of an enclosing region."""
     tid = np.uint64(thread_id())
     for i in range(n_rings):
         header = base + th_end + np.uint64(ringbuf.RING_HEADER_SIZE) * np.uint64(i)
         if owns(header + np.uint64(ringbuf.R_OWNER), tid, pid):
             depth = load_u64(header + np.uint64(ringbuf.R_DEPTH))
-            if depth == 0 or depth > ringbuf.MAX_DEPTH:
+            if depth == 0:
+                inherited = load_u64(header + np.uint64(ringbuf.R_INHERITED))
+                return inherited, inherited
+            if depth > ringbuf.MAX_DEPTH:
                 return np.uint64(0), np.uint64(0)
             top = np.uint64(ringbuf.R_STACK_IDS) + np.uint64(8) * (depth - np.uint64(1))
             span = load_u64(header + top)
@@ -71,9 +149,14 @@ def _build(original: int):
     launch = _compat.parallel_for_caller(original)
     _keep.append(launch)
     reg = np.uint64(_registry.ctypes.data)
+    records = np.uint64(_regions.ctypes.data)
     span_of = njit(_launcher_span)
     N = ringbuf.N_CONTEXTS
     CS = ringbuf.CONTEXT_SIZE
+    RW = np.uint64(8 * REGION_WORDS)
+    R_INHERITED = np.uint64(ringbuf.R_INHERITED)
+    HEADER = np.uint64(ringbuf.RING_HEADER_SIZE)
+    OWNER = np.uint64(ringbuf.R_OWNER)
 
     @njit
     def trace_of(base, ctx, key):
@@ -84,38 +167,75 @@ def _build(original: int):
                 return load_u64(entry + np.uint64(8)), load_u64(entry + np.uint64(16))
         return load_u64(base + np.uint64(ringbuf.TRACER_ID_OFF)), key
 
+    def chunk(args, dims, steps, data):
+        # on a worker: the region's spans into the worker's rings, the chunk, then back
+        rec = _ptr_int(data)
+        n = load_u64(rec + np.uint64(16))
+        saved = _frame_words(128)                  # 2 * MAX_TRACERS
+        for i in range(n):
+            e = load_u64(rec + np.uint64(24 + 16 * i))
+            base = load_u64(e)
+            th_end = load_u64(e + np.uint64(8))
+            ring = _claim_ring(base + th_end + OWNER, load_u64(e + np.uint64(16)),
+                               load_u64(e + np.uint64(32)))
+            store_u64(saved + np.uint64(16 * i), np.uint64(ring))
+            if ring >= 0:
+                header = base + th_end + HEADER * np.uint64(ring)
+                store_u64(saved + np.uint64(16 * i + 8), load_u64(header + R_INHERITED))
+                store_u64(header + R_INHERITED, load_u64(rec + np.uint64(32 + 16 * i)))
+        _run_chunk(load_u64(rec), args, dims, steps, load_u64(rec + np.uint64(8)))
+        for i in range(n):
+            ring = np.int64(load_u64(saved + np.uint64(16 * i)))
+            if ring >= 0:
+                e = load_u64(rec + np.uint64(24 + 16 * i))
+                header = load_u64(e) + load_u64(e + np.uint64(8)) + HEADER * np.uint64(ring)
+                store_u64(header + R_INHERITED, load_u64(saved + np.uint64(16 * i + 8)))
+
+    vp = types.voidptr
+    trampoline = cfunc(types.void(vp, vp, vp, vp), nopython=True)(chunk)
+    _keep.append(trampoline)
+    trampoline_ptr = np.uint64(trampoline.address)
     busy = reg + np.uint64(8 * BUSY)
 
     def wrapper(fn, args, dims, steps, data, inner, count, nthreads):
         add_u64(busy, np.uint64(1))
-        for t in range(MAX_TRACERS):
-            e = load_u64(reg + np.uint64(8 * t))
-            if e == 0:
-                continue
-            base = load_u64(e)
-            ctx = load_u64(e + np.uint64(24))
-            span, key = span_of(base, load_u64(e + np.uint64(8)), load_u64(e + np.uint64(16)),
-                                load_u64(e + np.uint64(32)))
-            if span != 0:
-                if key != span:
-                    hi, lo = trace_of(base, ctx, key)
-                    c = add_u64(base + np.uint64(ringbuf.EXT_COUNT_OFF), np.uint64(1))
-                    entry = base + ctx + np.uint64(CS) * (c % np.uint64(N))
-                    store_u64(entry, np.uint64(0))
-                    store_u64(entry + np.uint64(8), hi)
-                    store_u64(entry + np.uint64(16), lo)
-                    store_u64(entry, span)
-                store_u64(base + np.uint64(ringbuf.PRANGE_PARENT_OFF), span)
-        launch(fn, args, dims, steps, data, inner, count, nthreads)
-        for t in range(MAX_TRACERS):
-            e = load_u64(reg + np.uint64(8 * t))
-            if e == 0:
-                continue
-            base = load_u64(e)
-            span, key = span_of(base, load_u64(e + np.uint64(8)), load_u64(e + np.uint64(16)),
-                                load_u64(e + np.uint64(32)))
-            if span != 0:
-                cas_u64(base + np.uint64(ringbuf.PRANGE_PARENT_OFF), span, np.uint64(0))
+        fn_addr = _ptr_int(fn)
+        rec = np.uint64(0)
+        for k in range(MAX_REGIONS):
+            if cas_u64(records + RW * np.uint64(k), np.uint64(0), fn_addr) == 0:
+                rec = records + RW * np.uint64(k)
+                break
+        n = 0
+        if rec != 0:
+            for t in range(MAX_TRACERS):
+                e = load_u64(reg + np.uint64(8 * t))
+                if e == 0:
+                    continue
+                base = load_u64(e)
+                ctx = load_u64(e + np.uint64(24))
+                span, key = span_of(base, load_u64(e + np.uint64(8)),
+                                    load_u64(e + np.uint64(16)), load_u64(e + np.uint64(32)))
+                if span != 0:
+                    if key != span:
+                        hi, lo = trace_of(base, ctx, key)
+                        c = add_u64(base + np.uint64(ringbuf.EXT_COUNT_OFF), np.uint64(1))
+                        entry = base + ctx + np.uint64(CS) * (c % np.uint64(N))
+                        store_u64(entry, np.uint64(0))
+                        store_u64(entry + np.uint64(8), hi)
+                        store_u64(entry + np.uint64(16), lo)
+                        store_u64(entry, span)
+                    store_u64(rec + np.uint64(24 + 16 * n), e)
+                    store_u64(rec + np.uint64(32 + 16 * n), span)
+                    n += 1
+        if n > 0:
+            store_u64(rec + np.uint64(8), _ptr_int(data))
+            store_u64(rec + np.uint64(16), np.uint64(n))
+            launch(_int_ptr(trampoline_ptr), args, dims, steps, _int_ptr(rec), inner, count,
+                   nthreads)
+        else:
+            launch(fn, args, dims, steps, data, inner, count, nthreads)
+        if rec != 0:
+            store_u64_release(rec, np.uint64(0))
         add_u64(busy, np.uint64(0xFFFFFFFFFFFFFFFF))
 
     return cfunc(_compat.parallel_for_signature(), nopython=True)(wrapper)

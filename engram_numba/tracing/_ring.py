@@ -19,10 +19,7 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
                                0 = none: a span begun with no open span on its thread
                                takes it as parent
     112   ext_count   u64      contexts written to the context table so far
-    120   prange_parent u64    while a parallel region runs: the innermost span open on
-                               the thread that entered it (see ._prange), 0 = none; a
-                               span begun with no open span on its thread takes it as
-                               parent, before ext_parent
+    120   (unused)
     128   no_ring     u64      events dropped: every ring was owned by another thread
     136   invalid     u64      events dropped: an argument out of range, a span end
                                without its begin, a span beyond the stack depth
@@ -39,6 +36,11 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
             +88   depth        u64   open spans of the ring's thread               [producer]
             +96   root_parent  u64   parent of the thread's outermost open span     [producer]
                                      (tracer.parent's span id, or 0)
+            +104  inherited    u64   while the ring's thread runs a chunk of a      [producer]
+                                     parallel region: the span open on the thread
+                                     that entered the region (see ._prange), else 0;
+                                     a span begun with no open span on its thread
+                                     takes it as parent, before ext_parent
             +128  read_index   u64   events consumed by the primary consumer      [consumer]
             +136  delivered    u64                                                 [consumer]
             +144  dropped      u64   overwritten before being read, or torn       [consumer]
@@ -118,7 +120,6 @@ NO_RING_OFF = 128
 INVALID_OFF = 136
 EXT_PARENT_OFF = 104
 EXT_COUNT_OFF = 112
-PRANGE_PARENT_OFF = 120
 N_CONTEXTS = 256
 CONTEXT_SIZE = 32
 TH_OFF = 192
@@ -131,6 +132,7 @@ R_RNG = 72
 R_SPANS = 80
 R_DEPTH = 88
 R_ROOT_PARENT = 96
+R_INHERITED = 104
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
@@ -207,7 +209,7 @@ def reset_rings(words: np.ndarray, n_types: int, n_rings: int) -> None:
     """Empty rings with no owners (a forked child's private copy of anonymous rings)."""
     for r in range(n_rings):
         for off in (R_OWNER, R_OWNER + 8, R_OS_TID, R_SINCE, R_PREV_OS_TID, R_WRITE, R_READ,
-                    R_DELIVERED, R_DROPPED, R_PEAK, R_VERSION, R_DEPTH):
+                    R_DELIVERED, R_DROPPED, R_PEAK, R_VERSION, R_DEPTH, R_INHERITED):
             words[header_word(off, r, n_types)] = 0
     words[NO_RING_OFF // 8] = 0
     words[INVALID_OFF // 8] = 0
@@ -422,7 +424,7 @@ def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w
     if depth > 0:
         parent = load_u64(header + R_STACK_IDS + 8 * (depth - _ONE))
     else:
-        parent = load_u64(base + PRANGE_PARENT_OFF)  # a prange launcher's span, or 0
+        parent = load_u64(header + R_INHERITED)  # a parallel region's launcher span, or 0
         if parent == 0:
             parent = load_u64(base + EXT_PARENT_OFF)     # tracer.parent's span, or 0
         store_u64(header + R_ROOT_PARENT, parent)

@@ -15,6 +15,12 @@ Each ``LogRecord`` of a set named ``S``::
     2  severity_number          INFO (9)
     3  severity_text            "INFO"
     5  body                     string    the event type ("priming", ...)
+    9  trace_id                 bytes     the 16-byte trace id of the span the event
+                                          belongs to (an event in a span, or a span's
+                                          begin or end), as the span exporter sends it
+    10 span_id                  bytes     that span's 8-byte id (fields 9 and 10 only
+                                          when the tracer is known: ``tracer=``, or the
+                                          exporter bound to it)
     12 event_name               string    "S.<event type>"
     6  attributes               S.event_type, S.thread (OS thread id), S.ring,
                                 S.sequence, S.trace_id (in a trace), S.span_id (an
@@ -39,11 +45,11 @@ from .._jsontext import _shortest, _unscale, copy_bytes, put_piece
 from .._protowire import field_bytes, put_fixed64, put_varint, varint_size
 from .._tables import (B, C_FLAGS, C_PARENT, C_RING, C_SEQ, C_SPAN, C_THREAD, C_TRACE, C_TS,
                       C_TYPE, F32, F64, I, U, PieceSpec, bits_f64, column, field_bits,
-                      pieces_for, sign_extend)
+                      pieces_for, sign_extend, trace_ids)
 from ._common import OtlpExporter, envelope
 
 SEVERITY_INFO = 9
-MAX_FIXED = 400
+MAX_FIXED = 432
 MAX_FIELD = 80
 
 
@@ -100,6 +106,29 @@ def _attr_double(buf, pos, flat, starts, lengths, key, value):
     return put_fixed64(buf, pos + 3, np.float64(value).view(np.uint64))
 
 
+@njit(cache=True)
+def _put_be64(buf, pos, value):
+    for i in range(8):
+        buf[pos + i] = np.uint8((value >> np.uint64(56 - 8 * i)) & np.uint64(0xFF))
+    return pos + 8
+
+
+@njit(cache=True)
+def _trace_link(buf, pos, trace, span, tracer_id, ext_keys, ext_high, ext_low):
+    """LogRecord.trace_id (9) and span_id (10): the trace of key ``trace`` and ``span``."""
+    high, low = tracer_id, trace
+    k = np.searchsorted(ext_keys, trace)
+    if k < ext_keys.size and ext_keys[k] == trace:
+        high, low = ext_high[k], ext_low[k]
+    buf[pos] = 0x4A
+    buf[pos + 1] = 16
+    pos = _put_be64(buf, pos + 2, high)
+    pos = _put_be64(buf, pos, low)
+    buf[pos] = 0x52
+    buf[pos + 1] = 8
+    return _put_be64(buf, pos + 2, span)
+
+
 SEVERITY, K_THREAD, K_SEQUENCE, K_SPAN_ID, K_PARENT, K_DEPTH, K_RING, K_TRACE, SPAN_BEGIN, \
     SPAN_END, UNKNOWN_TYPE = range(11)
 TYPE0 = 11
@@ -108,7 +137,7 @@ TYPE0 = 11
 @njit(cache=True)
 def encode_records(words, n, stride, common, observed, out, scratch, flat, starts, lengths,
                    n_types, is_span, fstart, fword, fshift, fwidth, fkind, enum_lo, enum_n,
-                   enum_first, key0, enum0):
+                   enum_first, key0, enum0, linked, tracer_id, ext_keys, ext_high, ext_low):
     """Write ``n`` events as ScopeLogs.log_records fields (tag 2) into ``out``; returns the end."""
     pos = 0
     for e in range(n):
@@ -132,6 +161,10 @@ def encode_records(words, n, stride, common, observed, out, scratch, flat, start
         trace = column(words, b, common, C_TRACE, 64)
         if fields and trace:
             p = _attr_int(scratch, p, flat, starts, lengths, K_TRACE, trace)
+            span = column(words, b, common, C_SPAN, 64)
+            if linked and span:
+                p = _trace_link(scratch, p, trace, span, tracer_id, ext_keys, ext_high,
+                                ext_low)
         if fields and is_span[t]:
             phase = flags & 3
             p = put_piece(scratch, p, flat, starts, lengths, SPAN_BEGIN if phase == 1 else SPAN_END)
@@ -201,8 +234,10 @@ _PIECES = PieceSpec(
 assert len(_PIECES.fixed("")) == TYPE0
 
 
-def log_records(events: np.ndarray, observed_ns: int) -> bytes:
-    """The events as repeated ``ScopeLogs.log_records`` fields (wire format)."""
+def log_records(events: np.ndarray, observed_ns: int, tracer=None) -> bytes:
+    """The events as repeated ``ScopeLogs.log_records`` fields (wire format); with
+    ``tracer`` (the tracer that recorded them), each event in a span carries that span's
+    ``trace_id`` and ``span_id``."""
     events, layout = as_events(events)
     n = events.size
     if n == 0:
@@ -212,36 +247,45 @@ def log_records(events: np.ndarray, observed_ns: int) -> bytes:
         + 2 * int(pieces.lengths.max())
     out = np.empty(n * per_event, dtype=np.uint8)
     scratch = np.empty(per_event, dtype=np.uint8)
+    ids = trace_ids(tracer)
     end = encode_records(events.view(np.uint64), n, rows.stride, rows.common,
                          np.uint64(observed_ns), out, scratch, pieces.flat, pieces.starts,
                          pieces.lengths, len(rows.type_names), rows.is_span, rows.starts,
                          rows.words, rows.shifts, rows.widths, rows.kinds, rows.enum_lo,
-                         rows.enum_n, rows.enum_first, key0, enum0)
+                         rows.enum_n, rows.enum_first, key0, enum0, tracer is not None,
+                         np.uint64(ids.tracer_id), ids.keys, ids.high, ids.low)
     return out[:end].tobytes()
 
 
 def logs_request(events: np.ndarray, *, service_name: str | None = None,
-                 resource_attributes: dict | None = None, observed_ns: int | None = None) -> bytes:
+                 resource_attributes: dict | None = None, observed_ns: int | None = None,
+                 tracer=None) -> bytes:
     """A serialized ``ExportLogsServiceRequest`` carrying ``events``
-    (``service_name`` defaults to the event set's name)."""
+    (``service_name`` defaults to the event set's name); ``tracer``: the tracer that
+    recorded them, for the trace link of each record (``trace_id``, ``span_id``)."""
     events, layout = as_events(events)
     resource, scope = envelope(layout.name if service_name is None else service_name,
                                 resource_attributes)
-    records = log_records(events, time.time_ns() if observed_ns is None else observed_ns)
+    records = log_records(events, time.time_ns() if observed_ns is None else observed_ns,
+                          tracer)
     scope_logs = field_bytes(1, scope.SerializeToString()) + records
     resource_logs = field_bytes(1, resource.SerializeToString()) + field_bytes(2, scope_logs)
     return field_bytes(1, resource_logs)
 
 
 class OtlpLogExporter(OtlpExporter):
-    """Collector exporter: each batch of events becomes one OTLP logs request."""
+    """Collector exporter: each batch of events becomes one OTLP logs request.  Bound to
+    its tracer (``bind``, which a TraceCollector calls), each record of an event in a
+    span carries that span's ``trace_id`` and ``span_id``."""
 
     name = "otlp"
     kind = "logs"
+    _tracer = None
 
     def bind(self, tracer) -> None:
         """Compile the encoder now (a TraceCollector calls this before it starts), so that
         the first export does not hold up the collector's draining."""
+        self._tracer = tracer
         layout = getattr(tracer, "layout", None)
         if layout is not None:
             log_records(np.zeros(1, dtype=layout.dtype), 0)
@@ -251,4 +295,5 @@ class OtlpLogExporter(OtlpExporter):
         events, _ = as_events(events)
         if events.size:
             self._send(logs_request(events, service_name=self.service_name,
-                                    resource_attributes=self.resource_attributes), deadline)
+                                    resource_attributes=self.resource_attributes,
+                                    tracer=self._tracer), deadline)
