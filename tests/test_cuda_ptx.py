@@ -72,6 +72,27 @@ def test_histogram_buckets_aggregated_sum_and_extremes_atomic():
             "atom.global.max.u64"} <= got
 
 
+class GpuBounds(MetricSet):
+    latency = Histogram("latency_seconds", "Latency", bounds=[0.1, 0.5, 1.0])
+
+
+def test_histogram_sum_and_extremes_gathered_per_warp():
+    """One path records a finite value (explicit bounds): its sum and extremes are
+    gathered over the warp (butterfly shuffles for a full warp, indexed ones otherwise)
+    and written with one f64 atomic add and two atomic maxes, the leader's."""
+    def observe(m, xs):
+        i = cuda.grid(1)
+        if i < xs.size:
+            m.latency.observe(xs[i])
+
+    ptx = compile_ptx(observe, (device_type(GpuBounds), types.float64[::1]))
+    assert ptx.count("atom.global.add.f64") == 1
+    assert ptx.count("atom.global.max.u64") == 2
+    # 5 butterfly steps, each moving the sum and both extremes (64 bits: two 32-bit halves)
+    assert ptx.count("shfl.sync.bfly.b32") == 5 * 3 * 2
+    assert ptx.count("shfl.sync.idx.b32") == 3 * 2      # the loop over a partial group
+
+
 def test_labelled_add_and_gauges():
     ptx = compile_ptx(everything, (device_type(GpuShop), types.float64[::1]))
     got = instructions(ptx)

@@ -22,8 +22,9 @@ and NVIDIA's wheels).
 
 Kernels record with atomics on device memory (``atom.global.*``): counters and
 histogram buckets aggregated per warp (``match.any.sync`` on the word, ``popc``
-or a ``shfl.sync`` sum, one atomic from the leader lane), float sums with the
-f64 atomic add, extremes with unsigned atomic max; each multiprocessor records
+or a ``shfl.sync`` sum, one atomic from the leader lane), a histogram's sum and
+extremes gathered over the warp with ``shfl.sync`` and written by the leader (one
+f64 atomic add, two unsigned atomic maxes); each multiprocessor records
 into one of the set's copies (``%smid``), which readers add up.  See
 :mod:`._target` for the numba registrations, :mod:`._bodies` for the recording
 code (one source for the GPU and the simulator).

@@ -19,7 +19,9 @@ each other with ``match.any.sync`` on the word index; the lowest lane of each
 group (:func:`is_leader`: ``peers & -peers`` is its bit) adds the group's
 total with one ``atom.global.add``.  ``inc`` totals with ``popc(peers)``;
 ``add(n)`` sums the peers' ``n`` with one ``shfl.sync`` per peer (every peer
-runs the same loop over the same mask, as ``shfl.sync`` requires).
+runs the same loop over the same mask, as ``shfl.sync`` requires).  A
+histogram's sum and extremes (:func:`warp_observe`) are gathered the same way,
+by slot, with butterfly shuffles when the whole warp records into one slot.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ if SIMULATOR:
 
     def warp_add(words, i, n):
         atomic_add_u64(words, i, n)
+
+    def warp_observe(words, total, high, low, v, key):
+        """A histogram's sum and extremes, lane by lane (the simulator has no warps)."""
+        atomic_add_f64(words, total, v)
+        atomic_max_u64(words, high, key)
+        atomic_max_u64(words, low, ~np.uint64(key))
 
     def atomic_add_f64(words, i, v):
         with _lock:
@@ -253,6 +261,11 @@ else:
     _leader = cuda.jit(device=True, forceinline=True)(is_leader)
 
     @cuda.jit(device=True, forceinline=True)
+    def _umax(a, b):
+        """The larger of two int64 holding uint64 bits, compared unsigned."""
+        return a if np.uint64(a) >= np.uint64(b) else b
+
+    @cuda.jit(device=True, forceinline=True)
     def warp_inc(words, i):
         """``words[i] += 1`` for every active lane: one atomic per distinct ``i``."""
         mask = cuda.activemask()
@@ -273,6 +286,42 @@ else:
             rest &= rest - np.uint32(1)
         if _leader(peers, cuda.laneid):
             atomic_add_u64(words, i, np.uint64(total))
+
+    @cuda.jit(device=True, forceinline=True)
+    def warp_observe(words, total, high, low, v, key):
+        """``words[total] += v``, ``words[high] = max(.., key)``, ``words[low] = max(..,
+        ~key)`` for every active lane: the lanes that record into the same histogram slot
+        (the same ``total`` word) gather their values, and the leader makes one f64 atomic
+        add and two atomic maxes for them all.  A full warp gathers in 5 butterfly steps
+        (``shfl.sync.bfly``: every lane ends with the same tree-ordered sum), a partial
+        group one ``shfl.sync`` per peer in lane order."""
+        mask = cuda.activemask()
+        peers = cuda.match_any_sync(mask, np.int64(total))
+        s = np.float64(v)
+        hi = np.int64(key)
+        lo = np.int64(~np.uint64(key))
+        if np.uint32(peers) == np.uint32(0xFFFFFFFF):
+            d = 16
+            while d:
+                s += cuda.shfl_xor_sync(peers, s, d)
+                hi = _umax(hi, cuda.shfl_xor_sync(peers, hi, d))
+                lo = _umax(lo, cuda.shfl_xor_sync(peers, lo, d))
+                d >>= 1
+        else:
+            s = np.float64(0.0)
+            hi = np.int64(0)
+            lo = np.int64(0)
+            rest = peers
+            while rest:
+                src = cuda.ffs(np.int32(rest)) - 1
+                s += cuda.shfl_sync(peers, np.float64(v), src)
+                hi = _umax(hi, cuda.shfl_sync(peers, np.int64(key), src))
+                lo = _umax(lo, cuda.shfl_sync(peers, np.int64(~np.uint64(key)), src))
+                rest &= rest - np.uint32(1)
+        if _leader(peers, cuda.laneid):
+            atomic_add_f64(words, total, s)
+            atomic_max_u64(words, high, np.uint64(hi))
+            atomic_max_u64(words, low, np.uint64(lo))
 
     @cuda.jit(device=True, forceinline=True)
     def warp_emit(words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7):
