@@ -31,8 +31,9 @@ code (one source for the GPU and the simulator).
 
 Events: ``Tracer.cuda(Events, config)`` (:mod:`._device_tracer`) keeps rings in
 device memory; a warp claims its lanes' slots with one atomic, events carry
-``%globaltimer`` calibrated to Unix time (:mod:`._clock`), and ``drain()`` gives
-the CPU tracer's event array.
+``%globaltimer`` calibrated to Unix time (:mod:`._clock`), spans are the warp's
+(its lanes open one together; a stack per ring), and ``drain()`` gives the CPU
+tracer's event array.
 
 Without a GPU, :func:`compile_ptx` compiles a kernel that calls device
 functions (numba-cuda 0.30 compiles those for the current device, which needs
