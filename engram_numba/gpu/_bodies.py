@@ -70,7 +70,11 @@ def counter_add(words, word, n):
 @device
 def gauge_set(words, shared, value):
     """``set`` (as :func:`..metrics._record.gauge_set`): the other value word, then the
-    next epoch with a compare-and-swap; retried if another ``set`` moved the epoch."""
+    next epoch with a compare-and-swap; retried if another ``set`` moved the epoch.
+
+    No time stamp (the CPU's ``gauge_stamp`` for ``multiprocess_mode="latest"``): stamps
+    order the writes of processes sharing a metrics directory, and a device set is never
+    in one (its reading is its own words), so the stamp word stays 0."""
     while True:
         epoch = load_u64(words, shared)
         store_f64(words, shared + G_VALUES + np.int64((epoch + np.uint64(1)) & np.uint64(1)),

@@ -448,6 +448,7 @@ def span_begin(words, NR, STACKS, CAP, SLOTS, index, ring, warp, block, recorded
         if atomic_cas_u64(words, st + S_OWNER, np.uint64(0), me) != np.uint64(0):
             atomic_add_u64(words, NR + 1, 1)        # the ring's spans are another warp's
             return np.uint64(0)
+        fence()                 # taken: the stack as its last holder left it (fenced too)
     depth = np.int64(load_u64(words, st + S_DEPTH))
     if depth >= MAX_DEPTH:
         atomic_add_u64(words, NR, 1)                # too deep: counted, never written

@@ -61,6 +61,7 @@ from ..metrics.buckets import ExplicitBuckets, ExponentialBuckets, scheme_from_k
 from ..metrics.kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from ..metrics.spec import MAX_LABEL_DIMS
 from . import _bodies as B
+from . import _ops
 from ._ops import SIMULATOR, device, sm_id
 
 WORDS = types.Array(types.uint64, 1, "C")
@@ -566,7 +567,6 @@ _TRACE_HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(TN.MAX_ARGS))
 
 
 def _trace_names(h) -> dict:
-    from . import _ops
     NR, CAP, SLOTS, STACKS, _ = h.geometry
     return {"np": np, "_pack": TN._pack, "NR": NR, "CAP": CAP, "SLOTS": SLOTS,
             "STACKS": STACKS, "INDEX": h.index, "atomic_add_u64": _ops.atomic_add_u64,
