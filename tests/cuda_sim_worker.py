@@ -153,7 +153,22 @@ def spans_check(n):
     shared = Tracer.cuda(WarpWork, TracingConfig(max_threads=1, ring_buffer_size=256))
     held[1, 64](shared)                           # two warps, one ring
     closed = SpanAssembler().feed(shared.drain())
+    switched = Tracer.cuda(WarpWork, TracingConfig(max_threads=4, ring_buffer_size=256,
+                                                   enabled_events={"launch", "step"}))
+    spanned[1, 32](switched, n)
+    first = switched.drain()
+    switched.enable("point")
+    switched.disable("step")
+    spanned[1, 32](switched, n)
+    second = switched.drain()
+    names = [t.name for t in WarpWork.layout.types]
+    kinds = lambda ev: sorted(names[t] for t in ev["event_type"].tolist())  # noqa: E731
     return {"otlp": spans_request(spans, WarpWork.layout, tracer_id=tr.tracer_id).hex(),
+            "switched": {"first": kinds(first), "second": kinds(second),
+                         "rates": switched.sample_rates(),
+                         "second_spans": [(s.name, len(s.events)) for s in
+                                          SpanAssembler(attach_events=True).feed(second)],
+                         "invalid": switched.stats()["invalid"]},
             "tracer_id": tr.tracer_id, "stats": tr.stats(), "events": len(ev),
             "shared": {"closed": len(closed), "stats": shared.stats()}}
 

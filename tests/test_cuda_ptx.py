@@ -270,3 +270,17 @@ def test_disabled_tracer_compiles_to_the_kernel_without_the_calls():
     arr = types.float64[::1]
     assert _normalized(compile_ptx(with_calls, (off, arr))) == \
         _normalized(compile_ptx(without_calls, (off, arr)))
+
+
+def test_device_tracer_refuses_sampling_and_files():
+    """A device tracer records a type always or never: a sample rate between 0 and 1 (or
+    a file path) is refused, naming it, before any device memory is taken."""
+    from engram_numba import Event, EventSet, Tracer, TracingConfig
+
+    class GpuRated(EventSet):
+        point = Event("A point", i=np.uint32)
+
+    with pytest.raises(ValueError, match=r"sample rates \{'point': 0\.5\}.*always or never"):
+        Tracer.cuda(GpuRated, TracingConfig(sample_rates={"point": 0.5}))
+    with pytest.raises(ValueError, match="device memory, not in a file"):
+        Tracer.cuda(GpuRated, TracingConfig(path="/tmp/never-made.rings"))

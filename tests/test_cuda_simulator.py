@@ -256,3 +256,13 @@ def test_device_spans_of_warps_sharing_a_ring_are_refused_and_counted(run):
     assert s["closed"] == 1
     assert s["stats"]["span_refused"] == 1 and s["stats"]["invalid"] == 0
     assert s["stats"]["written"] == 2                    # the one span's begin and end
+
+
+def test_device_types_switch_on_and_off(run):
+    """enabled_events and enable()/disable() between launches: a type that is off writes
+    nothing; a span of it is still pushed, so the events inside go to the span around it."""
+    s = run["spans"]["switched"]
+    assert s["first"] == ["launch"] * 2 + ["step"] * 4          # one warp, no points
+    assert s["second"] == ["launch"] * 2 + ["point"] * 64       # lanes 0..31, twice
+    assert s["rates"] == {"launch": 1.0, "step": 0.0, "point": 1.0}
+    assert s["second_spans"] == [["launch", 64]] and s["invalid"] == 0

@@ -1,7 +1,8 @@
 """Device tracers: ``Tracer.cuda(Events, config)``, rings in device memory.
 
-Events and spans; sampling rates and switching types off are the CPU tracer's
-(a device tracer records every type, always).
+Events and spans; types switched on and off (``enable``, ``disable``,
+``enabled_events``) as on the CPU; sampling rates between 0 and 1 are the CPU
+tracer's (a device tracer refuses them: it records a type always or never).
 
 Device words (uint64)::
 
@@ -20,6 +21,10 @@ Device words (uint64)::
         +2   depth   open spans
         +3   types   u8[16]: the open spans' types, bit 7 set when the begin was written
         +8   ids     u64[16]: the open spans' ids, outermost first
+    W = K + R * 24
+    W + t         type t's switch: 0 off, else on (2**64 - 1, the CPU's threshold of
+                  rate 1); read by every emit and begin with a plain load, so a switch
+                  from Python reaches the kernels launched after it
 
 A slot is the CPU tracer's (``EventSet.layout.slot_dtype``: timestamp at 8,
 type, flags and ring at 16, the fields from 20; a span's id at 24 and its
@@ -75,7 +80,8 @@ from numba import cuda
 from .._region import round_up
 from ..tracing.kinds import SPAN
 from ..tracing.spans import SpanContext
-from ._ops import SIMULATOR, STACK_WORDS
+from ..tracing.schema import MAX_TYPES
+from ._ops import ALWAYS, SIMULATOR, STACK_WORDS
 
 POSITION_MASK = 0xFFFFFFFF
 WARP_SHIFT, BLOCK_SHIFT = 32, 38
@@ -90,7 +96,21 @@ def geometry(n_rings: int, capacity: int) -> tuple:
     """(rings, capacity, first slot word, first span-stack word, words in all)."""
     slots = round_up(n_rings + 2, 8)
     stacks = slots + n_rings * capacity * 8
-    return n_rings, capacity, slots, stacks, stacks + n_rings * STACK_WORDS
+    return n_rings, capacity, slots, stacks, stacks + n_rings * STACK_WORDS + MAX_TYPES
+
+
+def _switches(event_set, config) -> dict:
+    """``{type name: on}`` from ``config``; ValueError for a rate between 0 and 1."""
+    rates = config.resolve(event_set.layout)
+    sampled = {name: rate for name, rate in rates.items() if rate not in (0.0, 1.0)}
+    if sampled:
+        raise ValueError(f"Tracer.cuda: sample rates {sampled}: a device tracer records a "
+                         f"type always or never (sampling is the CPU tracer's); switch "
+                         f"types off with enabled_events, or sample on the CPU")
+    if config.path is not None:
+        raise ValueError(f"Tracer.cuda: path={config.path!r}: a device tracer's rings are "
+                         f"in device memory, not in a file; leave path unset")
+    return {name: rate == 1.0 for name, rate in rates.items()}
 
 
 class DeviceTracer:
@@ -100,11 +120,15 @@ class DeviceTracer:
         from ..tracing.tracer import checked_arguments
         from ._clock import calibrate
         config = checked_arguments(event_set, config, "Tracer.cuda")
+        switches = _switches(event_set, config)
         layout = event_set.layout
         self.event_set, self.layout, self.config = event_set, layout, config
         self.n_rings, self.capacity = config.max_threads, config.ring_capacity
         self.geometry = geometry(self.n_rings, self.capacity)
-        self._dwords = cuda.to_device(np.zeros(self.geometry[4], dtype=np.uint64))
+        words = np.zeros(self.geometry[4], dtype=np.uint64)
+        for t in layout.types:
+            words[self._switch_word(t)] = ALWAYS if switches[t.name] else 0
+        self._dwords = cuda.to_device(words)
         self._read = np.zeros(self.n_rings, dtype=np.int64)
         self._delivered = np.zeros(self.n_rings, dtype=np.int64)
         self._dropped = np.zeros(self.n_rings, dtype=np.int64)
@@ -143,6 +167,48 @@ class DeviceTracer:
             cls = _SimulatedSpan if t.kind is SPAN else _SimulatedEvent
             handle = self._handles[name] = cls(self, t)
         return handle
+
+    # -- switches ----------------------------------------------------------------------------
+
+    def _switch_word(self, t) -> int:
+        nr, _, _, stacks, _ = self.geometry
+        return stacks + nr * STACK_WORDS + t.index
+
+    def thresholds(self) -> dict:
+        """The switch word of every type, by name: 0 off, 2**64 - 1 on (the CPU tracer's
+        threshold words of rates 0 and 1)."""
+        words = self._words()
+        return {t.name: int(words[self._switch_word(t)]) for t in self.layout.types}
+
+    def sample_rates(self) -> dict:
+        """Rate per type name: 1.0 on, 0.0 off."""
+        return {name: 1.0 if th else 0.0 for name, th in self.thresholds().items()}
+
+    def enable(self, event_type) -> None:
+        """Switch a type on, for the kernels launched after this call."""
+        self._switch(self.layout.type_of(event_type), True)
+
+    def disable(self, event_type) -> None:
+        """Switch a type off, for the kernels launched after this call: its emits cost a
+        load and a branch; its spans are still pushed (their ends match), not written."""
+        self._switch(self.layout.type_of(event_type), False)
+
+    def set_sample_rate(self, event_type, rate) -> None:
+        """1.0 is :meth:`enable`, 0.0 :meth:`disable`; a rate between them raises
+        ValueError (sampling is the CPU tracer's)."""
+        from .._values import as_rate
+        t = self.layout.type_of(event_type)
+        r = as_rate(rate, "sample_rate")
+        if r not in (0.0, 1.0):
+            raise ValueError(f"set_sample_rate({t.name!r}, {r}): a device tracer records a "
+                             f"type always (1.0) or never (0.0); sampling is the CPU tracer's")
+        self._switch(t, r == 1.0)
+
+    def _switch(self, t, on: bool) -> None:
+        if self._dwords is None:
+            raise ValueError("DeviceTracer is closed")
+        i = self._switch_word(t)
+        self._dwords[i:i + 1].copy_to_device(np.array([ALWAYS if on else 0], dtype=np.uint64))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -263,6 +329,10 @@ class _SimulatedType:
             return False, words
         return True, slot.view(np.uint64).copy()
 
+    def _on(self) -> bool:
+        from ._ops import load_u64
+        return bool(load_u64(self._tracer._dwords, self._tracer._switch_word(self._type)))
+
     def _where(self) -> tuple:
         block, warp, per_block = _simulated_position()
         return warp, block, (block * per_block + warp) % self._tracer.n_rings
@@ -274,6 +344,8 @@ class _SimulatedEvent(_SimulatedType):
         tr = self._tracer
         nr, cap, first, _, _ = tr.geometry
         ok, w = self._pack("emit", args)
+        if not self._on():
+            return False
         if not ok:
             atomic_add_u64(tr._dwords, nr, 1)           # refused and counted, as on the GPU
             return False
@@ -341,9 +413,10 @@ class _SimulatedSpan(_SimulatedType):
         if not ok:
             atomic_add_u64(tr._dwords, nr, 1)
         warp, block, ring = self._where()
+        on = self._on()
         return self._converged("begin", lambda: span_begin(
-            tr._dwords, nr, stacks, cap, first, self._type.index, ring, warp, block, ok,
-            w[2], w[5], w[6], w[7]))
+            tr._dwords, nr, stacks, cap, first, self._type.index, ring, warp, block,
+            ok and on, w[2], w[5], w[6], w[7]))
 
     def end(self):
         from ._device_set import _in_simulated_kernel, _refuse

@@ -362,10 +362,11 @@ else:
         fill_slot(words, CAP, SLOTS, ring, p, warp, block, w2, w3, w4, w5, w6, w7)
 
     @cuda.jit(device=True, forceinline=True)
-    def warp_span_begin(words, NR, STACKS, CAP, SLOTS, index, ok, w2, w5, w6, w7):
+    def warp_span_begin(words, NR, STACKS, CAP, SLOTS, index, ok, on, w2, w5, w6, w7):
         """The active lanes of a warp open one span together: the lowest lane pushes it on
-        its ring's stack and writes its begin with its own fields (:func:`span_begin`);
-        every lane gets its id.  Each lane with an argument out of range is counted."""
+        its ring's stack and writes its begin with its own fields when the type is ``on``
+        and they are in range (:func:`span_begin`); every lane gets its id.  Each lane
+        with an argument out of range is counted."""
         mask = cuda.activemask()
         first = cuda.ffs(np.int32(mask)) - 1
         warp, block, ring = _where(NR)
@@ -374,7 +375,7 @@ else:
         span = np.int64(0)
         if cuda.laneid == first:
             span = np.int64(span_begin(words, NR, STACKS, CAP, SLOTS, index, ring, warp,
-                                       block, ok, w2, w5, w6, w7))
+                                       block, ok and on, w2, w5, w6, w7))
         return np.uint64(cuda.shfl_sync(mask, span, first))
 
     @cuda.jit(device=True, forceinline=True)
@@ -399,6 +400,8 @@ MAX_DEPTH = _ring.MAX_DEPTH
 RECORDED = _ring.RECORDED
 #: words of a ring's span stack (see :mod:`._device_tracer`)
 STACK_WORDS = 24
+#: a type's switch word: 0 off, else on (see :mod:`._device_tracer`)
+ALWAYS = 0xFFFFFFFFFFFFFFFF
 S_OWNER, S_COUNT, S_DEPTH, S_TYPES, S_IDS = 0, 1, 2, 3, 8
 
 
@@ -441,7 +444,8 @@ def span_begin(words, NR, STACKS, CAP, SLOTS, index, ring, warp, block, recorded
     word) unless it holds it already; a stack held by another warp refuses the
     span (counted).  Then as the CPU's ``span_begin``: too deep is counted and never
     written; the id comes from the ring's span count, the parent from the stack;
-    the begin is written when ``recorded`` (its fields were in range)."""
+    the begin is written when ``recorded`` (its type on and its fields in range;
+    a span of a type that is off is still pushed, so that its end closes it)."""
     st = STACKS + ring * STACK_WORDS
     me = ((np.uint64(block) << np.uint64(6)) | np.uint64(warp)) + np.uint64(1)
     if load_u64(words, st + S_OWNER) != me:

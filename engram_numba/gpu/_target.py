@@ -569,7 +569,8 @@ _TRACE_HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(TN.MAX_ARGS))
 def _trace_names(h) -> dict:
     NR, CAP, SLOTS, STACKS, _ = h.geometry
     return {"np": np, "_pack": TN._pack, "NR": NR, "CAP": CAP, "SLOTS": SLOTS,
-            "STACKS": STACKS, "INDEX": h.index, "atomic_add_u64": _ops.atomic_add_u64,
+            "STACKS": STACKS, "INDEX": h.index, "SWITCH": switch_word(h.geometry, h.index),
+            "atomic_add_u64": _ops.atomic_add_u64,
             "warp_emit": getattr(_ops, "warp_emit", None),
             "warp_span_begin": getattr(_ops, "warp_span_begin", None),
             "warp_span_end": getattr(_ops, "warp_span_end", None)}
@@ -581,16 +582,19 @@ def _device_emit(h, args):
     n = len(args)
     NR, CAP, SLOTS, STACKS, _ = h.geometry
     if kind == "emit":
-        body = (f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
+        body = (f"    if h.words[SWITCH] == 0:\n"
+                f"        return False\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
                 f"        atomic_add_u64(h.words, NR, 1)\n"
                 f"        return False\n"
                 f"    warp_emit(h.words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7)\n"
                 f"    return True\n")
     else:
-        body = (f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
-                f"    return warp_span_begin(h.words, NR, STACKS, CAP, SLOTS, INDEX, ok, w2, w5,"
-                f" w6, w7)\n")
+        body = (f"    on = h.words[SWITCH] != 0\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
+                f"    return warp_span_begin(h.words, NR, STACKS, CAP, SLOTS, INDEX, ok, on, w2,"
+                f" w5, w6, w7)\n")
     return generate(("cuda-tracing", kind, n, NR, CAP, SLOTS, STACKS, h.index), _TRACE_HEAD,
                     body, _trace_names(h), inline=False)
 
@@ -609,6 +613,12 @@ def _device_end(h):
 _method(CudaSpanHandleType, "end", _device_end)
 
 _tracer_types: dict = {}
+
+
+def switch_word(geometry, index: int) -> int:
+    """The word of type ``index``'s switch (after the rings' span stacks)."""
+    NR, _, _, STACKS, _ = geometry
+    return STACKS + NR * _ops.STACK_WORDS + index
 
 
 def tracer_type(set_class, geometry) -> CudaTracerType:
