@@ -11,8 +11,11 @@ events, best of several launches:
     histogram       m.latency.observe(x) per element
     event/warp      tr.tick.emit(i, x) from lane 0 of each warp per loop step
                     (Tracer.cuda, 1024 rings of 4096 slots: overwritten, never drained)
+    span/warp       tr.step.begin(i) ... tr.step.end() per loop step, every lane (one
+                    span per warp and step: two slots; a ring per warp, so no span is
+                    refused)
 
-It prints ns per element, events per second of event/warp, each op's cost as a ratio to the bare atomic and the
+It prints ns per element, events per second of event/warp, spans per second of span/warp, each op's cost as a ratio to the bare atomic and the
 uninstrumented kernel, and the machine.  Goals (issue 25, to check on hardware):
 counter <= 0.1x the bare atomic, observe <= 0.5x, a kernel recording once per
 element within 5 % of its twin.  Without a GPU it says so and exits 0 (nothing
@@ -47,7 +50,7 @@ def main(argv=None) -> int:
     import numpy as np
     from numba import cuda
 
-    from engram_numba import (Counter, Event, EventSet, Histogram, MetricSet, Tracer,
+    from engram_numba import (Counter, Event, EventSet, Histogram, MetricSet, Span, Tracer,
                               TracingConfig)
 
     class Bench(MetricSet):
@@ -57,6 +60,9 @@ def main(argv=None) -> int:
 
     class Ticks(EventSet):
         tick = Event("A warp's step", i=np.uint32, x=np.float64)
+
+    class Steps(EventSet):
+        step = Span("A warp's step", i=np.uint32)
 
     n = 1 << 24
     xs = cuda.to_device(np.random.default_rng(0).random(n))
@@ -99,6 +105,13 @@ def main(argv=None) -> int:
                 tr.tick.emit(np.uint32(i), xs[i])
             out[i] = xs[i] * 2.0
 
+    @cuda.jit
+    def span_per_warp(tr, xs, out, one):
+        for i in range(cuda.grid(1), xs.size, cuda.gridsize(1)):
+            tr.step.begin(np.uint32(i))
+            out[i] = xs[i] * 2.0
+            tr.step.end()
+
     device = cuda.get_current_device()
     blocks, threads = device.MULTIPROCESSOR_COUNT * 8, 256
     m, off = Bench.cuda(), Bench.disabled()
@@ -116,11 +129,14 @@ def main(argv=None) -> int:
             times.append(cuda.event_elapsed_time(start, stop) * 1e6 / n)
         return min(times)
 
+    spans = Tracer.cuda(Steps, TracingConfig(max_threads=blocks * threads // 32,
+                                             ring_buffer_size=256))
     rows = {"bare": best(bare, off), "disabled": best(counter, off), "atomic": best(atomic, off),
             "counter": best(counter, m), "labelled": best(labelled, m),
             "histogram": best(histogram, m),
             "event/warp": best(event_per_warp, Tracer.cuda(Ticks, TracingConfig(
-                max_threads=1024, ring_buffer_size=4096)))}
+                max_threads=1024, ring_buffer_size=4096))),
+            "span/warp": best(span_per_warp, spans)}
     print(f"device: {device.name.decode() if isinstance(device.name, bytes) else device.name}, "
           f"{device.MULTIPROCESSOR_COUNT} SMs; {n} elements, {blocks}x{threads} threads")
     atomic_cost = rows["atomic"] - rows["bare"]
@@ -130,6 +146,9 @@ def main(argv=None) -> int:
         print(f"  {name:10s} {ns:8.4f} ns/element  {ns / rows['bare']:6.3f}x bare  {ratio}")
     # one event per 32 elements (lane 0 of each warp, each step of the grid-stride loop)
     print(f"  event/warp: {1e9 / (32 * rows['event/warp']):.3e} events/s")
+    # one span (a begin and an end) per warp and loop step
+    print(f"  span/warp: {1e9 / (32 * rows['span/warp']):.3e} spans/s, "
+          f"{spans.stats()['span_refused']} refused")
     return 0
 
 

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 from numba import cuda, njit
 
-from engram_numba import (Counter, Event, EventSet, Gauge, Histogram, MetricSet, Tracer,
-                          TracingConfig, to_dataframe)
+from engram_numba import (Counter, Event, EventSet, Gauge, Histogram, MetricSet, Span,
+                          Tracer, TracingConfig, to_dataframe)
 from engram_numba.export.otlp import metrics_request
 from engram_numba.export.prometheus import exposition
 
@@ -116,6 +116,63 @@ def trace_check(size, rings, capacity):
             "chrome": json.dumps(chrome_trace(ev))}
 
 
+class WarpWork(EventSet, name="warp_work"):
+    launch = Span("A warp's work", block=np.uint32)
+    step = Span("One step", k=np.uint8)
+    point = Event("A lane's point", i=np.uint32)
+
+
+@cuda.jit
+def spanned(tr, n):
+    i = cuda.grid(1)
+    tr.launch.begin(cuda.blockIdx.x)
+    for k in range(2):
+        tr.step.begin(k)
+        if i < n:
+            tr.point.emit(i)
+        tr.step.end()
+    tr.launch.end()
+
+
+@cuda.jit
+def held(tr):
+    tr.launch.begin(cuda.blockIdx.x)        # both warps begin before either ends
+    cuda.syncthreads()
+    tr.launch.end()
+
+
+def spans_check(n):
+    """Nested spans of a simulated kernel, exported as an OTLP traces request; and the
+    same kernel with two warps sharing each ring (spans refused, counted)."""
+    from engram_numba.export.otlp.traces import spans_request
+    from engram_numba.tracing.spans import SpanAssembler
+    tr = Tracer.cuda(WarpWork, TracingConfig(max_threads=4, ring_buffer_size=256))
+    spanned[2, 64](tr, n)
+    ev = tr.drain()
+    spans = SpanAssembler(attach_events=True).feed(ev)
+    shared = Tracer.cuda(WarpWork, TracingConfig(max_threads=1, ring_buffer_size=256))
+    held[1, 64](shared)                           # two warps, one ring
+    closed = SpanAssembler().feed(shared.drain())
+    switched = Tracer.cuda(WarpWork, TracingConfig(max_threads=4, ring_buffer_size=256,
+                                                   enabled_events={"launch", "step"}))
+    spanned[1, 32](switched, n)
+    first = switched.drain()
+    switched.enable("point")
+    switched.disable("step")
+    spanned[1, 32](switched, n)
+    second = switched.drain()
+    names = [t.name for t in WarpWork.layout.types]
+    kinds = lambda ev: sorted(names[t] for t in ev["event_type"].tolist())  # noqa: E731
+    return {"otlp": spans_request(spans, WarpWork.layout, tracer_id=tr.tracer_id).hex(),
+            "switched": {"first": kinds(first), "second": kinds(second),
+                         "rates": switched.sample_rates(),
+                         "second_spans": [(s.name, len(s.events)) for s in
+                                          SpanAssembler(attach_events=True).feed(second)],
+                         "invalid": switched.stats()["invalid"]},
+            "tracer_id": tr.tracer_id, "stats": tr.stats(), "events": len(ev),
+            "shared": {"closed": len(closed), "stats": shared.stats()}}
+
+
 def main():
     size = int(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]))
@@ -139,7 +196,7 @@ def main():
                "prometheus": exposition(m), "otlp": metrics_request(m).hex(),
                "type": type(m).__name__, "isinstance": isinstance(m, ShopKernelMetrics),
                "clock": clock_check(), "trace": trace_check(size, 4, 64),
-               "trace_lapped": trace_check(size, 2, 8)},
+               "trace_lapped": trace_check(size, 2, 8), "spans": spans_check(100)},
               sys.stdout)
 
 

@@ -72,6 +72,27 @@ def test_histogram_buckets_aggregated_sum_and_extremes_atomic():
             "atom.global.max.u64"} <= got
 
 
+class GpuBounds(MetricSet):
+    latency = Histogram("latency_seconds", "Latency", bounds=[0.1, 0.5, 1.0])
+
+
+def test_histogram_sum_and_extremes_gathered_per_warp():
+    """One path records a finite value (explicit bounds): its sum and extremes are
+    gathered over the warp (butterfly shuffles for a full warp, indexed ones otherwise)
+    and written with one f64 atomic add and two atomic maxes, the leader's."""
+    def observe(m, xs):
+        i = cuda.grid(1)
+        if i < xs.size:
+            m.latency.observe(xs[i])
+
+    ptx = compile_ptx(observe, (device_type(GpuBounds), types.float64[::1]))
+    assert ptx.count("atom.global.add.f64") == 1
+    assert ptx.count("atom.global.max.u64") == 2
+    # 5 butterfly steps, each moving the sum and both extremes (64 bits: two 32-bit halves)
+    assert ptx.count("shfl.sync.bfly.b32") == 5 * 3 * 2
+    assert ptx.count("shfl.sync.idx.b32") == 3 * 2      # the loop over a partial group
+
+
 def test_labelled_add_and_gauges():
     ptx = compile_ptx(everything, (device_type(GpuShop), types.float64[::1]))
     got = instructions(ptx)
@@ -194,3 +215,72 @@ def test_device_events_claim_a_slot_per_warp_with_one_atomic():
     assert re.search(r"mov\.u64\s+%rd\d+,\s*%globaltimer;", ptx)
     assert "membar.gl" in ptx                              # the slot before its position word
     assert ".extern" not in ptx
+
+
+def test_device_spans_compile_per_warp():
+    """Nested spans: each begin takes the ring's span stack with one compare-and-swap
+    (the lowest lane's), each begin and end writes one slot (one %globaltimer reading)
+    and hands its result to the warp's other lanes."""
+    from engram_numba import EventSet, Span
+    from engram_numba.gpu._device_tracer import geometry
+    from engram_numba.gpu._target import tracer_type
+
+    class GpuWork(EventSet):
+        launch = Span("A warp's work", block=np.uint32)
+        step = Span("A step", k=np.uint8)
+
+    def spanned(tr, xs):
+        tr.launch.begin(np.uint32(cuda.blockIdx.x))
+        tr.step.begin(np.uint8(1))
+        i = cuda.grid(1)
+        if i < xs.size:
+            xs[i] = 2.0 * xs[i]
+        tr.step.end()
+        tr.launch.end()
+
+    ptx = compile_ptx(spanned, (tracer_type(GpuWork, geometry(4, 64)), types.float64[::1]))
+    assert ptx.count("atom.global.cas.b64") == 2              # one stack claim per begin
+    assert ptx.count("activemask.b32") == 4                   # the warp's lanes, per call
+    assert len(re.findall(r"mov\.u64\s+%rd\d+,\s*%globaltimer;", ptx)) == 4
+    assert "shfl.sync.idx.b32" in ptx and "membar.gl" in ptx
+    assert ".extern" not in ptx
+
+
+def test_disabled_tracer_compiles_to_the_kernel_without_the_calls():
+    from engram_numba import Event, EventSet, Span, Tracer
+
+    class GpuSpans(EventSet):
+        launch = Span("A warp's work", block=np.uint32)
+        point = Event("A point", i=np.uint32)
+
+    def with_calls(tr, xs):
+        i = cuda.grid(1)
+        tr.launch.begin(cuda.blockIdx.x)
+        if i < xs.size:
+            tr.point.emit(i)
+            xs[i] = 2.0 * xs[i]
+        tr.launch.end()
+
+    def without_calls(tr, xs):
+        i = cuda.grid(1)
+        if i < xs.size:
+            xs[i] = 2.0 * xs[i]
+
+    off = Tracer.disabled(GpuSpans)._numba_type_
+    arr = types.float64[::1]
+    assert _normalized(compile_ptx(with_calls, (off, arr))) == \
+        _normalized(compile_ptx(without_calls, (off, arr)))
+
+
+def test_device_tracer_refuses_sampling_and_files():
+    """A device tracer records a type always or never: a sample rate between 0 and 1 (or
+    a file path) is refused, naming it, before any device memory is taken."""
+    from engram_numba import Event, EventSet, Tracer, TracingConfig
+
+    class GpuRated(EventSet):
+        point = Event("A point", i=np.uint32)
+
+    with pytest.raises(ValueError, match=r"sample rates \{'point': 0\.5\}.*always or never"):
+        Tracer.cuda(GpuRated, TracingConfig(sample_rates={"point": 0.5}))
+    with pytest.raises(ValueError, match="device memory, not in a file"):
+        Tracer.cuda(GpuRated, TracingConfig(path="/tmp/never-made.rings"))

@@ -138,7 +138,8 @@ def test_readme_gpu_tracing_example_runs_under_the_simulator(tmp_path):
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.splitlines()[0] == "50 ['block 0 warp 0', 'block 1 warp 0']"
+    assert out.stdout.splitlines() == ["54 ['block 0 warp 0', 'block 1 warp 0']",
+                                       "[(0, 32), (1, 18)]"]
 
 
 def test_readme_gpu_example_runs_under_the_simulator(tmp_path):
@@ -210,3 +211,58 @@ def test_device_ring_overflow_is_counted_exactly(run):
                                                           per["written"]))
     i = np.array(t["columns"]["i"])
     assert np.array(t["columns"]["x"]).tolist() == (i * 0.5).tolist()
+
+
+def test_device_spans_nest_and_export_through_otlp_traces(run):
+    """A kernel of 4 warps (a ring each) opens a span per warp and two nested ones in it;
+    the drained events pair into spans and the OTLP request (the official messages)
+    has each warp's steps as children of its launch, in its trace."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import \
+        ExportTraceServiceRequest
+    t = run["spans"]
+    req = ExportTraceServiceRequest.FromString(bytes.fromhex(t["otlp"]))
+    spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    attrs = [{a.key: a.value.int_value for a in s.attributes} for s in spans]
+    launches = {s.span_id: (s, a) for s, a in zip(spans, attrs) if s.name == "launch"}
+    steps = [(s, a) for s, a in zip(spans, attrs) if s.name == "step"]
+    assert len(launches) == 4 and len(steps) == 8
+    assert sorted(a["warp_work.thread"] for _, a in launches.values()) == \
+        [0, 1, 1 << 16, 1 << 16 | 1]                      # (block, warp) pairs
+    assert len({s.span_id for s in spans}) == 12 and len({s.trace_id for s in spans}) == 4
+    for s, a in launches.values():
+        assert s.parent_span_id == b"" and a["warp_work.depth"] == 0
+        assert a["warp_work.block"] == a["warp_work.thread"] >> 16
+        assert s.trace_id == t["tracer_id"].to_bytes(8, "big") + s.span_id
+    for s, a in steps:
+        parent, pa = launches[s.parent_span_id]
+        assert s.trace_id == parent.trace_id and a["warp_work.depth"] == 1
+        assert a["warp_work.thread"] == pa["warp_work.thread"]
+        assert parent.start_time_unix_nano <= s.start_time_unix_nano <= \
+            s.end_time_unix_nano <= parent.end_time_unix_nano
+    assert sorted(a["warp_work.k"] for _, a in steps) == [0, 0, 0, 0, 1, 1, 1, 1]
+    # each lane's points are events of its warp's step spans: lanes 0..99 of blocks 0, 1
+    points = sorted(e.attributes[0].value.int_value for s, _ in steps for e in s.events)
+    assert points == sorted(list(range(100)) * 2)
+    st = t["stats"]
+    assert t["events"] == 4 * 6 + 200 == st["delivered"] == st["written"]
+    assert st["invalid"] == st["span_refused"] == 0
+
+
+def test_device_spans_of_warps_sharing_a_ring_are_refused_and_counted(run):
+    """Two warps on one ring both begin a span before either ends it (a syncthreads in
+    between): the ring's stack is the first's, the second's span is refused and counted,
+    and its end changes nothing."""
+    s = run["spans"]["shared"]
+    assert s["closed"] == 1
+    assert s["stats"]["span_refused"] == 1 and s["stats"]["invalid"] == 0
+    assert s["stats"]["written"] == 2                    # the one span's begin and end
+
+
+def test_device_types_switch_on_and_off(run):
+    """enabled_events and enable()/disable() between launches: a type that is off writes
+    nothing; a span of it is still pushed, so the events inside go to the span around it."""
+    s = run["spans"]["switched"]
+    assert s["first"] == ["launch"] * 2 + ["step"] * 4          # one warp, no points
+    assert s["second"] == ["launch"] * 2 + ["point"] * 64       # lanes 0..31, twice
+    assert s["rates"] == {"launch": 1.0, "step": 0.0, "point": 1.0}
+    assert s["second_spans"] == [["launch", 64]] and s["invalid"] == 0

@@ -22,16 +22,18 @@ and NVIDIA's wheels).
 
 Kernels record with atomics on device memory (``atom.global.*``): counters and
 histogram buckets aggregated per warp (``match.any.sync`` on the word, ``popc``
-or a ``shfl.sync`` sum, one atomic from the leader lane), float sums with the
-f64 atomic add, extremes with unsigned atomic max; each multiprocessor records
+or a ``shfl.sync`` sum, one atomic from the leader lane), a histogram's sum and
+extremes gathered over the warp with ``shfl.sync`` and written by the leader (one
+f64 atomic add, two unsigned atomic maxes); each multiprocessor records
 into one of the set's copies (``%smid``), which readers add up.  See
 :mod:`._target` for the numba registrations, :mod:`._bodies` for the recording
 code (one source for the GPU and the simulator).
 
 Events: ``Tracer.cuda(Events, config)`` (:mod:`._device_tracer`) keeps rings in
 device memory; a warp claims its lanes' slots with one atomic, events carry
-``%globaltimer`` calibrated to Unix time (:mod:`._clock`), and ``drain()`` gives
-the CPU tracer's event array.
+``%globaltimer`` calibrated to Unix time (:mod:`._clock`), spans are the warp's
+(its lanes open one together; a stack per ring), and ``drain()`` gives the CPU
+tracer's event array.
 
 Without a GPU, :func:`compile_ptx` compiles a kernel that calls device
 functions (numba-cuda 0.30 compiles those for the current device, which needs

@@ -23,8 +23,8 @@ import numpy as np
 from ..metrics import _record as R
 from ..metrics.buckets import explicit_index, exponential_index, key_of
 from ..metrics.layout import INVALID_OFFSET, LAST_INVALID_OFFSET
-from ._ops import (atomic_add_f64, atomic_add_u64, atomic_cas_u64, atomic_max_u64, device,
-                   load_u64, store_f64, store_u64, warp_add, warp_inc)
+from ._ops import (atomic_add_f64, atomic_add_u64, atomic_cas_u64, device, load_u64,
+                   store_f64, store_u64, warp_add, warp_inc, warp_observe)
 
 H_SUM = R.H_SUM // 8
 H_MIN = R.H_MIN // 8
@@ -70,7 +70,11 @@ def counter_add(words, word, n):
 @device
 def gauge_set(words, shared, value):
     """``set`` (as :func:`..metrics._record.gauge_set`): the other value word, then the
-    next epoch with a compare-and-swap; retried if another ``set`` moved the epoch."""
+    next epoch with a compare-and-swap; retried if another ``set`` moved the epoch.
+
+    No time stamp (the CPU's ``gauge_stamp`` for ``multiprocess_mode="latest"``): stamps
+    order the writes of processes sharing a metrics directory, and a device set is never
+    in one (its reading is its own words), so the stamp word stays 0."""
     while True:
         epoch = load_u64(words, shared)
         store_f64(words, shared + G_VALUES + np.int64((epoch + np.uint64(1)) & np.uint64(1)),
@@ -88,12 +92,11 @@ def gauge_add(words, shared, value):
 
 @device
 def _observed(words, slot, v, bucket):
-    """A finite value in the histogram's domain: sum, extremes, its bucket word (aggregated
-    per warp by word: lanes whose values share a bucket add once)."""
-    atomic_add_f64(words, slot + H_SUM, v)
-    key = np.uint64(key_of(v))
-    atomic_max_u64(words, slot + H_MAX, key)
-    atomic_max_u64(words, slot + H_MIN, ~key)
+    """A finite value in the histogram's domain: sum and extremes (aggregated per warp by
+    slot: one f64 atomic add and two atomic maxes from the leader of the lanes recording
+    into this slot), its bucket word (aggregated per warp by word: lanes whose values share
+    a bucket add once)."""
+    warp_observe(words, slot + H_SUM, slot + H_MAX, slot + H_MIN, v, np.uint64(key_of(v)))
     warp_inc(words, slot + bucket)
 
 

@@ -61,6 +61,7 @@ from ..metrics.buckets import ExplicitBuckets, ExponentialBuckets, scheme_from_k
 from ..metrics.kinds import COUNTER, GAUGE, HISTOGRAM, TOPK
 from ..metrics.spec import MAX_LABEL_DIMS
 from . import _bodies as B
+from . import _ops
 from ._ops import SIMULATOR, device, sm_id
 
 WORDS = types.Array(types.uint64, 1, "C")
@@ -503,7 +504,7 @@ _install_launch_hook()
 
 
 # --------------------------------------------------------------------------
-# device tracers (:mod:`._device_tracer`): events only
+# device tracers (:mod:`._device_tracer`): events and spans
 # --------------------------------------------------------------------------
 
 from ..tracing import _njit as TN  # noqa: E402
@@ -521,9 +522,12 @@ class CudaTracerType(types.Array):
         super().__init__(types.uint64, 1, "C",
                          name=f"CudaTracer[{set_class.__qualname__}@{layout.hash[:16]},"
                               f"{geometry[0]}x{geometry[1]}]")
-        self.handle_types = {t.name: CudaEventHandleType(TN._handle_type(t, layout, True,
-                                                                          geometry))
-                             for t in layout.types}
+        self.handle_types = {}
+        for t in layout.types:
+            cpu = TN._handle_type(t, layout, True, geometry)
+            cls = CudaSpanHandleType if isinstance(cpu, TN.SpanHandleType) else \
+                CudaEventHandleType
+            self.handle_types[t.name] = cls(cpu)
 
     def handle_type(self, attr):
         return self.handle_types.get(attr)
@@ -536,8 +540,8 @@ class CudaTracerType(types.Array):
         return WORDS.copy(*args, **kwargs)
 
 
-class CudaEventHandleType(TN.EventHandleType):
-    """``tr.<event>`` in a kernel: {words}; the event's fields and the rings' geometry in the
+class _CudaTypeHandle:
+    """``tr.<type>`` in a kernel: {words}; the type's fields and the rings' geometry in the
     type (what ``tracing._njit._pack`` packs by)."""
 
     def __init__(self, cpu):
@@ -546,35 +550,75 @@ class CudaEventHandleType(TN.EventHandleType):
 
     @property
     def key(self):
-        return ("cuda",) + TN.EventHandleType.key.fget(self)
+        return ("cuda", type(self).__name__) + TN.TypeHandleType.key.fget(self)
 
 
-register_owner(CudaTracerType, (CudaEventHandleType,), target="cuda")
+class CudaEventHandleType(_CudaTypeHandle, TN.EventHandleType):
+    """``tr.<event>``: ``emit(*fields)``."""
+
+
+class CudaSpanHandleType(_CudaTypeHandle, TN.SpanHandleType):
+    """``tr.<span>``: ``begin(*fields)`` and ``end()``, per warp."""
+
+
+register_owner(CudaTracerType, (CudaEventHandleType, CudaSpanHandleType), target="cuda")
 
 _TRACE_HEAD = "h, " + ", ".join(f"a{i}=None" for i in range(TN.MAX_ARGS))
 
 
+def _trace_names(h) -> dict:
+    NR, CAP, SLOTS, STACKS, _ = h.geometry
+    return {"np": np, "_pack": TN._pack, "NR": NR, "CAP": CAP, "SLOTS": SLOTS,
+            "STACKS": STACKS, "INDEX": h.index, "SWITCH": switch_word(h.geometry, h.index),
+            "atomic_add_u64": _ops.atomic_add_u64,
+            "warp_emit": getattr(_ops, "warp_emit", None),
+            "warp_span_begin": getattr(_ops, "warp_span_begin", None),
+            "warp_span_end": getattr(_ops, "warp_span_end", None)}
+
+
 def _device_emit(h, args):
-    TN._check_args(h, "emit", args)
+    kind = "emit" if isinstance(h, CudaEventHandleType) else "begin"
+    TN._check_args(h, kind, args)
     n = len(args)
-    NR, CAP, SLOTS, _ = h.geometry
-    body = (f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
-            f"    if not ok:\n"
-            f"        atomic_add_u64(h.words, NR, 1)\n"
-            f"        return False\n"
-            f"    warp_emit(h.words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7)\n"
-            f"    return True\n")
-    from . import _ops
-    names = {"np": np, "_pack": TN._pack, "NR": NR, "CAP": CAP, "SLOTS": SLOTS,
-             "atomic_add_u64": _ops.atomic_add_u64,
-             "warp_emit": getattr(_ops, "warp_emit", None)}
-    return generate(("cuda-tracing", n, NR, CAP, SLOTS), _TRACE_HEAD, body, names,
-                    inline=False)
+    NR, CAP, SLOTS, STACKS, _ = h.geometry
+    if kind == "emit":
+        body = (f"    if h.words[SWITCH] == 0:\n"
+                f"        return False\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
+                f"    if not ok:\n"
+                f"        atomic_add_u64(h.words, NR, 1)\n"
+                f"        return False\n"
+                f"    warp_emit(h.words, NR, CAP, SLOTS, w2, w3, w4, w5, w6, w7)\n"
+                f"    return True\n")
+    else:
+        body = (f"    on = h.words[SWITCH] != 0\n"
+                f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
+                f"    return warp_span_begin(h.words, NR, STACKS, CAP, SLOTS, INDEX, ok, on, w2,"
+                f" w5, w6, w7)\n")
+    return generate(("cuda-tracing", kind, n, NR, CAP, SLOTS, STACKS, h.index), _TRACE_HEAD,
+                    body, _trace_names(h), inline=False)
 
 
 _method(CudaEventHandleType, "emit", variadic(_device_emit, "h"))
+_method(CudaSpanHandleType, "begin", variadic(_device_emit, "h"))
+
+
+def _device_end(h):
+    NR, CAP, SLOTS, STACKS, _ = h.geometry
+    return generate(("cuda-tracing", "end", NR, CAP, SLOTS, STACKS, h.index), "h",
+                    "    return warp_span_end(h.words, NR, STACKS, CAP, SLOTS, INDEX)\n",
+                    _trace_names(h), inline=False)
+
+
+_method(CudaSpanHandleType, "end", _device_end)
 
 _tracer_types: dict = {}
+
+
+def switch_word(geometry, index: int) -> int:
+    """The word of type ``index``'s switch (after the rings' span stacks)."""
+    NR, _, _, STACKS, _ = geometry
+    return STACKS + NR * _ops.STACK_WORDS + index
 
 
 def tracer_type(set_class, geometry) -> CudaTracerType:

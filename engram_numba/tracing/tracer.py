@@ -199,8 +199,8 @@ class Tracer(KernelArgument):
     @classmethod
     def cuda(cls, event_set, config: TracingConfig | None = None):
         """A tracer whose rings live in device memory, for numba CUDA kernels (extra
-        ``[cuda]``; events only): ``drain()`` gives this tracer's event array.  See
-        :mod:`engram_numba.gpu`."""
+        ``[cuda]``; events, spans per warp, types switched on and off, no sampling):
+        ``drain()`` gives this tracer's event array.  See :mod:`engram_numba.gpu`."""
         from .. import _kernel_arg
         return _kernel_arg.device("cuda-tracer")(event_set, config)
 
