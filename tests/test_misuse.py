@@ -99,6 +99,38 @@ def test_a_member_of_another_enum_is_refused_from_python():
     assert tr.drain().size == 0
 
 
+def test_a_label_equal_to_one_seen_before_but_of_another_type_is_still_refused():
+    """0.0, False and a member of another enum equal (and hash like) labels seen before:
+    the remembered-labels fast paths must not take them for those labels."""
+    class A(enum.IntEnum):
+        X = 0
+        Y = 1
+
+    class B(enum.IntEnum):
+        X = 0
+        Y = 1
+
+    class S(MetricSet):
+        c = Counter("lab_c", "c", labels={"a": A, "b": B})
+        g = Gauge("lab_g", "g", labels={"a": A})
+        h = Histogram("lab_h", "h", bounds=[1.0], labels={"k": ["p", "q"]})
+
+    m = S()
+    m.c.inc(0, 1)
+    m.c.inc(A.X, B.Y)
+    m.g.set(2.0, 1)
+    m.h.observe(0.5, 1)
+    before = m.snapshot()["metrics"]
+    for call in (lambda: m.c.inc(0.0, 1), lambda: m.c.inc(0, True), lambda: m.c.inc(B.X, A.Y),
+                 lambda: m.c.add(2, 0, 1.0), lambda: m.g.set(3.0, True),
+                 lambda: m.g.add(1.0, 1.0), lambda: m.h.observe(0.5, 1.0),
+                 lambda: m.h.observe(0.5, np.float64(1.0))):
+        with pytest.raises(ValueError):
+            call()
+    assert m.snapshot()["metrics"] == before
+    assert m.c.value(0, 1) == 2 and m.g.value(1) == 2.0 and m.h.read("q").count == 1
+
+
 @pytest.mark.parametrize("body", [
     "m.record_interference(PrimingType.REPETITION, 0.5)",
     "m.record_interference(RejectionReason.TOO_SOON, 0.5)",

@@ -34,6 +34,11 @@ class _BoundMetric:
         self._slots = {}                  # label tuple -> slot, for labels seen before
         self._offsets = {}                # label tuple -> byte offset of the slot in a copy
         self._words = {}                  # label tuple -> its first word in a copy
+        # 0 == 0.0 == False and they hash alike: a remembered tuple is only taken for label
+        # values of these types (a dimension's enum members only when no two dimensions
+        # have different enums, which could be given in each other's places)
+        enums = {d.enum for d in self.spec.labels if d.enum is not None}
+        self._exact = frozenset({int, str} | (enums if len(enums) == 1 else set()))
 
     def _slot(self, labels) -> int:
         try:
@@ -41,7 +46,11 @@ class _BoundMetric:
         except TypeError:                 # an unhashable label: validated below
             slot = None
         if slot is not None:
-            return slot
+            for x in labels:
+                if type(x) not in self._exact:
+                    break
+            else:
+                return slot
         dims = self.spec.labels
         if len(labels) != len(dims):
             raise ValueError(f"{self._m.attr} ({self.spec.name}) takes {len(dims)} label(s) "
@@ -52,7 +61,7 @@ class _BoundMetric:
                 slot = slot * len(dim.values) + dim.index(label)
         except ValueError as exc:
             raise ValueError(f"{self._m.attr} ({self.spec.name}): {exc}{self._hint()}") from None
-        if all(type(x) in (int, str) or isinstance(x, enum.Enum) for x in labels) \
+        if all(type(x) in self._exact for x in labels) \
                 and len(self._slots) < 4096:
             self._slots[labels] = slot    # only values that index the same way every time
             self._offsets[labels] = self._m.block_offset + slot * self._m.slot_bytes

@@ -231,6 +231,11 @@ class _BoundHistogram(_BoundMetric):
         owner = self._owner
         offset = self._offsets.get(labels) if owner._mv is not None else None
         if offset is not None:
+            for x in labels:                  # a remembered tuple, given with exact types
+                if type(x) not in self._exact:
+                    offset = None
+                    break
+        if offset is not None:
             try:
                 state = owner._threads.state
             except AttributeError:
