@@ -8,6 +8,10 @@ times the kernel's first call (its compile; the kernel itself is not cached):
 * **warm**: a ``NUMBA_CACHE_DIR`` that one earlier process (instrumented) filled,
   as a second script run, a notebook restart or a test process finds it.
 
+Per first call it records the wall time, the CPU time (``time.process_time``: on a
+machine that other processes load, the steadier of the two) and how many compiles
+numba ran (``numba:compile`` events: one per function and signature).
+
 The instrumented kernel and its disabled twin (``.disabled()`` objects, the same
 source) run in interleaved rounds, each in its own process; the table shows
 medians and their ratio.  Also printed: the import time of the package, and the
@@ -42,6 +46,24 @@ import enum, json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 from numba import njit
+from numba.core import event
+
+
+class Compiles(event.Listener):
+    """Counts numba's compiles (one per function and signature) while the kernel compiles."""
+    counting = False
+    n = 0
+
+    def on_start(self, ev):
+        if self.counting:
+            self.n += 1
+
+    def on_end(self, ev):
+        pass
+
+
+compiles = Compiles()
+event.register("numba:compile", compiles)
 from engram_numba import (Counter, Event, EventSet, Gauge, Histogram, MetricSet, Span,
                           Tracer, TracingConfig)
 t_import = time.perf_counter() - t0
@@ -85,13 +107,16 @@ if enabled:
 else:
     m, tr = M.disabled(), Tracer.disabled(E)
 xs = np.linspace(0.001, 1.0, 16)
-t0 = time.perf_counter()
+compiles.counting = True
+t0, c0 = time.perf_counter(), time.process_time()
 first(m, tr, xs)
-t_first = time.perf_counter() - t0
+t_first, c_first = time.perf_counter() - t0, time.process_time() - c0
+compiles.counting = False
 t0 = time.perf_counter()
 second(m, tr, xs)
 t_second = time.perf_counter() - t0
-print(json.dumps({"import": t_import, "first": t_first, "second": t_second}))
+print(json.dumps({"import": t_import, "first": t_first, "second": t_second,
+                  "first_cpu": c_first, "compiles": compiles.n}))
 '''
 
 
@@ -151,7 +176,13 @@ def main(argv=None) -> dict:
     for t in trees:
         for cache in ("cold", "warm"):
             en, dis = med(t, cache, "enabled", "first"), med(t, cache, "disabled", "first")
+            en_cpu = med(t, cache, "enabled", "first_cpu")
+            dis_cpu = med(t, cache, "disabled", "first_cpu")
             res = {"enabled_s": en, "disabled_s": dis, "ratio": en / dis,
+                   "enabled_cpu_s": en_cpu, "disabled_cpu_s": dis_cpu,
+                   "cpu_ratio": en_cpu / dis_cpu,
+                   "enabled_compiles": med(t, cache, "enabled", "compiles"),
+                   "disabled_compiles": med(t, cache, "disabled", "compiles"),
                    "enabled_second_s": med(t, cache, "enabled", "second"),
                    "disabled_second_s": med(t, cache, "disabled", "second"),
                    "import_s": med(t, cache, "enabled", "import")}
@@ -159,12 +190,20 @@ def main(argv=None) -> dict:
             rows.append({"package": t, "cache": cache, "import s": f"{res['import_s']:.2f}",
                          "first kernel s": f"{en:.2f}", "disabled twin s": f"{dis:.2f}",
                          "ratio": f"{en / dis:.2f}x",
+                         "cpu s": f"{en_cpu:.2f} / {dis_cpu:.2f}",
+                         "cpu ratio": f"{en_cpu / dis_cpu:.2f}x",
+                         "compiles": f"{res['enabled_compiles']:.0f} / "
+                                     f"{res['disabled_compiles']:.0f}",
                          "second kernel s": f"{res['enabled_second_s']:.2f}",
                          "twin second s": f"{res['disabled_second_s']:.2f}"})
     print(table(rows, ["package", "cache", "import s", "first kernel s", "disabled twin s",
-                       "ratio", "second kernel s", "twin second s"]))
+                       "ratio", "cpu s", "cpu ratio", "compiles", "second kernel s",
+                       "twin second s"]))
     print(f"medians of {args.rounds} interleaved rounds, one fresh process each; "
           f"goals: cold <= 4x, warm <= 2x; load average {info['load_average']}")
+    print("cpu s: the first call's CPU time (instrumented / twin; less sensitive to other "
+          "processes than wall time); compiles: numba compiles during the first call "
+          "(functions x signatures, instrumented / twin)")
     out = {"baseline": args.baseline, "machine": info, "rounds": args.rounds, "results": results,
            "samples": {f"{t}/{c}/{v}": s for (t, c, v), s in samples.items()}}
     if not args.no_save:

@@ -17,6 +17,10 @@ that the rest of the code is written against one numba.
   llvmlite, not by its version number.
 * **Cache implementation class** (numba 0.61 renamed ``caching._CacheImpl`` to
   ``caching.CacheImpl``).
+* **Methods typed per state** (:func:`overload_method_by_state`): numba's
+  ``overload_method`` builds its templates from ``templates._OverloadMethodTemplate``
+  (``_resolve``, ``_init_once``, ``_get_target_registry``, ``_get_function_type``,
+  ``_get_signature``), the same from 0.60 to the newest.
 * **Parallel-region entry**: ``numba_parallel_for`` and its eight arguments are
   the same from 0.60 to the newest, and so is the private ``_launch_threads``
   (with ``_is_initialized``) that registers it; only the functions at the end
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["function_attributes_work", "cache_impl_class",
+__all__ = ["function_attributes_work", "cache_impl_class", "overload_method_by_state",
            "prepare_always_inline", "finish_always_inline", "atomic_rmw",
            "parallel_for_signature", "parallel_for_address", "parallel_for_caller",
            "when_threading_layer_launched", "replace_parallel_for"]
@@ -73,6 +77,73 @@ def finish_always_inline(fn) -> None:
     present = {a.decode() if isinstance(a, bytes) else str(a) for a in fn.attributes}
     if "alwaysinline" not in present:
         fn.add_function_attribute("alwaysinline")
+
+
+# -- methods of enabled and disabled objects ----------------------------------------------
+
+def overload_method_by_state(typ, name, typer, inline, **options) -> None:
+    """``numba.extending.overload_method(typ, name, inline=inline, **options)(typer)`` for a
+    type whose instances are enabled or disabled (``typ.enabled``), where the cost model
+    ``inline`` inlines only disabled receivers' methods.
+
+    numba prepares the inlining of an overload with a cost model on every call it types:
+    it runs the implementation's front end and type inference a second time, for
+    the cost model's use, besides compiling it; for an enabled receiver, whose
+    methods are never inlined by numba, that was all wasted (a tenth of a first
+    compile).  Here the two states get a template each: enabled receivers one with
+    ``inline="never"`` (compiled only), disabled ones one with the cost model.  A
+    template resolves the method only on receivers of its state, and both lower a
+    call through the template of the receiver's state.
+    """
+    from numba.core import types
+    from numba.core.typing.templates import (_OverloadMethodTemplate,
+                                             make_overload_attribute_template)
+    from numba.extending import infer_getattr, overload
+
+    prefer_literal = options.pop("prefer_literal", False)
+    by_state = {}
+
+    class _ByState(_OverloadMethodTemplate):
+        enabled_state = True
+
+        def _resolve(self, typ, attr):
+            if bool(getattr(typ, "enabled", True)) is not self.enabled_state:
+                return None
+            return super()._resolve(typ, attr)
+
+        def _init_once(self):
+            registry = self._get_target_registry("method")
+
+            @registry.lower((self.key, self._attr), self.key, types.VarArg(types.Any))
+            def method_impl(context, builder, sig, args):
+                cls = by_state[bool(getattr(sig.args[0], "enabled", True))]
+                typing_context = context.typing_context
+                fnty = cls._get_function_type(typing_context, sig.args[0])
+                sig = cls._get_signature(typing_context, fnty, sig.args, {})
+                call = context.get_function(fnty, sig)
+                context.add_linking_libs(getattr(call, "libs", ()))
+                return call(builder, args)
+
+    for enabled, how in ((True, "never"), (False, inline)):
+        base = type(f"_{'Enabled' if enabled else 'Disabled'}Methods", (_ByState,),
+                    {"enabled_state": enabled})
+        func = _copy_function(typer)        # numba registers an overload per function
+        template = make_overload_attribute_template(typ, name, func, inline=how, base=base,
+                                                    prefer_literal=prefer_literal, **options)
+        by_state[enabled] = template
+        infer_getattr(template)
+        overload(func, inline=how, prefer_literal=prefer_literal, **options)(func)
+
+
+def _copy_function(f):
+    import types as pytypes
+    g = pytypes.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__,
+                             f.__closure__)
+    g.__kwdefaults__ = f.__kwdefaults__
+    g.__qualname__ = f.__qualname__
+    g.__module__ = f.__module__
+    g.__dict__.update(f.__dict__)
+    return g
 
 
 # -- atomic read-modify-write ---------------------------------------------------------------

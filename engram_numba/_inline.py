@@ -40,6 +40,7 @@ import inspect
 from llvmlite import ir
 from numba import types
 from numba.core import event
+from numba.core.dispatcher import Dispatcher
 from numba.core.typing import signature
 from numba.extending import intrinsic
 
@@ -48,10 +49,77 @@ from ._compat import finish_always_inline, prepare_always_inline
 _MARK = "_engram_numba_inline"
 
 
-def always_inline(fn):
-    """Mark a Python function (before ``njit``) or an njit dispatcher: always inlined by LLVM."""
+def always_inline(fn, *, helper: bool = True):
+    """Mark a Python function (before ``njit``) or an njit dispatcher: always inlined by LLVM.
+
+    A dispatcher also becomes a recording helper (:func:`recording_helper`) unless
+    ``helper`` is False (a kernel method's body: a user's code, typed as numba types it).
+    """
     setattr(getattr(fn, "py_func", fn), _MARK, True)
+    if helper and isinstance(fn, Dispatcher):
+        recording_helper(fn)
     return fn
+
+
+# -- recording helpers: compiled once per process, for every shape ---------------------------
+# Where the time of a first compile goes (``benchmarks/compile_time.py``, numba's
+# ``numba:compile`` events and a profile of a cold compile): every helper is a
+# numba function of its own, and each compile of one runs numba's whole pipeline
+# (typing, lowering, a module optimisation, machine code, a cache entry) plus
+# two entry points for Python (a CPython wrapper and a C callback) that no caller
+# uses.  numba also compiles a callee once per *literal* value of its arguments:
+# a constant such as an event type's index or a ring geometry, passed down from
+# the generated recording code, made every helper below it compile again for
+# every event type and tracer (``threshold(uint64, Literal[int](0))`` and
+# ``(uint64, Literal[int](1))``).  A recording helper therefore
+#
+# * is typed with its arguments' plain types: one compile per process for every
+#   metric, event type and tracer (the constants still reach LLVM, which inlines
+#   the helper and folds them, so the machine code of a record is the same);
+# * has no entry point for Python: a call from Python runs a twin compiled for
+#   Python on its first call (without disk cache, so the two never share an entry).
+
+_helper_classes: dict = {}
+
+
+def _python_twin(dispatcher):
+    twin = dispatcher.__dict__.get("_engram_numba_python_twin")
+    if twin is None:
+        from numba import njit
+        options = {k: v for k, v in dispatcher.targetoptions.items()
+                   if k not in ("no_cpython_wrapper", "no_cfunc_wrapper", "nopython")}
+        twin = njit(**options)(dispatcher.py_func)
+        dispatcher.__dict__["_engram_numba_python_twin"] = twin
+    return twin
+
+
+def _helper_class(cls):
+    """``cls`` (a numba dispatcher class) typed with plain argument types, called from Python
+    through a twin."""
+    sub = _helper_classes.get(cls)
+    if sub is None:
+        class RecordingHelper(cls):
+            def get_call_template(self, args, kws):
+                return super().get_call_template(
+                    tuple(types.unliteral(a) for a in args),
+                    {k: types.unliteral(v) for k, v in kws.items()})
+
+            def __call__(self, *args, **kwargs):
+                return _python_twin(self)(*args, **kwargs)
+
+        RecordingHelper.__qualname__ = RecordingHelper.__name__ = f"RecordingHelper{cls.__name__}"
+        sub = _helper_classes[cls] = RecordingHelper
+    return sub
+
+
+def recording_helper(dispatcher):
+    """Make an njit dispatcher of the package a recording helper (see above); returns it."""
+    if not isinstance(dispatcher, Dispatcher) or dispatcher.targetoptions.get("no_cpython_wrapper"):
+        return dispatcher
+    dispatcher.targetoptions["no_cpython_wrapper"] = True
+    dispatcher.targetoptions["no_cfunc_wrapper"] = True
+    dispatcher.__class__ = _helper_class(type(dispatcher))
+    return dispatcher
 
 
 def never_inline(dispatcher):
@@ -69,6 +137,7 @@ def never_inline(dispatcher):
     :mod:`._compat`).
     """
     dispatcher.targetoptions["forceinline"] = False
+    recording_helper(dispatcher)
     target = types.Dispatcher(dispatcher)
 
     def typer(typingctx, args):

@@ -89,6 +89,7 @@ from numba.core.typing.templates import AttributeTemplate
 from numba.extending import NativeValue, intrinsic, models
 
 from ._cache import generated_file, mark_uncached
+from ._compat import overload_method_by_state
 from ._inline import always_inline
 
 _pid = os.getpid()
@@ -299,6 +300,11 @@ class Target:
         from numba.extending import overload_method
         if self.name != "cpu":
             options["target"] = self.name
+        elif callable(options.get("inline")):
+            # numba inlines only a disabled receiver's methods: an enabled one's are
+            # typed once, without numba's preparation for inlining (see _compat)
+            overload_method_by_state(typ, name, typer, **options)
+            return
         overload_method(typ, name, **options)(typer)
 
 

@@ -92,7 +92,7 @@ class kernel_method:
     def jitted(self):
         """The body compiled by numba (one dispatcher, shared by every class using it)."""
         if self._jitted is None:
-            self._jitted = always_inline(njit(self.func))
+            self._jitted = always_inline(njit(self.func), helper=False)
         return self._jitted
 
     def jitted_disabled(self):
