@@ -19,7 +19,11 @@ Counting those boundaries in O(1): the top ``s + 1`` mantissa bits select one
 of ``2**(s+1)`` table cells.  A cell is ``2**52 / 2**(s+1)`` wide, narrower
 than the narrowest bucket (``(2**(2**-s) - 1) * 2**52 > 0.69 * 2**52 / 2**s``),
 so at most one boundary falls inside a cell: the table gives the count below
-the cell's start and one comparison with that boundary finishes the job.
+the cell's start and one comparison with that boundary finishes the job.  The
+comparison's result is added to the count, not branched on: written as ``if
+...: j += 1``, LLVM compiles it inside a recording loop to a jump on the loaded
+boundary, which a stream of spread values mispredicts (3.3 ns a record against
+1.9 ns, 4,096 lognormal values at scale 3).
 
 The boundaries are the doubles nearest ``2**(k/2**s)``, the same numbers
 :func:`exponential_lower_boundary` returns, so the index and the reported
@@ -187,8 +191,7 @@ def exponential_index(value, scale, lut, bounds):
     exponent = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF)) - 1023
     mantissa = bits & np.uint64(0xFFFFFFFFFFFFF)
     j = lut[np.int64(mantissa >> np.uint64(51 - scale))]
-    if mantissa > bounds[j + 1]:
-        j += 1
+    j += np.int64(mantissa > bounds[j + 1])         # an add, not a branch (module doc)
     return (exponent << scale) + j
 
 
