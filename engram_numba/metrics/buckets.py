@@ -191,7 +191,8 @@ def exponential_index(value, scale, lut, bounds):
     exponent = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF)) - 1023
     mantissa = bits & np.uint64(0xFFFFFFFFFFFFF)
     j = lut[np.int64(mantissa >> np.uint64(51 - scale))]
-    j += np.int64(mantissa > bounds[j + 1])         # an add, not a branch (module doc)
+    # an add, not a branch (module doc); an unsigned index: j >= -1, no wraparound needed
+    j += np.int64(mantissa > bounds[np.uint64(j + 1)])
     return (exponent << scale) + j
 
 
