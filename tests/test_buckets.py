@@ -79,6 +79,36 @@ def test_index_in_a_loop_has_no_branch_on_the_value(scale):
         assert len(jumps) == 1, jumps             # the back edge
 
 
+def test_observe_loop_loads_no_byte_constant():
+    """The mantissa comes from a shift, not a mask: with BMI2, LLVM masked with ``bzhi``
+    and loaded its bit count with a byte move (``movb $52, %r9b``) in the recording loop;
+    Intel cores merge a byte write into the register's old value, which can chain a
+    record to the previous record's table loads."""
+    from numba import njit
+
+    from engram_numba import Histogram, MetricSet
+    from engram_numba._asm import loops, native_lines
+
+    class Sizes(MetricSet, name="bucket_loop"):
+        h = Histogram("bucket_loop_sizes", "sizes", scale=3, range=(1e-3, 1e3))
+
+    @njit
+    def record(m, values, n):
+        for i in range(n):
+            m.h.observe(values[i & 4095])
+
+    m = Sizes()
+    values = np.random.default_rng(1).lognormal(0.0, 1.5, 4096)
+    record(m, values, 10_000)
+    assert m.h.read().count == 10_000
+    lines = native_lines(record)
+    found = loops(lines)
+    assert found
+    byte_moves = [line.strip() for first, last in found for line in lines[first:last + 1]
+                  if line.strip().startswith("movb") and "$" in line]
+    assert not byte_moves, byte_moves
+
+
 def test_relative_error_bound_values():
     assert relative_error_bound(3) == pytest.approx(0.0443, abs=1e-4)
     assert relative_error_bound(4) == pytest.approx(0.0219, abs=1e-4)
