@@ -64,14 +64,20 @@ def timed(op):
     """A kernel ``(obj, vals, batch, out)`` timing ``out.size`` batches of ``batch`` calls of
     ``op(obj, vals, i)`` with the TSC.  ``op`` is an ``@njit(inline="always")`` function:
     numba inlines it, so the timed loop holds the recording code itself, as a user's
-    loop would, and LLVM optimises it whole (hoisting what a loop computes once)."""
+    loop would, and LLVM optimises it whole (hoisting what a loop computes once).
+
+    ``i`` runs on across batches (``0 .. out.size * batch - 1``): an op reading
+    ``vals[i & 4095]`` walks a 4,096-value stream that no batch restarts, so a batch
+    never replays the values (and the buckets) of the one before."""
     @njit(nogil=True)
     def kernel(obj, vals, batch, out):
+        start = 0
         for b in range(out.size):
             t0 = cycles()
             for i in range(batch):
-                op(obj, vals, i)
+                op(obj, vals, start + i)
             out[b] = cycles() - t0
+            start += batch
     return kernel
 
 

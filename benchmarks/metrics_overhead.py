@@ -2,8 +2,16 @@
 
 Every kernel variant runs ``batches`` batches of ``batch`` operations per round
 and times each batch with the TSC; rounds interleave the variants.  Reported:
-median and P99 of ns/op over all batches, and the ratio of medians to a bare
-``lock add`` loop measured in the same run.
+median and P99 of ns/op over all batches, and the ratios of medians to a bare
+``lock add`` loop and to the plain-array histogram floor, both measured in the
+same run.
+
+Values come from a stream of 4,096 lognormal values, indexed by a counter that
+runs on across batches (``vals[i & 4095]``, see ``_harness.timed``), so no batch
+replays the values of the one before.  The *floor* is the least a histogram
+record can cost: the same bucket index from the value's bits, a plain
+(non-atomic) increment, four sum lanes and the min/max compares, in a plain
+numpy array that nobody else reads.
 
     python benchmarks/metrics_overhead.py            # full run (~1 min)
     python benchmarks/metrics_overhead.py --quick    # smoke run
@@ -29,6 +37,7 @@ from engram_numba.export import exposition  # noqa: E402
 from engram_numba._stats import overhead_estimate  # noqa: E402
 from engram_numba.engram import CognitiveTracer, PrimingType  # noqa: E402
 from engram_numba.engram.metrics import CognitivePatternMetrics  # noqa: E402
+from engram_numba.metrics.buckets import exponential_index, key_of  # noqa: E402
 from engram_numba.metrics.operations import OPERATIONS  # noqa: E402
 
 
@@ -43,6 +52,11 @@ class Bench(MetricSet):
 VALUES = np.random.default_rng(42).lognormal(0.0, 1.5, 4096)
 STRENGTHS = np.random.default_rng(43).uniform(0.01, 1.0, 4096)
 TYPES = np.random.default_rng(44).integers(0, 3, 4096)     # priming types
+
+# the floor: Bench.hist's bucket index, into plain arrays (every value lies in its range,
+# so the floor needs no range test and no other homes)
+_SCALE, _LO, _NB, _, _LOW, _HIGH, _LUT, _BND, _ = Bench.hist.scheme.recording_constants
+assert ((VALUES > _LOW) & (VALUES <= _HIGH)).all()
 
 
 # -- kernels: each times `out.size` batches of `batch` operations --------------------
@@ -85,10 +99,30 @@ def _nothing(m, vals, i):
     pass
 
 
+@njit(inline="always")
+def _floor(arrays, vals, i):
+    """A histogram record at its floor: bucket from the bits, a plain increment, four sum
+    lanes (picked by the loop index), min and max compares; plain numpy arrays."""
+    counts, sums, extremes = arrays
+    v = vals[i & 4095]
+    counts[exponential_index(v, _SCALE, _LUT, _BND) - _LO] += 1
+    sums[i & 3] += v
+    key = key_of(v)
+    if key > extremes[1]:
+        extremes[1] = key
+    if ~key > extremes[0]:
+        extremes[0] = ~key
+
+
+def floor_arrays():
+    return (np.zeros(_NB, dtype=np.uint64), np.zeros(4), np.zeros(2, dtype=np.uint64))
+
+
 k_lock_add = H.timed(_lock_add)
 k_disabled = H.timed(_counter_and_histogram)
 k_record_priming = H.timed(_record_priming)
 k_bare_loop = H.timed(_nothing)
+k_floor = H.timed(_floor)
 
 
 # engram's overhead workload: an op is 100 sin() calls, recording a priming event
@@ -134,12 +168,17 @@ k_own_slot = H.timed_together(_lock_add_at)            # a word each, some bytes
 
 # -- drivers ------------------------------------------------------------------------------
 
+FLOOR = "histogram floor: plain array, same index"
+
+
 def single_thread(rounds, batches, batch, ticks):
     m, d = Bench(), Bench.disabled()
     cognitive = CognitivePatternMetrics()
     arr = np.zeros(8, dtype=np.int64)
+    floor = floor_arrays()
     kernels = {
         "lock add (bare reference)": lambda out: k_lock_add(arr, VALUES, batch, out),
+        FLOOR: lambda out: k_floor(floor, VALUES, batch, out),
         **{name: (lambda out, k=k: k(m, VALUES, batch, out))
            for name, k in OPERATION_KERNELS.items()},
         "disabled counter.inc() + observe(v)": lambda out: k_disabled(d, VALUES, batch, out),
@@ -150,8 +189,10 @@ def single_thread(rounds, batches, batch, ticks):
     raw = H.interleave_batches(kernels, rounds, batches)
     stats = {k: H.batch_stats(np.concatenate(v), batch, ticks) for k, v in raw.items()}
     ref = stats["lock add (bare reference)"]["median_ns"]
+    floor_ns = stats[FLOOR]["median_ns"]
     for k, s in stats.items():
         s["ratio_to_lock_add"] = s["median_ns"] / ref
+        s["ratio_to_floor"] = s["median_ns"] / floor_ns
     # the disabled kernel's native code against the same loop without the calls
     k_bare_loop(d, VALUES, batch, np.empty(1, dtype=np.uint64))
     identical = native_asm(k_disabled, k_disabled.signatures[0]) == native_asm(k_bare_loop)
@@ -356,7 +397,7 @@ def main(argv=None) -> int:
     single, identical = single_thread(rounds, batches, batch, ticks)
     print(f"\n## one thread ({rounds} interleaved rounds x {batches} batches x {batch} ops)")
     print(H.table([dict(op=k, **v) for k, v in single.items()],
-                  ["op", "median_ns", "p99_ns", "ratio_to_lock_add"]))
+                  ["op", "median_ns", "p99_ns", "ratio_to_lock_add", "ratio_to_floor"]))
     print(f"disabled set: native code identical to the loop without the calls: "
           f"{'yes' if identical else 'NO'}")
 

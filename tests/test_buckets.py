@@ -49,6 +49,66 @@ def test_powers_of_two_and_extreme_normals():
         assert index(np.finfo(np.float64).max, scale) == 1024 * n - 1
 
 
+@pytest.mark.parametrize("scale", [0, 3, 8])
+def test_index_in_a_loop_has_no_branch_on_the_value(scale):
+    """The in-octave step (is the mantissa above the next boundary?) is an add: inside a
+    recording loop, LLVM made the conditional ``j += 1`` a jump on the loaded boundary,
+    which a spread stream of values mispredicts.  The loop's only conditional jump is its
+    back edge."""
+    from numba import njit
+
+    from engram_numba._asm import loops, native_lines
+
+    lut, bounds = exponential_tables(scale)
+
+    @njit
+    def bucket_counts(values, counts):
+        for i in range(values.size):
+            counts[exponential_index(values[i], scale, lut, bounds) & 1023] += 1
+
+    values = np.exp(np.random.default_rng(scale).uniform(-5, 5, 1000))
+    counts = np.zeros(1024, dtype=np.int64)
+    bucket_counts(values, counts)
+    assert counts.sum() == values.size
+    lines = native_lines(bucket_counts)
+    found = loops(lines)
+    assert found
+    for first, last in found:
+        jumps = [line.strip() for line in lines[first:last + 1]
+                 if line.strip().startswith("j") and not line.strip().startswith("jmp")]
+        assert len(jumps) == 1, jumps             # the back edge
+
+
+def test_observe_loop_loads_no_byte_constant():
+    """The mantissa comes from a shift, not a mask: with BMI2, LLVM masked with ``bzhi``
+    and loaded its bit count with a byte move (``movb $52, %r9b``) in the recording loop;
+    Intel cores merge a byte write into the register's old value, which can chain a
+    record to the previous record's table loads."""
+    from numba import njit
+
+    from engram_numba import Histogram, MetricSet
+    from engram_numba._asm import loops, native_lines
+
+    class Sizes(MetricSet, name="bucket_loop"):
+        h = Histogram("bucket_loop_sizes", "sizes", scale=3, range=(1e-3, 1e3))
+
+    @njit
+    def record(m, values, n):
+        for i in range(n):
+            m.h.observe(values[i & 4095])
+
+    m = Sizes()
+    values = np.random.default_rng(1).lognormal(0.0, 1.5, 4096)
+    record(m, values, 10_000)
+    assert m.h.read().count == 10_000
+    lines = native_lines(record)
+    found = loops(lines)
+    assert found
+    byte_moves = [line.strip() for first, last in found for line in lines[first:last + 1]
+                  if line.strip().startswith("movb") and "$" in line]
+    assert not byte_moves, byte_moves
+
+
 def test_relative_error_bound_values():
     assert relative_error_bound(3) == pytest.approx(0.0443, abs=1e-4)
     assert relative_error_bound(4) == pytest.approx(0.0219, abs=1e-4)

@@ -21,6 +21,19 @@ than the narrowest bucket (``(2**(2**-s) - 1) * 2**52 > 0.69 * 2**52 / 2**s``),
 so at most one boundary falls inside a cell: the table gives the count below
 the cell's start and one comparison with that boundary finishes the job.
 
+Two details keep that fast inside a recording loop (both measured there):
+
+* The comparison's result is added to the count, not branched on: written as
+  ``if ...: j += 1``, LLVM compiles it to a jump on the loaded boundary, which a
+  stream of spread values mispredicts (3.3 ns a record against 1.9 ns, 4,096
+  lognormal values at scale 3).
+* The mantissa is taken by a shift (``bits << 12``: the mantissa in the top 52
+  bits; the table holds the boundaries shifted the same way), not by a mask:
+  on x86-64 with BMI2, LLVM masks with ``bzhi`` and loads its bit count with a
+  byte move into a register that may still hold the previous record's bucket;
+  Intel cores merge a byte write into the whole register, which chains each
+  record to the previous record's table loads.
+
 The boundaries are the doubles nearest ``2**(k/2**s)``, the same numbers
 :func:`exponential_lower_boundary` returns, so the index and the reported
 boundaries always agree (the invariant tests check every bucket of every
@@ -162,11 +175,16 @@ def _octave_boundaries(scale: int) -> tuple:
 
 @lru_cache(maxsize=None)
 def exponential_tables(scale: int):
-    """(cell table int64[2**(s+1)], boundary mantissas uint64[2**s + 1]) for a scale."""
+    """(cell table int64[2**(s+1)], boundary mantissas uint64[2**s + 1]) for a scale.
+
+    The boundary mantissas are shifted into the top 52 bits (``m << 12``), as
+    :func:`exponential_index` compares them; the last entry is a sentinel that no
+    mantissa exceeds."""
     scale = check_scale(scale)
     n = 1 << scale
     mantissas = [int(np.float64(b).view(np.uint64)) & MANTISSA_MASK for b in _octave_boundaries(scale)]
-    bounds = np.array(mantissas + [1 << MANTISSA_BITS], dtype=np.uint64)  # sentinel: never exceeded
+    bounds = np.array([m << (64 - MANTISSA_BITS) for m in mantissas] + [(1 << 64) - 1],
+                      dtype=np.uint64)
     cells = 1 << (scale + 1)
     width = 1 << (MANTISSA_BITS - scale - 1)
     lut = np.empty(cells, dtype=np.int64)
@@ -185,10 +203,10 @@ def exponential_index(value, scale, lut, bounds):
     """Bucket index of a positive, finite, normal ``value`` at ``scale`` (see module doc)."""
     bits = f64_bits(value)
     exponent = np.int64((bits >> np.uint64(52)) & np.uint64(0x7FF)) - 1023
-    mantissa = bits & np.uint64(0xFFFFFFFFFFFFF)
-    j = lut[np.int64(mantissa >> np.uint64(51 - scale))]
-    if mantissa > bounds[j + 1]:
-        j += 1
+    mantissa = bits << np.uint64(12)                 # top 52 bits: a shift, no mask (module doc)
+    j = lut[np.int64(mantissa >> np.uint64(63 - scale))]
+    # an add, not a branch (module doc); an unsigned index: j >= -1, no wraparound needed
+    j += np.int64(mantissa > bounds[np.uint64(j + 1)])
     return (exponent << scale) + j
 
 
