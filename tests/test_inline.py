@@ -1,11 +1,21 @@
 """Recording helpers (``engram_numba._inline``): compiled once per process for every shape,
 callable from Python all the same."""
 
+import json
+import os
+import subprocess
+import sys
+
+from numba import njit
+
+from engram_numba.metrics.buckets import exponential_index, exponential_tables
+
+
+COMPILE_TWO_TYPES = """
+import json
 import numpy as np
 from numba import njit, types
-
 from engram_numba import Event, EventSet, Tracer, TracingConfig
-from engram_numba.metrics.buckets import exponential_index, exponential_tables
 from engram_numba.tracing import _ring
 
 
@@ -15,29 +25,38 @@ class TwoTypes(EventSet, name="inline_two_types"):
 
 
 @njit
-def _emit_both(tr):
+def emit_both(tr):
     tr.first.emit(1)
     tr.second.emit(2.0)
 
 
-def test_a_helper_compiles_once_for_every_event_type_and_ring_geometry():
+drained = []
+for size in (64, 128):
+    tr = Tracer(TwoTypes, TracingConfig(ring_buffer_size=size))
+    emit_both(tr)
+    drained.append(len(tr.drain()))
+    tr.close()
+out = {"drained": drained}
+for name in ("threshold", "emit", "write_slot", "sampled"):
+    sigs = getattr(_ring, name).signatures
+    out[name] = {"compiles": len(sigs),
+                 "literal": [str(s) for s in sigs if any(isinstance(a, types.Literal) for a in s)]}
+print(json.dumps(out))
+"""
+
+
+def test_a_helper_compiles_once_for_every_event_type_and_ring_geometry(tmp_path):
     """numba compiles a callee once per literal value of its arguments; the helpers take
-    plain types, so two event types on tracers of two geometries share one compile."""
-    helpers = (_ring.threshold, _ring.emit, _ring.write_slot, _ring.sampled)
-    before = {h: set(h.signatures) for h in helpers}
-    tracers = [Tracer(TwoTypes, TracingConfig(ring_buffer_size=size)) for size in (64, 128)]
-    for tr in tracers:
-        _emit_both(tr)
-        assert len(tr.drain()) == 2
-    for h in helpers:
-        new = set(h.signatures) - before[h]
-        assert h.signatures, h
-        assert len(new) <= 1, (h, new)         # at most one compile in this process
-        literal = [sig for sig in h.signatures
-                   if any(isinstance(a, types.Literal) for a in sig)]
-        assert not literal, (h, literal)
-    for tr in tracers:
-        tr.close()
+    plain types, so two event types on tracers of two geometries share one compile.  In a
+    fresh process with an empty cache, so that every helper is compiled there."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", COMPILE_TWO_TYPES], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.pop("drained") == [2, 2]
+    for name, got in out.items():
+        assert got == {"compiles": 1, "literal": []}, (name, got)
 
 
 def test_a_helper_called_from_python_runs_the_same_code():
