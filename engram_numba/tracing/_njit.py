@@ -267,7 +267,7 @@ def _emit_typer(h, args):
                 f"        return False\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        ringbuf.count_invalid(h.base)\n"
+                f"        ringbuf.add_u64(h.base + ringbuf.INVALID_OFF, np.uint64(1))\n"
                 f"        return False\n"
                 f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, CAP, CLK, thresh,"
                 f" w2, w3, w4, w5, w6, w7)\n")
@@ -277,7 +277,7 @@ def _emit_typer(h, args):
         body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        ringbuf.count_invalid(h.base)\n"
+                f"        ringbuf.add_u64(h.base + ringbuf.INVALID_OFF, np.uint64(1))\n"
                 f"        thresh = np.uint64(0)\n"
                 f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, CAP, CLK,"
                 f" INDEX, thresh, w2, w5, w6, w7)\n")
