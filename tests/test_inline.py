@@ -23,7 +23,7 @@ def _emit_both(tr):
 def test_a_helper_compiles_once_for_every_event_type_and_ring_geometry():
     """numba compiles a callee once per literal value of its arguments; the helpers take
     plain types, so two event types on tracers of two geometries share one compile."""
-    helpers = (_ring.threshold, _ring.emit, _ring.write_slot, _ring.sampled)
+    helpers = (_ring.emit, _ring.write_slot, _ring.sampled)
     before = {h: set(h.signatures) for h in helpers}
     tracers = [Tracer(TwoTypes, TracingConfig(ring_buffer_size=size)) for size in (64, 128)]
     for tr in tracers:

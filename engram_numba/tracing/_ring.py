@@ -327,13 +327,6 @@ def sampled(header, thresh):
 
 @always_inline
 @njit(cache=True)
-def threshold(base, index):
-    """The type's threshold word: 0 = off (see .config)."""
-    return load_u64(base + TH_OFF + 8 * index)
-
-
-@always_inline
-@njit(cache=True)
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
     ts = cycles() if clock == CLOCK_TSC else np.uint64(monotonic_ns())
