@@ -37,7 +37,7 @@ for size in (64, 128):
     drained.append(len(tr.drain()))
     tr.close()
 out = {"drained": drained}
-for name in ("threshold", "emit", "write_slot", "sampled"):
+for name in ("emit", "write_slot", "sampled"):
     sigs = getattr(_ring, name).signatures
     out[name] = {"compiles": len(sigs),
                  "literal": [str(s) for s in sigs if any(isinstance(a, types.Literal) for a in s)]}

@@ -103,7 +103,7 @@ def _observed(words, slot, v, bucket):
 @device
 def observe_exponential(words, slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
                         low, high, max_exponent, near_top, over_words):
-    """:func:`..metrics._record._observe_exponential` on a shared copy, in word indices."""
+    """:func:`..metrics._record.observe_exponential` on a shared copy, in word indices."""
     v = np.float64(value)
     magnitude = abs(v) if negative else v
     if low < magnitude <= high:
@@ -130,7 +130,7 @@ def observe_exponential(words, slot, value, scale, lut, bounds, lo_index, n_buck
 
 @device
 def observe_explicit(words, slot, value, k0, shift, last, m, lut, bounds):
-    """:func:`..metrics._record._observe_explicit` on a shared copy, in word indices."""
+    """:func:`..metrics._record.observe_explicit` on a shared copy, in word indices."""
     v = np.float64(value)
     if -np.inf < v < np.inf:
         index = explicit_index(v, k0, shift, last, m, lut, bounds)

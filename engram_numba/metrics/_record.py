@@ -114,13 +114,6 @@ def key_to_float(key) -> float:
 
 # -- counters ------------------------------------------------------------------------------
 
-@always_inline
-@njit(cache=True)
-def owned_add(addr, n):
-    """A single writer's increment: relaxed load, add, relaxed store (no lock prefix)."""
-    store_u64(addr, load_u64(addr) + np.uint64(n))
-
-
 @never_inline
 @njit(cache=True)
 def shared_add(addr, n):
@@ -161,8 +154,10 @@ def note_invalid(base, metric, method, reason, position, value):
 @always_inline
 @njit(cache=True)
 def counter_add(addr, n, owned):
+    """Add ``n`` to the counter word at ``addr``: the owner (its single writer) with a relaxed
+    load, add and relaxed store (no lock prefix), the shared copy with one locked add."""
     if owned:
-        owned_add(addr, n)
+        store_u64(addr, load_u64(addr) + np.uint64(n))
     else:
         shared_add(addr, n)
 
@@ -182,15 +177,6 @@ def gauge_set(shared, value):
 
 @always_inline
 @njit(cache=True)
-def _lane(counter_addr):
-    """The next of the four lanes (an integer counter: no float chain through memory)."""
-    lane = load_u64(counter_addr)
-    store_u64(counter_addr, lane + _ONE)
-    return (lane & np.uint64(LANES - 1)) * np.uint64(8)
-
-
-@always_inline
-@njit(cache=True)
 def gauge_add(shared, copy_slot, value, owned):
     """``add`` by a copy's owner (relaxed), or into the shared value (atomic)."""
     epoch = load_u64_acquire(shared + G_EPOCH)
@@ -199,7 +185,10 @@ def gauge_add(shared, copy_slot, value, owned):
             for k in range(LANES):
                 store_f64(copy_slot + G_DELTA + 8 * k, 0.0)
             store_u64_release(copy_slot + G_EPOCH, epoch)
-        lane = copy_slot + G_DELTA + _lane(copy_slot + G_LANE)
+        # the next of the four lanes (an integer counter: no float chain through memory)
+        n = load_u64(copy_slot + G_LANE)
+        store_u64(copy_slot + G_LANE, n + _ONE)
+        lane = copy_slot + G_DELTA + (n & np.uint64(LANES - 1)) * np.uint64(8)
         store_f64(lane, load_f64(lane) + np.float64(value))
     else:
         _shared_gauge_add(shared, np.float64(value))
@@ -223,35 +212,30 @@ def _shared_gauge_add(shared, value):
 
 @always_inline
 @njit(cache=True)
-def _extremes(slot, key, owned):
-    """Keep the largest ``key`` in the max word and the largest ``~key`` in the min word."""
+def _observed(slot, v, key, bucket, owned):
+    """A finite value in the histogram's domain: sum, extremes and its bucket word.
+
+    Extremes: the largest ``key`` goes to the max word, the largest ``~key`` to the min
+    word.  One function rather than three small ones: numba compiles each function on
+    its own, so every helper adds to a kernel's first compile (the machine code, all of
+    it inlined into the caller, is the same).
+    """
     if owned:
+        # sum: the next of the four lanes (an integer counter: no float chain through memory)
+        n = load_u64(slot + H_LANE)
+        store_u64(slot + H_LANE, n + _ONE)
+        lane = slot + H_SUM + (n & np.uint64(LANES - 1)) * np.uint64(8)
+        store_f64(lane, load_f64(lane) + v)
         if key > load_u64(slot + H_MAX):
             store_u64(slot + H_MAX, key)
         if ~key > load_u64(slot + H_MIN):
             store_u64(slot + H_MIN, ~key)
-    else:
-        max_u64(slot + H_MAX, key)
-        max_u64(slot + H_MIN, ~key)
-
-
-@always_inline
-@njit(cache=True)
-def _sum(slot, v, owned):
-    if owned:
-        lane = slot + H_SUM + _lane(slot + H_LANE)
-        store_f64(lane, load_f64(lane) + v)
+        store_u64(slot + bucket, load_u64(slot + bucket) + _ONE)
     else:
         add_f64(slot + H_SUM, v)
-
-
-@always_inline
-@njit(cache=True)
-def _observed(slot, v, key, bucket, owned):
-    """A finite value in the histogram's domain: sum, extremes and its bucket word."""
-    _sum(slot, v, owned)
-    _extremes(slot, key, owned)
-    counter_add(slot + bucket, 1, owned)
+        max_u64(slot + H_MAX, key)
+        max_u64(slot + H_MIN, ~key)
+        shared_add(slot + bucket, 1)
 
 
 @always_inline
@@ -263,8 +247,20 @@ def overflow_word(magnitude, max_exponent, near_top):
     exponent exactly when the mantissa is zero (a power of two closes the octave
     below it)."""
     octave = np.int64((f64_bits(magnitude) - np.uint64(1)) >> np.uint64(52)) - 1023
-    return (min(octave, near_top) - max_exponent) + (max(octave >> 4, near_top >> 4)
-                                                     - (near_top >> 4))
+    # conditional expressions rather than min() and max(): the same selects, without
+    # compiling numba's overloads of the two builtins
+    group = octave >> 4
+    top_group = near_top >> 4
+    return (((octave if octave < near_top else near_top) - max_exponent)
+            + ((group if group > top_group else top_group) - top_group))
+
+
+@never_inline
+@njit(cache=True)
+def observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
+                               low, high, over):
+    observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
+                        high, over, False)
 
 
 @always_inline
@@ -273,30 +269,8 @@ def observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, ne
                         high, over, owned):
     """Record ``value`` into an exponential histogram slot starting at address ``slot``.
 
-    The owner's code is inlined; the shared copy's is called out of line.
-    """
-    if owned:
-        _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
-                             low, high, over, True)
-    else:
-        _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets,
-                                    negative, low, high, over)
-
-
-@never_inline
-@njit(cache=True)
-def _observe_exponential_shared(slot, value, scale, lut, bounds, lo_index, n_buckets, negative,
-                                low, high, over):
-    _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
-                         high, over, False)
-
-
-@always_inline
-@njit(cache=True)
-def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, negative, low,
-                         high, over, owned):
-    """Record ``value`` into an exponential histogram slot starting at address ``slot``.
-
+    A recording loop calls it with ``owned=True`` (inlined) and calls
+    :func:`observe_exponential_shared` for the shared copy (out of line).
     ``low`` and ``high`` are the scheme's range: ``2**min_exponent`` (the zero
     threshold) and ``2**max_exponent``.  The common case, a magnitude in
     ``(low, high]``, is tested first with two comparisons (NaN fails both);
@@ -328,25 +302,18 @@ def _observe_exponential(slot, value, scale, lut, bounds, lo_index, n_buckets, n
         _observed(slot, v, key_of(v), H_BUCKETS + 8 * word, owned)
 
 
+@never_inline
+@njit(cache=True)
+def observe_explicit_shared(slot, value, k0, shift, last, m, lut, bounds):
+    observe_explicit(slot, value, k0, shift, last, m, lut, bounds, False)
+
+
 @always_inline
 @njit(cache=True)
 def observe_explicit(slot, value, k0, shift, last, m, lut, bounds, owned):
-    """Record ``value`` into an explicit-boundary histogram slot at address ``slot``."""
-    if owned:
-        _observe_explicit(slot, value, k0, shift, last, m, lut, bounds, True)
-    else:
-        _observe_explicit_shared(slot, value, k0, shift, last, m, lut, bounds)
-
-
-@never_inline
-@njit(cache=True)
-def _observe_explicit_shared(slot, value, k0, shift, last, m, lut, bounds):
-    _observe_explicit(slot, value, k0, shift, last, m, lut, bounds, False)
-
-
-@always_inline
-@njit(cache=True)
-def _observe_explicit(slot, value, k0, shift, last, m, lut, bounds, owned):
+    """Record ``value`` into an explicit-boundary histogram slot at address ``slot``: the
+    owner's code (``owned=True``, inlined); :func:`observe_explicit_shared` is the shared
+    copy's (out of line)."""
     v = np.float64(value)
     if -np.inf < v < np.inf:
         index = explicit_index(v, k0, shift, last, m, lut, bounds)

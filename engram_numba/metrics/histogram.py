@@ -45,15 +45,23 @@ def observer(scheme):
         @always_inline
         @njit(cache=True)
         def fn(slot, value, owned):
-            R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, owned)
+            # the owner's code inlined, the shared copy's called out of line
+            if owned:
+                R.observe_explicit(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS, True)
+            else:
+                R.observe_explicit_shared(slot, value, K0, SHIFT, LAST, M, LUT, BOUNDS)
     elif isinstance(scheme, ExponentialBuckets):
         SCALE, LO, NB, NEG, LOW, HIGH, LUT, BND, OVER = scheme.recording_constants
 
         @always_inline
         @njit(cache=True)
         def fn(slot, value, owned):
-            R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH, OVER,
-                                  owned)
+            if owned:
+                R.observe_exponential(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW, HIGH,
+                                      OVER, True)
+            else:
+                R.observe_exponential_shared(slot, value, SCALE, LUT, BND, LO, NB, NEG, LOW,
+                                             HIGH, OVER)
     else:
         raise TypeError(f"no recording function for bucket scheme {scheme!r}")
     _observers[scheme.key()] = fn

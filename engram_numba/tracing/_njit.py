@@ -260,24 +260,26 @@ def _emit_typer(h, args):
     if not h.enabled:
         return returning(_HEAD, "np.uint64(0)" if kind == "begin" else "False")
     _, CAP, CLK, TH_END, SLOTS = h.geometry
-    consts = dict(CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index)
+    # THRESHOLD: the offset of the type's threshold word (0 = off, see .config)
+    consts = dict(CAP=CAP, CLK=CLK, TH_END=TH_END, SLOTS=SLOTS, INDEX=h.index,
+                  THRESHOLD=ringbuf.TH_OFF + 8 * h.index)
     if kind == "emit":
-        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
+        body = (f"    thresh = ringbuf.load_u64(h.base + THRESHOLD)\n"
                 f"    if thresh == 0:\n"
                 f"        return False\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        ringbuf.count_invalid(h.base)\n"
+                f"        ringbuf.add_u64(h.base + ringbuf.INVALID_OFF, np.uint64(1))\n"
                 f"        return False\n"
                 f"    return ringbuf.emit(h.base, h.entry, TH_END, SLOTS, CAP, CLK, thresh,"
                 f" w2, w3, w4, w5, w6, w7)\n")
     else:
         # a span of a type that is off is still pushed (unrecorded), so that its end
         # always closes it, whatever the switches do in between
-        body = (f"    thresh = ringbuf.threshold(h.base, INDEX)\n"
+        body = (f"    thresh = ringbuf.load_u64(h.base + THRESHOLD)\n"
                 f"    ok, w2, w3, w4, w5, w6, w7 = _pack(h, {arguments('a', n)})\n"
                 f"    if not ok:\n"
-                f"        ringbuf.count_invalid(h.base)\n"
+                f"        ringbuf.add_u64(h.base + ringbuf.INVALID_OFF, np.uint64(1))\n"
                 f"        thresh = np.uint64(0)\n"
                 f"    return ringbuf.span_begin(h.base, h.entry, TH_END, SLOTS, CAP, CLK,"
                 f" INDEX, thresh, w2, w5, w6, w7)\n")

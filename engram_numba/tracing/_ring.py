@@ -274,12 +274,6 @@ def open_spans(words: np.ndarray, n_types: int, n_rings: int) -> list:
 
 # -- producer ----------------------------------------------------------------------------------
 
-@always_inline
-@njit(cache=True)
-def ring_header(base, th_end, ring):
-    return base + th_end + RING_HEADER_SIZE * ring
-
-
 @njit(cache=True)
 def release_ring(base, pid, th_end, n_rings):
     """Give the calling thread's ring back (it must not record into it any more).
@@ -333,36 +327,9 @@ def sampled(header, thresh):
 
 @always_inline
 @njit(cache=True)
-def _now(clock):
-    if clock == CLOCK_TSC:
-        return cycles()
-    return np.uint64(monotonic_ns())
-
-
-@always_inline
-@njit(cache=True)
-def threshold(base, index):
-    """The type's threshold word: 0 = off (see .config)."""
-    return load_u64(base + TH_OFF + 8 * index)
-
-
-@always_inline
-@njit(cache=True)
-def count_invalid(base):
-    add_u64(base + INVALID_OFF, _ONE)
-
-
-@always_inline
-@njit(cache=True)
-def count_no_ring(base):
-    add_u64(base + NO_RING_OFF, _ONE)
-
-
-@always_inline
-@njit(cache=True)
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
-    ts = _now(clock)
+    ts = cycles() if clock == CLOCK_TSC else np.uint64(monotonic_ns())
     p = load_u64(header + R_WRITE)
     index = np.uint64(ring) * np.uint64(capacity) + (p & np.uint64(capacity - 1))
     slot = base + slots + index * np.uint64(SLOT)
@@ -389,9 +356,9 @@ def emit(base, ring, th_end, slots, capacity, clock, thresh, w2, w3, w4, w5, w6,
     bytes 24..63.
     """
     if ring < 0:
-        count_no_ring(base)
+        add_u64(base + NO_RING_OFF, _ONE)
         return False
-    header = ring_header(base, th_end, ring)
+    header = base + th_end + RING_HEADER_SIZE * ring
     if not sampled(header, thresh):
         return False
     write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7)
@@ -410,12 +377,12 @@ def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w
     id and parent id go to bytes 24..39, the depth into the flags.
     """
     if ring < 0:
-        count_no_ring(base)
+        add_u64(base + NO_RING_OFF, _ONE)
         return np.uint64(0)
-    header = ring_header(base, th_end, ring)
+    header = base + th_end + RING_HEADER_SIZE * ring
     depth = load_u64(header + R_DEPTH)
     if depth >= MAX_DEPTH:
-        count_invalid(base)                  # too deep: counted, never written
+        add_u64(base + INVALID_OFF, _ONE)  # too deep: counted, never written
         store_u64(header + R_DEPTH, depth + _ONE)
         return np.uint64(0)
     n = load_u64(header + R_SPANS) + _ONE
@@ -449,12 +416,12 @@ def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
     (whatever the type's switch says now).  Returns True when it was written.
     """
     if ring < 0:
-        count_no_ring(base)
+        add_u64(base + NO_RING_OFF, _ONE)
         return False
-    header = ring_header(base, th_end, ring)
+    header = base + th_end + RING_HEADER_SIZE * ring
     depth = load_u64(header + R_DEPTH)
     if depth == 0:
-        count_invalid(base)                  # an end without a begin
+        add_u64(base + INVALID_OFF, _ONE)  # an end without a begin
         return False
     depth -= _ONE
     if depth >= MAX_DEPTH:                   # the end of a begin that was too deep
@@ -462,7 +429,7 @@ def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
         return False
     t = _load_type(header, depth)
     if (t & np.uint64(0x7F)) != type_index:
-        count_invalid(base)                  # not the innermost open span's type
+        add_u64(base + INVALID_OFF, _ONE)  # not the innermost open span's type
         return False
     store_u64(header + R_DEPTH, depth)
     if t & np.uint64(RECORDED):
@@ -474,6 +441,9 @@ def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
     return False
 
 
+# The span's type byte in the stack of open spans.  Kept as two functions: written out in
+# span_begin and span_end, LLVM laid out the span's code differently (and it measured ~1%
+# slower in benchmarks/tracing_overhead.py).
 @always_inline
 @njit(cache=True)
 def _store_type(header, depth, value):
