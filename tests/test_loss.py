@@ -130,38 +130,6 @@ def test_the_collector_drains_a_filling_ring_before_its_interval():
     assert np.array_equal(np.sort(got), np.arange(768 * 20))
 
 
-def test_a_bursts_tail_below_the_threshold_is_drained_when_the_ring_stops_growing():
-    """After an early drain, events that arrive below the fill threshold and then stop
-    (the end of a burst, or a pause in it) are delivered without waiting for the
-    ten-minute interval."""
-    tr = Tracer(Work, TracingConfig(ring_buffer_size=1024, max_threads=2))
-    sink = Sink()
-    emit(tr, 1, 0)
-    tr.drain()
-    c = TraceCollector(tr, [sink], interval_ms=600_000).start()
-    total = 0
-    try:
-        first_cycle_done(c)
-        for burst in range(3):
-            emit(tr, 300, total)                      # past a quarter: an early drain
-            total += 300
-            deadline = time.monotonic() + 60          # a guard only
-            while sink.count < total and time.monotonic() < deadline:
-                time.sleep(0.001)
-            assert sink.count == total
-            emit(tr, 100, total)                      # the tail, below the threshold
-            total += 100
-            while sink.count < total and time.monotonic() < deadline:
-                time.sleep(0.001)
-            assert sink.count == total, f"burst {burst}'s tail waited for the interval"
-        stats = c.stats()
-    finally:
-        c.stop(5)
-    assert stats["early_drains"] >= 3 and stats["tail_drains"] >= 3
-    got = np.concatenate(sink.events)["k"]
-    assert np.array_equal(np.sort(got), np.arange(total))
-
-
 def test_trace_stats_shows_the_loss_of_a_file_another_process_writes(tmp_path):
     path = str(tmp_path / "work.rings")
     tr = Tracer(Work, TracingConfig(ring_buffer_size=64, max_threads=2, path=path))

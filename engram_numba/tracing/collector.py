@@ -19,10 +19,7 @@ Loss is never silent.  The collector polls how full the fullest ring is
 cycles, at a pace set by how fast the ring fills, and drains early when a ring
 passes ``fill_threshold`` (a quarter full by default) instead of waiting for
 its interval: the rest of the ring is the headroom for the collector thread
-being late (a busy machine, exporters holding the GIL).  For one interval
-after an early drain it also drains a ring that holds events and has stopped
-growing between two checks (``tail_drains``): the burst that filled it has
-ended or paused, and its last events should not wait for the interval.  Events
+being late (a busy machine, exporters holding the GIL).  Events
 lost anyway are counted by reason: ``overwritten`` in a ring before they were
 read, ``no_ring`` (more recording threads than rings), ``invalid`` (an
 argument out of range), and each exporter's ``queue_full``, ``rejected`` and
@@ -235,8 +232,6 @@ class TraceCollector:
         self.drained_events = 0
         self.cycles = 0
         self.early_drains = 0
-        self.tail_drains = 0
-        self._tail_until = -math.inf        # until when rings that stop growing are drained
         self._fill = getattr(tracer, "fill", None)
         self._fill_rate = 0.0               # how fast the fullest ring fills (fraction/s)
         self._baseline = None               # the tracer's losses when the collector was made
@@ -401,13 +396,10 @@ class TraceCollector:
         """Sleep until ``due`` (the next interval), a wake-up (stop), or a ring filling past
         the threshold, whichever comes first.  The fill is checked at a pace set by how
         fast it grows (the last rate seen, kept across cycles): half the time the fullest
-        ring needs to reach the threshold, between MIN_POLL and MAX_POLL.  For one
-        interval after an early drain, a ring that holds events and has stopped growing
-        between two checks is drained too: its burst has ended (or paused), and its tail
-        should not wait for the interval."""
+        ring needs to reach the threshold, between MIN_POLL and MAX_POLL."""
         fill = self._fill
         began = last_time = time.monotonic()
-        last_fill, checks = 0.0, 0
+        last_fill = 0.0
         while True:
             now = time.monotonic()
             if now >= due:
@@ -422,17 +414,13 @@ class TraceCollector:
                     self._fill_rate = (level - last_fill) / (now - last_time)
                 if level >= self.fill_threshold:
                     self.early_drains += 1
-                    self._tail_until = now + self.interval
                     if now > began:
                         self._fill_rate = level / (now - began)
-                    return
-                if checks and level > 0 and level == last_fill and now < self._tail_until:
-                    self.tail_drains += 1
                     return
                 poll = min(self.interval, MAX_POLL)
                 if self._fill_rate > 0:
                     poll = (self.fill_threshold - level) / self._fill_rate / 2
-                last_fill, last_time, checks = level, now, checks + 1
+                last_fill, last_time = level, now
                 wait = min(wait, max(MIN_POLL, min(poll, self.interval, MAX_POLL)))
             if self._wake.wait(wait):
                 self._wake.clear()
@@ -622,15 +610,13 @@ class TraceCollector:
             e.next_attempt = 0.0
 
     def stats(self) -> dict:
-        """Drained events, cycles (``early_drains``: cycles started by a filling ring,
-        ``tail_drains``: by a ring that stopped growing in the interval after one), CPU
+        """Drained events, cycles (``early_drains``: cycles started by a filling ring), CPU
         time spent, whether the threads are alive (and why one died), everything lost
         (``dropped_events``, ``dropped`` by reason, as in :meth:`report`), and per
         exporter: exported, failures, dropped (by reason), queued."""
         dropped = self._dropped_by_reason()
         return {"drained_events": self.drained_events, "cycles": self.cycles,
-                "early_drains": self.early_drains, "tail_drains": self.tail_drains,
-                "cpu_seconds": self.cpu_seconds,
+                "early_drains": self.early_drains, "cpu_seconds": self.cpu_seconds,
                 "alive": self.alive, "error": self.error,
                 "dropped_events": sum(dropped.values()), "dropped": dropped,
                 "exporters": {e.name: e.stats() for e in self.exporters}}
