@@ -71,12 +71,7 @@ class CounterSnapshot(LabelledSnapshot):
 
 class _BoundCounter(_BoundMetric):
     def inc(self, *labels) -> bool:
-        word = self._words.get(labels)
-        if word is not None:
-            for x in labels:                  # a remembered tuple, given with exact types
-                if type(x) not in self._exact:
-                    word = None
-                    break
+        word = self._remembered(self._words, labels)
         mv = self._owner._mv
         if word is not None and mv is not None:
             try:

@@ -40,17 +40,23 @@ class _BoundMetric:
         enums = {d.enum for d in self.spec.labels if d.enum is not None}
         self._exact = frozenset({int, str} | (enums if len(enums) == 1 else set()))
 
+    def _remembered(self, table, labels):
+        """``table[labels]`` for a tuple remembered by :meth:`_slot`, given with label
+        values of exact types (else None: the caller takes the validating path)."""
+        hit = table.get(labels)
+        if hit is not None:
+            for x in labels:
+                if type(x) not in self._exact:
+                    return None
+        return hit
+
     def _slot(self, labels) -> int:
         try:
-            slot = self._slots.get(labels)
+            slot = self._remembered(self._slots, labels)
         except TypeError:                 # an unhashable label: validated below
             slot = None
         if slot is not None:
-            for x in labels:
-                if type(x) not in self._exact:
-                    break
-            else:
-                return slot
+            return slot
         dims = self.spec.labels
         if len(labels) != len(dims):
             raise ValueError(f"{self._m.attr} ({self.spec.name}) takes {len(dims)} label(s) "

@@ -237,12 +237,7 @@ class _BoundHistogram(_BoundMetric):
     def observe(self, value, *labels) -> bool:
         v = value if type(value) is float else as_number(value, f"{self.spec.name}: value")
         owner = self._owner
-        offset = self._offsets.get(labels) if owner._mv is not None else None
-        if offset is not None:
-            for x in labels:                  # a remembered tuple, given with exact types
-                if type(x) not in self._exact:
-                    offset = None
-                    break
+        offset = self._remembered(self._offsets, labels) if owner._mv is not None else None
         if offset is not None:
             try:
                 state = owner._threads.state
