@@ -84,6 +84,121 @@ def sweep(tr, rows, nested):
     return total
 
 
+@njit(parallel=True)
+def bare_sweep(tr, rows, nested):
+    """Notes in a prange body with no span open on the row's thread, then one after."""
+    tr.sweep.begin(rows)
+    if nested:
+        tr.step.begin(rows)
+    total = 0
+    for r in prange(rows):
+        tr.note.emit(r)
+        x = 0
+        for k in range(2000):
+            x += k ^ r
+        total += x
+    if nested:
+        tr.step.end()
+    tr.sweep.end()
+    tr.note.emit(rows)                        # after the sweep: in no span
+    return total
+
+
+@njit(parallel=True)
+def spanless(tr, rows):
+    """Notes in a prange body of a region launched with no span open."""
+    total = 0
+    for r in prange(rows):
+        tr.note.emit(1000 + r)
+        x = 0
+        for k in range(2000):
+            x += k ^ r
+        total += x
+    return total
+
+
+@njit(parallel=True, nogil=True)
+def paused_sweep(tr, rows, flags):
+    """Each row notes, waits until flags[0] is set (the reader drained), notes again."""
+    tr.sweep.begin(rows)
+    for r in prange(rows):
+        tr.note.emit(r)
+        if not wait_for(flags, 0):
+            atomic_store(flags, 3, np.uint64(1))
+        tr.note.emit(100 + r)
+    tr.sweep.end()
+
+
+def bare(tr, launcher):
+    """Instant events emitted in prange bodies on workers with no span open belong to the
+    launcher's span; after the region, and in a region launched with no span, to none."""
+    import numba
+    note = [t.name for t in Sweep.layout.types].index("note")
+    out = []
+    for nested in (False, True):
+        for attempt in range(5000):           # until a worker other than the launcher noted
+            tr.drain()
+            bare_sweep(tr, 96, nested)
+            spanless(tr, 96)
+            events = tr.drain()
+            notes = events[events["event_type"] == note]
+            if any(int(t) != launcher for t in notes["thread"][notes["r"] < 96]):
+                break
+        ids = trace_ids(tr)
+        spans = SpanAssembler(attach_events=True).feed(events)
+        outer = [s for s in spans if s.name == "sweep"][-1]
+        parent = [s for s in spans if s.name == ("step" if nested else "sweep")][-1]
+        rows = notes[notes["r"] < 96]
+        after = notes[notes["r"] == 96]
+        plain = notes[notes["r"] >= 1000]
+        stats = tr.stats()
+        out.append({
+            "nested": nested, "rows": int(rows.size),
+            "on_workers": int(sum(int(t) != launcher for t in rows["thread"])),
+            "in_parent": int((rows["span_id"] == parent.span_id).sum()),
+            "attached": sorted(f["r"] for name, _, f in parent.events if name == "note"),
+            "same_trace": sum(ids.of(int(t)) == ids.of(outer.root_id) for t in rows["trace_id"]),
+            "after": int(after.size), "after_in_a_span": int((after["span_id"] != 0).sum()),
+            "plain": int(plain.size), "plain_in_a_span": int((plain["span_id"] != 0).sum()),
+            "contexts": stats["total"]["contexts"],
+            "written": stats["total"]["written"],
+        })
+    # drained in the middle of a chunk: a worker's later notes still belong to the sweep
+    sweep_type = [t.name for t in Sweep.layout.types].index("sweep")
+    for attempt in range(200):            # until a worker other than the launcher noted
+        tr.drain()
+        flags = np.zeros(4, dtype=np.uint64)
+        runner = threading.Thread(target=paused_sweep, args=(tr, 2, flags))
+        runner.start()
+        first = []
+        deadline = monotonic_ns() + GUARD_NS
+        while monotonic_ns() < deadline:
+            batch = tr.drain()
+            first.append(batch)
+            if (batch["event_type"] == note).any():    # a row noted, and waits
+                break
+        atomic_store(flags, 0, np.uint64(1))
+        runner.join()
+        first = np.concatenate(first)
+        later = tr.drain()
+        first_notes = first[first["event_type"] == note]
+        if any(int(t) != runner.native_id for t in first_notes["thread"]):
+            break
+    (begin,) = first[(first["event_type"] == sweep_type) & (first["flags"] & 3 == 1)]
+    sweep_id = int(begin["span_id"])
+    on_worker = first_notes[first_notes["thread"] != runner.native_id]
+    later_notes = later[later["event_type"] == note]
+    later_on_worker = later_notes[np.isin(later_notes["thread"], on_worker["thread"])]
+    out.append({"paused": True, "attempts": attempt + 1, "guard_ran_out": int(flags[3]),
+                "first_on_worker": int(on_worker.size),
+                "first_in_sweep": int((first_notes["span_id"] == sweep_id).sum()),
+                "first": int(first_notes.size),
+                "later_on_worker": int(later_on_worker.size),
+                "later_in_sweep": int((later_notes["span_id"] == sweep_id).sum()),
+                "later": int(later_notes.size)})
+    return out
+
+
 def main():
     import numba
     tr = Tracer(Sweep, TracingConfig(ring_buffer_size=1 << 12, max_threads=8))
@@ -125,7 +240,8 @@ def main():
                                     for e in notes),
         })
     print(json.dumps({"layer": numba.threading_layer(), "found": found,
-                      "outside": outside(tr, launcher), "concurrent": concurrent(tr)}))
+                      "outside": outside(tr, launcher), "concurrent": concurrent(tr),
+                      "bare": bare(tr, launcher)}))
 
 
 def outside(tr, launcher):

@@ -95,3 +95,34 @@ def test_regions_launched_at_the_same_time_each_pass_their_own_span(layer):
     assert result["rows"] == 65
     assert result["per_parent"] == [32, 33], result
     assert result["worker_rows"][0] > 0, result
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+def test_instant_events_on_workers_with_no_span_open_belong_to_the_launching_span(layer):
+    # notes emitted in a prange body, with no span open on the row's thread, are in the
+    # launcher's innermost span and its trace; a note after the region, and notes of a
+    # region launched with no span open, are in none
+    for found in run(layer)["bare"][:2]:
+        assert found["rows"] == 96 and found["on_workers"] > 0, found
+        assert found["in_parent"] == 96, found
+        assert found["attached"] == list(range(96)), found    # SpanAssembler's span events
+        assert found["same_trace"] == 96, found
+        assert found["after"] == 1 and found["after_in_a_span"] == 0, found
+        assert found["plain"] == 96 and found["plain_in_a_span"] == 0, found
+        assert 0 < found["contexts"] < found["written"], found
+
+
+@pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
+def test_a_worker_s_events_drained_in_the_middle_of_its_chunk_keep_the_launching_span(layer):
+    found = run(layer)["bare"][2]
+    assert found["guard_ran_out"] == 0 and found["first_on_worker"] > 0, found
+    assert found["first_in_sweep"] == found["first"], found
+    assert found["later_on_worker"] > 0, found
+    assert found["later_in_sweep"] == found["later"] == 2, found
+
+
+def test_control_without_the_hook_instant_events_on_workers_are_in_no_span():
+    for found in run("workqueue", ENGRAM_NUMBA_PRANGE_CONTEXT="0")["bare"][:2]:
+        assert found["on_workers"] > 0, found
+        assert found["in_parent"] == 96 - found["on_workers"], found
+        assert found["contexts"] == 0, found

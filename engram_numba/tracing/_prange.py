@@ -17,6 +17,18 @@ not that span (a nested span, or a trace joined with ``tracer.parent``), the
 span's trace id is written to the context table too, so that the workers'
 spans carry the launcher's trace id.
 
+Instant events follow the same rule.  An event's slot has no room for a span
+id (its payload may hold declared fields only), so when the worker has no span
+open as its chunk starts, the trampoline writes a *context record* into the
+worker's ring (flags kind ``FLAG_CONTEXT``, the span id where a begin has its
+own) before the chunk and another after it (the span inherited before, usually
+0).  Readers (``spans.SpanContext``) apply them in ring order, as they apply
+begins and ends: an instant event with no span open on its ring belongs to the
+span of the last context record, and the records themselves are never
+returned.  They take ring room like events (two per chunk, only in rings of
+tracers whose launcher had a span open) and count in the ring's written,
+delivered and dropped figures; ``stats()`` shows how many as ``contexts``.
+
 So only the workers of a region inherit, each from the region it runs a chunk
 of: a thread outside the region (a nogil Python thread, say) is not affected,
 and regions launched at the same time from several threads (omp, tbb) each
@@ -25,9 +37,10 @@ take part (more run without inheriting), and up to MAX_TRACERS live tracers
 with spans (a slot is freed when its tracer is collected); a worker claims its
 ring in such a tracer when it starts a chunk, whether or not the chunk records
 into it; kernels linked before the wrapper was put in place keep numba's own
-entry and pass nothing.  Instant events emitted on a worker with no span open
-there are not attached to the launcher's span: an event has no room for a span
-id, and readers attach it to the span open on its own ring.
+entry and pass nothing.  A reader that starts inside a chunk (``read()`` after
+the chunk's first context record was overwritten, ``follow()`` begun while it
+runs) does not know the chunk's span, as it does not know a span whose begin it
+did not see.
 """
 
 from __future__ import annotations
@@ -46,10 +59,11 @@ from .._atomics import atomic_exchange
 from .._addr import add_u64, cas_u64, load_u64, store_u64, store_u64_release, thread_id
 from .._claim import _claim_function, owns
 from . import _ring as ringbuf
+from .schema import FLAG_CONTEXT
 
 MAX_TRACERS = 64                     # (the trampoline's frame holds 2 words each)
 # a tracer's descriptor (never changed once published): base, th_end, n_rings,
-# contexts offset, pid.  The registry: MAX_TRACERS slots (a descriptor's address,
+# contexts offset, pid, slots offset, capacity, clock.  The registry: MAX_TRACERS slots (a descriptor's address,
 # 0 = free), then the number of regions reading the slots.
 BUSY = MAX_TRACERS
 _registry = np.zeros(MAX_TRACERS + 1, dtype=np.uint64)
@@ -155,6 +169,11 @@ def _build(original: int):
     CS = ringbuf.CONTEXT_SIZE
     RW = np.uint64(8 * REGION_WORDS)
     R_INHERITED = np.uint64(ringbuf.R_INHERITED)
+    R_CONTEXTS = np.uint64(ringbuf.R_CONTEXTS)
+    R_DEPTH = np.uint64(ringbuf.R_DEPTH)
+    CONTEXT_W2 = np.uint64(FLAG_CONTEXT << 8)
+    ZERO = np.uint64(0)
+    write_slot = ringbuf.write_slot
     HEADER = np.uint64(ringbuf.RING_HEADER_SIZE)
     OWNER = np.uint64(ringbuf.R_OWNER)
 
@@ -167,29 +186,46 @@ def _build(original: int):
                 return load_u64(entry + np.uint64(8)), load_u64(entry + np.uint64(16))
         return load_u64(base + np.uint64(ringbuf.TRACER_ID_OFF)), key
 
+    @njit
+    def context_record(e, header, ring, span):
+        # a context record (see the module docstring) into the worker's own ring
+        write_slot(load_u64(e), load_u64(e + np.uint64(40)), header, ring,
+                   load_u64(e + np.uint64(48)), load_u64(e + np.uint64(56)), CONTEXT_W2,
+                   span, ZERO, ZERO, ZERO, ZERO)
+        store_u64(header + R_CONTEXTS, load_u64(header + R_CONTEXTS) + np.uint64(1))
+
     def chunk(args, dims, steps, data):
         # on a worker: the region's spans into the worker's rings, the chunk, then back
         rec = _ptr_int(data)
         n = load_u64(rec + np.uint64(16))
-        saved = _frame_words(128)                  # 2 * MAX_TRACERS
+        saved = _frame_words(192)                  # 3 * MAX_TRACERS
         for i in range(n):
             e = load_u64(rec + np.uint64(24 + 16 * i))
             base = load_u64(e)
             th_end = load_u64(e + np.uint64(8))
             ring = _claim_ring(base + th_end + OWNER, load_u64(e + np.uint64(16)),
                                load_u64(e + np.uint64(32)))
-            store_u64(saved + np.uint64(16 * i), np.uint64(ring))
+            store_u64(saved + np.uint64(24 * i), np.uint64(ring))
             if ring >= 0:
                 header = base + th_end + HEADER * np.uint64(ring)
-                store_u64(saved + np.uint64(16 * i + 8), load_u64(header + R_INHERITED))
-                store_u64(header + R_INHERITED, load_u64(rec + np.uint64(32 + 16 * i)))
+                span = load_u64(rec + np.uint64(32 + 16 * i))
+                store_u64(saved + np.uint64(24 * i + 8), load_u64(header + R_INHERITED))
+                store_u64(header + R_INHERITED, span)
+                # no span open on the worker: its instant events belong to the region's
+                marked = load_u64(header + R_DEPTH) == 0
+                store_u64(saved + np.uint64(24 * i + 16), np.uint64(marked))
+                if marked:
+                    context_record(e, header, ring, span)
         _run_chunk(load_u64(rec), args, dims, steps, load_u64(rec + np.uint64(8)))
         for i in range(n):
-            ring = np.int64(load_u64(saved + np.uint64(16 * i)))
+            ring = np.int64(load_u64(saved + np.uint64(24 * i)))
             if ring >= 0:
                 e = load_u64(rec + np.uint64(24 + 16 * i))
                 header = load_u64(e) + load_u64(e + np.uint64(8)) + HEADER * np.uint64(ring)
-                store_u64(header + R_INHERITED, load_u64(saved + np.uint64(16 * i + 8)))
+                before = load_u64(saved + np.uint64(24 * i + 8))
+                store_u64(header + R_INHERITED, before)
+                if load_u64(saved + np.uint64(24 * i + 16)) != 0:
+                    context_record(e, header, ring, before)
 
     vp = types.voidptr
     trampoline = cfunc(types.void(vp, vp, vp, vp), nopython=True)(chunk)
@@ -256,7 +292,8 @@ def _install() -> None:
         _installed = True
 
 
-def register(tracer, words: np.ndarray, th_end: int, n_rings: int, contexts: int) -> None:
+def register(tracer, words: np.ndarray, th_end: int, n_rings: int, contexts: int,
+             slots: int, capacity: int, clock: int) -> None:
     """Make parallel regions pass the launching thread's span to the workers of
     ``tracer`` (region ``words``).  numba's entry is replaced once the threading layer
     is launched; kernels linked before keep numba's own entry and pass nothing."""
@@ -272,8 +309,8 @@ def register(tracer, words: np.ndarray, th_end: int, n_rings: int, contexts: int
             k = int(free[0])
             _members[key] = k
             weakref.finalize(tracer, unregister, key)
-        desc = np.array([words.ctypes.data, th_end, n_rings, contexts, os.getpid()],
-                        dtype=np.uint64)
+        desc = np.array([words.ctypes.data, th_end, n_rings, contexts, os.getpid(), slots,
+                         capacity, clock], dtype=np.uint64)
         atomic_exchange(_registry, k, np.uint64(desc.ctypes.data))
         _retire(_held.pop(key, None))
         _held[key] = (desc, words)         # the memory stays mapped while registered

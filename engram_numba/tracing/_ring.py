@@ -41,6 +41,12 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
                                      that entered the region (see ._prange), else 0;
                                      a span begun with no open span on its thread
                                      takes it as parent, before ext_parent
+            +112  contexts     u64   context records written: a worker of a         [producer]
+                                     parallel region with no span open writes one
+                                     when a chunk starts (the launcher's span) and
+                                     one when it ends (the span before); readers
+                                     give the thread's instant events that span and
+                                     never return the records (see ._prange)
             +128  read_index   u64   events consumed by the primary consumer      [consumer]
             +136  delivered    u64                                                 [consumer]
             +144  dropped      u64   overwritten before being read, or torn       [consumer]
@@ -133,6 +139,7 @@ R_SPANS = 80
 R_DEPTH = 88
 R_ROOT_PARENT = 96
 R_INHERITED = 104
+R_CONTEXTS = 112
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
@@ -234,7 +241,8 @@ def consumer_words(words: np.ndarray, head: int) -> tuple:
 def ring_stats(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> list:
     """written / delivered / dropped / pending / utilization of every ring in use.
 
-    Overwritten events count as dropped the moment they are overwritten (see the
+    The figures count ring records: events, and the context records of parallel
+    regions (``contexts`` of them were written, see ._prange).  Overwritten events count as dropped the moment they are overwritten (see the
     module docstring), so ``written == delivered + dropped + pending`` at any time
     and ``pending`` is at most the capacity.  ``peak_utilization`` is the fullest
     a drain found the ring (100 when events were overwritten).
@@ -255,6 +263,7 @@ def ring_stats(words: np.ndarray, n_types: int, n_rings: int, capacity: int) -> 
                       "pending": pending,
                       "utilization": 100.0 * pending / capacity,
                       "peak_utilization": 100.0 * min(max(peak, waiting), capacity) / capacity,
+                      "contexts": int(words[head + R_CONTEXTS // 8]),
                       "thread": int(words[head + R_OS_TID // 8])})
     return rings
 

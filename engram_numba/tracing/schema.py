@@ -86,6 +86,9 @@ PAYLOAD_START = 20
 SPAN_ID_OFFSET = 24
 PARENT_ID_OFFSET = 32
 FLAG_EVENT, FLAG_BEGIN, FLAG_END = 0, 1, 2
+#: a ring record that is not an event: a parallel region's worker sets or clears the span
+#: its instant events belong to (see ._prange); readers apply it and never return it
+FLAG_CONTEXT = 3
 MAX_TYPES = 256
 TITLE_PREFIX = "engram_numba.events"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

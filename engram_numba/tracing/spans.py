@@ -26,16 +26,25 @@ __all__ = ["SpanAssembler", "ClosedSpan", "OpenSpan", "SpanContext"]
 
 
 @njit(cache=True)
-def _annotate(rings, flags, types, span_ids, parents, is_span, stack_ids, stack_roots, depths,
-              out_span, out_trace):
-    """Each event's span context, from the begins and ends before it on its ring.
+def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_ids, stack_roots,
+              depths, inherited, ctx_rings, ctx_sequences, ctx_spans, out_span, out_trace):
+    """Each event's span context, from the begins, ends and context records before it on
+    its ring.
 
-    Events come ring by ring in the order they were written.  A begin pushes
-    (id, root) at its depth; an end pops back to its depth; an instant event
-    gets the innermost open span's id and its root (the trace).
+    Events come ring by ring in the order they were written, and so do the context
+    records (``ctx_*``).  A begin pushes (id, root) at its depth; an end pops back to
+    its depth; an instant event gets the innermost open span's id and its root (the
+    trace), or with no span open, the span of the ring's last context record (a
+    parallel region's launcher span, whose trace key is that span).
     """
+    m = 0
+    n_ctx = ctx_rings.size
     for i in range(rings.size):
         r = rings[i]
+        while m < n_ctx and (ctx_rings[m] < r or ctx_rings[m] == r
+                             and ctx_sequences[m] < sequences[i]):
+            inherited[ctx_rings[m]] = ctx_spans[m]
+            m += 1
         t = types[i]
         depth = np.int64(flags[i] >> 2)
         if is_span[t]:
@@ -63,20 +72,44 @@ def _annotate(rings, flags, types, span_ids, parents, is_span, stack_ids, stack_
             if d > 0:
                 out_span[i] = stack_ids[r, d - 1]
                 out_trace[i] = stack_roots[r, d - 1]
+            elif inherited[r] != 0:
+                out_span[i] = inherited[r]
+                out_trace[i] = inherited[r]
+    while m < n_ctx:
+        inherited[ctx_rings[m]] = ctx_spans[m]
+        m += 1
+
+
+_NO_CONTEXTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64),
+                np.zeros(0, dtype=np.uint64))
 
 
 class SpanContext:
-    """The spans open on every ring, carried from one batch of a stream to the next, to
-    give each event the ``span_id`` of the span it happened in and its ``trace_id``."""
+    """The spans open on every ring, and the span each ring's instant events with no span
+    open belong to (context records, see ._prange), carried from one batch of a stream to
+    the next, to give each event the ``span_id`` of the span it happened in and its
+    ``trace_id``."""
 
     def __init__(self, n_rings: int):
         self.ids = np.zeros((max(n_rings, 1), MAX_DEPTH), dtype=np.uint64)
         self.roots = np.zeros((max(n_rings, 1), MAX_DEPTH), dtype=np.uint64)
         self.depths = np.zeros(max(n_rings, 1), dtype=np.int64)
+        self.inherited = np.zeros(max(n_rings, 1), dtype=np.uint64)
 
-    def annotate(self, records: np.ndarray, layout) -> None:
+    def annotate(self, records: np.ndarray, layout, contexts: np.ndarray | None = None) -> None:
         """Fill ``span_id`` (instant events) and ``trace_id`` (all) of ``records``, whose
-        rows must be in the order they were written on each ring."""
+        rows must be in the order they were written on each ring; ``contexts``: the
+        batch's context records (raw slots, in the same order), applied in between."""
+        ctx = _NO_CONTEXTS
+        if contexts is not None and contexts.size:
+            ctx = (contexts["ring"].astype(np.int64), contexts["sequence"].astype(np.uint64),
+                   contexts["span_id"].astype(np.uint64))
+            if int(ctx[0].max()) >= self.depths.size:
+                ctx = _NO_CONTEXTS                # not this context's rings
+        if not records.size and ctx[0].size:
+            for r, span in zip(ctx[0].tolist(), ctx[2].tolist()):
+                self.inherited[r] = span
+            return
         if not records.size or not layout.has_spans:
             return
         rings = records["ring"].astype(np.int64)
@@ -84,9 +117,10 @@ class SpanContext:
             return                            # not this context's rings
         span = records["span_id"].copy()
         trace = records["trace_id"].copy()
-        _annotate(rings, records["flags"], records["event_type"], records["span_id"],
-                  records["parent_span_id"], layout.is_span, self.ids, self.roots,
-                  self.depths, span, trace)
+        _annotate(rings, records["sequence"].astype(np.uint64), records["flags"],
+                  records["event_type"], records["span_id"], records["parent_span_id"],
+                  layout.is_span, self.ids, self.roots, self.depths, self.inherited, *ctx,
+                  span, trace)
         records["span_id"] = span
         records["trace_id"] = trace
 
@@ -136,7 +170,9 @@ class SpanAssembler:
 
     ``feed(events)`` returns the spans closed by these events.  With
     ``attach_events=True`` every instant event is attached (as ``(name,
-    unix ns, fields)``) to the innermost span open on its ring, at most
+    unix ns, fields)``) to the span it happened in: the open span of its
+    ``span_id`` (on a parallel region's worker, the launcher's span), else the
+    innermost span open on its ring, at most
     ``max_events`` per span (the rest are counted in ``events_dropped``).
     ``orphan_ends`` counts ends whose begin was never seen (dropped or drained
     before this assembler started); ``unclosed`` counts begins whose end was
@@ -148,6 +184,7 @@ class SpanAssembler:
         self.max_events = max_events
         self.stacks = {}             # ring -> [OpenSpan] by depth
         self.roots = {}              # span id -> root id, for open spans
+        self.by_id = {}              # span id -> OpenSpan, for open spans
         self.orphan_ends = 0
         self.unclosed = 0
         self.events_dropped = 0
@@ -164,6 +201,7 @@ class SpanAssembler:
         types = events["event_type"]
         flags = events["flags"]
         span_rows = layout.is_span[types]
+        has_ids = "span_id" in events.dtype.names
         wanted = np.flatnonzero(span_rows) if not self.attach_events else np.arange(events.size)
         names = [t.name for t in layout.types]
         fields_of = [[(name, ft.code) for name, ft in t.fields.items()] for t in layout.types]
@@ -187,8 +225,11 @@ class SpanAssembler:
             phase = int(flags[i]) & 3
             stack = self.stacks.setdefault(ring, [])
             if not span_rows[i]:
-                if stack:
+                sid = int(ev["span_id"]) if has_ids else 0
+                target = self.by_id.get(sid) if sid else None
+                if target is None and stack:
                     target = stack[-1]
+                if target is not None:
                     if len(target.events) < self.max_events:
                         target.events.append((names[t], int(ev["timestamp"]), values(ev, t)))
                     else:
@@ -199,6 +240,7 @@ class SpanAssembler:
                 while len(stack) > depth:            # their ends were lost
                     lost = stack.pop()
                     self.roots.pop(lost.span_id, None)
+                    self.by_id.pop(lost.span_id, None)
                     self.unclosed += 1
                 span_id, parent = int(ev["span_id"]), int(ev["parent_span_id"])
                 root = self.roots.get(parent, parent) if parent else span_id
@@ -206,6 +248,7 @@ class SpanAssembler:
                 stack.append(OpenSpan(span_id, parent, root, names[t], ring, depth,
                                       int(ev["timestamp"]), values(ev, t),
                                       thread=int(ev["thread"])))
+                self.by_id[span_id] = stack[-1]
             elif phase == FLAG_END:
                 span_id = int(ev["span_id"])
                 at = next((k for k in range(len(stack) - 1, -1, -1)
@@ -216,9 +259,11 @@ class SpanAssembler:
                 while len(stack) > at + 1:
                     lost = stack.pop()
                     self.roots.pop(lost.span_id, None)
+                    self.by_id.pop(lost.span_id, None)
                     self.unclosed += 1
                 s = stack.pop()
                 self.roots.pop(span_id, None)
+                self.by_id.pop(span_id, None)
                 closed.append(ClosedSpan(s.span_id, s.parent_id, s.root_id, s.name, s.ring, s.depth,
                                    s.start_ns, int(ev["timestamp"]), s.fields, s.events,
                                    s.thread))

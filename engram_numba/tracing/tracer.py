@@ -34,7 +34,7 @@ from . import _ring as ringbuf
 from .config import ALWAYS, MAX_RING, MAX_THREADS, TracingConfig, threshold
 from .context import CURRENT, TraceContext, resolve
 from .kinds import EVENT, SPAN
-from .schema import SLOT_SIZE, Event, EventSet, reserve_names
+from .schema import FLAG_CONTEXT, SLOT_SIZE, Event, EventSet, reserve_names
 from .spans import SpanContext
 
 __all__ = ["Tracer"]
@@ -178,7 +178,8 @@ class Tracer(KernelArgument):
         if self._wbase is not None and self.layout.has_spans:
             from . import _prange
             _prange.register(self, region.data.view(np.uint64), self._th_end, n_rings,
-                             ringbuf.contexts_offset(self._n_types, n_rings, capacity))
+                             ringbuf.contexts_offset(self._n_types, n_rings, capacity),
+                             self._slots, capacity, clock)
 
     def _after_fork_in_child(self):
         # the child's anonymous rings are a private copy: the parent's events and its
@@ -390,13 +391,21 @@ class Tracer(KernelArgument):
     def _finish(self, raw, context) -> np.ndarray:
         """Drained events from raw slots: unix-ns timestamps, the recording thread's OS id,
         each event's span and trace (``context``: the spans open before), sorted by time."""
+        contexts = None
+        if raw.size and self.layout.has_spans:
+            kind = raw["flags"] & 3
+            if (kind == FLAG_CONTEXT).any():      # context records: applied, never returned
+                contexts = raw[kind == FLAG_CONTEXT]
+                raw = raw[kind != FLAG_CONTEXT]
         events = self.layout.records(raw)
         if events.size:
             events["timestamp"] = self._to_unix_ns(raw["timestamp"])
             tid, since, prev = self._threads()
             ring = events["ring"].astype(np.int64)
             events["thread"] = np.where(events["sequence"] >= since[ring], tid[ring], prev[ring])
-            context.annotate(events, self.layout)
+        if events.size or contexts is not None:
+            context.annotate(events, self.layout, contexts)
+        if events.size:
             order = np.argsort(events["timestamp"], kind="stable")
             # gathered as plain bytes: numpy copies structured records field by field
             whole = np.dtype((np.void, events.dtype.itemsize))
@@ -588,14 +597,18 @@ class Tracer(KernelArgument):
         overwritten, not at the next drain (``overwritten_unread`` says how many of
         the dropped are such events not yet passed by a drain), and ``pending`` is
         at most the ring's capacity.  ``peak_utilization`` is the fullest a drain
-        found a ring (100 once events were overwritten).  ``no_ring`` counts events
+        found a ring (100 once events were overwritten).  These figures count ring
+        records: the events, and ``contexts``, the context records that workers of a
+        parallel region write when its launcher had a span open (two per chunk, so
+        that readers give the workers' instant events that span; drains never return
+        them).  ``no_ring`` counts events
         dropped because every ring belonged to another thread, ``invalid`` those
         with an out-of-range argument or a span end without its begin.  ``lost`` is
         the sum of dropped, no_ring and invalid.  Each ring has the OS ``thread`` id
         of its current producer.
         """
         empty = {"written": 0, "delivered": 0, "dropped": 0, "overwritten_unread": 0,
-                 "pending": 0, "utilization": 0.0, "peak_utilization": 0.0}
+                 "pending": 0, "contexts": 0, "utilization": 0.0, "peak_utilization": 0.0}
         if self._region is None:
             return {"rings": [], "total": dict(empty), "no_ring": 0, "invalid": 0, "lost": 0,
                     "capacity": 0, "memory_bytes": 0}
@@ -606,7 +619,8 @@ class Tracer(KernelArgument):
             invalid = int(words[ringbuf.INVALID_OFF // 8])
         total = dict(empty)
         for ring in rings:
-            for k in ("written", "delivered", "dropped", "overwritten_unread", "pending"):
+            for k in ("written", "delivered", "dropped", "overwritten_unread", "pending",
+                      "contexts"):
                 total[k] += ring[k]
             for k in ("utilization", "peak_utilization"):
                 total[k] = max(total[k], ring[k])
