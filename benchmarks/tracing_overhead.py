@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
@@ -139,6 +139,46 @@ def threads(rounds, batches, batch, ticks):
     return out
 
 
+@njit(parallel=True)
+def _loop_in_span(tr, x):
+    tr.region.begin(0)
+    for i in prange(x.size):
+        x[i] += 1
+    tr.region.end()
+
+
+@njit(parallel=True)
+def _loop_after_span(tr, x):
+    tr.region.begin(0)
+    tr.region.end()
+    for i in prange(x.size):
+        x[i] += 1
+
+
+def regions(rounds, calls):
+    """A small parallel loop entered with a span open (its workers inherit the span:
+    the trampoline and two context records per worker) against the same loop entered
+    after the span ended (numba's own entry), interleaved; median us per loop."""
+    bench = Tracer(Bench, TracingConfig(ring_buffer_size=1 << 12, max_threads=8))
+    x = np.zeros(256)
+    variants = {"loop inside a span": _loop_in_span, "loop after the span": _loop_after_span}
+    for fn in variants.values():
+        fn(bench, x)
+    times = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            bench.drain()
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                fn(bench, x)
+                times[name].append(time.perf_counter_ns() - t0)
+    out = {k: {"median_us": float(np.median(v)) / 1e3} for k, v in times.items()}
+    inside, after = (out[k]["median_us"] for k in variants)
+    out["loop inside a span"]["x_after"] = inside / after
+    out["loop after the span"]["x_after"] = 1.0
+    return out
+
+
 def export_cost(repeats):
     tr = CognitiveTracer(TracingConfig(ring_buffer_size=1 << 14, max_threads=2))
     k_all_types(tr, 10_000, np.empty(1, dtype=np.uint64))
@@ -240,6 +280,9 @@ def main(argv=None) -> int:
     if thr:
         print("\n## threads in parallel")
         print(H.table([dict(case=k, **v) for k, v in thr.items()], ["case", "median_ns", "p99_ns"]))
+    loops = regions(2 if args.quick else 10, 200 if args.quick else 1000)
+    print("\n## a parallel loop of 256 rows, entered with a span open or not (wall us per loop)")
+    print(H.table([dict(case=k, **v) for k, v in loops.items()], ["case", "median_us", "x_after"]))
     exp = export_cost(5 if args.quick else 50)
     print(f"\n## export of {exp['events']:,} events, median ms")
     print(H.table([{"what": k, "ms": v} for k, v in exp.items() if k != "events"], ["what", "ms"]))
@@ -249,6 +292,7 @@ def main(argv=None) -> int:
           f"RSS grew {mem['rss_growth_kb']:,} kB")
     path = H.save(args.output, {"machine": info, "single_thread": stats,
                                 "disabled_identical_machine_code": identical, "threads": thr,
+                                "parallel_loops": loops,
                                 "export_ms": exp, "memory": mem, "rounds": rounds,
                                 "batches": batches, "batch": batch})
     print(f"\nsaved {path}")
