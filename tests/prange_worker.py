@@ -152,6 +152,13 @@ def bare(tr, launcher):
         after = notes[notes["r"] == 96]
         plain = notes[notes["r"] >= 1000]
         stats = tr.stats()
+        endpoint = os.environ.get("PRANGE_OTLP_ENDPOINT")
+        if endpoint and nested:               # the nested sweep's notes, as OTLP log records
+            from engram_numba.export.otlp import OtlpLogExporter
+            exporter = OtlpLogExporter(endpoint, insecure=True)
+            exporter.bind(tr)
+            exporter.export(notes)
+            exporter.shutdown()
         out.append({
             "nested": nested, "rows": int(rows.size),
             "on_workers": int(sum(int(t) != launcher for t in rows["thread"])),
@@ -161,6 +168,7 @@ def bare(tr, launcher):
             "after": int(after.size), "after_in_a_span": int((after["span_id"] != 0).sum()),
             "plain": int(plain.size), "plain_in_a_span": int((plain["span_id"] != 0).sum()),
             "contexts": stats["total"]["contexts"],
+            "parent_id": parent.span_id, "trace_hex": ids.hex(outer.root_id),
             "written": stats["total"]["written"],
         })
     # drained in the middle of a chunk: a worker's later notes still belong to the sweep

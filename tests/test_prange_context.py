@@ -71,6 +71,17 @@ def test_an_otlp_receiver_gets_every_row_of_the_sweep_as_its_child():
     assert len(rows) == 96
     assert {s.parent_span_id for s in rows} == {outer.span_id}
     assert {s.trace_id for s in rows} == {outer.trace_id} and len(outer.trace_id) == 16
+    # the notes of a nested sweep's bare rows, as log records: in the sweep's step span,
+    # in the sweep's trace, the notes on workers too
+    bare = result["bare"][1]
+    assert bare["on_workers"] > 0
+    records = [r for req in rx.logs for rl in req.resource_logs for sl in rl.scope_logs
+               for r in sl.log_records]
+    notes = [r for r in records if r.body.string_value == "note"
+             and {kv.key: kv.value.int_value for kv in r.attributes}["sweep.r"] < 96]
+    assert len(notes) == 96
+    assert {r.span_id for r in notes} == {bare["parent_id"].to_bytes(8, "big")}
+    assert {r.trace_id.hex() for r in notes} == {bare["trace_hex"]}
 
 
 @pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
