@@ -626,6 +626,9 @@ class KernelArgument:
     _wbase = None       # _base while open and writable (Python's fast paths test it)
     _nbtype = None
     _kind = "object"
+    #: True when ``_kernel_pid`` also notes the calling thread (a tracer gives a finished
+    #: thread's ring back); Python-side calls then read it instead of the cached pid
+    _notes_threads = False
 
     @property
     def _numba_type_(self):

@@ -193,7 +193,8 @@ class _Bound:
             self._caller = caller
             if obj._region is not None and len(values) == self._n:
                 self._fast = _fast(km, obj, caller, self._call)
-        return caller(base, _kernel_arg._pid, *values)
+        pid = obj._kernel_pid if obj._notes_threads else _kernel_arg._pid
+        return caller(base, pid, *values)
 
     def __repr__(self) -> str:
         return f"<kernel method {self._km.name} of {self._obj!r}>"
@@ -232,10 +233,11 @@ def _fast(km, obj, caller, call):
         else:
             tests.append("False")
     joined = ", ".join(params)
+    pid = "obj._kernel_pid" if obj._notes_threads else "ka._pid"   # (see KernelArgument)
     src = (f"def fast({joined}):\n"
            f"    base = obj._wbase\n"
            f"    if base is not None and {' and '.join(tests) or 'True'}:\n"
-           f"        return caller(base, ka._pid{''.join(', ' + v for v in values)})\n"
+           f"        return caller(base, {pid}{''.join(', ' + v for v in values)})\n"
            f"    return call([c(a) for c, a in zip(convs, ({joined}{',' if params else ''}))])\n")
     exec(src, names)
     return names["fast"]

@@ -480,6 +480,44 @@ def test_short_lived_threads_that_release_their_ring_never_run_out():
 
 
 @njit(nogil=True)
+def forgetful_task(tr, me):
+    tr.trace_priming(0, 0.5, me, 0)          # and no release_thread()
+
+
+def _owned_rings(tr):
+    words = tr._words()
+    return [r for r in range(tr.n_rings)
+            if words[R.header_word(R.R_OWNER, r, tr._n_types)] != 0]
+
+
+@pytest.mark.parametrize("how", ["kernel", "python"])
+def test_a_finished_thread_gives_its_ring_back_and_the_next_one_records_under_its_own_id(how):
+    # threads that never call release_thread(): as each ends its ring is free again, so
+    # the next thread (which often gets the same pthread id from the C library) claims a
+    # ring of its own and its events carry its own OS thread id
+    tr = CognitiveTracer(small(ring_buffer_size=64, max_threads=2))
+    tids = {}
+
+    def work(me):
+        if how == "kernel":
+            forgetful_task(tr, me)
+        else:
+            tr.trace_priming(0, 0.5, me, 0)
+        tids[me] = threading.get_native_id()
+
+    events = []
+    for me in range(20):
+        t = threading.Thread(target=work, args=(me,))
+        t.start()
+        t.join()
+        assert _owned_rings(tr) == [], f"thread {me} kept its ring after it ended"
+        events.append(tr.drain())
+    ev = np.concatenate(events)
+    assert ev.size == 20 and tr.stats()["no_ring"] == 0
+    assert [int(t) for t in ev["thread"]] == [tids[int(k)] for k in ev["source_node"]]
+
+
+@njit(nogil=True)
 def _tight(tr, n):
     for i in range(n):
         tr.trace_priming(0, 0.5, i, i)

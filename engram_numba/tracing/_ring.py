@@ -294,6 +294,13 @@ def release_ring(base, pid, th_end, n_rings):
     return release(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, thread_id(), pid)
 
 
+@njit(cache=True)
+def release_ring_of(base, pid, th_end, n_rings, tid):
+    """Give back the ring of thread ``tid`` (pthread id) of process ``pid``, as it ends;
+    returns the ring, or -1 if it held none."""
+    return release(base + th_end + R_OWNER, RING_HEADER_SIZE, n_rings, tid, pid)
+
+
 @njit(nogil=True, cache=True)
 def py_thread_ring(base, pid, th_end, n_rings):
     """The ring the calling thread owns, or -1."""
