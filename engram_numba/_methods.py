@@ -233,11 +233,13 @@ def _fast(km, obj, caller, call):
         else:
             tests.append("False")
     joined = ", ".join(params)
-    pid = "obj._kernel_pid" if obj._notes_threads else "ka._pid"   # (see KernelArgument)
+    # (an object that notes its threads, see KernelArgument, notes the calling one)
+    note = ("        if not hasattr(obj._noted, 'it'):\n            obj._kernel_pid\n"
+            if obj._notes_threads else "")
     src = (f"def fast({joined}):\n"
            f"    base = obj._wbase\n"
-           f"    if base is not None and {' and '.join(tests) or 'True'}:\n"
-           f"        return caller(base, {pid}{''.join(', ' + v for v in values)})\n"
+           f"    if base is not None and {' and '.join(tests) or 'True'}:\n{note}"
+           f"        return caller(base, ka._pid{''.join(', ' + v for v in values)})\n"
            f"    return call([c(a) for c, a in zip(convs, ({joined}{',' if params else ''}))])\n")
     exec(src, names)
     return names["fast"]
