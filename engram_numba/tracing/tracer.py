@@ -18,11 +18,9 @@ the compiled recording code runs.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import threading
 import time
-import weakref
 
 import numpy as np
 from numba import njit
@@ -38,6 +36,7 @@ from .context import CURRENT, TraceContext, resolve
 from .kinds import EVENT, SPAN
 from .schema import FLAG_CONTEXT, SLOT_SIZE, Event, EventSet, reserve_names
 from .spans import SpanContext
+from ._threads import note_thread
 
 __all__ = ["Tracer"]
 
@@ -86,48 +85,6 @@ def _description(layout, n_rings, capacity, clock) -> str:
                        "rings": n_rings, "capacity": capacity, "clock": clock,
                        "event_size": SLOT_SIZE, "events": json.loads(layout.description)},
                       sort_keys=True, separators=(",", ":"))
-
-
-_libc = ctypes.CDLL(None)
-_libc.pthread_self.restype = ctypes.c_ulong
-_threads = threading.local()
-
-
-class _ThreadRings:
-    """The tracers a Python thread passed to kernels or recorded into from Python.
-
-    Kept in a ``threading.local``, so CPython drops it in the thread itself as the
-    thread finishes; it then gives the thread's rings back.  Without that, a ring
-    would stay with the finished thread: the next thread that gets its pthread id
-    (the C library reuses them) would record into it under the finished thread's
-    OS id, and a thread with a new pthread id would find one ring fewer.
-    """
-
-    __slots__ = ("tid", "tracers")
-
-    def __init__(self):
-        self.tid = int(_libc.pthread_self())
-        self.tracers = {}
-
-    def __del__(self):
-        for ref in self.tracers.values():
-            tracer = ref()
-            if tracer is not None:
-                try:
-                    tracer._release_finished_thread(self.tid)
-                except Exception:        # (a tracer closed meanwhile: nothing to give)
-                    pass
-
-
-def _note_thread(tracer) -> None:
-    """Remember that the calling thread may own a ring of ``tracer``."""
-    tracer._noted.it = True
-    rings = getattr(_threads, "rings", None)
-    if rings is None:
-        rings = _threads.rings = _ThreadRings()
-    ref = rings.tracers.get(id(tracer))
-    if ref is None or ref() is not tracer:
-        rings.tracers[id(tracer)] = weakref.ref(tracer)
 
 
 class Tracer(KernelArgument):
@@ -205,7 +162,7 @@ class Tracer(KernelArgument):
         self._region = region
         self._base = region.address if region is not None else None
         self._wbase = self._base if region is not None and region.writable else None
-        self._noted = threading.local()            # set in the threads _note_thread saw
+        self._noted = threading.local()            # set in the threads note_thread saw
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         self._n_types = len(self.layout.types)
         self._th_end = ringbuf.ring_headers_offset(self._n_types)
@@ -334,7 +291,7 @@ class Tracer(KernelArgument):
     def _kernel_pid(self) -> int:
         # read by every kernel call that passes the tracer from Python, in the calling thread
         if self._wbase is not None and not hasattr(self._noted, "it"):
-            _note_thread(self)
+            note_thread(self)
         return current_pid()
 
     def _release_finished_thread(self, tid: int) -> None:
@@ -753,7 +710,7 @@ class _PyHandle:
         tracer = self._tracer
         base = tracer._address()
         if base is not None and not hasattr(tracer._noted, "it"):
-            _note_thread(tracer)
+            note_thread(tracer)
         return caller(base, current_pid(), *values)
 
     def emit(self, *args) -> bool:
