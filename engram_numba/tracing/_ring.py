@@ -91,7 +91,8 @@ before anyone read them, so :func:`ring_stats` counts them as dropped at once
 The OS thread id of a ring's producer is written when a thread claims the
 ring (one system call per claim, never per event), with the write index at
 that moment, so a reader gives each event the id of the thread that wrote it
-(for the ring's last two owners).
+(for the ring's last two owners; the owning process also remembers the owners
+that gave the ring back from Python, see ._threads).
 
 A span's id is ``(ring + 1) << 48 | n`` for the ring's n-th span: unique within
 the tracer without any shared counter.

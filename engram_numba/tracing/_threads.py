@@ -9,7 +9,9 @@ pthread ids would use the rings up.  So a tracer notes, in a
 into it from Python (:func:`note_thread`; the tracer's own ``threading.local``
 flag keeps the repeat calls to one attribute test).  CPython drops a thread's
 ``threading.local`` values in the thread itself as it finishes, and the note
-then releases the thread's rings by its pthread id.
+then releases the thread's rings by its pthread id, and the tracer remembers which
+ring positions the thread wrote, so that later drains still name its events
+after other threads took the ring.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ _libc.pthread_self.restype = ctypes.c_ulong
 _threads = threading.local()
 
 
+def pthread_self() -> int:
+    """The calling thread's pthread id (what compiled code keys its rings by)."""
+    return int(_libc.pthread_self())
+
+
 class _ThreadRings:
     """The tracers a Python thread may own a ring of; gives the rings back on its end."""
 
     __slots__ = ("tid", "tracers")
 
     def __init__(self):
-        self.tid = int(_libc.pthread_self())
+        self.tid = pthread_self()
         self.tracers = {}
 
     def __del__(self):

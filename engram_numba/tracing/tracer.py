@@ -36,7 +36,7 @@ from .context import CURRENT, TraceContext, resolve
 from .kinds import EVENT, SPAN
 from .schema import FLAG_CONTEXT, SLOT_SIZE, Event, EventSet, reserve_names
 from .spans import SpanContext
-from ._threads import note_thread
+from ._threads import note_thread, pthread_self as _libc_pthread_self
 
 __all__ = ["Tracer"]
 
@@ -163,6 +163,10 @@ class Tracer(KernelArgument):
         self._base = region.address if region is not None else None
         self._wbase = self._base if region is not None and region.writable else None
         self._noted = threading.local()            # set in the threads note_thread saw
+        # per ring, the finished owners' (since, until, OS thread id): who wrote which
+        # positions before the ring's last two owners (see _release_finished_thread)
+        self._finished = {}
+        self._finished_lock = threading.Lock()
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         self._n_types = len(self.layout.types)
         self._th_end = ringbuf.ring_headers_offset(self._n_types)
@@ -198,6 +202,7 @@ class Tracer(KernelArgument):
         if self._base is not None:
             ringbuf.reset_rings(self._region.data.view(np.uint64), self._n_types, self.n_rings)
             self._context = SpanContext(self.n_rings)
+            self._finished = {}
 
     @classmethod
     def cuda(cls, event_set, config: TracingConfig | None = None):
@@ -294,10 +299,29 @@ class Tracer(KernelArgument):
             note_thread(self)
         return current_pid()
 
-    def _release_finished_thread(self, tid: int) -> None:
-        if self._wbase is not None:
-            ringbuf.release_ring_of(self._wbase, current_pid(), self._th_end, self.n_rings,
-                                    np.uint64(tid))
+    def _release_finished_thread(self, tid: int) -> int:
+        """Give back the ring of thread ``tid`` (a pthread id of this process), which
+        records no more, and remember which positions it wrote, so that drains name its
+        events after later owners took the ring.  Returns the ring, or -1."""
+        if self._wbase is None:
+            return -1
+        words = self._words()
+        pid = current_pid()
+        heads = np.array([ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)])
+        mine = np.flatnonzero((words[heads + ringbuf.R_OWNER // 8] == np.uint64(tid))
+                              & (words[heads + ringbuf.R_OWNER // 8 + 1] == np.uint64(pid)))
+        if not mine.size:
+            return -1
+        r = int(mine[0])
+        h = int(heads[r])
+        os_tid, since, until = (int(words[h + off // 8]) for off in (
+            ringbuf.R_OS_TID, ringbuf.R_SINCE, ringbuf.R_WRITE))
+        with self._finished_lock:
+            if until > since:
+                kept = [e for e in self._finished.get(r, ()) if e[1] > until - self.capacity]
+                self._finished[r] = kept[-self.capacity:] + [(since, until, os_tid)]
+            return int(ringbuf.release_ring_of(self._wbase, pid, self._th_end, self.n_rings,
+                                               np.uint64(tid)))
 
     def release_thread(self) -> int:
         """Give the calling thread's ring back, for a thread that is about to finish.
@@ -310,7 +334,7 @@ class Tracer(KernelArgument):
         if self._region is None:
             return -1
         self._require_writable()
-        return int(ringbuf.py_release_ring(self._base, current_pid(), self._th_end, self.n_rings))
+        return self._release_finished_thread(int(_libc_pthread_self()))
 
     # -- configuration (takes effect in running kernels) ------------------------------------
 
@@ -418,7 +442,16 @@ class Tracer(KernelArgument):
             events["timestamp"] = self._to_unix_ns(raw["timestamp"])
             tid, since, prev = self._threads()
             ring = events["ring"].astype(np.int64)
-            events["thread"] = np.where(events["sequence"] >= since[ring], tid[ring], prev[ring])
+            thread = np.where(events["sequence"] >= since[ring], tid[ring], prev[ring])
+            with self._finished_lock:
+                finished = {r: list(e) for r, e in self._finished.items()}
+            for r, entries in finished.items():      # owners before the last two
+                on = ring == r
+                if on.any():
+                    seq = events["sequence"]
+                    for first, end, os_tid in entries:
+                        thread[on & (seq >= first) & (seq < end)] = os_tid
+            events["thread"] = thread
         if events.size or contexts is not None:
             context.annotate(events, self.layout, contexts)
         if events.size:
