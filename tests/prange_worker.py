@@ -26,6 +26,26 @@ class Sweep(EventSet, name="sweep"):
     lone = Span("A span of a thread outside the parallel region", n=np.uint32)
 
 
+class SpansOnly(EventSet, name="spans_only"):
+    sweep = Span("A sweep over rows", n=np.uint32)
+    row = Span("One row", r=np.uint32)
+
+
+@njit(parallel=True)
+def span_only_sweep(tr, rows):
+    tr.sweep.begin(rows)
+    total = 0
+    for r in prange(rows):
+        tr.row.begin(r)
+        x = 0
+        for k in range(2000):
+            x += k ^ r
+        total += x
+        tr.row.end()
+    tr.sweep.end()
+    return total
+
+
 GUARD_NS = 300_000_000_000            # a guard only: the waits end when the other side acts
 
 
@@ -247,7 +267,19 @@ def main():
             "notes_same_trace": sum(ids.of(int(e["trace_id"])) == ids.of(outer.root_id)
                                     for e in notes),
         })
-    print(json.dumps({"layer": numba.threading_layer(), "found": found,
+    # a set of spans only has no instant events: its workers write no context records
+    only = Tracer(SpansOnly, TracingConfig(ring_buffer_size=1 << 12, max_threads=8))
+    for _ in range(5000):
+        span_only_sweep(only, 96)
+        spans = SpanAssembler().feed(only.drain())
+        rows = [s for s in spans if s.name == "row"]
+        if any(s.thread != launcher for s in rows):
+            break
+    (outer,) = [s for s in spans if s.name == "sweep"]
+    span_only = {"rows": len(rows), "on_workers": sum(s.thread != launcher for s in rows),
+                 "children": sum(s.parent_id == outer.span_id for s in rows),
+                 "contexts": only.stats()["total"]["contexts"]}
+    print(json.dumps({"layer": numba.threading_layer(), "found": found, "span_only": span_only,
                       "outside": outside(tr, launcher), "concurrent": concurrent(tr),
                       "bare": bare(tr, launcher)}))
 

@@ -137,3 +137,9 @@ def test_control_without_the_hook_instant_events_on_workers_are_in_no_span():
         assert found["on_workers"] > 0, found
         assert found["in_parent"] == 96 - found["on_workers"], found
         assert found["contexts"] == 0, found
+
+
+def test_a_set_of_spans_only_gets_no_context_records():
+    found = run("workqueue")["span_only"]
+    assert found["rows"] == 96 and found["on_workers"] > 0, found
+    assert found["children"] == 96 and found["contexts"] == 0, found

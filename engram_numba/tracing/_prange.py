@@ -22,7 +22,7 @@ id (its payload may hold declared fields only), so when the worker has no span
 open as its chunk starts, the trampoline writes a *context record* into the
 worker's ring (flags kind ``FLAG_CONTEXT``, the span id where a begin has its
 own) before the chunk and another after it (the span inherited before, usually
-0).  Readers (``spans.SpanContext``) apply them in ring order, as they apply
+0); a tracer whose set declares spans only has no instant events and gets none.  Readers (``spans.SpanContext``) apply them in ring order, as they apply
 begins and ends: an instant event with no span open on its ring belongs to the
 span of the last context record, and the records themselves are never
 returned.  They take ring room like events (two per chunk, only in rings of
@@ -63,7 +63,7 @@ from .schema import FLAG_CONTEXT
 
 MAX_TRACERS = 64                     # (the trampoline's frame holds 2 words each)
 # a tracer's descriptor (never changed once published): base, th_end, n_rings,
-# contexts offset, pid, slots offset, capacity, clock.  The registry: MAX_TRACERS slots (a descriptor's address,
+# contexts offset, pid, slots offset, capacity, clock, whether it has instant events.  The registry: MAX_TRACERS slots (a descriptor's address,
 # 0 = free), then the number of regions reading the slots.
 BUSY = MAX_TRACERS
 _registry = np.zeros(MAX_TRACERS + 1, dtype=np.uint64)
@@ -212,7 +212,7 @@ def _build(original: int):
                 store_u64(saved + np.uint64(24 * i + 8), load_u64(header + R_INHERITED))
                 store_u64(header + R_INHERITED, span)
                 # no span open on the worker: its instant events belong to the region's
-                marked = load_u64(header + R_DEPTH) == 0
+                marked = load_u64(header + R_DEPTH) == 0 and load_u64(e + np.uint64(64)) != 0
                 store_u64(saved + np.uint64(24 * i + 16), np.uint64(marked))
                 if marked:
                     context_record(e, header, ring, span)
@@ -293,7 +293,7 @@ def _install() -> None:
 
 
 def register(tracer, words: np.ndarray, th_end: int, n_rings: int, contexts: int,
-             slots: int, capacity: int, clock: int) -> None:
+             slots: int, capacity: int, clock: int, instants: bool) -> None:
     """Make parallel regions pass the launching thread's span to the workers of
     ``tracer`` (region ``words``).  numba's entry is replaced once the threading layer
     is launched; kernels linked before keep numba's own entry and pass nothing."""
@@ -310,7 +310,7 @@ def register(tracer, words: np.ndarray, th_end: int, n_rings: int, contexts: int
             _members[key] = k
             weakref.finalize(tracer, unregister, key)
         desc = np.array([words.ctypes.data, th_end, n_rings, contexts, os.getpid(), slots,
-                         capacity, clock], dtype=np.uint64)
+                         capacity, clock, int(instants)], dtype=np.uint64)
         atomic_exchange(_registry, k, np.uint64(desc.ctypes.data))
         _retire(_held.pop(key, None))
         _held[key] = (desc, words)         # the memory stays mapped while registered

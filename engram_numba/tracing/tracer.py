@@ -185,7 +185,8 @@ class Tracer(KernelArgument):
             from . import _prange
             _prange.register(self, region.data.view(np.uint64), self._th_end, n_rings,
                              ringbuf.contexts_offset(self._n_types, n_rings, capacity),
-                             self._slots, capacity, clock)
+                             self._slots, capacity, clock,
+                             any(t.kind is EVENT for t in self.layout.types))
 
     def _after_fork_in_child(self):
         # the child's anonymous rings are a private copy: the parent's events and its
