@@ -141,6 +141,11 @@ def held(tr):
     tr.launch.end()
 
 
+@cuda.jit
+def unmatched(tr):
+    tr.launch.end()                         # no span begun: an end without a begin
+
+
 def spans_check(n):
     """Nested spans of a simulated kernel, exported as an OTLP traces request; and the
     same kernel with two warps sharing each ring (spans refused, counted)."""
@@ -153,6 +158,13 @@ def spans_check(n):
     shared = Tracer.cuda(WarpWork, TracingConfig(max_threads=1, ring_buffer_size=256))
     held[1, 64](shared)                           # two warps, one ring
     closed = SpanAssembler().feed(shared.drain())
+    shared_stats = shared.stats()
+    lone = Tracer.cuda(WarpWork, TracingConfig(max_threads=4, ring_buffer_size=256))
+    unmatched[1, 64](lone)                        # two warps end without a begin
+    lone_before = lone.stats()["invalid"]
+    held[1, 64](shared)                           # refused again, then ended: not invalid
+    unmatched[1, 64](shared)                      # and two ends without a begin
+    shared.drain()
     switched = Tracer.cuda(WarpWork, TracingConfig(max_threads=4, ring_buffer_size=256,
                                                    enabled_events={"launch", "step"}))
     spanned[1, 32](switched, n)
@@ -170,7 +182,9 @@ def spans_check(n):
                                           SpanAssembler(attach_events=True).feed(second)],
                          "invalid": switched.stats()["invalid"]},
             "tracer_id": tr.tracer_id, "stats": tr.stats(), "events": len(ev),
-            "shared": {"closed": len(closed), "stats": shared.stats()}}
+            "shared": {"closed": len(closed), "stats": shared_stats},
+            "unmatched": {"alone": lone_before, "after_refused": shared.stats()["invalid"],
+                          "refused": shared.stats()["span_refused"]}}
 
 
 def main():

@@ -258,6 +258,14 @@ def test_device_spans_of_warps_sharing_a_ring_are_refused_and_counted(run):
     assert s["stats"]["written"] == 2                    # the one span's begin and end
 
 
+def test_device_span_ends_without_a_begin_are_counted_as_invalid(run):
+    """A warp that ends a span it never began is counted as invalid, as on the CPU; the
+    end of a span refused on a shared ring is not."""
+    s = run["spans"]["unmatched"]
+    assert s["alone"] == 2                      # two warps, one end each
+    assert s["refused"] == 2 and s["after_refused"] == 2, s
+
+
 def test_device_types_switch_on_and_off(run):
     """enabled_events and enable()/disable() between launches: a type that is off writes
     nothing; a span of it is still pushed, so the events inside go to the span around it."""

@@ -20,6 +20,7 @@ Device words (uint64)::
         +1   count   spans begun on the ring (atomic add): their ids
         +2   depth   open spans
         +3   types   u8[16]: the open spans' types, bit 7 set when the begin was written
+        +5   refused span begins refused on the ring whose ends have not come yet
         +8   ids     u64[16]: the open spans' ids, outermost first
     W = K + R * 24
     W + t         type t's switch: 0 off, else on (2**64 - 1, the CPU's threshold of
@@ -54,7 +55,9 @@ belongs to one warp at a time: the first warp to begin a span on it takes it
 (compare-and-swap) until its outermost span ends, and a span begun meanwhile by
 another warp sharing the ring (more warps than rings) is refused and counted
 (``stats()["span_refused"]``); an end with no span of its warp open changes
-nothing.  Give every warp a ring of its own (``max_threads`` at least the warps
+nothing, and is counted as invalid unless a refused begin on its ring is still
+waiting for its end (the warps' ends are not told apart: the count is exact when
+every refused begin is ended).  Give every warp a ring of its own (``max_threads`` at least the warps
 launched) when spans matter: an instant event is in the span open on its ring.
 Begin and end a span where the same lanes run (not in two diverging branches
 of one warp at once: their spans would nest in the order the warp ran them).

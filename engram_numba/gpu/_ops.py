@@ -402,7 +402,7 @@ RECORDED = _ring.RECORDED
 STACK_WORDS = 24
 #: a type's switch word: 0 off, else on (see :mod:`._device_tracer`)
 ALWAYS = 0xFFFFFFFFFFFFFFFF
-S_OWNER, S_COUNT, S_DEPTH, S_TYPES, S_IDS = 0, 1, 2, 3, 8
+S_OWNER, S_COUNT, S_DEPTH, S_TYPES, S_REFUSED, S_IDS = 0, 1, 2, 3, 5, 8
 
 
 @device
@@ -451,6 +451,7 @@ def span_begin(words, NR, STACKS, CAP, SLOTS, index, ring, warp, block, recorded
     if load_u64(words, st + S_OWNER) != me:
         if atomic_cas_u64(words, st + S_OWNER, np.uint64(0), me) != np.uint64(0):
             atomic_add_u64(words, NR + 1, 1)        # the ring's spans are another warp's
+            atomic_add_u64(words, st + S_REFUSED, 1)    # (its end is expected)
             return np.uint64(0)
         fence()                 # taken: the stack as its last holder left it (fenced too)
     depth = np.int64(load_u64(words, st + S_DEPTH))
@@ -477,12 +478,21 @@ def span_begin(words, NR, STACKS, CAP, SLOTS, index, ring, warp, block, recorded
 @device
 def span_end(words, NR, STACKS, CAP, SLOTS, index, ring, warp, block):
     """One lane closes its warp's innermost span, which must be of type ``index``; True
-    when the end was written.  A warp that holds no span on its ring changes nothing (its
-    begin was refused, and counted then); an end of another type than the innermost span
-    is counted and changes nothing.  The last end gives the ring's stack back."""
+    when the end was written.  A warp that holds no span on its ring changes nothing: its
+    end takes the place of a begin refused on the ring (counted then) while one is
+    unmatched, else it is an end without a begin, counted as invalid.  An end of another
+    type than the innermost span is counted and changes nothing.  The last end gives
+    the ring's stack back."""
     st = STACKS + ring * STACK_WORDS
     me = ((np.uint64(block) << np.uint64(6)) | np.uint64(warp)) + np.uint64(1)
     if load_u64(words, st + S_OWNER) != me:
+        left = load_u64(words, st + S_REFUSED)
+        while left > np.uint64(0):
+            seen = atomic_cas_u64(words, st + S_REFUSED, left, left - np.uint64(1))
+            if seen == left:
+                return False                        # the end of a refused begin
+            left = seen
+        atomic_add_u64(words, NR, 1)                # an end without a begin
         return False
     depth = np.int64(load_u64(words, st + S_DEPTH)) - 1
     if depth >= MAX_DEPTH:                          # the end of a begin that was too deep
