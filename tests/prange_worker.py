@@ -37,10 +37,7 @@ def span_only_sweep(tr, rows):
     total = 0
     for r in prange(rows):
         tr.row.begin(r)
-        x = 0
-        for k in range(2000):
-            x += k ^ r
-        total += x
+        total += busy(r)
         tr.row.end()
     tr.sweep.end()
     return total
@@ -84,43 +81,35 @@ def lone_span(tr, flags):
     atomic_store(flags, 1, np.uint64(1))
 
 
+@njit
+def busy(r):
+    """Some work for row ``r`` (so that the rows spread over the workers)."""
+    x = 0
+    for k in range(2000):
+        x += k ^ r
+    return x
+
+
 @njit(parallel=True)
-def sweep(tr, rows, nested):
+def sweep(tr, rows, nested, row_spans=True):
+    """A sweep (and a nested step) around rows that note, each in a row span, or with
+    no span open on the row's thread (``row_spans=False``, then a note after the sweep)."""
     tr.sweep.begin(rows)
     if nested:
         tr.step.begin(rows)
     total = 0
     for r in prange(rows):
-        tr.row.begin(r)
+        if row_spans:
+            tr.row.begin(r)
         tr.note.emit(r)
-        x = 0
-        for k in range(2000):
-            x += k ^ r
-        total += x
-        tr.row.end()
+        total += busy(r)
+        if row_spans:
+            tr.row.end()
     if nested:
         tr.step.end()
     tr.sweep.end()
-    return total
-
-
-@njit(parallel=True)
-def bare_sweep(tr, rows, nested):
-    """Notes in a prange body with no span open on the row's thread, then one after."""
-    tr.sweep.begin(rows)
-    if nested:
-        tr.step.begin(rows)
-    total = 0
-    for r in prange(rows):
-        tr.note.emit(r)
-        x = 0
-        for k in range(2000):
-            x += k ^ r
-        total += x
-    if nested:
-        tr.step.end()
-    tr.sweep.end()
-    tr.note.emit(rows)                        # after the sweep: in no span
+    if not row_spans:
+        tr.note.emit(rows)                    # after the sweep: in no span
     return total
 
 
@@ -130,10 +119,7 @@ def spanless(tr, rows):
     total = 0
     for r in prange(rows):
         tr.note.emit(1000 + r)
-        x = 0
-        for k in range(2000):
-            x += k ^ r
-        total += x
+        total += busy(r)
     return total
 
 
@@ -158,7 +144,7 @@ def bare(tr, launcher):
     for nested in (False, True):
         for attempt in range(5000):           # until a worker other than the launcher noted
             tr.drain()
-            bare_sweep(tr, 96, nested)
+            sweep(tr, 96, nested, False)
             spanless(tr, 96)
             events = tr.drain()
             notes = events[events["event_type"] == note]
