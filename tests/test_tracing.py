@@ -521,6 +521,93 @@ def test_a_finished_thread_gives_its_ring_back_and_the_next_one_records_under_it
     assert [int(t) for t in ev["thread"]] == [tids[int(k)] for k in ev["source_node"]]
 
 
+def test_a_finished_thread_that_held_two_rings_gives_both_back():
+    # claim takes the first free ring on the way to a thread's own: X claims ring B while
+    # Y holds X's home ring A, Y gives A back, X records again and takes A too; when X
+    # ends, both rings are free
+    from engram_numba._claim import home
+    from engram_numba._kernel_arg import current_pid
+    from engram_numba.tracing._threads import pthread_self
+    tr = CognitiveTracer(small(ring_buffer_size=64, max_threads=2))
+    steps = {k: threading.Event() for k in ("y_claimed", "x_claimed", "y_released",
+                                            "x_done", "y_end")}
+    seen = {}
+
+    def x_body():
+        seen["x_home"] = int(home(pthread_self(), current_pid(), 2))
+        steps["y_claimed"].wait(300)
+        forgetful_task(tr, 1)
+        steps["x_claimed"].set()
+        steps["y_released"].wait(300)
+        forgetful_task(tr, 2)
+        seen["x_rings"] = len(_owned_rings(tr))
+
+    x = threading.Thread(target=x_body)
+    x.start()
+    while "x_home" not in seen:
+        time.sleep(0.001)
+    for _ in range(200):                      # a Y whose home is X's (1 in 2 threads)
+        decided = threading.Event()
+
+        def y_body():
+            if int(home(pthread_self(), current_pid(), 2)) != seen["x_home"]:
+                decided.set()
+                return
+            seen["y"] = True
+            decided.set()
+            forgetful_task(tr, 0)
+            steps["y_claimed"].set()
+            steps["x_claimed"].wait(300)
+            tr.release_thread()
+            steps["y_released"].set()
+            steps["y_end"].wait(300)
+        y = threading.Thread(target=y_body)
+        y.start()
+        assert decided.wait(300)
+        if "y" in seen:
+            break
+        y.join()
+    assert "y" in seen
+    x.join()
+    assert seen["x_rings"] == 2, "the setup did not give X two rings"
+    owned = _owned_rings(tr)
+    steps["y_end"].set()
+    y.join()
+    assert owned == [], "the finished thread kept a ring"
+
+
+def test_a_fork_leaves_the_parent_s_live_threads_their_rings(tmp_path):
+    # the child drops the parent's other threads inside fork(): their rings (in a file
+    # the child shares) stay theirs, so a second thread of the parent gets no ring
+    tr = CognitiveTracer(small(ring_buffer_size=64, max_threads=1,
+                               path=str(tmp_path / "t.rings")))
+    holding, finish = threading.Event(), threading.Event()
+
+    def hold():
+        forgetful_task(tr, 1)                # claims the only ring
+        holding.set()
+        finish.wait(300)                     # a guard only: set below
+        forgetful_task(tr, 2)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(300)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    owned = _owned_rings(tr)
+    other = threading.Thread(target=forgetful_task, args=(tr, 3))
+    other.start()
+    other.join()
+    finish.set()
+    t.join()
+    ev = tr.drain()
+    assert owned == [0], "the child gave the parent's ring back"
+    assert sorted(int(k) for k in ev["source_node"]) == [1, 2]
+    assert set(ev["thread"].tolist()) == {t.native_id} and tr.stats()["no_ring"] == 1
+
+
 @njit(nogil=True)
 def _tight(tr, n):
     for i in range(n):

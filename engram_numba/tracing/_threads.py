@@ -17,6 +17,7 @@ after other threads took the ring.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import weakref
 
@@ -33,13 +34,18 @@ def pthread_self() -> int:
 class _ThreadRings:
     """The tracers a Python thread may own a ring of; gives the rings back on its end."""
 
-    __slots__ = ("tid", "tracers")
+    __slots__ = ("tid", "pid", "tracers")
 
     def __init__(self):
         self.tid = pthread_self()
+        self.pid = os.getpid()
         self.tracers = {}
 
     def __del__(self):
+        # A forked child drops the other threads' values inside fork(), before anything
+        # else runs: those threads live on in the parent, their rings are theirs.
+        if os.getpid() != self.pid:
+            return
         for ref in self.tracers.values():
             tracer = ref()
             if tracer is not None:

@@ -311,18 +311,20 @@ class Tracer(KernelArgument):
         heads = np.array([ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)])
         mine = np.flatnonzero((words[heads + ringbuf.R_OWNER // 8] == np.uint64(tid))
                               & (words[heads + ringbuf.R_OWNER // 8 + 1] == np.uint64(pid)))
-        if not mine.size:
-            return -1
-        r = int(mine[0])
-        h = int(heads[r])
-        os_tid, since, until = (int(words[h + off // 8]) for off in (
-            ringbuf.R_OS_TID, ringbuf.R_SINCE, ringbuf.R_WRITE))
-        with self._finished_lock:
-            if until > since:
-                kept = [e for e in self._finished.get(r, ()) if e[1] > until - self.capacity]
-                self._finished[r] = kept[-self.capacity:] + [(since, until, os_tid)]
-            return int(ringbuf.release_ring_of(self._wbase, pid, self._th_end, self.n_rings,
-                                               np.uint64(tid)))
+        released = -1
+        for r in mine.tolist():          # (a thread can hold two: see .._claim.claim)
+            h = int(heads[r])
+            os_tid, since, until = (int(words[h + off // 8]) for off in (
+                ringbuf.R_OS_TID, ringbuf.R_SINCE, ringbuf.R_WRITE))
+            with self._finished_lock:
+                if until > since:
+                    kept = [e for e in self._finished.get(r, ())
+                            if e[1] > until - self.capacity]
+                    self._finished[r] = kept[-self.capacity:] + [(since, until, os_tid)]
+                got = int(ringbuf.release_ring_of(self._wbase, pid, self._th_end,
+                                                  self.n_rings, np.uint64(tid)))
+            released = got if released < 0 else released
+        return released
 
     def release_thread(self) -> int:
         """Give the calling thread's ring back, for a thread that is about to finish.
