@@ -13,8 +13,8 @@ from engram_numba import KernelTypingError
 from engram_numba import atomic_load
 from engram_numba._asm import native_asm
 from engram_numba.engram.metrics import InterferenceType, PrimingType
-from engram_numba import (EVENT_DTYPE, CognitiveEvents, CognitiveTracer, EventType, Tracer,
-                          TracingConfig)
+from engram_numba import (EVENT_DTYPE, CognitiveEvents, CognitiveTracer, Event, EventSet,
+                          EventType, Span, Tracer, TracingConfig)
 from engram_numba.tracing import _ring as R
 
 from .conftest import needs_two_cpus, run_threads, spin_barrier
@@ -606,6 +606,42 @@ def test_a_fork_leaves_the_parent_s_live_threads_their_rings(tmp_path):
     assert owned == [0], "the child gave the parent's ring back"
     assert sorted(int(k) for k in ev["source_node"]) == [1, 2]
     assert set(ev["thread"].tolist()) == {t.native_id} and tr.stats()["no_ring"] == 1
+
+
+class Lossy(EventSet, name="lossy"):
+    work = Span("Some work", n=np.uint32)
+    note = Event("A note", k=np.uint32)
+
+
+@njit
+def _begin_work(tr):
+    tr.work.begin(1)
+    tr.note.emit(0)
+
+
+@njit
+def _end_work_then_notes(tr, n):
+    tr.work.end()
+    for k in range(1, n + 1):
+        tr.note.emit(k)
+
+
+@pytest.mark.parametrize("notes", [10, 200])
+def test_instant_events_after_a_lost_span_end_are_in_no_span(notes):
+    # the begin is drained, then the end and the notes after it; with 200 notes the
+    # ring (64) overwrites the end before the next drain: the reader must not take the
+    # span as still open (the notes are in no span, as with 10, where nothing is lost)
+    tr = Tracer(Lossy, TracingConfig(ring_buffer_size=64, max_threads=2))
+    _begin_work(tr)
+    first = tr.drain()
+    (inside,) = first[first["event_type"] == 1]
+    assert inside["span_id"] != 0
+    _end_work_then_notes(tr, notes)
+    ev = tr.drain()
+    after = ev[ev["event_type"] == 1]
+    lost = max(0, notes + 1 - 64)                        # the end and the first notes
+    assert after.size == min(notes, 64) and tr.stats()["total"]["dropped"] == lost
+    assert (after["span_id"] == 0).all() and (after["trace_id"] == 0).all()
 
 
 @njit(nogil=True)

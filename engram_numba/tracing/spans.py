@@ -27,7 +27,7 @@ __all__ = ["SpanAssembler", "ClosedSpan", "OpenSpan", "SpanContext"]
 
 @njit(cache=True)
 def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_ids, stack_roots,
-              depths, inherited, ctx_rings, ctx_sequences, ctx_spans, out_span, out_trace):
+              depths, inherited, last, ctx_rings, ctx_sequences, ctx_spans, out_span, out_trace):
     """Each event's span context, from the begins, ends and context records before it on
     its ring.
 
@@ -35,7 +35,12 @@ def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_
     records (``ctx_*``).  A begin pushes (id, root) at its depth; an end pops back to
     its depth; an instant event gets the innermost open span's id and its root (the
     trace), or with no span open, the span of the ring's last context record (a
-    parallel region's launcher span, whose trace key is that span).
+    parallel region's launcher span, whose trace key is that span).  ``last`` is each
+    ring's last position seen (-1: none).  After a gap (records lost: overwritten or
+    torn), what the lost records did is unknown (a lost end leaves its span looking
+    open), so the ring's stack and context span are forgotten: until the ring's next
+    begin (which brings its parent) or context record, its instant events are in no
+    span, rather than in a wrong one.
     """
     m = 0
     n_ctx = ctx_rings.size
@@ -43,8 +48,15 @@ def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_
         r = rings[i]
         while m < n_ctx and (ctx_rings[m] < r or ctx_rings[m] == r
                              and ctx_sequences[m] < sequences[i]):
-            inherited[ctx_rings[m]] = ctx_spans[m]
+            c = ctx_rings[m]
+            if last[c] >= 0 and np.int64(ctx_sequences[m]) != last[c] + 1:
+                _forget(c, stack_ids, stack_roots, depths, inherited)
+            inherited[c] = ctx_spans[m]
+            last[c] = np.int64(ctx_sequences[m])
             m += 1
+        if last[r] >= 0 and np.int64(sequences[i]) != last[r] + 1:
+            _forget(r, stack_ids, stack_roots, depths, inherited)   # records were lost
+        last[r] = np.int64(sequences[i])
         t = types[i]
         depth = np.int64(flags[i] >> 2)
         if is_span[t]:
@@ -57,6 +69,9 @@ def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_
                     if 0 < depth <= depths[r] and depth - 1 < stack_ids.shape[1] \
                             and stack_ids[r, depth - 1] == parent:
                         root = stack_roots[r, depth - 1]
+                if 0 < depth <= stack_ids.shape[1] and stack_ids[r, depth - 1] == 0:
+                    stack_ids[r, depth - 1] = parent      # (forgotten: known again)
+                    stack_roots[r, depth - 1] = root
                 if depth < stack_ids.shape[1]:
                     stack_ids[r, depth] = span_ids[i]
                     stack_roots[r, depth] = root
@@ -70,14 +85,25 @@ def _annotate(rings, sequences, flags, types, span_ids, parents, is_span, stack_
         else:
             d = min(depths[r], stack_ids.shape[1])
             if d > 0:
-                out_span[i] = stack_ids[r, d - 1]
+                out_span[i] = stack_ids[r, d - 1]        # (0: forgotten, in no span)
                 out_trace[i] = stack_roots[r, d - 1]
             elif inherited[r] != 0:
                 out_span[i] = inherited[r]
                 out_trace[i] = inherited[r]
     while m < n_ctx:
-        inherited[ctx_rings[m]] = ctx_spans[m]
+        c = ctx_rings[m]
+        inherited[c] = ctx_spans[m]
+        last[c] = np.int64(ctx_sequences[m])
         m += 1
+
+
+@njit(cache=True)
+def _forget(r, stack_ids, stack_roots, depths, inherited):
+    """Ring ``r``'s open spans and context span are no longer known."""
+    stack_ids[r, :] = 0
+    stack_roots[r, :] = 0
+    depths[r] = 0
+    inherited[r] = 0
 
 
 _NO_CONTEXTS = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64),
@@ -95,6 +121,7 @@ class SpanContext:
         self.roots = np.zeros((max(n_rings, 1), MAX_DEPTH), dtype=np.uint64)
         self.depths = np.zeros(max(n_rings, 1), dtype=np.int64)
         self.inherited = np.zeros(max(n_rings, 1), dtype=np.uint64)
+        self.last = np.full(max(n_rings, 1), -1, dtype=np.int64)   # last position seen
 
     def annotate(self, records: np.ndarray, layout, contexts: np.ndarray | None = None) -> None:
         """Fill ``span_id`` (instant events) and ``trace_id`` (all) of ``records``, whose
@@ -107,8 +134,9 @@ class SpanContext:
             if int(ctx[0].max()) >= self.depths.size:
                 ctx = _NO_CONTEXTS                # not this context's rings
         if not records.size and ctx[0].size:
-            for r, span in zip(ctx[0].tolist(), ctx[2].tolist()):
+            for r, seq, span in zip(ctx[0].tolist(), ctx[1].tolist(), ctx[2].tolist()):
                 self.inherited[r] = span
+                self.last[r] = seq
             return
         if not records.size or not layout.has_spans:
             return
@@ -119,7 +147,8 @@ class SpanContext:
         trace = records["trace_id"].copy()
         _annotate(rings, records["sequence"].astype(np.uint64), records["flags"],
                   records["event_type"], records["span_id"], records["parent_span_id"],
-                  layout.is_span, self.ids, self.roots, self.depths, self.inherited, *ctx,
+                  layout.is_span, self.ids, self.roots, self.depths, self.inherited, self.last,
+                  *ctx,
                   span, trace)
         records["span_id"] = span
         records["trace_id"] = trace
