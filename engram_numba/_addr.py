@@ -162,3 +162,18 @@ def thread_id(typingctx):
         return builder.call(fn, [])
 
     return sig, codegen
+
+
+@intrinsic
+def unlikely(typingctx, cond):
+    """``cond``, which LLVM is told is almost always False (``llvm.expect``): the code
+    it guards is laid out away from the hot path."""
+    if not isinstance(cond, types.Boolean):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i1 = ir.IntType(1)
+        fn = builder.module.declare_intrinsic("llvm.expect", [i1], ir.FunctionType(i1, [i1, i1]))
+        return builder.call(fn, [args[0], ir.Constant(i1, 0)])
+
+    return types.boolean(cond), codegen

@@ -114,6 +114,17 @@ def sweep(tr, rows, nested, row_spans=True):
 
 
 @njit(parallel=True)
+def quiet_sweep(tr, rows):
+    """A sweep whose rows record nothing."""
+    tr.sweep.begin(rows)
+    total = 0
+    for r in prange(rows):
+        total += busy(r)
+    tr.sweep.end()
+    return total
+
+
+@njit(parallel=True)
 def spanless(tr, rows):
     """Notes in a prange body of a region launched with no span open."""
     total = 0
@@ -177,6 +188,12 @@ def bare(tr, launcher):
             "parent_id": parent.span_id, "trace_hex": ids.hex(outer.root_id),
             "written": stats["total"]["written"],
         })
+    # sweeps whose rows record nothing: no context record at all
+    before = tr.stats()["total"]["contexts"]
+    for _ in range(20):
+        quiet_sweep(tr, 96)
+    out.append({"quiet": True, "contexts": tr.stats()["total"]["contexts"] - before,
+                "sweeps": int((tr.drain()["event_type"] == 0).sum())})
     # drained in the middle of a chunk: a worker's later notes still belong to the sweep
     sweep_type = [t.name for t in Sweep.layout.types].index("sweep")
     for attempt in range(200):            # until a worker other than the launcher noted

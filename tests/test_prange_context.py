@@ -125,7 +125,7 @@ def test_instant_events_on_workers_with_no_span_open_belong_to_the_launching_spa
 
 @pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
 def test_a_worker_s_events_drained_in_the_middle_of_its_chunk_keep_the_launching_span(layer):
-    found = run(layer)["bare"][2]
+    found = run(layer)["bare"][3]
     assert found["guard_ran_out"] == 0 and found["first_on_worker"] > 0, found
     assert found["first_in_sweep"] == found["first"], found
     assert found["later_on_worker"] > 0, found
@@ -143,3 +143,8 @@ def test_a_set_of_spans_only_gets_no_context_records():
     found = run("workqueue")["span_only"]
     assert found["rows"] == 96 and found["on_workers"] > 0, found
     assert found["children"] == 96 and found["contexts"] == 0, found
+
+
+def test_a_loop_whose_workers_emit_no_instant_event_writes_no_context_record():
+    found = run("workqueue")["bare"][2]
+    assert found["sweeps"] == 40 and found["contexts"] == 0, found      # begins and ends

@@ -546,12 +546,14 @@ def test_a_finished_thread_that_held_two_rings_gives_both_back():
     x.start()
     while "x_home" not in seen:
         time.sleep(0.001)
+    others = []
     for _ in range(200):                      # a Y whose home is X's (1 in 2 threads)
         decided = threading.Event()
 
         def y_body():
             if int(home(pthread_self(), current_pid(), 2)) != seen["x_home"]:
-                decided.set()
+                decided.set()                 # stays alive: the next thread gets a new
+                steps["y_end"].wait(300)      # pthread id (a joined one's is reused)
                 return
             seen["y"] = True
             decided.set()
@@ -566,13 +568,14 @@ def test_a_finished_thread_that_held_two_rings_gives_both_back():
         assert decided.wait(300)
         if "y" in seen:
             break
-        y.join()
+        others.append(y)
     assert "y" in seen
     x.join()
     assert seen["x_rings"] == 2, "the setup did not give X two rings"
     owned = _owned_rings(tr)
     steps["y_end"].set()
-    y.join()
+    for t in [y] + others:
+        t.join()
     assert owned == [], "the finished thread kept a ring"
 
 

@@ -18,16 +18,21 @@ span's trace id is written to the context table too, so that the workers'
 spans carry the launcher's trace id.
 
 Instant events follow the same rule.  An event's slot has no room for a span
-id (its payload may hold declared fields only), so when the worker has no span
-open as its chunk starts, the trampoline writes a *context record* into the
-worker's ring (flags kind ``FLAG_CONTEXT``, the span id where a begin has its
-own) before the chunk and another after it (the span inherited before, usually
-0); a tracer whose set declares spans only has no instant events and gets none.  Readers (``spans.SpanContext``) apply them in ring order, as they apply
-begins and ends: an instant event with no span open on its ring belongs to the
-span of the last context record, and the records themselves are never
-returned.  They take ring room like events (two per chunk, only in rings of
-tracers whose launcher had a span open) and count in the ring's written,
-delivered and dropped figures; ``stats()`` shows how many as ``contexts``.
+id (its payload may hold declared fields only), so the ring says it with a
+*context record* (flags kind ``FLAG_CONTEXT``, the span id where a begin has
+its own).  When the worker has no span open as its chunk starts, the
+trampoline puts the region's span in the ring's ``announce`` word; the chunk's
+first instant event writes the context record before itself (``_ring.emit``:
+one load and a branch per event, the record out of line), and if one was
+written, the trampoline writes another after the chunk with the span inherited
+before (usually 0).  So a chunk that emits no instant event writes no record
+at all, and one that does writes two; a tracer whose set declares spans only
+never sets the word.  Readers (``spans.SpanContext``) apply the records in ring
+order, as they apply begins and ends: an instant event with no span open on its
+ring belongs to the span of the last context record, and the records
+themselves are never returned.  They take ring room like events and count in
+the ring's written, delivered and dropped figures; ``stats()`` shows how many
+were written as ``contexts``.
 
 So only the workers of a region inherit, each from the region it runs a chunk
 of: a thread outside the region (a nogil Python thread, say) is not affected,
@@ -59,7 +64,6 @@ from .._atomics import atomic_exchange
 from .._addr import add_u64, cas_u64, load_u64, store_u64, store_u64_release, thread_id
 from .._claim import _claim_function, owns
 from . import _ring as ringbuf
-from .schema import FLAG_CONTEXT
 
 MAX_TRACERS = 64                     # (the trampoline's frame holds 2 words each)
 # a tracer's descriptor (never changed once published): base, th_end, n_rings,
@@ -169,11 +173,11 @@ def _build(original: int):
     CS = ringbuf.CONTEXT_SIZE
     RW = np.uint64(8 * REGION_WORDS)
     R_INHERITED = np.uint64(ringbuf.R_INHERITED)
+    R_ANNOUNCE = np.uint64(ringbuf.R_ANNOUNCE)
     R_CONTEXTS = np.uint64(ringbuf.R_CONTEXTS)
     R_DEPTH = np.uint64(ringbuf.R_DEPTH)
-    CONTEXT_W2 = np.uint64(FLAG_CONTEXT << 8)
-    ZERO = np.uint64(0)
-    write_slot = ringbuf.write_slot
+    NOT_MARKED = np.uint64(0xFFFFFFFFFFFFFFFF)
+    context_record = ringbuf.context_record
     HEADER = np.uint64(ringbuf.RING_HEADER_SIZE)
     OWNER = np.uint64(ringbuf.R_OWNER)
 
@@ -186,46 +190,55 @@ def _build(original: int):
                 return load_u64(entry + np.uint64(8)), load_u64(entry + np.uint64(16))
         return load_u64(base + np.uint64(ringbuf.TRACER_ID_OFF)), key
 
-    @njit
-    def context_record(e, header, ring, span):
-        # a context record (see the module docstring) into the worker's own ring
-        write_slot(load_u64(e), load_u64(e + np.uint64(40)), header, ring,
-                   load_u64(e + np.uint64(48)), load_u64(e + np.uint64(56)), CONTEXT_W2,
-                   span, ZERO, ZERO, ZERO, ZERO)
-        store_u64(header + R_CONTEXTS, load_u64(header + R_CONTEXTS) + np.uint64(1))
-
     def chunk(args, dims, steps, data):
-        # on a worker: the region's spans into the worker's rings, the chunk, then back
+        # on a worker: the region's spans into the worker's rings, the chunk, then back;
+        # saved per tracer: the ring, its inherited and announce words, and its count of
+        # context records at the start (NOT_MARKED: the worker had a span open)
         rec = _ptr_int(data)
         n = load_u64(rec + np.uint64(16))
-        saved = _frame_words(192)                  # 3 * MAX_TRACERS
+        saved = _frame_words(256)                  # 4 * MAX_TRACERS
         for i in range(n):
             e = load_u64(rec + np.uint64(24 + 16 * i))
             base = load_u64(e)
             th_end = load_u64(e + np.uint64(8))
             ring = _claim_ring(base + th_end + OWNER, load_u64(e + np.uint64(16)),
                                load_u64(e + np.uint64(32)))
-            store_u64(saved + np.uint64(24 * i), np.uint64(ring))
+            at = saved + np.uint64(32 * i)
+            store_u64(at, np.uint64(ring))
             if ring >= 0:
                 header = base + th_end + HEADER * np.uint64(ring)
                 span = load_u64(rec + np.uint64(32 + 16 * i))
-                store_u64(saved + np.uint64(24 * i + 8), load_u64(header + R_INHERITED))
+                store_u64(at + np.uint64(8), load_u64(header + R_INHERITED))
                 store_u64(header + R_INHERITED, span)
+                store_u64(at + np.uint64(24), NOT_MARKED)
                 # no span open on the worker: its instant events belong to the region's
-                marked = load_u64(header + R_DEPTH) == 0 and load_u64(e + np.uint64(64)) != 0
-                store_u64(saved + np.uint64(24 * i + 16), np.uint64(marked))
-                if marked:
-                    context_record(e, header, ring, span)
+                # span, which its first event announces (ringbuf.emit)
+                if load_u64(header + R_DEPTH) == 0 and load_u64(e + np.uint64(64)) != 0:
+                    store_u64(at + np.uint64(16), load_u64(header + R_ANNOUNCE))
+                    store_u64(at + np.uint64(24), load_u64(header + R_CONTEXTS))
+                    store_u64(header + R_ANNOUNCE, span)
         _run_chunk(load_u64(rec), args, dims, steps, load_u64(rec + np.uint64(8)))
         for i in range(n):
-            ring = np.int64(load_u64(saved + np.uint64(24 * i)))
+            at = saved + np.uint64(32 * i)
+            ring = np.int64(load_u64(at))
             if ring >= 0:
                 e = load_u64(rec + np.uint64(24 + 16 * i))
                 header = load_u64(e) + load_u64(e + np.uint64(8)) + HEADER * np.uint64(ring)
-                before = load_u64(saved + np.uint64(24 * i + 8))
+                before = load_u64(at + np.uint64(8))
                 store_u64(header + R_INHERITED, before)
-                if load_u64(saved + np.uint64(24 * i + 16)) != 0:
-                    context_record(e, header, ring, before)
+                count = load_u64(at + np.uint64(24))
+                if count == NOT_MARKED:
+                    continue
+                if load_u64(header + R_CONTEXTS) == count:
+                    # nothing announced: an enclosing chunk's announcement, if any, waits
+                    store_u64(header + R_ANNOUNCE, load_u64(at + np.uint64(16)))
+                else:
+                    # readers hold this chunk's span: back to the span before (an
+                    # enclosing chunk's, whose end then writes a record too)
+                    context_record(load_u64(e), load_u64(e + np.uint64(40)), header, ring,
+                                   load_u64(e + np.uint64(48)), load_u64(e + np.uint64(56)),
+                                   before)
+                    store_u64(header + R_ANNOUNCE, np.uint64(0))
 
     vp = types.voidptr
     trampoline = cfunc(types.void(vp, vp, vp, vp), nopython=True)(chunk)

@@ -41,12 +41,13 @@ Data area of a tracer region (byte offsets; ``T`` = number of declared types)::
                                      that entered the region (see ._prange), else 0;
                                      a span begun with no open span on its thread
                                      takes it as parent, before ext_parent
-            +112  contexts     u64   context records written: a worker of a         [producer]
-                                     parallel region with no span open writes one
-                                     when a chunk starts (the launcher's span) and
-                                     one when it ends (the span before); readers
-                                     give the thread's instant events that span and
-                                     never return the records (see ._prange)
+            +112  announce     u64   while the ring's thread runs a chunk of a      [producer]
+                                     parallel region with no span open: the span its
+                                     instant events belong to, until its first event
+                                     writes a context record saying so (then 0)
+            +120  contexts     u64   context records written (see ._prange); readers [producer]
+                                     give the thread's instant events their span and
+                                     never return them
             +128  read_index   u64   events consumed by the primary consumer      [consumer]
             +136  delivered    u64                                                 [consumer]
             +144  dropped      u64   overwritten before being read, or torn       [consumer]
@@ -104,11 +105,11 @@ import numpy as np
 from numba import njit
 
 from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_acquire,
-                     store_u64, store_u64_release, thread_id)
+                     store_u64, store_u64_release, thread_id, unlikely)
 from .._claim import owns, release
-from .._inline import always_inline
+from .._inline import always_inline, never_inline
 from ..clock import cycles, monotonic_ns
-from .schema import FLAG_BEGIN, FLAG_END
+from .schema import FLAG_BEGIN, FLAG_CONTEXT, FLAG_END
 
 RINGS_OFF = 0
 CAP_OFF = 8
@@ -140,7 +141,8 @@ R_SPANS = 80
 R_DEPTH = 88
 R_ROOT_PARENT = 96
 R_INHERITED = 104
-R_CONTEXTS = 112
+R_ANNOUNCE = 112
+R_CONTEXTS = 120
 R_READ = 128
 R_DELIVERED = 136
 R_DROPPED = 144
@@ -164,6 +166,8 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _16 = np.uint64(16)
 _RING_BITS = np.uint64(0xFFFF << 16)           # bytes 18-19 of a slot's word 2
+_ZERO = np.uint64(0)
+CONTEXT_W2 = np.uint64(FLAG_CONTEXT << 8)      # a context record's type and flags bytes
 
 
 def ring_headers_offset(n_types: int) -> int:
@@ -363,6 +367,27 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
     store_u64_release(header + R_WRITE, p + _ONE)
 
 
+def _context_record(base, slots, header, ring, capacity, clock, span):
+    """A context record (see ._prange): from here on, the ring's instant events with no
+    span open belong to ``span`` (0: to none)."""
+    write_slot(base, slots, header, ring, capacity, clock, CONTEXT_W2, span, _ZERO, _ZERO,
+               _ZERO, _ZERO)
+    store_u64(header + R_CONTEXTS, load_u64(header + R_CONTEXTS) + _ONE)
+
+
+context_record = njit(cache=True)(_context_record)
+
+
+@njit(cache=True)
+def _announce(base, slots, header, ring, capacity, clock, span):
+    context_record(base, slots, header, ring, capacity, clock, span)
+    store_u64(header + R_ANNOUNCE, _ZERO)
+
+
+#: the first instant event of a parallel region's chunk announces its span (a cold call)
+announce = never_inline(_announce)
+
+
 @always_inline
 @njit(cache=True)
 def emit(base, ring, th_end, slots, capacity, clock, thresh, w2, w3, w4, w5, w6, w7):
@@ -378,6 +403,9 @@ def emit(base, ring, th_end, slots, capacity, clock, thresh, w2, w3, w4, w5, w6,
     header = base + th_end + RING_HEADER_SIZE * ring
     if not sampled(header, thresh):
         return False
+    pending = load_u64(header + R_ANNOUNCE)
+    if unlikely(pending != 0):               # a parallel region's span, not yet announced
+        announce(base, slots, header, ring, capacity, clock, pending)
     write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7)
     return True
 

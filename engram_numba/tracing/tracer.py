@@ -651,9 +651,9 @@ class Tracer(KernelArgument):
         at most the ring's capacity.  ``peak_utilization`` is the fullest a drain
         found a ring (100 once events were overwritten).  These figures count ring
         records: the events, and ``contexts``, the context records that workers of a
-        parallel region write when its launcher had a span open (two per chunk, so
-        that readers give the workers' instant events that span; drains never return
-        them).  ``no_ring`` counts events
+        parallel region write when its launcher had a span open and they emit an
+        instant event with no span open (two per chunk, so that readers give those
+        events that span; drains never return them).  ``no_ring`` counts events
         dropped because every ring belonged to another thread, ``invalid`` those
         with an out-of-range argument or a span end without its begin.  ``lost`` is
         the sum of dropped, no_ring and invalid.  Each ring has the OS ``thread`` id
