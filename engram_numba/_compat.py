@@ -119,7 +119,7 @@ def overload_method_by_state(typ, name, typer, inline, **options) -> None:
                 cls = by_state[bool(getattr(sig.args[0], "enabled", True))]
                 typing_context = context.typing_context
                 fnty = cls._get_function_type(typing_context, sig.args[0])
-                sig = cls._get_signature(typing_context, fnty, sig.args, {})
+                sig = cls._get_signature(typing_context, fnty, _as_typed(sig.args), {})
                 call = context.get_function(fnty, sig)
                 context.add_linking_libs(getattr(call, "libs", ()))
                 return call(builder, args)
@@ -133,6 +133,24 @@ def overload_method_by_state(typ, name, typer, inline, **options) -> None:
         by_state[enabled] = template
         infer_getattr(template)
         overload(func, inline=how, prefer_literal=prefer_literal, **options)(func)
+
+
+def _as_typed(args) -> tuple:
+    """A lowered call's argument types as its call site gave them when it was typed.
+
+    numba's template keeps the implementation it compiled for a call under the
+    call's own argument types; the signature that reaches lowering has the
+    defaults of the parameters the call left out appended (``Omitted``), and
+    looked up with those, the template compiled the same implementation a
+    second time, as a new function (or loaded it back from the disk cache).
+    A call site never passes an ``Omitted`` itself, so dropping the trailing
+    ones gives the typed key back.
+    """
+    from numba.core import types
+    args = tuple(args)
+    while args and isinstance(args[-1], types.Omitted):
+        args = args[:-1]
+    return args
 
 
 def _copy_function(f):
