@@ -137,17 +137,18 @@ def note_invalid(base, metric, method, reason, position, value):
     under a try-lock seqlock (see .layout): a writer that finds it being written
     by another thread leaves it, so no writer ever waits.
     """
-    add_u64(base + INVALID_OFFSET, np.uint64(1))
+    add_u64(base + INVALID_OFFSET, _ONE)
     ver_addr = base + LAST_INVALID_OFFSET
     version = load_u64(ver_addr)
     if version & _ONE:
         return
     if cas_u64(ver_addr, version, version + _ONE) != version:
         return
-    what = (np.uint64(reason) | (np.uint64(position & 0xFF) << np.uint64(8))
-            | (np.uint64(method) << np.uint64(16)) | (np.uint64(metric + 1) << np.uint64(24)))
-    store_u64(ver_addr + 8, what)
-    store_u64(ver_addr + 16, np.uint64(np.int64(value)))
+    # packed as integers (small and not negative), then one conversion: every numpy
+    # conversion and operator is typed on its own when the function compiles
+    what = reason | ((position & 0xFF) << 8) | (method << 16) | ((metric + 1) << 24)
+    store_u64(ver_addr + 8, np.uint64(what))
+    store_u64(ver_addr + 16, np.uint64(value))
     store_u64_release(ver_addr, version + _TWO)
 
 
