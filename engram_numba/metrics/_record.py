@@ -70,7 +70,7 @@ from numba import njit
 from .._addr import (add_f64, add_u64, cas_u64, f64_bits, fence_release, load_f64, load_u64,
                      load_u64_acquire, max_u64, store_f64, store_u64, store_u64_release)
 from .._inline import always_inline, never_inline
-from ..clock import cycles
+from ..clock import read_cycles
 from .buckets import explicit_index, exponential_index, key_of
 from .layout import INVALID_OFFSET, LAST_INVALID_OFFSET
 
@@ -199,7 +199,7 @@ def gauge_add(shared, copy_slot, value, owned):
 @njit(cache=True)
 def gauge_stamp(shared):
     """Time-stamp a gauge's shared slot (``multiprocess_mode="latest"``)."""
-    store_u64(shared + G_STAMP, cycles())
+    store_u64(shared + G_STAMP, read_cycles())
 
 
 @never_inline

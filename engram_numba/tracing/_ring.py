@@ -100,7 +100,7 @@ from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_a
                      store_u64, store_u64_release, thread_id)
 from .._claim import owns, release
 from .._inline import always_inline
-from ..clock import cycles, monotonic_ns
+from ..clock import read_cycles, read_monotonic_ns
 from .schema import FLAG_BEGIN, FLAG_END
 
 RINGS_OFF = 0
@@ -329,7 +329,7 @@ def sampled(header, thresh):
 @njit(cache=True)
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
-    ts = cycles() if clock == CLOCK_TSC else np.uint64(monotonic_ns())
+    ts = read_cycles() if clock == CLOCK_TSC else np.uint64(read_monotonic_ns())
     p = load_u64(header + R_WRITE)
     index = np.uint64(ring) * np.uint64(capacity) + (p & np.uint64(capacity - 1))
     slot = base + slots + index * np.uint64(SLOT)
