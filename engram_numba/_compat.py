@@ -119,7 +119,7 @@ def overload_method_by_state(typ, name, typer, inline, **options) -> None:
                 cls = by_state[bool(getattr(sig.args[0], "enabled", True))]
                 typing_context = context.typing_context
                 fnty = cls._get_function_type(typing_context, sig.args[0])
-                sig = cls._get_signature(typing_context, fnty, sig.args, {})
+                sig = cls._get_signature(typing_context, fnty, _as_typed(sig.args), {})
                 call = context.get_function(fnty, sig)
                 context.add_linking_libs(getattr(call, "libs", ()))
                 return call(builder, args)
@@ -133,6 +133,24 @@ def overload_method_by_state(typ, name, typer, inline, **options) -> None:
         by_state[enabled] = template
         infer_getattr(template)
         overload(func, inline=how, prefer_literal=prefer_literal, **options)(func)
+
+
+def _as_typed(args) -> tuple:
+    """A lowered call's argument types as its call site gave them when it was typed.
+
+    numba's template keeps the implementation it compiled for a call under the
+    call's own argument types; the signature that reaches lowering has the
+    defaults of the parameters the call left out appended (``Omitted``), and
+    looked up with those, the template compiled the same implementation a
+    second time, as a new function (or loaded it back from the disk cache).
+    A call site never passes an ``Omitted`` itself, so dropping the trailing
+    ones gives the typed key back.
+    """
+    from numba.core import types
+    args = tuple(args)
+    while args and isinstance(args[-1], types.Omitted):
+        args = args[:-1]
+    return args
 
 
 def _copy_function(f):
@@ -241,3 +259,75 @@ def replace_parallel_for(compiled) -> None:
     ``cfunc``; kept alive by the caller)."""
     import llvmlite.binding as ll
     ll.add_symbol("numba_parallel_for", compiled.address)
+
+
+# -- functions compiled only to be linked into others ----------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def linked_only_pipeline():
+    """numba's compiler pipeline (``pipeline_class``) for a function that is only ever
+    linked into the functions that call it, never called through a pointer.
+
+    numba readies every function it compiles to be called: it optimises the
+    function's module with everything it calls linked in, and the JIT engine
+    turns all of it into machine code.  A recording helper's machine code is
+    never run (its callers get its LLVM module and inline it), so that work was
+    repeated, unused, at every level of the recording code.  Here the library
+    of such a function skips both: the engine only gets a stub module holding
+    the function's environment pointers (numba writes them when the function is
+    compiled or loaded from the cache), whose few bytes of object code are what
+    numba's cache keeps as the library's machine code, next to the LLVM module
+    that callers link in.  Its callers optimise it with their own module.
+
+    The record methods that kernels call (the bodies generated per metric and
+    event shape) keep numba's pipeline: the LLVM module a kernel links in is
+    then the one it was before, which matters because making machine code
+    rewrites a module's IR in place (LLVM's code generation preparation), and
+    kernels that linked the unprepared IR of the whole recording code came out
+    with other code: a histogram's special-value counters merged with its bucket
+    increment, 4% slower per ``observe``.  For the same reason a histogram's
+    ``observe`` below them keeps it too (see ``metrics._record``).
+
+    numba 0.60 to the newest: ``codegen.JITCodeLibrary`` with
+    ``_optimize_final_module``, ``_finalize_final_module`` (whose work up to the
+    engine is ``_finalize_dynamic_globals`` and ``_verify_declare_only_symbols``),
+    the object-cache hooks finding the library under ``_CPUCodeLibrary__library``
+    of the module, and ``compiler.Compiler`` with ``state.library``.
+    """
+    import weakref
+
+    from llvmlite import binding as ll
+    from llvmlite import ir
+    from numba.core import cgutils, codegen, compiler
+
+    class LinkedOnlyLibrary(codegen.JITCodeLibrary):
+        def _optimize_final_module(self):
+            pass            # the caller optimises it, linked into its own module
+
+        def _finalize_final_module(self):
+            self._finalize_dynamic_globals()
+            self._verify_declare_only_symbols()
+            stub = self._codegen._create_empty_module(f"{self.name}.env")
+            for gv in self._final_module.global_variables:
+                if gv.name.startswith("_ZN08NumbaEnv") and not gv.is_declaration:
+                    env = ir.GlobalVariable(stub, cgutils.voidptr_t, name=gv.name)
+                    env.linkage = "common"
+                    env.initializer = cgutils.get_null_value(env.type.pointee)
+            stub = ll.parse_assembly(str(stub))
+            stub.triple = self._final_module.triple
+            stub.data_layout = self._final_module.data_layout
+            setattr(stub, "_CPUCodeLibrary__library", weakref.proxy(self))
+            self._codegen._add_module(stub)
+            self._codegen._engine.finalize_object()
+            self._finalized = True
+
+    class LinkedOnlyCompiler(compiler.Compiler):
+        def compile_extra(self, func):
+            if self.state.library is None:
+                library = LinkedOnlyLibrary(self.state.targetctx.codegen(),
+                                            getattr(func, "__qualname__", "linked"))
+                library.enable_object_caching()
+                self.state.library = library
+            return super().compile_extra(func)
+
+    return LinkedOnlyCompiler

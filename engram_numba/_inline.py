@@ -44,20 +44,23 @@ from numba.core.dispatcher import Dispatcher
 from numba.core.typing import signature
 from numba.extending import intrinsic
 
-from ._compat import finish_always_inline, prepare_always_inline
+from ._compat import finish_always_inline, linked_only_pipeline, prepare_always_inline
 
 _MARK = "_engram_numba_inline"
 
 
-def always_inline(fn, *, helper: bool = True):
+def always_inline(fn=None, *, helper: bool = True, linked_only: bool = True):
     """Mark a Python function (before ``njit``) or an njit dispatcher: always inlined by LLVM.
 
-    A dispatcher also becomes a recording helper (:func:`recording_helper`) unless
-    ``helper`` is False (a kernel method's body: a user's code, typed as numba types it).
+    A dispatcher also becomes a recording helper (:func:`recording_helper`, with
+    ``linked_only``) unless ``helper`` is False (a kernel method's body: a user's code,
+    typed as numba types it).  Without ``fn``: a decorator with these options.
     """
+    if fn is None:
+        return lambda f: always_inline(f, helper=helper, linked_only=linked_only)
     setattr(getattr(fn, "py_func", fn), _MARK, True)
     if helper and isinstance(fn, Dispatcher):
-        recording_helper(fn)
+        recording_helper(fn, linked_only=linked_only)
     return fn
 
 
@@ -77,7 +80,11 @@ def always_inline(fn, *, helper: bool = True):
 #   metric, event type and tracer (the constants still reach LLVM, which inlines
 #   the helper and folds them, so the machine code of a record is the same);
 # * has no entry point for Python: a call from Python runs a twin compiled for
-#   Python on its first call (without disk cache, so the two never share an entry).
+#   Python on its first call (without disk cache, so the two never share an entry);
+# * is compiled to LLVM only, without machine code or a module optimisation of its
+#   own: its callers link it in and optimise it with themselves
+#   (:func:`._compat.linked_only_pipeline`; a helper marked ``linked_only=False``
+#   keeps numba's whole pipeline, where that gave kernels better machine code).
 
 _helper_classes: dict = {}
 
@@ -112,12 +119,17 @@ def _helper_class(cls):
     return sub
 
 
-def recording_helper(dispatcher):
-    """Make an njit dispatcher of the package a recording helper (see above); returns it."""
+def recording_helper(dispatcher, linked_only: bool = True):
+    """Make an njit dispatcher of the package a recording helper (see above); returns it.
+
+    ``linked_only`` False keeps numba's whole pipeline for it (its module optimised and
+    made machine code on its own), where that gave kernels better machine code."""
     if not isinstance(dispatcher, Dispatcher) or dispatcher.targetoptions.get("no_cpython_wrapper"):
         return dispatcher
     dispatcher.targetoptions["no_cpython_wrapper"] = True
     dispatcher.targetoptions["no_cfunc_wrapper"] = True
+    if linked_only:
+        dispatcher._compiler.pipeline_class = linked_only_pipeline()
     dispatcher.__class__ = _helper_class(type(dispatcher))
     return dispatcher
 

@@ -32,8 +32,13 @@ __all__ = ["monotonic_ns", "cycles", "Anchor", "Calibration", "calibrate", "now_
 _CLOCK_MONOTONIC = getattr(time, "CLOCK_MONOTONIC", 1)
 
 
+# The two clocks as intrinsics, for compiled code only: the package's recording code calls
+# them directly (``monotonic_ns`` and ``cycles`` below, callable from Python too, are
+# inlined by numba at each call site, which runs numba's front end on them every time).
+
 @intrinsic
-def _clock_gettime_ns(typingctx):
+def read_monotonic_ns(typingctx):
+    """CLOCK_MONOTONIC in nanoseconds, int64 (compiled code only)."""
     sig = types.int64()
 
     def codegen(context, builder, sig, args):
@@ -51,7 +56,8 @@ def _clock_gettime_ns(typingctx):
 
 
 @intrinsic
-def _readcyclecounter(typingctx):
+def read_cycles(typingctx):
+    """The CPU time-stamp counter, uint64 (compiled code only)."""
     sig = types.uint64()
 
     def codegen(context, builder, sig, args):
@@ -65,13 +71,13 @@ def _readcyclecounter(typingctx):
 @njit(inline="always")
 def monotonic_ns():
     """CLOCK_MONOTONIC in nanoseconds (callable from kernels and Python)."""
-    return _clock_gettime_ns()
+    return read_monotonic_ns()
 
 
 @njit(inline="always")
 def cycles():
     """The CPU time-stamp counter (callable from kernels and Python)."""
-    return _readcyclecounter()
+    return read_cycles()
 
 
 def tsc_is_reliable() -> bool:

@@ -63,3 +63,51 @@ def test_a_cold_path_stays_a_call_and_the_hot_loop_holds_no_stack_store():
         if any("call" in line for line in body):
             continue                           # the shared copy's loop
         assert not [line for line in body if "(%rsp)" in line], body
+
+
+def test_a_record_method_is_built_once_for_typing_and_lowering():
+    """numba types a method call with the call site's arguments and lowers it with the
+    defaults of the omitted parameters appended; the lowering must find the function that
+    the typing built instead of building (compiling, or loading from disk) a second one."""
+    import enum
+    import gc
+
+    from numba.core.dispatcher import Dispatcher
+
+    from engram_numba import Counter, Event, EventSet, Gauge, MetricSet, Span, Tracer
+
+    class Side(enum.IntEnum):
+        LEFT = 0
+        RIGHT = 1
+
+    class Once(MetricSet, name="built_once"):
+        hits = Counter("built_once_hits_total", labels={"side": Side})
+        level = Gauge("built_once_level")
+
+    class OnceEvents(EventSet, name="built_once"):
+        step = Event("A step", k=np.uint32)
+        work = Span("Work")
+
+    @njit
+    def k(m, tr):
+        tr.work.begin()
+        m.hits.inc(Side.LEFT)
+        m.level.set(2.0)
+        tr.step.emit(3)
+        tr.work.end()
+
+    def generated() -> list:
+        return [obj for obj in gc.get_objects() if issubclass(type(obj), Dispatcher)
+                and getattr(obj.py_func, "_engram_numba_source", None) is not None]
+
+    before = {id(d) for d in generated()}
+    m, tr = Once(), Tracer(OnceEvents)
+    k(m, tr)
+    assert m.hits.value(Side.LEFT) == 1 and len(tr.drain()) == 3
+    built: dict = {}
+    for d in generated():
+        if id(d) not in before:
+            source = d.py_func._engram_numba_source
+            built[source] = built.get(source, 0) + 1
+    assert len(built) >= 4, built            # inc, set, emit, begin (and end's)
+    assert all(n == 1 for n in built.values()), built

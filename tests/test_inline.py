@@ -68,3 +68,33 @@ def test_a_helper_called_from_python_runs_the_same_code():
 
     for v in (1e-3, 0.5, 1.0, 1.5, 2.0, 1e6):
         assert exponential_index(v, 3, lut, bounds) == compiled(v)
+
+
+def test_a_recording_helper_keeps_no_machine_code_of_its_own():
+    """A recording helper is only linked into the functions that call it, so numba turns
+    none of it into machine code of its own: the object code it keeps (what its disk cache
+    entry holds) has its environment pointer and not its function.  A plain njit function
+    (the control) has its function there; the kernel calling the helper runs it."""
+    from engram_numba._inline import always_inline
+
+    def twice_plus(a, b):
+        return 2 * a + b
+
+    helper = always_inline(njit(twice_plus))
+    plain = njit(twice_plus)
+
+    @njit
+    def kernel(a, b):
+        return helper(a, b) + plain(a, b)
+
+    assert kernel(3, 4) == 20
+    assert helper(3, 4) == 10                   # from Python, through its twin
+
+    def object_code(dispatcher):
+        (cres,) = dispatcher.overloads.values()
+        return cres.fndesc.mangled_name.encode(), cres.library._get_compiled_object()
+
+    name, code = object_code(plain)
+    assert name in code
+    name, code = object_code(helper)
+    assert name not in code and b"NumbaEnv" in code

@@ -222,6 +222,38 @@ def test_out_of_range_labels_in_kernels_are_counted_not_written():
     assert set(changed.tolist()) <= allowed
 
 
+@njit
+def enum_and_literal_labels(m):
+    m.sold.inc(Color.RED)
+    m.by_shape.inc(Color.BLUE, Shape.SQUARE)
+    m.stock.set(2.0, "b")
+    m.price.observe(0.5)
+
+
+@njit
+def integer_labels(m, k):
+    m.sold.inc(k)
+
+
+def test_a_record_whose_labels_cannot_be_out_of_range_compiles_no_refusal():
+    """Enum members of the declared enum, string literals and no labels at all are in range
+    whatever runs: their records compile without the refusal path (no call to note the
+    invalid record in the kernel); an integer label keeps it (the control)."""
+    m = Shop()
+    enum_and_literal_labels(m)
+    integer_labels(m, 1)
+    assert m.sold.value(Color.RED) == 1 and m.sold.value(Color(1)) == 1
+    assert m.by_shape.value(Color.BLUE, Shape.SQUARE) == 1
+    assert m.stock.value("b") == 2.0 and m.price.read().count == 1
+    assert m.invalid_records == 0
+
+    def llvm(kernel):
+        return kernel.inspect_llvm(kernel.signatures[0])
+
+    assert "note_invalid" not in llvm(enum_and_literal_labels)
+    assert "note_invalid" in llvm(integer_labels)
+
+
 def test_invalid_kernel_records_are_logged_at_the_next_reading(caplog):
     """The first reading after invalid records logs a warning naming the set, the metric,
     the label position and the bad value; more within the interval wait for the next."""

@@ -18,7 +18,9 @@ on a disabled set, where the branch then folds away).
 * A disabled set has its own type with an empty native value: it occupies no
   argument register, and every method on it compiles to nothing, so the kernel's
   machine code is the same as if the calls were not written.
-* Labels are checked at compile time (count, enum class) and at run time (range).
+* Labels are checked at compile time (count, enum class) and at run time (range of an
+  integer label; an enum member of the declared enum and a string literal are in
+  range by construction, and their records compile without the refusal).
   An out-of-range label never touches memory outside the region: the record is
   counted in the set's ``invalid_records`` slot instead.
 """
@@ -298,6 +300,19 @@ def _checked(h, method, labels, values=()):
     return resolved
 
 
+def _in_range(t) -> bool:
+    """Whether a label of type ``t`` (checked by :func:`_check_labels`) is in range whatever
+    its value: a string literal is resolved when the kernel compiles, and a member of the
+    label's declared enum is one of its slots (label enums have the values 0..n-1, see
+    ``LabelDim.from_enum``); an integer is checked when the record runs."""
+    return isinstance(t, (types.StringLiteral, types.IntEnumMember))
+
+
+def _refusable(labels) -> bool:
+    """Whether a record with these label types can meet a label out of range."""
+    return not all(_in_range(t) for t in star(labels))
+
+
 @intrinsic
 def _label_slot(typingctx, handle, labels):
     """Row-major slot of the label indices, or -1 if any is out of range.  String
@@ -316,7 +331,8 @@ def _label_slot(typingctx, handle, labels):
                 v = ir.Constant(intp, values[k].index(lt.literal_value))
             else:
                 v = context.cast(builder, builder.extract_value(args[1], k), lt, types.intp)
-                ok = builder.and_(ok, builder.icmp_unsigned("<", v, ir.Constant(intp, dim)))
+                if not _in_range(lt):
+                    ok = builder.and_(ok, builder.icmp_unsigned("<", v, ir.Constant(intp, dim)))
             slot = builder.add(builder.mul(slot, ir.Constant(intp, dim)), v)
         return builder.select(ok, slot, ir.Constant(intp, -1))
 
@@ -335,7 +351,7 @@ def _bad_label(typingctx, handle, labels):
         val = ir.Constant(i64, 0)
         found = cgutils.false_bit
         for k, (lt, dim) in enumerate(zip(list(sig.args[1]), dims)):
-            if isinstance(lt, types.StringLiteral):
+            if _in_range(lt):
                 continue
             v = context.cast(builder, builder.extract_value(args[1], k), lt, types.int64)
             bad = builder.and_(builder.not_(found),
@@ -394,13 +410,18 @@ class Record:
 
 
 def _generate(body, h, n_labels, value_param, method, resolved=(), child=False, amount="1",
-              **constants):
+              refusable=True, **constants):
     """``def f(h, [value,] l0=None, ...)``: ``body`` after the label slot, for this handle;
     string literal labels (``resolved``) are constants.  ``child``: ``def f(c, <param>=None)``
     on a child handle, whose slot is resolved.  ``amount``: what ``__AMOUNT__`` stands for.
+    ``refusable`` False: no label can be out of range (:func:`_refusable`), and a body
+    opening with :data:`INVALID` goes without it, so that the refusal (and the function
+    that notes it) is not compiled for a record that can never take it.
 
     Built once per (body, handle, label count, string literals, constants).
     """
+    if not refusable and body.startswith(INVALID):
+        body = body[len(INVALID):]
     key = ("metrics", body, h, n_labels, value_param, method, resolved, child, amount,
            tuple(sorted(constants.items())))
     ns = dict(R=R, _label_slot=_label_slot, _bad_label=_bad_label, _child_parts=_child_parts,
@@ -434,7 +455,8 @@ def _record_typer(name, rec):
         if not h.enabled:
             return returning(_head(rec.param))
         return _generate(rec.body, h, len(labels), rec.param, name, resolved,
-                         amount=rec.param or "1", **rec.constants(h, value))
+                         amount=rec.param or "1", refusable=_refusable(labels),
+                         **rec.constants(h, value))
 
     if rec.param:
         def typer(h, value, labels):

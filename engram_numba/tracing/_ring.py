@@ -108,7 +108,7 @@ from .._addr import (add_u64, fence_acquire, fence_release, load_u64, load_u64_a
                      store_u64, store_u64_release, thread_id, unlikely)
 from .._claim import owns, release
 from .._inline import always_inline, never_inline
-from ..clock import cycles, monotonic_ns
+from ..clock import read_cycles, read_monotonic_ns
 from .schema import FLAG_BEGIN, FLAG_CONTEXT, FLAG_END
 
 RINGS_OFF = 0
@@ -166,7 +166,6 @@ _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _16 = np.uint64(16)
 _RING_BITS = np.uint64(0xFFFF << 16)           # bytes 18-19 of a slot's word 2
-_ZERO = np.uint64(0)
 CONTEXT_W2 = np.uint64(FLAG_CONTEXT << 8)      # a context record's type and flags bytes
 
 
@@ -332,6 +331,20 @@ def py_release_ring(base, pid, th_end, n_rings):
     return release_ring(base, pid, th_end, n_rings)
 
 
+# numpy constants of the producer code, made once: written as np.uint64(...) inside a
+# compiled function, each is a call that numba types again whenever the function compiles
+_ZERO = np.uint64(0)
+_SEVEN = np.uint64(7)
+_EIGHT = np.uint64(8)
+_48 = np.uint64(48)
+_BYTE = np.uint64(0xFF)
+_TYPE_BITS = np.uint64(0x7F)
+_RECORDED = np.uint64(RECORDED)
+_SPAN_NUMBER = np.uint64(0xFFFFFFFFFFFF)     # the low 48 bits of a span id
+_SLOT = np.uint64(SLOT)
+_XS_A, _XS_B, _XS_C = np.uint64(13), np.uint64(7), np.uint64(17)    # xorshift64's shifts
+
+
 @always_inline
 @njit(cache=True)
 def sampled(header, thresh):
@@ -339,9 +352,9 @@ def sampled(header, thresh):
     if thresh == ALWAYS:
         return True
     x = load_u64(header + R_RNG)
-    x ^= x << np.uint64(13)
-    x ^= x >> np.uint64(7)
-    x ^= x << np.uint64(17)
+    x ^= x << _XS_A
+    x ^= x >> _XS_B
+    x ^= x << _XS_C
     store_u64(header + R_RNG, x)
     return x < thresh
 
@@ -350,14 +363,14 @@ def sampled(header, thresh):
 @njit(cache=True)
 def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w7):
     """Write one event into ``ring`` (owned by the caller): the seqlock protocol above."""
-    ts = cycles() if clock == CLOCK_TSC else np.uint64(monotonic_ns())
+    ts = read_cycles() if clock == CLOCK_TSC else np.uint64(read_monotonic_ns())
     p = load_u64(header + R_WRITE)
     index = np.uint64(ring) * np.uint64(capacity) + (p & np.uint64(capacity - 1))
-    slot = base + slots + index * np.uint64(SLOT)
+    slot = base + slots + index * _SLOT
     store_u64(slot, _TWO * p + _ONE)
     fence_release()
     store_u64(slot + 8, ts)
-    store_u64(slot + 16, w2 | (np.uint64(ring) << np.uint64(16)))
+    store_u64(slot + 16, w2 | (np.uint64(ring) << _16))
     store_u64(slot + 24, w3)
     store_u64(slot + 32, w4)
     store_u64(slot + 40, w5)
@@ -423,16 +436,16 @@ def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w
     """
     if ring < 0:
         add_u64(base + NO_RING_OFF, _ONE)
-        return np.uint64(0)
+        return _ZERO
     header = base + th_end + RING_HEADER_SIZE * ring
     depth = load_u64(header + R_DEPTH)
     if depth >= MAX_DEPTH:
         add_u64(base + INVALID_OFF, _ONE)  # too deep: counted, never written
         store_u64(header + R_DEPTH, depth + _ONE)
-        return np.uint64(0)
+        return _ZERO
     n = load_u64(header + R_SPANS) + _ONE
     store_u64(header + R_SPANS, n)
-    span_id = (np.uint64(ring + 1) << np.uint64(48)) | (n & np.uint64(0xFFFFFFFFFFFF))
+    span_id = (np.uint64(ring + 1) << _48) | (n & _SPAN_NUMBER)
     if depth > 0:
         parent = load_u64(header + R_STACK_IDS + 8 * (depth - _ONE))
     else:
@@ -445,8 +458,8 @@ def span_begin(base, ring, th_end, slots, capacity, clock, type_index, thresh, w
     _store_type(header, depth, type_index | (RECORDED if recorded else 0))
     store_u64(header + R_DEPTH, depth + _ONE)
     if recorded:
-        flags = np.uint64(FLAG_BEGIN | (depth << np.uint64(2)))
-        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << np.uint64(8)),
+        flags = np.uint64(FLAG_BEGIN | (depth << _TWO))
+        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << _EIGHT),
                    span_id, parent, w5, w6, w7)
     return span_id
 
@@ -473,15 +486,15 @@ def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
         store_u64(header + R_DEPTH, depth)
         return False
     t = _load_type(header, depth)
-    if (t & np.uint64(0x7F)) != type_index:
+    if (t & _TYPE_BITS) != type_index:
         add_u64(base + INVALID_OFF, _ONE)  # not the innermost open span's type
         return False
     store_u64(header + R_DEPTH, depth)
-    if t & np.uint64(RECORDED):
+    if t & _RECORDED:
         span_id = load_u64(header + R_STACK_IDS + 8 * depth)
-        flags = np.uint64(FLAG_END | (depth << np.uint64(2)))
-        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << np.uint64(8)),
-                   span_id, np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
+        flags = np.uint64(FLAG_END | (depth << _TWO))
+        write_slot(base, slots, header, ring, capacity, clock, w2 | (flags << _EIGHT),
+                   span_id, _ZERO, _ZERO, _ZERO, _ZERO)
         return True
     return False
 
@@ -492,18 +505,18 @@ def span_end(base, ring, th_end, slots, capacity, clock, type_index, w2):
 @always_inline
 @njit(cache=True)
 def _store_type(header, depth, value):
-    word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
-    shift = (depth & np.uint64(7)) * np.uint64(8)
+    word = header + R_STACK_TYPES + (depth & ~_SEVEN)
+    shift = (depth & _SEVEN) * _EIGHT
     old = load_u64(word)
-    new = (old & ~(np.uint64(0xFF) << shift)) | (np.uint64(value) << shift)
+    new = (old & ~(_BYTE << shift)) | (np.uint64(value) << shift)
     store_u64(word, new)
 
 
 @always_inline
 @njit(cache=True)
 def _load_type(header, depth):
-    word = header + R_STACK_TYPES + (depth & ~np.uint64(7))
-    return (load_u64(word) >> ((depth & np.uint64(7)) * np.uint64(8))) & np.uint64(0xFF)
+    word = header + R_STACK_TYPES + (depth & ~_SEVEN)
+    return (load_u64(word) >> ((depth & _SEVEN) * _EIGHT)) & _BYTE
 
 
 # -- consumer ----------------------------------------------------------------------------------
