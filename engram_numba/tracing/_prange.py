@@ -238,7 +238,6 @@ def _build(original: int):
                     context_record(load_u64(e), load_u64(e + np.uint64(40)), header, ring,
                                    load_u64(e + np.uint64(48)), load_u64(e + np.uint64(56)),
                                    before)
-                    store_u64(header + R_ANNOUNCE, np.uint64(0))
 
     vp = types.voidptr
     trampoline = cfunc(types.void(vp, vp, vp, vp), nopython=True)(chunk)

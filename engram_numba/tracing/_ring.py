@@ -380,25 +380,18 @@ def write_slot(base, slots, header, ring, capacity, clock, w2, w3, w4, w5, w6, w
     store_u64_release(header + R_WRITE, p + _ONE)
 
 
-def _context_record(base, slots, header, ring, capacity, clock, span):
-    """A context record (see ._prange): from here on, the ring's instant events with no
-    span open belong to ``span`` (0: to none)."""
+@njit(cache=True)
+def context_record(base, slots, header, ring, capacity, clock, span):
+    """Write a context record (see ._prange): from here on, the ring's instant events with
+    no span open belong to ``span`` (0: to none); nothing is left to announce."""
     write_slot(base, slots, header, ring, capacity, clock, CONTEXT_W2, span, _ZERO, _ZERO,
                _ZERO, _ZERO)
     store_u64(header + R_CONTEXTS, load_u64(header + R_CONTEXTS) + _ONE)
-
-
-context_record = njit(cache=True)(_context_record)
-
-
-@njit(cache=True)
-def _announce(base, slots, header, ring, capacity, clock, span):
-    context_record(base, slots, header, ring, capacity, clock, span)
     store_u64(header + R_ANNOUNCE, _ZERO)
 
 
 #: the first instant event of a parallel region's chunk announces its span (a cold call)
-announce = never_inline(_announce)
+announce = never_inline(context_record)
 
 
 @always_inline
