@@ -133,15 +133,10 @@ class SpanContext:
                    contexts["span_id"].astype(np.uint64))
             if int(ctx[0].max()) >= self.depths.size:
                 ctx = _NO_CONTEXTS                # not this context's rings
-        if not records.size and ctx[0].size:
-            for r, seq, span in zip(ctx[0].tolist(), ctx[1].tolist(), ctx[2].tolist()):
-                self.inherited[r] = span
-                self.last[r] = seq
-            return
-        if not records.size or not layout.has_spans:
+        if not layout.has_spans or not (records.size or ctx[0].size):
             return
         rings = records["ring"].astype(np.int64)
-        if int(rings.max()) >= self.depths.size:
+        if rings.size and int(rings.max()) >= self.depths.size:
             return                            # not this context's rings
         span = records["span_id"].copy()
         trace = records["trace_id"].copy()

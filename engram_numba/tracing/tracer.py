@@ -170,6 +170,9 @@ class Tracer(KernelArgument):
         self.n_rings, self.capacity, self.clock = n_rings, capacity, clock
         self._n_types = len(self.layout.types)
         self._th_end = ringbuf.ring_headers_offset(self._n_types)
+        #: the word index of each ring's header in the region's words
+        self._heads = np.array([ringbuf.header_word(0, r, self._n_types)
+                                for r in range(n_rings)], dtype=np.int64)
         self._slots = ringbuf.slots_offset(self._n_types, n_rings)
         self._primary = primary
         self._lock = threading.Lock()
@@ -308,7 +311,7 @@ class Tracer(KernelArgument):
             return -1
         words = self._words()
         pid = current_pid()
-        heads = np.array([ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)])
+        heads = self._heads
         mine = np.flatnonzero((words[heads + ringbuf.R_OWNER // 8] == np.uint64(tid))
                               & (words[heads + ringbuf.R_OWNER // 8 + 1] == np.uint64(pid)))
         released = -1
@@ -427,7 +430,7 @@ class Tracer(KernelArgument):
         """Per ring: (OS thread id of its producer, write index when it claimed the ring,
         OS thread id of the producer before)."""
         words = self._words()
-        heads = np.array([ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)])
+        heads = self._heads
         return (words[heads + ringbuf.R_OS_TID // 8], words[heads + ringbuf.R_SINCE // 8],
                 words[heads + ringbuf.R_PREV_OS_TID // 8])
 
@@ -523,7 +526,7 @@ class Tracer(KernelArgument):
         with self._lock:
             self._publish_anchor()
             words = self._words()
-            heads = [ringbuf.header_word(0, r, self._n_types) for r in range(self.n_rings)]
+            heads = self._heads.tolist()
             starts = [int(words[h + ringbuf.R_READ // 8]) for h in heads]
             raw, writes, dropped = self._collect(starts)
             got = np.bincount(raw["ring"], minlength=self.n_rings)
@@ -744,10 +747,7 @@ class _PyHandle:
         if caller is None:
             caller = self._calls[method] = _handle_caller(self._nbtype, method)
         tracer = self._tracer
-        base = tracer._address()
-        if base is not None and not hasattr(tracer._noted, "it"):
-            note_thread(tracer)
-        return caller(base, current_pid(), *values)
+        return caller(tracer._address(), tracer._kernel_pid, *values)
 
     def emit(self, *args) -> bool:
         if self._type.kind is not EVENT:
